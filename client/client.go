@@ -1,0 +1,317 @@
+// Package client is the Go SDK of dfs. It talks to the coordinators over
+// gRPC for metadata and moves chunk bytes straight to and from the
+// datanodes over HTTP.
+//
+// Uploads cut the stream into content-defined chunks and hash every chunk
+// and the whole stream in one pass; only chunks the cluster lacks are sent,
+// several at a time, each to the head of a replication chain. Downloads fetch
+// several chunks at a time, spread over the replicas, verify every chunk's
+// SHA-256 and fall back to another replica on any error. Memory stays
+// bounded by the number of chunks in flight, whatever the file size.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/chunker"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// DefaultCoordinator is the address `dfs server` listens on by default.
+const DefaultCoordinator = "127.0.0.1:9400"
+
+// Config configures a Client. Zero values take the defaults.
+type Config struct {
+	// Coordinators are gRPC addresses; calls fail over from one to the next.
+	Coordinators []string
+	// Uploads is the number of chunks written at once (default 4).
+	Uploads int
+	// Downloads is the number of chunks fetched at once (default 8).
+	Downloads int
+	// Chunk sizes in bytes (defaults 512 KiB, 2 MiB, 8 MiB).
+	MinChunk, AvgChunk, MaxChunk int
+	// HTTPClient reaches the datanodes.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Client is a connection to a dfs cluster. It is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	chunks chunker.Options
+	conns  []*grpc.ClientConn
+	coords []api.CoordinatorClient
+	http   *http.Client
+	log    *slog.Logger
+	bufs   sync.Pool
+
+	mu   sync.Mutex
+	next int // coordinator to try first
+}
+
+// New returns a client of the cluster whose coordinators are given.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Coordinators) == 0 {
+		cfg.Coordinators = []string{DefaultCoordinator}
+	}
+	if cfg.Uploads <= 0 {
+		cfg.Uploads = 4
+	}
+	if cfg.Downloads <= 0 {
+		cfg.Downloads = 8
+	}
+	opts := chunker.Default
+	if cfg.MinChunk > 0 || cfg.AvgChunk > 0 || cfg.MaxChunk > 0 {
+		opts = chunker.Options{Min: cfg.MinChunk, Avg: cfg.AvgChunk, Max: cfg.MaxChunk}
+		if err := opts.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Client{cfg: cfg, chunks: opts, log: cfg.Logger, http: cfg.HTTPClient}
+	if c.http == nil {
+		c.http = &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			DisableCompression:    true,
+			WriteBufferSize:       256 << 10,
+			ReadBufferSize:        256 << 10,
+		}}
+	}
+	max := opts.Max
+	c.bufs.New = func() any { b := make([]byte, max); return &b }
+	for _, addr := range cfg.Coordinators {
+		addr = strings.TrimSpace(addr)
+		if addr == "" {
+			continue
+		}
+		conn, err := rpc.Dial(addr)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.conns = append(c.conns, conn)
+		c.coords = append(c.coords, api.NewCoordinatorClient(conn))
+	}
+	if len(c.coords) == 0 {
+		return nil, errors.New("client: no coordinator address")
+	}
+	return c, nil
+}
+
+// Close releases the client's connections.
+func (c *Client) Close() error {
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	if t, ok := c.http.Transport.(*http.Transport); ok && c.cfg.HTTPClient == nil {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+// call runs fn against a coordinator, moving on to the next one when a
+// coordinator is unreachable. Errors come back as dfs errors.
+func (c *Client) call(ctx context.Context, fn func(api.CoordinatorClient) error) error {
+	c.mu.Lock()
+	start := c.next
+	c.mu.Unlock()
+	var err error
+	for i := range c.coords {
+		k := (start + i) % len(c.coords)
+		err = fn(c.coords[k])
+		if err == nil || !rpc.Retryable(err) || ctx.Err() != nil {
+			if err == nil && k != start {
+				c.mu.Lock()
+				c.next = k
+				c.mu.Unlock()
+			}
+			break
+		}
+	}
+	err = rpc.FromStatus(err)
+	if errors.Is(err, dfs.ErrUnavailable) && !strings.Contains(err.Error(), "coordinator") {
+		err = fmt.Errorf("coordinator %s: %w", strings.Join(c.cfg.Coordinators, ","), err)
+	}
+	return err
+}
+
+// Stat returns a file's record.
+func (c *Client) Stat(ctx context.Context, path string) (dfs.FileInfo, error) {
+	var resp *api.StatResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Stat(ctx, &api.StatRequest{Path: path})
+		return err
+	})
+	if err != nil {
+		return dfs.FileInfo{}, err
+	}
+	return fileFromAPI(resp.File), nil
+}
+
+// Delete removes a path. The bytes go when nothing refers to them.
+func (c *Client) Delete(ctx context.Context, path string) error {
+	return c.call(ctx, func(cc api.CoordinatorClient) error {
+		_, err := cc.Delete(ctx, &api.DeleteRequest{Path: path})
+		return err
+	})
+}
+
+// ListOptions select a page of a listing.
+type ListOptions struct {
+	Prefix     string
+	Delimiter  string
+	StartAfter string
+	Limit      int
+}
+
+// Listing is one page of a listing.
+type Listing struct {
+	Files     []dfs.FileInfo
+	Prefixes  []string
+	Truncated bool
+	Next      string // StartAfter of the next page
+}
+
+// List returns one page of the paths under a prefix.
+func (c *Client) List(ctx context.Context, o ListOptions) (Listing, error) {
+	var resp *api.ListResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.List(ctx, &api.ListRequest{Prefix: o.Prefix, Delimiter: o.Delimiter, StartAfter: o.StartAfter, Limit: int32(o.Limit)})
+		return err
+	})
+	if err != nil {
+		return Listing{}, err
+	}
+	l := Listing{Prefixes: resp.Prefixes, Truncated: resp.Truncated, Next: resp.NextStartAfter}
+	for _, f := range resp.Files {
+		l.Files = append(l.Files, fileFromAPI(f))
+	}
+	return l, nil
+}
+
+// ListAll walks every page of a listing.
+func (c *Client) ListAll(ctx context.Context, o ListOptions, fn func(Listing) error) error {
+	for {
+		l, err := c.List(ctx, o)
+		if err != nil {
+			return err
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+		if !l.Truncated {
+			return nil
+		}
+		o.StartAfter = l.Next
+	}
+}
+
+// Nodes returns the node table.
+func (c *Client) Nodes(ctx context.Context) ([]dfs.NodeInfo, error) {
+	var resp *api.NodesResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Nodes(ctx, &api.NodesRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dfs.NodeInfo, 0, len(resp.Nodes))
+	for _, n := range resp.Nodes {
+		st := dfs.NodeState(n.State)
+		info := dfs.NodeInfo{
+			ID: dfs.NodeID(n.Node.GetId()), Addr: n.Node.GetAddr(), GRPCAddr: n.Node.GetGrpcAddr(), Zone: n.Node.GetZone(),
+			State: st, Alive: st != dfs.NodeDead && st != dfs.NodeSuspect,
+			CapacityBytes: n.CapacityBytes, UsedBytes: n.UsedBytes, FreeBytes: n.FreeBytes, Chunks: n.Chunks,
+		}
+		if n.LastHeartbeatUnixNano != 0 {
+			info.LastHeartbeat = time.Unix(0, n.LastHeartbeatUnixNano)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Location is a file (or a content) with its chunks and their live replicas.
+type Location struct {
+	File    dfs.FileInfo // zero for a lookup by content hash
+	Content dfs.ContentHash
+	Size    int64
+	Chunks  []dfs.ChunkLocation
+}
+
+// Locate returns a file's chunks and where they live.
+func (c *Client) Locate(ctx context.Context, path string) (Location, error) {
+	var resp *api.LookupResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Lookup(ctx, &api.LookupRequest{Path: path})
+		return err
+	})
+	if err != nil {
+		return Location{}, err
+	}
+	return locationFromAPI(resp)
+}
+
+// LocateContent returns a content's chunks and where they live.
+func (c *Client) LocateContent(ctx context.Context, h dfs.ContentHash) (Location, error) {
+	var resp *api.LookupResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.LookupContent(ctx, &api.LookupContentRequest{ContentHash: h[:]})
+		return err
+	})
+	if err != nil {
+		return Location{}, err
+	}
+	return locationFromAPI(resp)
+}
+
+func locationFromAPI(resp *api.LookupResponse) (Location, error) {
+	h, err := dfs.HashFromBytes(resp.ContentHash)
+	if err != nil {
+		return Location{}, err
+	}
+	loc := Location{Content: h, Size: resp.Size, Chunks: make([]dfs.ChunkLocation, len(resp.Chunks))}
+	if resp.File != nil {
+		loc.File = fileFromAPI(resp.File)
+	}
+	for i, ch := range resp.Chunks {
+		ref, err := dfs.HashFromBytes(ch.Hash)
+		if err != nil {
+			return Location{}, err
+		}
+		cl := dfs.ChunkLocation{ChunkRef: dfs.ChunkRef{Hash: ref, Size: ch.Size}, Offset: ch.Offset}
+		for _, id := range ch.Nodes {
+			cl.Replicas = append(cl.Replicas, dfs.Replica{Node: dfs.NodeID(id), Addr: resp.Nodes[id].GetAddr()})
+		}
+		loc.Chunks[i] = cl
+	}
+	return loc, nil
+}
+
+func fileFromAPI(f *api.FileInfo) dfs.FileInfo {
+	h, _ := dfs.HashFromBytes(f.GetContentHash())
+	return dfs.FileInfo{
+		Path:        f.GetPath(),
+		Size:        f.GetSize(),
+		Content:     h,
+		ContentType: f.GetContentType(),
+		Created:     time.Unix(0, f.GetCreatedUnixNano()),
+		Modified:    time.Unix(0, f.GetModifiedUnixNano()),
+	}
+}

@@ -1,0 +1,359 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/chunker"
+	"github.com/dfs-store/dfs/internal/dataplane"
+)
+
+// PutOptions tune an upload.
+type PutOptions struct {
+	ContentType string
+	// Progress, if set, is called with the number of bytes of the source
+	// handled so far (sent, or found already stored).
+	Progress func(done int64)
+}
+
+// PutResult says what an upload did.
+type PutResult struct {
+	File dfs.FileInfo
+	// Duplicate: the cluster already held this content.
+	Duplicate bool
+	// Chunks is the number of chunks of the file; NewChunks of them were
+	// sent, carrying SentBytes.
+	Chunks, NewChunks int
+	SentBytes         int64
+}
+
+// maxPutAttempts bounds how often one chunk is placed anew after its chain
+// failed.
+const maxPutAttempts = 5
+
+// pending is a chunk between the splitter and the datanodes.
+type pending struct {
+	ref   dfs.ChunkRef
+	buf   *[]byte
+	chain []*api.Node
+	need  int // nodes of the chain that must store it
+}
+
+func (p *pending) data() []byte { return (*p.buf)[:p.ref.Size] }
+
+// Put stores the bytes of r at path. Nothing is committed unless every byte
+// was read and every new chunk is stored with enough replicas: a failed or
+// cancelled Put leaves the path's previous version intact.
+func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions) (PutResult, error) {
+	clean, err := dfs.CleanPath(path)
+	if err != nil {
+		return PutResult{}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	split, err := chunker.New(r, c.chunks)
+	if err != nil {
+		return PutResult{}, err
+	}
+	var (
+		res     PutResult
+		refs    []dfs.ChunkRef
+		done    atomic.Int64
+		sent    atomic.Int64
+		nsent   atomic.Int64
+		session atomic.Value // string: the upload session, once opened
+		wg      sync.WaitGroup
+	)
+	progress := func(n int64) {
+		d := done.Add(n)
+		if o.Progress != nil {
+			o.Progress(d)
+		}
+	}
+	session.Store("")
+	// Buffers in flight are bounded: the splitter waits for a free slot.
+	slots := make(chan struct{}, 2*c.cfg.Uploads)
+	batches := make(chan []*pending, c.cfg.Uploads)
+	work := make(chan *pending, 2*c.cfg.Uploads)
+	release := func(p *pending) {
+		c.bufs.Put(p.buf)
+		<-slots
+	}
+
+	// Upload workers.
+	for range c.cfg.Uploads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				if ctx.Err() == nil {
+					if err := c.putChunk(ctx, session.Load().(string), p); err != nil {
+						cancel(err)
+					} else {
+						sent.Add(p.ref.Size)
+						nsent.Add(1)
+						progress(p.ref.Size)
+					}
+				}
+				release(p)
+			}
+		}()
+	}
+
+	// Allocator: asks the coordinator about batches of chunks, in order, and
+	// hands new ones to the workers. A chunk repeated within the file is
+	// sent once.
+	allocDone := make(chan struct{})
+	go func() {
+		defer close(allocDone)
+		defer close(work)
+		seen := map[dfs.Hash]bool{}
+		for batch := range batches {
+			if ctx.Err() != nil {
+				for _, p := range batch {
+					release(p)
+				}
+				continue
+			}
+			var ask []*pending
+			for _, p := range batch {
+				if seen[p.ref.Hash] {
+					progress(p.ref.Size)
+					release(p)
+					continue
+				}
+				seen[p.ref.Hash] = true
+				ask = append(ask, p)
+			}
+			if len(ask) == 0 {
+				continue
+			}
+			sid, placements, err := c.allocate(ctx, session.Load().(string), ask, nil)
+			if err != nil {
+				cancel(err)
+				for _, p := range ask {
+					release(p)
+				}
+				continue
+			}
+			session.Store(sid)
+			for i, p := range ask {
+				if placements[i].Have {
+					progress(p.ref.Size)
+					release(p)
+					continue
+				}
+				p.chain, p.need = placements[i].Chain, int(placements[i].Need)
+				work <- p
+			}
+		}
+	}()
+
+	// Splitter: this goroutine reads the source once, cutting and hashing.
+	var splitErr error
+	var batch []*pending
+	flush := func() {
+		if len(batch) > 0 {
+			batches <- batch
+			batch = nil
+		}
+	}
+	for ctx.Err() == nil {
+		ch, err := split.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			splitErr = fmt.Errorf("put %s: read source: %w", clean, err)
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		buf := c.bufs.Get().(*[]byte)
+		if cap(*buf) < len(ch.Data) {
+			b := make([]byte, len(ch.Data))
+			buf = &b
+		}
+		copy((*buf)[:len(ch.Data)], ch.Data)
+		ref := dfs.ChunkRef{Hash: ch.Hash, Size: int64(len(ch.Data))}
+		refs = append(refs, ref)
+		batch = append(batch, &pending{ref: ref, buf: buf})
+		// Send a batch when it is full or when nothing is waiting to be
+		// allocated, so the datanodes are never idle.
+		if len(batch) >= 32 || len(batches) == 0 {
+			flush()
+		}
+	}
+	flush()
+	close(batches)
+	<-allocDone
+	wg.Wait()
+
+	if splitErr != nil {
+		cancel(splitErr)
+	}
+	sid := session.Load().(string)
+	if err := context.Cause(ctx); err != nil {
+		c.abort(sid)
+		return res, err
+	}
+	resp, err := c.commit(ctx, &api.CommitRequest{
+		SessionId:   sid,
+		Path:        clean,
+		ContentHash: hashBytes(split.Sum()),
+		Size:        split.Size(),
+		Chunks:      specs(refs),
+		ContentType: o.ContentType,
+	})
+	if err != nil {
+		c.abort(sid)
+		return res, fmt.Errorf("put %s: commit: %w", clean, err)
+	}
+	res.File = fileFromAPI(resp.File)
+	res.Duplicate = resp.Duplicate
+	res.Chunks = len(refs)
+	res.NewChunks = int(nsent.Load())
+	res.SentBytes = sent.Load()
+	return res, nil
+}
+
+func hashBytes(h dfs.Hash) []byte { return append([]byte(nil), h[:]...) }
+
+func specs(refs []dfs.ChunkRef) []*api.ChunkSpec {
+	out := make([]*api.ChunkSpec, len(refs))
+	for i, r := range refs {
+		out[i] = &api.ChunkSpec{Hash: hashBytes(r.Hash), Size: r.Size}
+	}
+	return out
+}
+
+func (c *Client) allocate(ctx context.Context, session string, ps []*pending, exclude []string) (string, []*api.Placement, error) {
+	req := &api.AllocateRequest{SessionId: session, Exclude: exclude}
+	for _, p := range ps {
+		req.Chunks = append(req.Chunks, &api.ChunkSpec{Hash: hashBytes(p.ref.Hash), Size: p.ref.Size})
+	}
+	var resp *api.AllocateResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Allocate(ctx, req)
+		return err
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("allocate: %w", err)
+	}
+	if len(resp.Placements) != len(ps) {
+		return "", nil, fmt.Errorf("allocate: %d placements for %d chunks", len(resp.Placements), len(ps))
+	}
+	return resp.SessionId, resp.Placements, nil
+}
+
+func (c *Client) commit(ctx context.Context, req *api.CommitRequest) (*api.CommitResponse, error) {
+	var resp *api.CommitResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Commit(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+func (c *Client) abort(session string) {
+	if session == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.call(ctx, func(cc api.CoordinatorClient) error {
+		_, err := cc.AbortSession(ctx, &api.AbortSessionRequest{SessionId: session})
+		return err
+	})
+}
+
+// putChunk writes one chunk along its chain. When too few nodes of the
+// chain store it, the chunk is placed anew away from the nodes that failed.
+func (c *Client) putChunk(ctx context.Context, session string, p *pending) error {
+	var failed []string
+	var lastErr error
+	for attempt := 0; attempt < maxPutAttempts; attempt++ {
+		if attempt > 0 {
+			_, pl, err := c.allocate(ctx, session, []*pending{p}, failed)
+			if err != nil {
+				return fmt.Errorf("chunk %s: %w (after: %v)", p.ref.Hash.Short(), err, lastErr)
+			}
+			if pl[0].Have {
+				return nil
+			}
+			p.chain, p.need = pl[0].Chain, int(pl[0].Need)
+		}
+		if len(p.chain) == 0 {
+			return fmt.Errorf("chunk %s: no datanode to write to", p.ref.Hash.Short())
+		}
+		res, err := c.sendChain(ctx, p)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err == nil && len(res.Stored) >= max(p.need, 1) {
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+			failed = append(failed, p.chain[0].Id)
+		} else {
+			var msgs []string
+			for id, msg := range res.Failed {
+				failed = append(failed, string(id))
+				msgs = append(msgs, fmt.Sprintf("%s: %s", id, msg))
+			}
+			lastErr = fmt.Errorf("stored on %d of %d nodes: %s", len(res.Stored), len(p.chain), strings.Join(msgs, "; "))
+		}
+		c.log.Debug("chunk write failed, placing again", "chunk", p.ref.Hash.Short(), "err", lastErr)
+	}
+	return fmt.Errorf("chunk %s: %d attempts failed, last: %w", p.ref.Hash.Short(), maxPutAttempts, lastErr)
+}
+
+func (c *Client) sendChain(ctx context.Context, p *pending) (dataplane.PutResult, error) {
+	head := p.chain[0]
+	url := "http://" + head.Addr + "/chunks/" + p.ref.Hash.String()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(p.data()))
+	if err != nil {
+		return dataplane.PutResult{}, err
+	}
+	req.ContentLength = p.ref.Size
+	if len(p.chain) > 1 {
+		hops := make([]dataplane.Hop, 0, len(p.chain)-1)
+		for _, n := range p.chain[1:] {
+			hops = append(hops, dataplane.Hop{ID: dfs.NodeID(n.Id), Addr: n.Addr})
+		}
+		req.Header.Set(dataplane.ChainHeader, dataplane.FormatChain(hops))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return dataplane.PutResult{}, fmt.Errorf("node %s: %w", head.Id, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return dataplane.PutResult{}, fmt.Errorf("node %s: %s: %s", head.Id, resp.Status, e.Error)
+	}
+	var res dataplane.PutResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&res); err != nil {
+		return res, fmt.Errorf("node %s: decode answer: %w", head.Id, err)
+	}
+	return res, nil
+}

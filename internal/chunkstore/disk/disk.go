@@ -1,0 +1,579 @@
+// Package disk keeps a datanode's chunks as files in one local directory. It
+// implements dfs.ChunkStore.
+//
+// A chunk named by hash 3f2a9c… lives at dir/chunks/3f/2a/3f2a9c… (two levels
+// of fan-out by the first four hex digits, so no directory grows past a few
+// thousand entries). Bytes are written first to a temporary file in dir/tmp,
+// which is on the same file system, hashed as they arrive, and moved into place
+// only once they match their name. Unless Options.NoSync is set, the file is
+// fsynced before the rename and its directory after it, so a crash at any
+// moment leaves either the whole verified chunk or no chunk; a temporary file
+// left by a crash is removed by the next Open.
+//
+// A Store keeps its chunk count and byte total in memory, computed by a walk
+// at Open and kept exact by Put and Delete. It assumes it is the only writer
+// of its directory: one Store per directory, and no other process adding or
+// removing chunk files while it runs.
+package disk
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/dfs-store/dfs"
+)
+
+// bufSize is the copy buffer for Put: large enough that a 2 MiB chunk takes
+// a couple of write calls, small enough to pool one per concurrent Put.
+const bufSize = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// Options tune a Store.
+type Options struct {
+	// NoSync skips every fsync. Chunks may be lost or left partial by a
+	// machine crash; use it only for benchmarks and throwaway tests.
+	NoSync bool
+
+	// Reserve is the free space, in bytes, that Put leaves on the file
+	// system: a Put that would take free space below it fails with an error
+	// wrapping dfs.ErrNoSpace. Free reports space net of the reserve.
+	Reserve int64
+
+	// Observer, if not nil, is told of chunks added and removed. See
+	// Store.SetObserver.
+	Observer dfs.ChunkObserver
+}
+
+// Store is a dfs.ChunkStore on a local directory. It is safe for concurrent
+// use.
+type Store struct {
+	dir    string
+	chunks string // dir/chunks
+	tmp    string // dir/tmp
+	opts   Options
+
+	obs atomic.Pointer[observerBox]
+
+	// locks serialise the moment a chunk appears or vanishes, per shard of
+	// the hash space, so the existence check, the rename or remove, the
+	// counters and the observer call agree even when Puts and Deletes of the
+	// same chunk race.
+	locks [256]sync.Mutex
+
+	mu      sync.Mutex // guards nChunks and nBytes
+	nChunks int64
+	nBytes  int64
+
+	// dirMu serialises creating fan-out directories; topMade and leafMade
+	// record those made (and made durable) by this Store, so each costs one
+	// mkdir and one fsync per process rather than per Put.
+	dirMu    sync.Mutex
+	topMade  [256]atomic.Bool
+	leafMade [1 << 16]atomic.Bool
+}
+
+type observerBox struct{ o dfs.ChunkObserver }
+
+var _ dfs.ChunkStore = (*Store)(nil)
+
+// Open opens the store in dir, creating dir if needed. It removes temporary
+// files left by an earlier run and counts the chunks already stored.
+func Open(dir string, opts Options) (*Store, error) {
+	s := &Store{
+		dir:    dir,
+		chunks: filepath.Join(dir, "chunks"),
+		tmp:    filepath.Join(dir, "tmp"),
+		opts:   opts,
+	}
+	s.SetObserver(opts.Observer)
+	for _, d := range []string{s.chunks, s.tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+	}
+	if !opts.NoSync {
+		if err := syncDir(dir); err != nil {
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+	}
+	if err := s.clearTmp(); err != nil {
+		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+	}
+	err := s.Walk(context.Background(), func(_ dfs.ChunkHash, size int64) error {
+		s.nChunks++
+		s.nBytes += size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open chunk store %s: count chunks: %w", dir, err)
+	}
+	return s, nil
+}
+
+// clearTmp removes everything in dir/tmp: at Open no Put is in flight, so
+// anything there was abandoned by a crash.
+func (s *Store) clearTmp() error {
+	ents, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return fmt.Errorf("clear temporaries: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(s.tmp, e.Name())); err != nil {
+			return fmt.Errorf("clear temporaries: %w", err)
+		}
+	}
+	return nil
+}
+
+// Dir returns the directory the store was opened on.
+func (s *Store) Dir() string { return s.dir }
+
+// SetObserver sets the observer told of chunks added and removed, replacing
+// any earlier one; nil removes it. The observer is called synchronously once
+// a change is visible (and, unless NoSync, durable), exactly once per actual
+// change: a Put of a chunk already stored, or a Delete of one that is not,
+// reports nothing. Calls for one chunk arrive in the order the changes
+// happened. The observer may read the store but must not Put or Delete.
+func (s *Store) SetObserver(o dfs.ChunkObserver) {
+	if o == nil {
+		s.obs.Store(nil)
+		return
+	}
+	s.obs.Store(&observerBox{o})
+}
+
+func (s *Store) observer() dfs.ChunkObserver {
+	if b := s.obs.Load(); b != nil {
+		return b.o
+	}
+	return nil
+}
+
+// path returns where chunk h lives.
+func (s *Store) path(h dfs.ChunkHash) string {
+	x := h.String()
+	return filepath.Join(s.chunks, x[0:2], x[2:4], x)
+}
+
+func (s *Store) lock(h dfs.ChunkHash) *sync.Mutex { return &s.locks[h[0]] }
+
+// Put stores chunk h read from r; see dfs.ChunkStore. If r has a Len() int
+// method (bytes.Reader, strings.Reader, bytes.Buffer), its length is checked
+// against the free space before anything is written.
+func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
+	if fi, err := os.Stat(s.path(h)); err == nil {
+		return s.verifyStored(ctx, h, fi.Size(), r)
+	}
+
+	var need int64
+	if l, ok := r.(interface{ Len() int }); ok {
+		need = int64(l.Len())
+	}
+	if err := s.checkReserve(h, need); err != nil {
+		return 0, err
+	}
+
+	f, err := os.CreateTemp(s.tmp, h.String()+".*")
+	if err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	tmpName := f.Name()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+			os.Remove(tmpName)
+		}
+	}()
+
+	hw := sha256.New()
+	n, err := stream(ctx, r, f, hw)
+	if err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	var got dfs.Hash
+	hw.Sum(got[:0])
+	if got != h {
+		return 0, fmt.Errorf("put chunk %s: %w: %d bytes hash to %s", h.Short(), dfs.ErrHashMismatch, n, got.Short())
+	}
+	if !s.opts.NoSync {
+		if err := f.Sync(); err != nil {
+			return 0, fmt.Errorf("put chunk %s: sync %s: %w", h.Short(), tmpName, noSpace(err))
+		}
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	// The temporary now holds the chunk's blocks, so free space reflects
+	// the write even when its size was not known beforehand.
+	if err := s.checkReserve(h, 0); err != nil {
+		return 0, err
+	}
+
+	keep = true
+	size, err := s.commit(h, tmpName, n)
+	if err != nil {
+		os.Remove(tmpName)
+		return 0, err
+	}
+	return size, nil
+}
+
+// verifyStored reads r to EOF and checks it against h, which is already
+// stored with the given size. Nothing is written: the stored copy stays.
+func (s *Store) verifyStored(ctx context.Context, h dfs.ChunkHash, size int64, r io.Reader) (int64, error) {
+	hw := sha256.New()
+	n, err := stream(ctx, r, nil, hw)
+	if err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
+	var got dfs.Hash
+	hw.Sum(got[:0])
+	if got != h {
+		return 0, fmt.Errorf("put chunk %s: %w: %d bytes hash to %s", h.Short(), dfs.ErrHashMismatch, n, got.Short())
+	}
+	return size, nil
+}
+
+// commit moves a verified temporary into place, unless a concurrent Put got
+// there first, and accounts for the new chunk.
+func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, error) {
+	l := s.lock(h)
+	l.Lock()
+	defer l.Unlock()
+
+	final := s.path(h)
+	fi, err := os.Lstat(final)
+	if err == nil {
+		os.Remove(tmpName)
+		return fi.Size(), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
+	if err := s.makeFanout(h); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	if err := os.Rename(tmpName, final); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	if !s.opts.NoSync {
+		if err := syncDir(filepath.Dir(final)); err != nil {
+			// Not durable, so not stored: take it back.
+			os.Remove(final)
+			return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+		}
+	}
+	s.account(1, size)
+	if o := s.observer(); o != nil {
+		o.ChunkAdded(h, size)
+	}
+	return size, nil
+}
+
+// makeFanout creates the two directories above h's file and makes their
+// entries durable. Directories are never removed, so once made they stay.
+func (s *Store) makeFanout(h dfs.ChunkHash) error {
+	leafIdx := uint16(h[0])<<8 | uint16(h[1])
+	if s.leafMade[leafIdx].Load() {
+		return nil
+	}
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
+	if s.leafMade[leafIdx].Load() {
+		return nil
+	}
+	x := h.String()
+	top := filepath.Join(s.chunks, x[0:2])
+	if !s.topMade[h[0]].Load() {
+		if err := mkdir(top); err != nil {
+			return err
+		}
+		if !s.opts.NoSync {
+			if err := syncDir(s.chunks); err != nil {
+				return err
+			}
+		}
+		s.topMade[h[0]].Store(true)
+	}
+	if err := mkdir(filepath.Join(top, x[2:4])); err != nil {
+		return err
+	}
+	if !s.opts.NoSync {
+		if err := syncDir(top); err != nil {
+			return err
+		}
+	}
+	s.leafMade[leafIdx].Store(true)
+	return nil
+}
+
+func mkdir(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) account(chunks, bytes int64) {
+	s.mu.Lock()
+	s.nChunks += chunks
+	s.nBytes += bytes
+	s.mu.Unlock()
+}
+
+// checkReserve fails with dfs.ErrNoSpace if writing need more bytes would
+// leave less than the reserve free.
+func (s *Store) checkReserve(h dfs.ChunkHash, need int64) error {
+	if s.opts.Reserve <= 0 {
+		return nil
+	}
+	avail, _, err := s.statfs()
+	if err != nil {
+		return fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
+	if avail-need < s.opts.Reserve {
+		return fmt.Errorf("put chunk %s: %w: %s has %d bytes free, %d needed, %d reserved",
+			h.Short(), dfs.ErrNoSpace, s.dir, avail, need, s.opts.Reserve)
+	}
+	return nil
+}
+
+// stream copies r to w (if not nil) and hw until EOF, checking ctx between
+// reads. Read errors and write errors are told apart in the message.
+func stream(ctx context.Context, r io.Reader, w io.Writer, hw hash.Hash) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := fill(ctx, r, buf)
+		if nr > 0 {
+			hw.Write(buf[:nr])
+			if w != nil {
+				if _, err := w.Write(buf[:nr]); err != nil {
+					return n, fmt.Errorf("write: %w", err)
+				}
+			}
+			n += int64(nr)
+		}
+		switch {
+		case rerr == io.EOF:
+			return n, nil
+		case rerr != nil:
+			return n, rerr
+		}
+	}
+}
+
+// fill reads into buf until it is full, r reports an error (io.EOF
+// included, returned as is), or ctx is done. Filling the buffer before
+// writing keeps writes large when r delivers small pieces, as network
+// bodies do.
+func fill(ctx context.Context, r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		nn, err := r.Read(buf[n:])
+		n += nn
+		if err == io.EOF {
+			return n, io.EOF
+		}
+		if err != nil {
+			return n, fmt.Errorf("read: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// noSpace marks a file system's out-of-space errors as dfs.ErrNoSpace.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", dfs.ErrNoSpace, err)
+	}
+	return err
+}
+
+// Open returns chunk h for reading, and its size. The file stays readable
+// after a concurrent Delete until it is closed.
+func (s *Store) Open(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
+	f, err := os.Open(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), err)
+	}
+	return f, fi.Size(), nil
+}
+
+// Stat returns the size of chunk h, or an error wrapping dfs.ErrNotFound.
+func (s *Store) Stat(h dfs.ChunkHash) (int64, error) {
+	fi, err := os.Stat(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("stat chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat chunk %s: %w", h.Short(), err)
+	}
+	return fi.Size(), nil
+}
+
+// Delete removes chunk h. Deleting a chunk that is not stored succeeds.
+func (s *Store) Delete(h dfs.ChunkHash) error {
+	l := s.lock(h)
+	l.Lock()
+	defer l.Unlock()
+
+	final := s.path(h)
+	fi, err := os.Lstat(final)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+	}
+	if err := os.Remove(final); err != nil {
+		return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+	}
+	// The chunk is gone from view whether or not the directory sync below
+	// succeeds, so account for it first.
+	s.account(-1, -fi.Size())
+	if o := s.observer(); o != nil {
+		o.ChunkRemoved(h)
+	}
+	if !s.opts.NoSync {
+		if err := syncDir(filepath.Dir(final)); err != nil {
+			return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+		}
+	}
+	return nil
+}
+
+// Walk calls fn for every stored chunk until fn returns an error, which Walk
+// returns. Files in the chunk tree whose names are not a lower-case hash in
+// its proper fan-out directory are not chunks and are skipped. Chunks put or
+// deleted during a Walk may or may not be seen.
+func (s *Store) Walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error) error {
+	tops, err := os.ReadDir(s.chunks)
+	if err != nil {
+		return fmt.Errorf("walk chunks: %w", err)
+	}
+	for _, top := range tops {
+		if !top.IsDir() || !isHexByte(top.Name()) {
+			continue
+		}
+		topDir := filepath.Join(s.chunks, top.Name())
+		leaves, err := os.ReadDir(topDir)
+		if err != nil {
+			return fmt.Errorf("walk chunks: %w", err)
+		}
+		for _, leaf := range leaves {
+			if !leaf.IsDir() || !isHexByte(leaf.Name()) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("walk chunks: %w", err)
+			}
+			prefix := top.Name() + leaf.Name()
+			if err := s.walkLeaf(filepath.Join(topDir, leaf.Name()), prefix, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64) error) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("walk chunks: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || len(name) != 64 || name[:4] != prefix {
+			continue
+		}
+		h, err := dfs.ParseHash(name)
+		if err != nil || h.String() != name {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted since the directory was read
+		}
+		if err != nil {
+			return fmt.Errorf("walk chunks: %w", err)
+		}
+		if err := fn(h, fi.Size()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isHexByte(s string) bool {
+	return len(s) == 2 && isLowerHex(s[0]) && isLowerHex(s[1])
+}
+
+func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+// Usage returns the number of chunks stored and their total size.
+func (s *Store) Usage() (chunks, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nChunks, s.nBytes
+}
+
+// Free returns the bytes Put may still use (the file system's space
+// available to unprivileged users, less the reserve, never negative) and the
+// file system's size.
+func (s *Store) Free() (free, capacity int64, err error) {
+	avail, capacity, err := s.statfs()
+	if err != nil {
+		return 0, 0, err
+	}
+	return max(avail-s.opts.Reserve, 0), capacity, nil
+}
+
+func (s *Store) statfs() (avail, capacity int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", s.dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}
+
+// syncDir fsyncs a directory, making the entries in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return d.Close()
+}

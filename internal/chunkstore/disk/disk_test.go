@@ -1,0 +1,289 @@
+package disk_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/chunkstore/disk"
+	"github.com/dfs-store/dfs/internal/chunkstore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{}) })
+}
+
+func TestConformanceNoSync(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{NoSync: true}) })
+}
+
+// With a small reserve every Put takes the free-space checks.
+func TestConformanceReserve(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{Reserve: 1 << 20}) })
+}
+
+func open(t *testing.T, dir string, opts disk.Options) *disk.Store {
+	t.Helper()
+	s, err := disk.Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func randomChunk(seed uint64, size int) ([]byte, dfs.ChunkHash) {
+	b := make([]byte, size)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	return b, dfs.Sum(b)
+}
+
+func put(t *testing.T, s *disk.Store, b []byte) dfs.ChunkHash {
+	t.Helper()
+	h := dfs.Sum(b)
+	if _, err := s.Put(context.Background(), h, bytes.NewReader(b)); err != nil {
+		t.Fatalf("Put %s: %v", h.Short(), err)
+	}
+	return h
+}
+
+func readAll(t *testing.T, s *disk.Store, h dfs.ChunkHash) []byte {
+	t.Helper()
+	r, size, err := s.Open(h)
+	if err != nil {
+		t.Fatalf("Open %s: %v", h.Short(), err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		t.Fatalf("read %s: %v", h.Short(), err)
+	}
+	return b
+}
+
+func tmpEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestLayout(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	if s.Dir() != dir {
+		t.Errorf("Dir() = %q, want %q", s.Dir(), dir)
+	}
+	data, _ := randomChunk(1, 1000)
+	h := put(t, s, data)
+	x := h.String()
+	got, err := os.ReadFile(filepath.Join(dir, "chunks", x[:2], x[2:4], x))
+	if err != nil {
+		t.Fatalf("chunk file not where documented: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("chunk file holds different bytes")
+	}
+}
+
+func TestPersistsAcrossOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	want := make(map[dfs.ChunkHash][]byte)
+	var total int64
+	for i := range 10 {
+		data, _ := randomChunk(uint64(i), 1000*i+1)
+		want[put(t, s, data)] = data
+		total += int64(len(data))
+	}
+	gone := put(t, s, []byte("deleted before reopening"))
+	if err := s.Delete(gone); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := open(t, dir, disk.Options{})
+	if chunks, n := s2.Usage(); chunks != int64(len(want)) || n != total {
+		t.Errorf("Usage after reopen = %d, %d; want %d, %d", chunks, n, len(want), total)
+	}
+	for h, data := range want {
+		if !bytes.Equal(readAll(t, s2, h), data) {
+			t.Errorf("chunk %s reads back different after reopen", h.Short())
+		}
+	}
+	if _, err := s2.Stat(gone); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("deleted chunk after reopen: Stat err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestTmpClearedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	h := put(t, s, []byte("kept"))
+
+	// What a crash mid-Put leaves behind.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.WriteFile(filepath.Join(tmp, h.String()+".123"), []byte("half a chu"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "stray", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := open(t, dir, disk.Options{})
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("tmp/ after Open holds %v, want nothing", left)
+	}
+	if got := readAll(t, s2, h); string(got) != "kept" {
+		t.Errorf("stored chunk reads %q after Open, want %q", got, "kept")
+	}
+}
+
+func TestWalkSkipsStrangers(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	data, _ := randomChunk(1, 500)
+	h := put(t, s, data)
+	x := h.String()
+	chunks := filepath.Join(dir, "chunks")
+	leaf := filepath.Join(chunks, x[:2], x[2:4])
+
+	other := dfs.Sum([]byte("other")).String()
+	strangers := map[string]string{
+		filepath.Join(leaf, "notahash"):                       "junk",
+		filepath.Join(leaf, x+".bak"):                         "junk",
+		filepath.Join(leaf, other):                            "a hash in the wrong directory",
+		filepath.Join(chunks, "zz", "00", other):              "non-hex fan-out",
+		filepath.Join(chunks, x[:2], "README"):                "junk",
+		filepath.Join(chunks, "README"):                       "junk",
+		filepath.Join(leaf, x[:4]+strings.ToUpper(x[4:])):     "upper case",
+		filepath.Join(chunks, other[:2], other[2:4], "x.tmp"): "junk",
+	}
+	for p, content := range strangers {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A directory named like a chunk is not one either.
+	if err := os.MkdirAll(filepath.Join(leaf, dfs.Sum([]byte("dir")).String()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, st := range []*disk.Store{s, open(t, dir, disk.Options{})} {
+		var seen []dfs.ChunkHash
+		err := st.Walk(context.Background(), func(got dfs.ChunkHash, size int64) error {
+			seen = append(seen, got)
+			if got != h || size != int64(len(data)) {
+				t.Errorf("Walk yielded %s (%d bytes), want only %s (%d bytes)", got.Short(), size, h.Short(), len(data))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk: %v", err)
+		}
+		if len(seen) != 1 {
+			t.Errorf("Walk yielded %d chunks, want 1", len(seen))
+		}
+	}
+	if chunks, n := open(t, dir, disk.Options{}).Usage(); chunks != 1 || n != int64(len(data)) {
+		t.Errorf("Usage after reopen counts strangers: %d chunks, %d bytes; want 1, %d", chunks, n, len(data))
+	}
+}
+
+func TestReserve(t *testing.T) {
+	dir := t.TempDir()
+	free, _, err := open(t, dir, disk.Options{}).Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir, disk.Options{Reserve: free + 1<<30})
+	data, h := randomChunk(1, 64<<10)
+
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+	}{
+		{"known size", bytes.NewReader(data)},
+		{"unknown size", iotest.HalfReader(bytes.NewReader(data))},
+	} {
+		_, err := s.Put(context.Background(), h, tc.r)
+		if !errors.Is(err, dfs.ErrNoSpace) {
+			t.Errorf("%s: Put with the reserve beyond free space: err = %v, want ErrNoSpace", tc.name, err)
+		}
+	}
+	if _, err := s.Stat(h); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Stat after refused Put: err = %v, want ErrNotFound", err)
+	}
+	if chunks, n := s.Usage(); chunks != 0 || n != 0 {
+		t.Errorf("Usage after refused Put = %d, %d; want 0, 0", chunks, n)
+	}
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("refused Put left %v in tmp/", left)
+	}
+	if f, _, err := s.Free(); err != nil || f != 0 {
+		t.Errorf("Free with the reserve beyond free space = %d, %v; want 0, nil", f, err)
+	}
+}
+
+// Failed Puts of every kind leave no temporary behind.
+func TestFailedPutsLeaveNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	data, h := randomChunk(1, 3<<20)
+	ctx := context.Background()
+
+	s.Put(ctx, dfs.Sum([]byte("x")), bytes.NewReader(data))
+	s.Put(ctx, h, io.MultiReader(bytes.NewReader(data[:1<<20]), iotest.ErrReader(io.ErrUnexpectedEOF)))
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	s.Put(cctx, h, bytes.NewReader(data))
+
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("failed Puts left %v in tmp/", left)
+	}
+}
+
+type countingObserver struct {
+	mu             sync.Mutex
+	added, removed int
+}
+
+func (o *countingObserver) ChunkAdded(dfs.ChunkHash, int64) {
+	o.mu.Lock()
+	o.added++
+	o.mu.Unlock()
+}
+
+func (o *countingObserver) ChunkRemoved(dfs.ChunkHash) {
+	o.mu.Lock()
+	o.removed++
+	o.mu.Unlock()
+}
+
+func TestObserverOption(t *testing.T) {
+	obs := &countingObserver{}
+	s := open(t, t.TempDir(), disk.Options{Observer: obs})
+	h := put(t, s, []byte("seen"))
+	if err := s.Delete(h); err != nil {
+		t.Fatal(err)
+	}
+	if obs.added != 1 || obs.removed != 1 {
+		t.Errorf("observer from Options heard %d adds, %d removes; want 1, 1", obs.added, obs.removed)
+	}
+}

@@ -1,0 +1,278 @@
+// Package cluster starts dfs roles inside one process: a coordinator with
+// its metadata (an embedded etcd member or an external etcd cluster), and
+// whole clusters of coordinator plus datanodes for `dfs server` and for
+// tests. The roles talk over real sockets exactly as separate processes do;
+// nothing here takes a shortcut through memory.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/coordinator"
+	"github.com/dfs-store/dfs/internal/datanode"
+	"github.com/dfs-store/dfs/internal/etcdserver"
+	"github.com/dfs-store/dfs/internal/meta"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// CoordinatorConfig configures a coordinator and its metadata store.
+type CoordinatorConfig struct {
+	// Listen is the gRPC address (port 0 picks a free one).
+	Listen string
+	// EtcdEndpoints, if set, is an external etcd cluster. Otherwise an etcd
+	// member is embedded, with its data under Dir.
+	EtcdEndpoints []string
+	Dir           string
+	Etcd          etcdserver.Config // for the embedded member; Dir is filled in
+	// KeyRoot is the root of dfs's keys in etcd (default /dfs).
+	KeyRoot     string
+	Coordinator coordinator.Config
+	Logger      *slog.Logger
+}
+
+// Coordinator is a serving coordinator with its metadata connection.
+type Coordinator struct {
+	Etcd   *etcdserver.Server // nil with an external etcd
+	Client *clientv3.Client
+	Meta   *meta.Store
+	Server *coordinator.Server
+	grpc   *grpc.Server
+	ln     net.Listener
+	done   chan struct{}
+}
+
+// Addr is the coordinator's gRPC address.
+func (c *Coordinator) Addr() string { return c.ln.Addr().String() }
+
+// StartCoordinator starts etcd (when embedded), the coordinator and its gRPC
+// server.
+func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinator, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Coordinator{done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		if cfg.Dir == "" {
+			return nil, errors.New("coordinator: embedded etcd needs a data directory")
+		}
+		ec := cfg.Etcd
+		ec.Dir = filepath.Join(cfg.Dir, "etcd")
+		if c.Etcd, err = etcdserver.Start(ctx, ec); err != nil {
+			return nil, err
+		}
+		endpoints = c.Etcd.Endpoints()
+	}
+	c.Client, err = clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      quietZap(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
+	}
+	// Fail early and clearly when etcd cannot be reached.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = c.Client.Get(sctx, "health-probe")
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: not reachable: %w", strings.Join(endpoints, ","), err)
+	}
+	c.Meta = meta.New(c.Client, meta.NewSchema(cfg.KeyRoot))
+
+	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("coordinator: listen %s: %w", cfg.Listen, err)
+	}
+	cc := cfg.Coordinator
+	cc.Addr = c.ln.Addr().String()
+	cc.Logger = cfg.Logger
+	if c.Server, err = coordinator.New(ctx, c.Meta, cc); err != nil {
+		return nil, err
+	}
+	c.grpc = rpc.NewServer()
+	api.RegisterCoordinatorServer(c.grpc, c.Server)
+	api.RegisterRegistryServer(c.grpc, c.Server)
+	go func() {
+		defer close(c.done)
+		c.grpc.Serve(c.ln)
+	}()
+	return c, nil
+}
+
+// Close stops the coordinator and, when embedded, its etcd member.
+func (c *Coordinator) Close() error {
+	if c.grpc != nil {
+		stopped := make(chan struct{})
+		go func() { c.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			c.grpc.Stop()
+		}
+		<-c.done
+	} else if c.ln != nil {
+		c.ln.Close()
+	}
+	if c.Server != nil {
+		c.Server.Close()
+	}
+	if c.Client != nil {
+		c.Client.Close()
+	}
+	if c.Etcd != nil {
+		c.Etcd.Close()
+	}
+	return nil
+}
+
+// Config configures an all-in-one cluster.
+type Config struct {
+	// Dir holds everything: etcd under etcd/, datanodes under datanodes/.
+	Dir string
+	// GRPC is the coordinator's address (default 127.0.0.1:9400).
+	GRPC string
+	// Datanodes is the number of datanodes (default 3).
+	Datanodes int
+	// NoSync skips fsync of chunk files (benchmarks only).
+	NoSync bool
+	// DatanodeReserve is disk space each datanode leaves free.
+	DatanodeReserve int64
+	// EtcdEndpoints, if set, replaces the embedded etcd.
+	EtcdEndpoints []string
+	KeyRoot       string
+	Coordinator   coordinator.Config
+	Logger        *slog.Logger
+}
+
+// Cluster is a coordinator and its datanodes in one process.
+type Cluster struct {
+	Coordinator *Coordinator
+	Nodes       []*datanode.Node
+	cfg         Config
+}
+
+// Start starts a cluster and waits until every datanode has registered.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("cluster: no data directory")
+	}
+	if cfg.GRPC == "" {
+		cfg.GRPC = client.DefaultCoordinator
+	}
+	if cfg.Datanodes <= 0 {
+		cfg.Datanodes = 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	cl := &Cluster{cfg: cfg}
+	defer func() {
+		if err != nil {
+			cl.Close()
+		}
+	}()
+	cl.Coordinator, err = StartCoordinator(ctx, CoordinatorConfig{
+		Listen:        cfg.GRPC,
+		EtcdEndpoints: cfg.EtcdEndpoints,
+		Dir:           cfg.Dir,
+		KeyRoot:       cfg.KeyRoot,
+		Coordinator:   cfg.Coordinator,
+		Logger:        cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range cfg.Datanodes {
+		if err := cl.AddDatanode(filepath.Join(cfg.Dir, "datanodes", fmt.Sprintf("dn%d", i+1))); err != nil {
+			return nil, err
+		}
+	}
+	if err := cl.WaitNodes(ctx, cfg.Datanodes); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// AddDatanode starts one more datanode with its data in dir.
+func (cl *Cluster) AddDatanode(dir string) error {
+	n, err := datanode.Start(datanode.Config{
+		Dir:          dir,
+		Listen:       "127.0.0.1:0",
+		Coordinators: []string{cl.Coordinator.Addr()},
+		NoSync:       cl.cfg.NoSync,
+		Reserve:      cl.cfg.DatanodeReserve,
+		Logger:       cl.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	cl.Nodes = append(cl.Nodes, n)
+	return nil
+}
+
+// WaitNodes waits until at least n datanodes are alive in the node table.
+func (cl *Cluster) WaitNodes(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		alive := 0
+		for _, ni := range cl.Coordinator.Server.NodeTable() {
+			if ni.Alive {
+				alive++
+			}
+		}
+		if alive >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %d of %d datanodes alive: %w", alive, n, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Addr is the coordinator's gRPC address, for clients.
+func (cl *Cluster) Addr() string { return cl.Coordinator.Addr() }
+
+// Client returns a client of the cluster.
+func (cl *Cluster) Client(cfg client.Config) (*client.Client, error) {
+	cfg.Coordinators = []string{cl.Addr()}
+	if cfg.Logger == nil {
+		cfg.Logger = cl.cfg.Logger
+	}
+	return client.New(cfg)
+}
+
+// Close stops every role: datanodes first, so none reports to a coordinator
+// that is gone.
+func (cl *Cluster) Close() error {
+	for _, n := range cl.Nodes {
+		n.Close()
+	}
+	if cl.Coordinator != nil {
+		cl.Coordinator.Close()
+	}
+	return nil
+}

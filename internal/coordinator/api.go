@@ -1,0 +1,342 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// Allocate implements api.CoordinatorServer.
+func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.AllocateResponse, error) {
+	if len(req.Chunks) > 10000 {
+		return nil, status.Errorf(codes.InvalidArgument, "allocate: %d chunks in one request, at most 10000", len(req.Chunks))
+	}
+	specs := make([]dfs.ChunkRef, len(req.Chunks))
+	for i, c := range req.Chunks {
+		h, err := dfs.HashFromBytes(c.Hash)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "allocate chunk %d: %v", i, err)
+		}
+		if c.Size < 0 || c.Size > s.cfg.MaxChunkSize {
+			return nil, status.Errorf(codes.InvalidArgument, "allocate chunk %s: size %d outside [0, %d]", h.Short(), c.Size, s.cfg.MaxChunkSize)
+		}
+		specs[i] = dfs.ChunkRef{Hash: h, Size: c.Size}
+	}
+	sid, err := s.touchSession(ctx, req.SessionId)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	exclude := map[dfs.NodeID]bool{}
+	for _, id := range req.Exclude {
+		exclude[dfs.NodeID(id)] = true
+	}
+
+	resp := &api.AllocateResponse{SessionId: sid, MinReplicas: int32(s.cfg.MinReplicas)}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range specs {
+		live := s.liveReplicasLocked(c.Hash, now)
+		p := &api.Placement{Hash: c.Hash[:]}
+		if len(live) >= s.cfg.MinReplicas {
+			// Dedup: enough copies exist; repair tops up the rest.
+			p.Have = true
+			resp.Placements = append(resp.Placements, p)
+			continue
+		}
+		skip := map[dfs.NodeID]bool{}
+		for id := range exclude {
+			skip[id] = true
+		}
+		for _, id := range live {
+			skip[id] = true
+		}
+		chain := s.pickLocked(s.cfg.Replicas-len(live), c.Size, skip, now)
+		if len(live)+len(chain) < s.cfg.MinReplicas {
+			return nil, rpc.ToStatus(fmt.Errorf("allocate chunk %s: %w", c.Hash.Short(), errNotEnoughNodes(len(chain)+len(live), s.cfg.MinReplicas)))
+		}
+		for _, id := range chain {
+			p.Chain = append(p.Chain, s.apiNodeLocked(id))
+		}
+		p.Need = int32(max(1, s.cfg.MinReplicas-len(live)))
+		resp.Placements = append(resp.Placements, p)
+	}
+	return resp, nil
+}
+
+// touchSession opens a session when id is empty, or adopts one opened by
+// another coordinator (after a failover), and extends its expiry.
+func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
+	exp := time.Now().Add(s.cfg.SessionTTL)
+	s.mu.Lock()
+	_, known := s.sessions[id]
+	if known {
+		s.sessions[id] = exp
+	}
+	s.mu.Unlock()
+	if known {
+		return id, nil
+	}
+	if id == "" {
+		id = uuid.NewString()
+	} else if _, err := uuid.Parse(id); err != nil {
+		return "", fmt.Errorf("%w: session id %q: %v", dfs.ErrBadPath, id, err)
+	}
+	rec := &api.SessionRecord{Id: id, Coordinator: s.cfg.Addr, OpenedUnixNano: time.Now().UnixNano(), ExpiresUnixNano: exp.UnixNano()}
+	if err := s.meta.OpenSession(ctx, rec, s.currentLease()); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.sessions[id] = exp
+	s.mu.Unlock()
+	return id, nil
+}
+
+// AbortSession implements api.CoordinatorServer.
+func (s *Server) AbortSession(ctx context.Context, req *api.AbortSessionRequest) (*api.AbortSessionResponse, error) {
+	s.mu.Lock()
+	delete(s.sessions, req.SessionId)
+	s.mu.Unlock()
+	if req.SessionId != "" {
+		if err := s.meta.CloseSession(ctx, req.SessionId); err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+	}
+	return &api.AbortSessionResponse{}, nil
+}
+
+// Commit implements api.CoordinatorServer.
+func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.CommitResponse, error) {
+	path, err := dfs.CleanPath(req.Path)
+	if err != nil {
+		return nil, rpc.ToStatus(fmt.Errorf("commit: %w", err))
+	}
+	ch, err := dfs.HashFromBytes(req.ContentHash)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "commit %s: content hash: %v", path, err)
+	}
+	content := dfs.Content{Hash: ch, Size: req.Size, Chunks: make([]dfs.ChunkRef, len(req.Chunks))}
+	var sum int64
+	for i, c := range req.Chunks {
+		h, err := dfs.HashFromBytes(c.Hash)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "commit %s: chunk %d: %v", path, i, err)
+		}
+		if c.Size <= 0 || c.Size > s.cfg.MaxChunkSize {
+			return nil, status.Errorf(codes.InvalidArgument, "commit %s: chunk %s: size %d outside [1, %d]", path, h.Short(), c.Size, s.cfg.MaxChunkSize)
+		}
+		content.Chunks[i] = dfs.ChunkRef{Hash: h, Size: c.Size}
+		sum += c.Size
+	}
+	if sum != req.Size {
+		return nil, status.Errorf(codes.InvalidArgument, "commit %s: chunks add up to %d bytes, file size is %d", path, sum, req.Size)
+	}
+	if err := s.waitReplicas(ctx, content.Chunks); err != nil {
+		return nil, rpc.ToStatus(fmt.Errorf("commit %s: %w", path, err))
+	}
+	info, dup, err := s.meta.CommitFile(ctx, meta.Commit{
+		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType},
+		Content:  content,
+		Session:  req.SessionId,
+		QueueJob: true,
+	})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	if req.SessionId != "" {
+		s.mu.Lock()
+		delete(s.sessions, req.SessionId)
+		s.mu.Unlock()
+	}
+	s.log.Debug("committed", "path", path, "sha256", ch.Short(), "size", req.Size, "duplicate", dup)
+	return &api.CommitResponse{File: fileToAPI(info), Duplicate: dup}, nil
+}
+
+// waitReplicas waits until every chunk has at least MinReplicas live copies
+// known, or CommitWait passes. Datanodes report a chunk before they
+// acknowledge its write, so the wait is normally zero; it covers a report
+// that was delayed.
+func (s *Server) waitReplicas(ctx context.Context, chunks []dfs.ChunkRef) error {
+	deadline := time.NewTimer(s.cfg.CommitWait)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		now := time.Now()
+		var short dfs.Hash
+		have := 0
+		for _, c := range chunks {
+			if n := len(s.liveReplicasLocked(c.Hash, now)); n < s.cfg.MinReplicas {
+				short, have = c.Hash, n
+				break
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if short.IsZero() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return fmt.Errorf("%w: chunk %s has %d known copies, need %d", dfs.ErrConflict, short, have, s.cfg.MinReplicas)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func fileToAPI(f dfs.FileInfo) *api.FileInfo {
+	return &api.FileInfo{
+		Path:             f.Path,
+		Size:             f.Size,
+		ContentHash:      f.Content[:],
+		ContentType:      f.ContentType,
+		CreatedUnixNano:  f.Created.UnixNano(),
+		ModifiedUnixNano: f.Modified.UnixNano(),
+	}
+}
+
+// Lookup implements api.CoordinatorServer.
+func (s *Server) Lookup(ctx context.Context, req *api.LookupRequest) (*api.LookupResponse, error) {
+	path, err := dfs.CleanPath(req.Path)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	info, err := s.meta.GetFile(ctx, path)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	resp, err := s.lookupContent(ctx, info.Content)
+	if err != nil {
+		return nil, err
+	}
+	resp.File = fileToAPI(info)
+	return resp, nil
+}
+
+// LookupContent implements api.CoordinatorServer.
+func (s *Server) LookupContent(ctx context.Context, req *api.LookupContentRequest) (*api.LookupResponse, error) {
+	h, err := dfs.HashFromBytes(req.ContentHash)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return s.lookupContent(ctx, h)
+}
+
+func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash) (*api.LookupResponse, error) {
+	c, err := s.meta.GetContent(ctx, h)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{}}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var off int64
+	for _, ch := range c.Chunks {
+		loc := &api.ChunkLocation{Hash: ch.Hash[:], Size: ch.Size, Offset: off}
+		for _, id := range s.liveReplicasLocked(ch.Hash, now) {
+			loc.Nodes = append(loc.Nodes, string(id))
+			if _, ok := resp.Nodes[string(id)]; !ok {
+				resp.Nodes[string(id)] = s.apiNodeLocked(id)
+			}
+		}
+		resp.Chunks = append(resp.Chunks, loc)
+		off += ch.Size
+	}
+	return resp, nil
+}
+
+// Stat implements api.CoordinatorServer.
+func (s *Server) Stat(ctx context.Context, req *api.StatRequest) (*api.StatResponse, error) {
+	path, err := dfs.CleanPath(req.Path)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	info, err := s.meta.GetFile(ctx, path)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.StatResponse{File: fileToAPI(info)}, nil
+}
+
+// List implements api.CoordinatorServer.
+func (s *Server) List(ctx context.Context, req *api.ListRequest) (*api.ListResponse, error) {
+	prefix := req.Prefix
+	if len(prefix) > 0 && prefix[0] == '/' {
+		prefix = prefix[1:]
+	}
+	if len(prefix) > dfs.MaxPathLen {
+		return nil, rpc.ToStatus(fmt.Errorf("%w: prefix longer than %d bytes", dfs.ErrBadPath, dfs.MaxPathLen))
+	}
+	l, err := s.meta.List(ctx, prefix, req.Delimiter, req.StartAfter, int(req.Limit))
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	resp := &api.ListResponse{Prefixes: l.Prefixes, Truncated: l.Truncated, NextStartAfter: l.Next}
+	for _, f := range l.Files {
+		resp.Files = append(resp.Files, fileToAPI(f))
+	}
+	return resp, nil
+}
+
+// Delete implements api.CoordinatorServer. The content and its chunks stay
+// until garbage collection finds nothing refers to them.
+func (s *Server) Delete(ctx context.Context, req *api.DeleteRequest) (*api.DeleteResponse, error) {
+	path, err := dfs.CleanPath(req.Path)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	if err := s.meta.DeleteFile(ctx, path); err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.DeleteResponse{}, nil
+}
+
+// Nodes implements api.CoordinatorServer.
+func (s *Server) Nodes(ctx context.Context, req *api.NodesRequest) (*api.NodesResponse, error) {
+	resp := &api.NodesResponse{}
+	for _, n := range s.NodeTable() {
+		var beat int64
+		if !n.LastHeartbeat.IsZero() {
+			beat = n.LastHeartbeat.UnixNano()
+		}
+		resp.Nodes = append(resp.Nodes, &api.NodeStatus{
+			Node:                  &api.Node{Id: string(n.ID), Addr: n.Addr, GrpcAddr: n.GRPCAddr, Zone: n.Zone},
+			State:                 string(n.State),
+			LastHeartbeatUnixNano: beat,
+			CapacityBytes:         n.CapacityBytes,
+			UsedBytes:             n.UsedBytes,
+			FreeBytes:             n.FreeBytes,
+			Chunks:                n.Chunks,
+		})
+	}
+	return resp, nil
+}
+
+// ReportBadChunk implements api.CoordinatorServer: the copy no longer
+// counts, so reads avoid it and repair can replace it.
+func (s *Server) ReportBadChunk(ctx context.Context, req *api.ReportBadChunkRequest) (*api.ReportBadChunkResponse, error) {
+	h, err := dfs.HashFromBytes(req.Hash)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	id := dfs.NodeID(req.Node)
+	s.mu.Lock()
+	if n := s.nodes[id]; n != nil {
+		s.removeLocLocked(h, id, n)
+	}
+	s.mu.Unlock()
+	s.log.Warn("bad chunk copy reported", "chunk", h.Short(), "node", id, "reason", req.Reason)
+	return &api.ReportBadChunkResponse{}, nil
+}
+

@@ -1,0 +1,207 @@
+// Package coordinator is the control plane of dfs. A coordinator places new
+// chunks on datanodes, commits files to etcd, answers lookups with live
+// replica locations, and keeps the node table from the datanodes'
+// heartbeats.
+//
+// Its only state is soft: which node holds which chunk, and when each node
+// was last heard from. Both are rebuilt from the datanodes' reports (a full
+// report on every registration, deltas on every heartbeat), so a restarted
+// coordinator is correct again once the live datanodes have reported. What
+// must survive (paths, contents, the node registry) is in etcd.
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
+)
+
+// Config tunes a coordinator. Zero values take the defaults.
+type Config struct {
+	// Addr is the coordinator's own gRPC address, recorded with the upload
+	// sessions it opens.
+	Addr string
+	// Replicas is the replication factor (default 3).
+	Replicas int
+	// MinReplicas is the number of known copies every chunk needs before a
+	// commit succeeds (default 2).
+	MinReplicas int
+	// SuspectAfter is the heartbeat silence after which a node is suspect and
+	// gets no new chunks (default 3s: three missed beats).
+	SuspectAfter time.Duration
+	// DeadAfter is the silence after which a node is dead and its copies no
+	// longer count (default 60s).
+	DeadAfter time.Duration
+	// CommitWait bounds how long a commit waits for chunk replicas to be
+	// reported (default 10s).
+	CommitWait time.Duration
+	// SessionTTL is how long an upload session may stay open (default 24h).
+	SessionTTL time.Duration
+	// MaxChunkSize is the largest chunk accepted (default 64 MiB).
+	MaxChunkSize int64
+	Logger       *slog.Logger
+}
+
+func (c *Config) fill() {
+	if c.Replicas <= 0 {
+		c.Replicas = 3
+	}
+	if c.MinReplicas <= 0 {
+		c.MinReplicas = min(2, c.Replicas)
+	}
+	if c.MinReplicas > c.Replicas {
+		c.MinReplicas = c.Replicas
+	}
+	if c.SuspectAfter <= 0 {
+		c.SuspectAfter = 3 * time.Second
+	}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = 60 * time.Second
+	}
+	if c.DeadAfter < c.SuspectAfter {
+		c.SuspectAfter = c.DeadAfter
+	}
+	if c.CommitWait <= 0 {
+		c.CommitWait = 10 * time.Second
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 24 * time.Hour
+	}
+	if c.MaxChunkSize <= 0 {
+		c.MaxChunkSize = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is a coordinator. It implements the Coordinator and Registry gRPC
+// services.
+type Server struct {
+	api.UnimplementedCoordinatorServer
+	api.UnimplementedRegistryServer
+
+	cfg  Config
+	meta *meta.Store
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	nodes    map[dfs.NodeID]*node
+	locs     map[dfs.Hash][]dfs.NodeID // soft state: who holds each chunk
+	changed  chan struct{}             // closed and replaced when locs grow
+	gen      uint64                    // last registration generation
+	sessions map[string]time.Time      // sessions this coordinator opened, by expiry
+
+	lease   clientv3.LeaseID
+	leaseMu sync.Mutex
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a coordinator over the metadata in m. Close stops it.
+func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
+	cfg.fill()
+	s := &Server{
+		cfg:      cfg,
+		meta:     m,
+		log:      cfg.Logger.With("role", "coordinator"),
+		nodes:    map[dfs.NodeID]*node{},
+		locs:     map[dfs.Hash][]dfs.NodeID{},
+		changed:  make(chan struct{}),
+		sessions: map[string]time.Time{},
+	}
+	recs, err := m.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: load node registry: %w", err)
+	}
+	for _, r := range recs {
+		s.nodes[dfs.NodeID(r.Id)] = &node{rec: r}
+	}
+	if err := s.renewLease(ctx); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.maintain()
+	return s, nil
+}
+
+// Close stops the coordinator's background work and drops its sessions.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	s.leaseMu.Lock()
+	lease := s.lease
+	s.leaseMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.meta.Client().Revoke(ctx, lease)
+	return nil
+}
+
+// renewLease takes a fresh etcd lease for the sessions this coordinator
+// opens, kept alive until Close. Sessions on it vanish if the coordinator
+// dies.
+func (s *Server) renewLease(ctx context.Context) error {
+	g, err := s.meta.Client().Grant(ctx, 30)
+	if err != nil {
+		return fmt.Errorf("coordinator: etcd lease: %w", err)
+	}
+	s.leaseMu.Lock()
+	s.lease = g.ID
+	s.leaseMu.Unlock()
+	return nil
+}
+
+func (s *Server) currentLease() clientv3.LeaseID {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	return s.lease
+}
+
+// maintain keeps the session lease alive and expires stale sessions.
+func (s *Server) maintain() {
+	defer s.wg.Done()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		if _, err := s.meta.Client().KeepAliveOnce(ctx, s.currentLease()); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("session lease lost, taking a new one", "err", err)
+			if err := s.renewLease(ctx); err != nil {
+				s.log.Error("renew session lease", "err", err)
+			}
+		}
+		now := time.Now()
+		var expired []string
+		s.mu.Lock()
+		for id, exp := range s.sessions {
+			if now.After(exp) {
+				expired = append(expired, id)
+				delete(s.sessions, id)
+			}
+		}
+		s.mu.Unlock()
+		for _, id := range expired {
+			if err := s.meta.CloseSession(ctx, id); err != nil {
+				s.log.Warn("expire session", "session", id, "err", err)
+			}
+		}
+		cancel()
+	}
+}

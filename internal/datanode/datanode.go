@@ -1,0 +1,283 @@
+// Package datanode is the datanode role: it keeps chunks in a local chunk
+// store, serves them over the HTTP data plane (PUT/GET/HEAD
+// /chunks/{sha256}, Range supported), forwards incoming writes along a
+// replication chain, answers the control API over gRPC, and reports to every
+// coordinator: a full chunk list on each (re)registration, then heartbeats
+// every second carrying stats and the chunks added and removed since.
+//
+// A write is acknowledged only after the chunk is durable here and the
+// coordinators have heard of it (or a short timeout passed), so a client may
+// commit as soon as its chunk writes return.
+package datanode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/chunkstore/disk"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// Config configures a datanode. Zero values take the defaults.
+type Config struct {
+	// Dir is the data directory: chunks, and the node id.
+	Dir string
+	// Listen is the HTTP data plane address (default 127.0.0.1:9500; port 0
+	// picks a free one).
+	Listen string
+	// GRPCListen is the control address (default: Listen's host, a free
+	// port).
+	GRPCListen string
+	// Advertise is the host other processes reach this node by (default:
+	// the listen host, or the host name when listening on every interface).
+	Advertise string
+	// Coordinators are the gRPC addresses of every coordinator.
+	Coordinators []string
+	Zone         string
+	// NoSync skips fsync of chunk files (benchmarks only).
+	NoSync bool
+	// Reserve is disk space, in bytes, never used for chunks.
+	Reserve int64
+	// Heartbeat is the heartbeat interval (default 1s).
+	Heartbeat time.Duration
+	// ReportWait bounds how long a write waits for the coordinators to
+	// acknowledge the new chunk (default 2s).
+	ReportWait time.Duration
+	Logger     *slog.Logger
+}
+
+// MaxChunkSize is the largest chunk a datanode accepts.
+const MaxChunkSize = 64 << 20
+
+// Node is a running datanode.
+type Node struct {
+	cfg   Config
+	id    dfs.NodeID
+	store *disk.Store
+	log   *slog.Logger
+
+	httpLn, grpcLn net.Listener
+	httpSrv        *http.Server
+	grpcSrv        *grpc.Server
+	client         *http.Client
+	addr, grpcAddr string // advertised
+
+	links []*link
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens the chunk store, starts serving, and begins reporting to the
+// coordinators.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("datanode: no data directory")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:9500"
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.ReportWait <= 0 {
+		cfg.ReportWait = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("datanode: %w", err)
+	}
+	id, err := loadID(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n})
+	if err != nil {
+		return nil, fmt.Errorf("datanode %s: %w", id, err)
+	}
+
+	if n.httpLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("datanode %s: listen %s: %w", id, cfg.Listen, err)
+	}
+	glisten := cfg.GRPCListen
+	if glisten == "" {
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		glisten = net.JoinHostPort(host, "0")
+	}
+	if n.grpcLn, err = net.Listen("tcp", glisten); err != nil {
+		n.httpLn.Close()
+		return nil, fmt.Errorf("datanode %s: listen %s: %w", id, glisten, err)
+	}
+	n.addr = advertised(cfg.Advertise, n.httpLn.Addr())
+	n.grpcAddr = advertised(cfg.Advertise, n.grpcLn.Addr())
+
+	n.client = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     256 << 10,
+		ReadBufferSize:      256 << 10,
+	}}
+	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	n.grpcSrv = rpc.NewServer()
+	api.RegisterDatanodeServer(n.grpcSrv, &control{n: n})
+
+	for _, c := range cfg.Coordinators {
+		l, err := newLink(n, c)
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		n.links = append(n.links, l)
+	}
+	n.wg.Add(2 + len(n.links))
+	go func() { defer n.wg.Done(); n.httpSrv.Serve(n.httpLn) }()
+	go func() { defer n.wg.Done(); n.grpcSrv.Serve(n.grpcLn) }()
+	for _, l := range n.links {
+		go func() { defer n.wg.Done(); l.run(n.ctx) }()
+	}
+	chunks, bytes := n.store.Usage()
+	n.log.Info("datanode serving", "addr", n.addr, "grpc", n.grpcAddr, "dir", cfg.Dir, "chunks", chunks, "bytes", bytes)
+	return n, nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() dfs.NodeID { return n.id }
+
+// Addr is the advertised HTTP data plane address.
+func (n *Node) Addr() string { return n.addr }
+
+// GRPCAddr is the advertised control address.
+func (n *Node) GRPCAddr() string { return n.grpcAddr }
+
+// Store is the node's chunk store.
+func (n *Node) Store() dfs.ChunkStore { return n.store }
+
+// Close stops serving and reporting.
+func (n *Node) Close() error {
+	n.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n.httpSrv != nil {
+		n.httpSrv.Shutdown(ctx)
+	}
+	if n.grpcSrv != nil {
+		stopped := make(chan struct{})
+		go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpcSrv.Stop()
+		}
+	}
+	n.wg.Wait()
+	for _, l := range n.links {
+		l.conn.Close()
+	}
+	if n.client != nil {
+		n.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// ChunkAdded implements dfs.ChunkObserver: queue the news for every
+// coordinator.
+func (n *Node) ChunkAdded(h dfs.ChunkHash, size int64) {
+	for _, l := range n.links {
+		l.enqueue(h, true)
+	}
+}
+
+// ChunkRemoved implements dfs.ChunkObserver.
+func (n *Node) ChunkRemoved(h dfs.ChunkHash) {
+	for _, l := range n.links {
+		l.enqueue(h, false)
+	}
+}
+
+// announce makes the coordinators hear of what the store did so far, waiting
+// at most ReportWait.
+func (n *Node) announce(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReportWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range n.links {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.flush(ctx) }()
+	}
+	wg.Wait()
+}
+
+func (n *Node) stats() *api.NodeStats {
+	chunks, used := n.store.Usage()
+	free, capacity, err := n.store.Free()
+	if err != nil {
+		n.log.Warn("free space", "err", err)
+	}
+	return &api.NodeStats{CapacityBytes: capacity, UsedBytes: used, FreeBytes: free, Chunks: chunks}
+}
+
+func (n *Node) apiNode() *api.Node {
+	return &api.Node{Id: string(n.id), Addr: n.addr, GrpcAddr: n.grpcAddr, Zone: n.cfg.Zone}
+}
+
+// loadID reads the node id kept in dir, making one on first start.
+func loadID(dir string) (dfs.NodeID, error) {
+	path := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if id == "" {
+			return "", fmt.Errorf("datanode: %s is empty", path)
+		}
+		return dfs.NodeID(id), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("datanode: %w", err)
+	}
+	var r [4]byte
+	rand.Read(r[:])
+	id := "dn-" + hex.EncodeToString(r[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("datanode: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("datanode: %w", err)
+	}
+	return dfs.NodeID(id), nil
+}
+
+func advertised(host string, a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	if host != "" {
+		return net.JoinHostPort(host, port)
+	}
+	h, _, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			h = name
+		}
+	}
+	return net.JoinHostPort(h, port)
+}

@@ -1,0 +1,166 @@
+package datanode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/dataplane"
+)
+
+func (n *Node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /chunks/{hash}", n.putChunk)
+	mux.HandleFunc("GET /chunks/{hash}", n.getChunk)
+	mux.HandleFunc("HEAD /chunks/{hash}", n.getChunk)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+func httpError(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
+	h, err := dfs.ParseHash(r.PathValue("hash"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if r.ContentLength > MaxChunkSize {
+		httpError(w, http.StatusRequestEntityTooLarge, "chunk %s: %d bytes, at most %d", h.Short(), r.ContentLength, MaxChunkSize)
+		return
+	}
+	chain, err := dataplane.ParseChain(r.Header.Get(dataplane.ChainHeader))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "chunk %s: %v", h.Short(), err)
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxChunkSize)
+	ctx := r.Context()
+
+	outs := 1
+	if len(chain) > 0 {
+		outs = 2
+	}
+	f := newFanout(outs)
+	type localResult struct{ err error }
+	localDone := make(chan localResult, 1)
+	go func() {
+		_, err := n.store.Put(ctx, h, f.outs[0])
+		f.outs[0].abandon()
+		localDone <- localResult{err}
+	}()
+	var downDone chan dataplane.PutResult
+	if len(chain) > 0 {
+		downDone = make(chan dataplane.PutResult, 1)
+		go func() {
+			res := n.forward(ctx, h, chain, f.outs[1], r.ContentLength)
+			f.outs[1].abandon()
+			downDone <- res
+		}()
+	}
+	_, copyErr := f.copyFrom(body)
+	local := <-localDone
+	res := dataplane.PutResult{Failed: map[dfs.NodeID]string{}}
+	if downDone != nil {
+		res = <-downDone
+		if res.Failed == nil {
+			res.Failed = map[dfs.NodeID]string{}
+		}
+	}
+	if copyErr != nil {
+		// The client's body broke off: nothing here was stored, and the
+		// downstream nodes saw the same truncated stream.
+		httpError(w, http.StatusBadRequest, "chunk %s: reading body: %v", h.Short(), copyErr)
+		return
+	}
+	if local.err != nil {
+		if errors.Is(local.err, dfs.ErrHashMismatch) {
+			httpError(w, http.StatusBadRequest, "%v", local.err)
+			return
+		}
+		n.log.Warn("chunk write failed", "chunk", h.Short(), "err", local.err)
+		res.Failed[n.id] = local.err.Error()
+	} else {
+		res.Stored = append([]dfs.NodeID{n.id}, res.Stored...)
+		n.announce(ctx)
+	}
+	if len(res.Stored) == 0 {
+		code := http.StatusInternalServerError
+		if errors.Is(local.err, dfs.ErrNoSpace) {
+			code = http.StatusInsufficientStorage
+		}
+		httpError(w, code, "chunk %s: stored nowhere: %v", h.Short(), local.err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(res)
+}
+
+// forward sends the chunk to the next node of the chain, passing the rest
+// of the chain along, and returns what the downstream nodes stored.
+func (n *Node) forward(ctx context.Context, h dfs.Hash, chain []dataplane.Hop, body io.Reader, size int64) dataplane.PutResult {
+	next := chain[0]
+	fail := func(err error) dataplane.PutResult {
+		res := dataplane.PutResult{Failed: map[dfs.NodeID]string{}}
+		for _, c := range chain {
+			res.Failed[c.ID] = fmt.Sprintf("via %s: %v", next.ID, err)
+		}
+		return res
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+next.Addr+"/chunks/"+h.String(), body)
+	if err != nil {
+		return fail(err)
+	}
+	req.ContentLength = size
+	if len(chain) > 1 {
+		req.Header.Set(dataplane.ChainHeader, dataplane.FormatChain(chain[1:]))
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return fail(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fail(fmt.Errorf("%s: %s", resp.Status, e.Error))
+	}
+	var res dataplane.PutResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&res); err != nil {
+		return fail(fmt.Errorf("decode answer: %w", err))
+	}
+	return res
+}
+
+func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
+	h, err := dfs.ParseHash(r.PathValue("hash"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	f, size, err := n.store.Open(h)
+	if errors.Is(err, dfs.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "chunk %s: not on node %s", h, n.id)
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "chunk %s: %v", h.Short(), err)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+h.String()+`"`)
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(f, 0, size))
+}

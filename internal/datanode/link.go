@@ -1,0 +1,209 @@
+package datanode
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// reportBatch is the number of hashes in one message of a full report.
+const reportBatch = 16384
+
+// link reports to one coordinator. It registers (with a full chunk report)
+// whenever it is not registered, and otherwise sends a heartbeat every
+// interval, or at once when kicked, carrying the changes queued since the
+// last one the coordinator acknowledged.
+type link struct {
+	n    *Node
+	addr string
+	conn *grpc.ClientConn
+	reg  api.RegistryClient
+
+	mu      sync.Mutex
+	added   []dfs.Hash
+	removed []dfs.Hash
+	seq     uint64        // changes queued so far
+	acked   uint64        // changes the coordinator has acknowledged
+	ackCh   chan struct{} // closed and replaced when acked grows
+	kick    chan struct{}
+	gen     uint64 // 0: not registered
+}
+
+func newLink(n *Node, addr string) (*link, error) {
+	conn, err := rpc.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &link{n: n, addr: addr, conn: conn, reg: api.NewRegistryClient(conn),
+		ackCh: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
+}
+
+func (l *link) enqueue(h dfs.Hash, added bool) {
+	l.mu.Lock()
+	if added {
+		l.added = append(l.added, h)
+	} else {
+		l.removed = append(l.removed, h)
+	}
+	l.seq++
+	l.mu.Unlock()
+}
+
+// flush sends the changes queued so far and waits until the coordinator has
+// acknowledged them, or ctx ends.
+func (l *link) flush(ctx context.Context) {
+	l.mu.Lock()
+	want := l.seq
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	for {
+		l.mu.Lock()
+		done, ch := l.acked >= want, l.ackCh
+		l.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (l *link) ack(seq uint64) {
+	l.mu.Lock()
+	if seq > l.acked {
+		l.acked = seq
+		close(l.ackCh)
+		l.ackCh = make(chan struct{})
+	}
+	l.mu.Unlock()
+}
+
+func (l *link) run(ctx context.Context) {
+	log := l.n.log.With("coordinator", l.addr)
+	tick := time.NewTicker(l.n.cfg.Heartbeat)
+	defer tick.Stop()
+	failing := false
+	for ctx.Err() == nil {
+		var err error
+		if l.gen == 0 {
+			err = l.register(ctx)
+		} else {
+			err = l.heartbeat(ctx)
+		}
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if !failing {
+				log.Warn("coordinator unreachable", "err", err)
+			}
+			failing = true
+			l.gen = 0
+		case err == nil && failing:
+			log.Info("coordinator reachable again")
+			failing = false
+		}
+		if l.gen == 0 && err == nil {
+			continue // told to register again: do it now
+		}
+		if l.gen != 0 && !failing {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			case <-l.kick:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// register announces the node and sends its full chunk list. Changes that
+// happen meanwhile stay queued and go with the next heartbeat; a chunk both
+// reported and queued is harmless.
+func (l *link) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	resp, err := l.reg.Register(ctx, &api.RegisterRequest{Node: l.n.apiNode(), Stats: l.n.stats()})
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	l.mu.Lock()
+	l.added, l.removed = nil, nil
+	snap := l.seq
+	l.mu.Unlock()
+
+	stream, err := l.reg.ReportChunks(ctx)
+	if err != nil {
+		return fmt.Errorf("chunk report: %w", err)
+	}
+	batch := make([][]byte, 0, reportBatch)
+	send := func(last bool) error {
+		err := stream.Send(&api.ChunkReport{NodeId: string(l.n.id), Generation: resp.Generation, Hashes: batch, Last: last})
+		batch = batch[:0]
+		return err
+	}
+	err = l.n.store.Walk(ctx, func(h dfs.ChunkHash, _ int64) error {
+		batch = append(batch, append([]byte(nil), h[:]...))
+		if len(batch) == reportBatch {
+			return send(false)
+		}
+		return nil
+	})
+	if err == nil {
+		err = send(true)
+	}
+	if err == nil {
+		_, err = stream.CloseAndRecv()
+	}
+	if err != nil {
+		return fmt.Errorf("chunk report: %w", err)
+	}
+	l.gen = resp.Generation
+	l.ack(snap)
+	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen)
+	return nil
+}
+
+func (l *link) heartbeat(ctx context.Context) error {
+	l.mu.Lock()
+	added, removed, snap := l.added, l.removed, l.seq
+	l.added, l.removed = nil, nil
+	l.mu.Unlock()
+	req := &api.HeartbeatRequest{NodeId: string(l.n.id), Generation: l.gen, Stats: l.n.stats()}
+	for _, h := range added {
+		req.Added = append(req.Added, h[:])
+	}
+	for _, h := range removed {
+		req.Removed = append(req.Removed, h[:])
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := l.reg.Heartbeat(ctx, req)
+	if err != nil {
+		// The changes are lost with this heartbeat; the full report at the
+		// next registration carries them.
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if resp.Reregister {
+		// The coordinator restarted or forgot us: register again at once.
+		l.gen = 0
+		return nil
+	}
+	l.ack(snap)
+	return nil
+}

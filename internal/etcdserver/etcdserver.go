@@ -1,0 +1,175 @@
+// Package etcdserver runs an etcd member inside a dfs process, so that a
+// laptop (dfs server) or a set of coordinators needs no separate etcd
+// install. It wraps go.etcd.io/etcd/server/v3/embed with the settings dfs
+// wants: quiet logs, periodic compaction, a larger transaction limit, and
+// ports chosen once and remembered in the data directory.
+package etcdserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config says how to run the member.
+type Config struct {
+	// Dir holds the member's data and the remembered URLs.
+	Dir string
+	// Name of this member; "default" if empty.
+	Name string
+	// ClientURL and PeerURL are listened on and advertised. Empty means a
+	// free port on 127.0.0.1, chosen at first start and kept in Dir.
+	ClientURL string
+	PeerURL   string
+	// InitialCluster is name=peerURL,... of every member; empty means this
+	// member alone.
+	InitialCluster string
+	// ClusterState is "new" (default) or "existing" (joining a running
+	// cluster).
+	ClusterState string
+	// StartTimeout bounds the wait for the member to be ready (default 60s).
+	StartTimeout time.Duration
+}
+
+// Server is a running etcd member.
+type Server struct {
+	e         *embed.Etcd
+	clientURL string
+}
+
+type urls struct {
+	Client string `json:"client"`
+	Peer   string `json:"peer"`
+}
+
+// Start starts the member and waits until it serves (for a multi-member
+// cluster, until it has joined a quorum).
+func Start(ctx context.Context, c Config) (*Server, error) {
+	if c.Dir == "" {
+		return nil, errors.New("etcd: no data directory")
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 60 * time.Second
+	}
+	u, err := rememberURLs(c)
+	if err != nil {
+		return nil, err
+	}
+	cu, err := url.Parse(u.Client)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client url %q: %w", u.Client, err)
+	}
+	pu, err := url.Parse(u.Peer)
+	if err != nil {
+		return nil, fmt.Errorf("etcd peer url %q: %w", u.Peer, err)
+	}
+
+	cfg := embed.NewConfig()
+	cfg.Name = c.Name
+	cfg.Dir = filepath.Join(c.Dir, "member-data")
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+	} else {
+		cfg.InitialCluster = c.Name + "=" + pu.String()
+	}
+	if c.ClusterState == "existing" {
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
+	cfg.LogLevel = "error"
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "10m"
+	cfg.MaxTxnOps = 1024
+	cfg.QuotaBackendBytes = 8 << 30
+	cfg.MaxRequestBytes = 4 << 20
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: start member %s in %s: %w", c.Name, c.Dir, err)
+	}
+	t := time.NewTimer(c.StartTimeout)
+	defer t.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcd: member %s: %w", c.Name, err)
+	case <-t.C:
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("etcd: member %s not ready after %v (is a quorum of members up?)", c.Name, c.StartTimeout)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+	return &Server{e: e, clientURL: cu.String()}, nil
+}
+
+// Endpoints are the client URLs to reach this member.
+func (s *Server) Endpoints() []string { return []string{s.clientURL} }
+
+// Err reports a fatal error of the running member.
+func (s *Server) Err() <-chan error { return s.e.Err() }
+
+// Close stops the member.
+func (s *Server) Close() { s.e.Close() }
+
+// rememberURLs fills in empty URLs with free loopback ports, chosen once and
+// kept in Dir so the member keeps its identity across restarts.
+func rememberURLs(c Config) (urls, error) {
+	path := filepath.Join(c.Dir, "urls.json")
+	var u urls
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &u); err != nil {
+			return u, fmt.Errorf("etcd: %s: %w", path, err)
+		}
+	}
+	if c.ClientURL != "" {
+		u.Client = c.ClientURL
+	}
+	if c.PeerURL != "" {
+		u.Peer = c.PeerURL
+	}
+	var err error
+	if u.Client == "" {
+		if u.Client, err = freeURL(); err != nil {
+			return u, err
+		}
+	}
+	if u.Peer == "" {
+		if u.Peer, err = freeURL(); err != nil {
+			return u, err
+		}
+	}
+	b, _ := json.Marshal(u)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return u, fmt.Errorf("etcd: %w", err)
+	}
+	return u, nil
+}
+
+func freeURL() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("etcd: find a free port: %w", err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String(), nil
+}

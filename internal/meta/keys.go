@@ -1,0 +1,98 @@
+package meta
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dfs-store/dfs"
+)
+
+// The etcd key schema of dfs. Every key lives under one versioned prefix,
+// <root>/v1/, so a cluster can share an etcd with other users (or tests with
+// each other) and a future layout can live beside this one.
+//
+//	<root>/v1/files/<path>                  FileRecord: what a path points at
+//	<root>/v1/contents/<sha256>             ContentRecord: size, chunk list (inline
+//	                                        when it fits one page), page count
+//	<root>/v1/contents/<sha256>/<layout>/<page>
+//	                                        ChunkPage: part of a long chunk list,
+//	                                        written before the record that names it
+//	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
+//	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
+//	                                        lease of the coordinator that opened it
+//	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing
+//	<root>/v1/election/coordinator          etcd election: the leader coordinator
+//	<root>/v1/locks/<sha256>                etcd mutexes: a job's worker
+//
+// Values are protobuf messages from package api (meta.proto).
+//
+// Chunk locations are deliberately absent: coordinators rebuild them from the
+// datanodes' reports. A commit writes a constant number of keys whatever the
+// size of the file (at most one per page of 4096 chunks, and pages are written
+// before the commit transaction), so it stays far below etcd's 128 operations
+// per transaction and 1.5 MiB per request.
+type Schema struct {
+	root string // "<root>/v1/"
+}
+
+// DefaultRoot is the key root used when none is configured.
+const DefaultRoot = "/dfs"
+
+// NewSchema returns the schema under root (DefaultRoot if empty).
+func NewSchema(root string) Schema {
+	if root == "" {
+		root = DefaultRoot
+	}
+	return Schema{root: strings.TrimSuffix(root, "/") + "/v1/"}
+}
+
+// Prefix is the versioned prefix that holds every key.
+func (s Schema) Prefix() string { return s.root }
+
+// FilesPrefix holds every path.
+func (s Schema) FilesPrefix() string { return s.root + "files/" }
+
+// File is the key of a path.
+func (s Schema) File(path string) string { return s.FilesPrefix() + path }
+
+// PathOf returns the path a file key names.
+func (s Schema) PathOf(key string) string { return strings.TrimPrefix(key, s.FilesPrefix()) }
+
+// ContentsPrefix holds every content record and chunk page.
+func (s Schema) ContentsPrefix() string { return s.root + "contents/" }
+
+// Content is the key of a content record. Its pages share it as a prefix,
+// so one prefix read returns the record and its pages together.
+func (s Schema) Content(h dfs.ContentHash) string { return s.ContentsPrefix() + h.String() }
+
+// ContentPage is the key of one page of a content's chunk list.
+func (s Schema) ContentPage(h dfs.ContentHash, layout string, page int) string {
+	return fmt.Sprintf("%s/%s/%06d", s.Content(h), layout, page)
+}
+
+// NodesPrefix holds the node registry.
+func (s Schema) NodesPrefix() string { return s.root + "nodes/" }
+
+// Node is the key of a datanode's record.
+func (s Schema) Node(id dfs.NodeID) string { return s.NodesPrefix() + string(id) }
+
+// SessionsPrefix holds open upload sessions.
+func (s Schema) SessionsPrefix() string { return s.root + "sessions/" }
+
+// Session is the key of an upload session.
+func (s Schema) Session(id string) string { return s.SessionsPrefix() + id }
+
+// JobsPrefix holds post-upload processing jobs.
+func (s Schema) JobsPrefix() string { return s.root + "jobs/" }
+
+// Job is the key of a content's processing job.
+func (s Schema) Job(h dfs.ContentHash) string { return s.JobsPrefix() + h.String() }
+
+// Election is the prefix coordinators campaign on.
+func (s Schema) Election() string { return s.root + "election/coordinator" }
+
+// LocksPrefix holds the workers' job mutexes.
+func (s Schema) LocksPrefix() string { return s.root + "locks/" }
+
+// Lock is the mutex prefix of a content's job.
+func (s Schema) Lock(h dfs.ContentHash) string { return s.LocksPrefix() + h.String() }

@@ -1,0 +1,458 @@
+// Package meta is typed access to the metadata dfs keeps in etcd: paths,
+// contents, the node registry and upload sessions. The key schema is in
+// keys.go. Every write that must be atomic is one etcd transaction; no write
+// grows with the number of chunks in a file beyond one key per 4096 chunks.
+package meta
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+)
+
+// PageSize is the number of chunks in one page of a chunk list. A page of
+// 32-byte hashes and varint sizes is about 150 KiB, well below etcd's request
+// limit.
+const PageSize = 4096
+
+// Store reads and writes dfs metadata in etcd.
+type Store struct {
+	cli    *clientv3.Client
+	schema Schema
+}
+
+// New returns a Store over cli under the given schema.
+func New(cli *clientv3.Client, schema Schema) *Store {
+	return &Store{cli: cli, schema: schema}
+}
+
+// Client returns the etcd client.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Schema returns the key schema.
+func (s *Store) Schema() Schema { return s.schema }
+
+// Commit describes one commit: a path pointing at a content.
+type Commit struct {
+	File    dfs.FileInfo
+	Content dfs.Content // Hash, Size and Chunks
+	// Session is the upload session the commit closes, if any.
+	Session string
+	// Job is queued in the same transaction when the content is new.
+	QueueJob bool
+}
+
+// CommitFile writes the file record, and the content record if the content
+// is new, in one transaction. It reports duplicate when the content was
+// already stored (the file then points at the existing record and no job is
+// queued). A path that exists is replaced; its created time is kept.
+func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
+	h := c.Content.Hash
+	ckey := s.schema.Content(h)
+	exists, err := s.cli.Get(ctx, ckey, clientv3.WithCountOnly())
+	if err != nil {
+		return info, false, fmt.Errorf("commit %s: read content %s: %w", c.File.Path, h.Short(), etcdErr(err))
+	}
+
+	now := time.Now()
+	info = c.File
+	info.Content = h
+	info.Size = c.Content.Size
+	if info.Modified.IsZero() {
+		info.Modified = now
+	}
+	if info.Created.IsZero() {
+		info.Created = info.Modified
+	}
+	fkey := s.schema.File(info.Path)
+	if old, err := s.cli.Get(ctx, fkey); err == nil && len(old.Kvs) == 1 {
+		var rec api.FileRecord
+		if proto.Unmarshal(old.Kvs[0].Value, &rec) == nil && rec.CreatedUnixNano != 0 {
+			info.Created = time.Unix(0, rec.CreatedUnixNano)
+		}
+	}
+	fileVal, err := proto.Marshal(fileRecord(info))
+	if err != nil {
+		return info, false, err
+	}
+
+	common := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
+	if c.Session != "" {
+		common = append(common, clientv3.OpDelete(s.schema.Session(c.Session)))
+	}
+	if exists.Count > 0 {
+		// The content is known: point the path at it. The compare makes
+		// sure it still exists at the moment of the write.
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0)).
+			Then(common...).Commit()
+		if err != nil {
+			return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
+		}
+		if resp.Succeeded {
+			return info, true, nil
+		}
+		// It vanished between the two reads; store it afresh.
+	}
+
+	rec, pages := contentRecord(c.Content, now)
+	for i, p := range pages {
+		val, err := proto.Marshal(p)
+		if err != nil {
+			return info, false, err
+		}
+		if _, err := s.cli.Put(ctx, s.schema.ContentPage(h, rec.Layout, i), string(val)); err != nil {
+			return info, false, fmt.Errorf("commit %s: write chunk page %d of %s: %w", info.Path, i, h.Short(), etcdErr(err))
+		}
+	}
+	recVal, err := proto.Marshal(rec)
+	if err != nil {
+		return info, false, err
+	}
+	create := []clientv3.Op{clientv3.OpPut(ckey, string(recVal))}
+	if c.QueueJob {
+		job, err := proto.Marshal(&api.JobRecord{
+			ContentHash:     h[:],
+			State:           "queued",
+			QueuedUnixNano:  now.UnixNano(),
+			UpdatedUnixNano: now.UnixNano(),
+		})
+		if err != nil {
+			return info, false, err
+		}
+		create = append(create, clientv3.OpPut(s.schema.Job(h), string(job)))
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
+		Then(append(create, common...)...).
+		Else(common...).
+		Commit()
+	if err != nil {
+		return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
+	}
+	// Another commit created the same content first: ours is a duplicate.
+	return info, !resp.Succeeded, nil
+}
+
+// layoutOf names a chunk list: the first 8 bytes of a hash over it.
+func layoutOf(chunks []dfs.ChunkRef) string {
+	h := sha256.New()
+	var buf [8]byte
+	for _, c := range chunks {
+		h.Write(c.Hash[:])
+		for i := range buf {
+			buf[i] = byte(c.Size >> (8 * i))
+		}
+		h.Write(buf[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.ChunkPage) {
+	rec := &api.ContentRecord{
+		Hash:            c.Hash[:],
+		Size:            c.Size,
+		ChunkCount:      int64(len(c.Chunks)),
+		CreatedUnixNano: now.UnixNano(),
+		Layout:          layoutOf(c.Chunks),
+	}
+	page := func(cs []dfs.ChunkRef) *api.ChunkPage {
+		p := &api.ChunkPage{Hashes: make([][]byte, len(cs)), Sizes: make([]int64, len(cs))}
+		for i := range cs {
+			p.Hashes[i] = cs[i].Hash[:]
+			p.Sizes[i] = cs[i].Size
+		}
+		return p
+	}
+	if len(c.Chunks) <= PageSize {
+		rec.Inline = page(c.Chunks)
+		return rec, nil
+	}
+	var pages []*api.ChunkPage
+	for i := 0; i < len(c.Chunks); i += PageSize {
+		pages = append(pages, page(c.Chunks[i:min(i+PageSize, len(c.Chunks))]))
+	}
+	rec.PageCount = int32(len(pages))
+	return rec, pages
+}
+
+func fileRecord(f dfs.FileInfo) *api.FileRecord {
+	return &api.FileRecord{
+		Path:             f.Path,
+		ContentHash:      f.Content[:],
+		Size:             f.Size,
+		ContentType:      f.ContentType,
+		CreatedUnixNano:  f.Created.UnixNano(),
+		ModifiedUnixNano: f.Modified.UnixNano(),
+	}
+}
+
+// FileFromRecord converts a stored file record.
+func FileFromRecord(r *api.FileRecord) (dfs.FileInfo, error) {
+	h, err := dfs.HashFromBytes(r.ContentHash)
+	if err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("file record %q: %w", r.Path, err)
+	}
+	return dfs.FileInfo{
+		Path:        r.Path,
+		Size:        r.Size,
+		Content:     h,
+		ContentType: r.ContentType,
+		Created:     time.Unix(0, r.CreatedUnixNano),
+		Modified:    time.Unix(0, r.ModifiedUnixNano),
+	}, nil
+}
+
+// GetFile returns the record of path, or an error wrapping dfs.ErrNotFound.
+func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) {
+	resp, err := s.cli.Get(ctx, s.schema.File(path))
+	if err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("get %s: %w", path, etcdErr(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return dfs.FileInfo{}, fmt.Errorf("%s: %w", path, dfs.ErrNotFound)
+	}
+	var rec api.FileRecord
+	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("get %s: decode: %w", path, err)
+	}
+	return FileFromRecord(&rec)
+}
+
+// GetContent returns a content with its whole chunk list, or an error
+// wrapping dfs.ErrNotFound.
+func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content, error) {
+	key := s.schema.Content(h)
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return dfs.Content{}, fmt.Errorf("get content %s: %w", h.Short(), etcdErr(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return dfs.Content{}, fmt.Errorf("content %s: %w", h, dfs.ErrNotFound)
+	}
+	var rec api.ContentRecord
+	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return dfs.Content{}, fmt.Errorf("get content %s: decode: %w", h.Short(), err)
+	}
+	c := dfs.Content{Hash: h, Size: rec.Size, Created: time.Unix(0, rec.CreatedUnixNano),
+		Chunks: make([]dfs.ChunkRef, 0, rec.ChunkCount)}
+	add := func(p *api.ChunkPage) error {
+		if len(p.Hashes) != len(p.Sizes) {
+			return fmt.Errorf("content %s: corrupt chunk page", h.Short())
+		}
+		for i, b := range p.Hashes {
+			ch, err := dfs.HashFromBytes(b)
+			if err != nil {
+				return fmt.Errorf("content %s: %w", h.Short(), err)
+			}
+			c.Chunks = append(c.Chunks, dfs.ChunkRef{Hash: ch, Size: p.Sizes[i]})
+		}
+		return nil
+	}
+	if rec.PageCount == 0 {
+		if rec.Inline != nil {
+			if err := add(rec.Inline); err != nil {
+				return dfs.Content{}, err
+			}
+		}
+		return c, nil
+	}
+	pages, err := s.cli.Get(ctx, key+"/"+rec.Layout+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return dfs.Content{}, fmt.Errorf("get content %s pages: %w", h.Short(), etcdErr(err))
+	}
+	if len(pages.Kvs) != int(rec.PageCount) {
+		return dfs.Content{}, fmt.Errorf("content %s: %d of %d chunk pages present", h.Short(), len(pages.Kvs), rec.PageCount)
+	}
+	for _, kv := range pages.Kvs {
+		var p api.ChunkPage
+		if err := proto.Unmarshal(kv.Value, &p); err != nil {
+			return dfs.Content{}, fmt.Errorf("content %s: decode page: %w", h.Short(), err)
+		}
+		if err := add(&p); err != nil {
+			return dfs.Content{}, err
+		}
+	}
+	if int64(len(c.Chunks)) != rec.ChunkCount {
+		return dfs.Content{}, fmt.Errorf("content %s: %d of %d chunks in pages", h.Short(), len(c.Chunks), rec.ChunkCount)
+	}
+	return c, nil
+}
+
+// DeleteFile removes a path, or fails with an error wrapping dfs.ErrNotFound.
+func (s *Store) DeleteFile(ctx context.Context, path string) error {
+	resp, err := s.cli.Delete(ctx, s.schema.File(path))
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+	}
+	if resp.Deleted == 0 {
+		return fmt.Errorf("%s: %w", path, dfs.ErrNotFound)
+	}
+	return nil
+}
+
+// Listing is one page of a listing.
+type Listing struct {
+	Files     []dfs.FileInfo
+	Prefixes  []string // common prefixes, each ending in the delimiter
+	Truncated bool
+	// Next is the start-after value of the following page.
+	Next string
+}
+
+// List returns up to limit entries (files and common prefixes) under prefix,
+// in byte order, after startAfter. With a delimiter, paths that contain it
+// after the prefix are folded into one common prefix, as in S3.
+func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limit int) (Listing, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	var out Listing
+	fp := s.schema.FilesPrefix()
+	end := clientv3.GetPrefixRangeEnd(fp + prefix)
+	start := fp + prefix
+	if startAfter != "" && startAfter >= prefix {
+		if delim != "" && strings.HasSuffix(startAfter, delim) {
+			start = clientv3.GetPrefixRangeEnd(fp + startAfter)
+		} else {
+			start = fp + startAfter + "\x00"
+		}
+	}
+	count := 0
+	for start < end {
+		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(int64(limit-count)+1))
+		if err != nil {
+			return out, fmt.Errorf("list %q: %w", prefix, etcdErr(err))
+		}
+		jumped := false
+		for _, kv := range resp.Kvs {
+			if count == limit {
+				out.Truncated = true
+				return out, nil
+			}
+			path := s.schema.PathOf(string(kv.Key))
+			if delim != "" {
+				if i := strings.Index(path[len(prefix):], delim); i >= 0 {
+					cp := path[:len(prefix)+i+len(delim)]
+					out.Prefixes = append(out.Prefixes, cp)
+					out.Next = cp
+					count++
+					// Jump past every path under this common prefix.
+					start = clientv3.GetPrefixRangeEnd(fp + cp)
+					jumped = true
+					break
+				}
+			}
+			var rec api.FileRecord
+			if err := proto.Unmarshal(kv.Value, &rec); err != nil {
+				return out, fmt.Errorf("list %q: decode %q: %w", prefix, path, err)
+			}
+			fi, err := FileFromRecord(&rec)
+			if err != nil {
+				return out, err
+			}
+			out.Files = append(out.Files, fi)
+			out.Next = path
+			count++
+			start = string(kv.Key) + "\x00"
+		}
+		if !jumped && !resp.More {
+			break
+		}
+	}
+	if !out.Truncated {
+		out.Next = ""
+	}
+	return out, nil
+}
+
+// PutNode writes a datanode's registry record.
+func (s *Store) PutNode(ctx context.Context, rec *api.NodeRecord) error {
+	val, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cli.Put(ctx, s.schema.Node(dfs.NodeID(rec.Id)), string(val)); err != nil {
+		return fmt.Errorf("put node %s: %w", rec.Id, etcdErr(err))
+	}
+	return nil
+}
+
+// Nodes returns every datanode in the registry, by id.
+func (s *Store) Nodes(ctx context.Context) ([]*api.NodeRecord, error) {
+	resp, err := s.cli.Get(ctx, s.schema.NodesPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", etcdErr(err))
+	}
+	out := make([]*api.NodeRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec api.NodeRecord
+		if err := proto.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("node record %s: %w", kv.Key, err)
+		}
+		out = append(out, &rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return out, nil
+}
+
+// OpenSession records an upload session on lease (the opening coordinator's
+// lease, so the record vanishes with the coordinator).
+func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease clientv3.LeaseID) error {
+	val, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cli.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("open session: %w", etcdErr(err))
+	}
+	return nil
+}
+
+// CloseSession deletes a session record.
+func (s *Store) CloseSession(ctx context.Context, id string) error {
+	if _, err := s.cli.Delete(ctx, s.schema.Session(id)); err != nil {
+		return fmt.Errorf("close session %s: %w", id, etcdErr(err))
+	}
+	return nil
+}
+
+// Sessions returns every open session.
+func (s *Store) Sessions(ctx context.Context) ([]*api.SessionRecord, error) {
+	resp, err := s.cli.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", etcdErr(err))
+	}
+	out := make([]*api.SessionRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec api.SessionRecord
+		if err := proto.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("session record %s: %w", kv.Key, err)
+		}
+		out = append(out, &rec)
+	}
+	return out, nil
+}
+
+// etcdErr marks errors from an unreachable etcd as dfs.ErrUnavailable, so
+// callers can tell "try again" from "no".
+func etcdErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: etcd: %v", dfs.ErrUnavailable, err)
+}

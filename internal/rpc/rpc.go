@@ -1,0 +1,130 @@
+// Package rpc holds what every gRPC endpoint of dfs shares: how connections
+// are dialled and served, and how dfs errors cross the wire and come back as
+// the same errors, so errors.Is(err, dfs.ErrNotFound) works on both sides.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/dfs-store/dfs"
+)
+
+// MaxMessage bounds a gRPC message. Lookups of very long files are the
+// largest messages dfs sends (about 60 bytes per chunk).
+const MaxMessage = 256 << 20
+
+// Dial returns a client connection to addr (host:port). Connections are
+// made lazily and re-made after failures.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// NewServer returns a gRPC server with dfs's limits.
+func NewServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxMessage),
+		grpc.MaxSendMsgSize(MaxMessage),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+}
+
+// ToStatus converts a dfs error to a gRPC status error that keeps its
+// meaning and its message.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, dfs.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash):
+		code = codes.InvalidArgument
+	case errors.Is(err, dfs.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, dfs.ErrNoSpace):
+		code = codes.ResourceExhausted
+	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch):
+		code = codes.FailedPrecondition
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+// FromStatus converts a gRPC error back into a dfs error: the message is the
+// server's, and errors.Is matches the dfs sentinel of its code.
+func FromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var kind error
+	switch st.Code() {
+	case codes.NotFound:
+		kind = dfs.ErrNotFound
+	case codes.InvalidArgument:
+		kind = dfs.ErrBadPath
+	case codes.Unavailable:
+		kind = dfs.ErrUnavailable
+	case codes.ResourceExhausted:
+		kind = dfs.ErrNoSpace
+	case codes.FailedPrecondition:
+		kind = dfs.ErrConflict
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
+	case codes.Canceled:
+		return fmt.Errorf("%s: %w", st.Message(), context.Canceled)
+	default:
+		return errors.New(st.Message())
+	}
+	return &remoteError{msg: st.Message(), kind: kind}
+}
+
+// remoteError carries the server's message verbatim (it already names the
+// cause) while matching its kind with errors.Is.
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
+
+// Retryable reports whether err is worth retrying elsewhere: the peer was
+// unreachable or overloaded, not the request wrong.
+func Retryable(err error) bool {
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, dfs.ErrUnavailable)
+}
