@@ -29,7 +29,7 @@ type GetOptions struct {
 func (c *Client) Get(ctx context.Context, path string, w io.Writer, o GetOptions) (dfs.FileInfo, error) {
 	loc, err := c.Locate(ctx, path)
 	if err != nil {
-		return dfs.FileInfo{}, fmt.Errorf("get %s: %w", path, err)
+		return dfs.FileInfo{}, fmt.Errorf("get: %w", err)
 	}
 	if err := c.Read(ctx, loc, w, o); err != nil {
 		return loc.File, fmt.Errorf("get %s: %w", path, err)

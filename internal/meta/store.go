@@ -221,7 +221,7 @@ func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) 
 		return dfs.FileInfo{}, fmt.Errorf("get %s: %w", path, etcdErr(err))
 	}
 	if len(resp.Kvs) == 0 {
-		return dfs.FileInfo{}, fmt.Errorf("%s: %w", path, dfs.ErrNotFound)
+		return dfs.FileInfo{}, fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 	}
 	var rec api.FileRecord
 	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
@@ -297,7 +297,7 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 	}
 	if resp.Deleted == 0 {
-		return fmt.Errorf("%s: %w", path, dfs.ErrNotFound)
+		return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 	}
 	return nil
 }

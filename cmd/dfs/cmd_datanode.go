@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/dfs-store/dfs/internal/datanode"
+)
+
+func newDatanodeCmd(g *globals) *cobra.Command {
+	var (
+		cfg     datanode.Config
+		reserve string
+	)
+	cmd := &cobra.Command{
+		Use:   "datanode",
+		Short: "Run a datanode: chunk storage on local disk, served over HTTP",
+		Long: `datanode keeps chunks in --data, serves them on --listen (HTTP:
+PUT/GET/HEAD /chunks/{sha256}), and reports to every coordinator in
+--coordinator. Its id is made at first start and kept in --data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.Dir == "" {
+				return usagef("--data is required")
+			}
+			r, err := humanize.ParseBytes(reserve)
+			if err != nil {
+				return usagef("--reserve %q: %v", reserve, err)
+			}
+			cfg.Reserve = int64(r)
+			cfg.Coordinators = splitList(g.coordinators)
+			cfg.Logger = slog.Default()
+			n, err := datanode.Start(cfg)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			fmt.Printf("dfs datanode %s ready: data %s, gRPC %s, coordinators %s\n", n.ID(), n.Addr(), n.GRPCAddr(), g.coordinators)
+			return waitForStop(cmd, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Dir, "data", "", "data directory")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:9500", "HTTP data plane listen address")
+	f.StringVar(&cfg.GRPCListen, "grpc", "", "gRPC control listen address (default: the --listen host, a free port)")
+	f.StringVar(&cfg.Advertise, "advertise", "", "host name or IP others reach this node by (default: the listen host)")
+	f.StringVar(&cfg.Zone, "zone", "", "failure zone label; copies of a chunk go to distinct zones")
+	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
+	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
+	return cmd
+}

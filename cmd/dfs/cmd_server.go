@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/cluster"
+	"github.com/dfs-store/dfs/internal/coordinator"
+)
+
+func newServerCmd(g *globals) *cobra.Command {
+	var (
+		data      string
+		grpcAddr  string
+		nodes     int
+		noSync    bool
+		reserve   string
+		endpoints string
+		keyRoot   string
+		cc        coordinatorFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a whole cluster in one process: etcd, a coordinator and three datanodes",
+		Long: `server runs everything dfs needs in one process, for a laptop or a test:
+an embedded etcd, a coordinator, and three datanodes, each with its own
+directory and ports so that three replicas really are three copies. All data
+lives under --data and comes back after a restart.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := humanize.ParseBytes(reserve)
+			if err != nil {
+				return usagef("--reserve %q: %v", reserve, err)
+			}
+			start := time.Now()
+			cl, err := cluster.Start(cmd.Context(), cluster.Config{
+				Dir:             data,
+				GRPC:            grpcAddr,
+				Datanodes:       nodes,
+				NoSync:          noSync,
+				DatanodeReserve: int64(res),
+				EtcdEndpoints:   splitList(endpoints),
+				KeyRoot:         keyRoot,
+				Coordinator:     cc.config(),
+				Logger:          slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, data in %s\n",
+				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), data)
+			if cl.Addr() != client.DefaultCoordinator {
+				fmt.Printf("  clients: export DFS_COORDINATOR=%s\n", cl.Addr())
+			}
+			fmt.Printf("  try: dfs put FILE && dfs ls && dfs nodes\n")
+			return waitForStop(cmd, cl.Coordinator.Etcd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", "./dfs-data", "directory for all data")
+	f.StringVar(&grpcAddr, "grpc", client.DefaultCoordinator, "coordinator gRPC listen address")
+	f.IntVar(&nodes, "datanodes", 3, "number of datanodes")
+	f.BoolVar(&noSync, "no-fsync", false, "do not fsync chunk files (benchmarks only: a crash can lose acknowledged data)")
+	f.StringVar(&reserve, "reserve", "0", "disk space each datanode leaves free, e.g. 1GiB")
+	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
+	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
+	cc.register(cmd)
+	return cmd
+}
+
+// coordinatorFlags are the tuning flags shared by server and coordinator.
+type coordinatorFlags struct {
+	replicas, minReplicas int
+	deadAfter             time.Duration
+	commitWait            time.Duration
+}
+
+func (c *coordinatorFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.IntVar(&c.replicas, "replicas", 3, "copies of every chunk")
+	f.IntVar(&c.minReplicas, "min-replicas", 2, "copies every chunk needs before a commit succeeds")
+	f.DurationVar(&c.deadAfter, "dead-after", 60*time.Second, "heartbeat silence after which a datanode is dead")
+	f.DurationVar(&c.commitWait, "commit-wait", 10*time.Second, "how long a commit waits for chunk replicas to be reported")
+}
+
+func (c *coordinatorFlags) config() coordinator.Config {
+	return coordinator.Config{
+		Replicas:    c.replicas,
+		MinReplicas: c.minReplicas,
+		DeadAfter:   c.deadAfter,
+		CommitWait:  c.commitWait,
+	}
+}

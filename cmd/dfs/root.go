@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/dfs-store/dfs/client"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	coordinators string
+	logLevel     string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "dfs",
+		Short: "dfs: a distributed file store with deduplication and replication",
+		Long: `dfs stores files on a cluster of machines: cut into content-defined chunks,
+each chunk stored once and kept on three datanodes, with metadata in etcd.
+
+Start everything on one machine with 'dfs server', then use put, get, ls,
+stat, rm and nodes. Every flag can also be set with an environment variable
+named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			return setupLogging(g.logLevel, cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&g.coordinators, "coordinator", client.DefaultCoordinator, "coordinator gRPC addresses, comma-separated")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default info for roles, warn for client commands)")
+
+	root.AddCommand(
+		newServerCmd(g),
+		newCoordinatorCmd(g),
+		newDatanodeCmd(g),
+		newPutCmd(g),
+		newGetCmd(g),
+		newCatCmd(g),
+		newLsCmd(g),
+		newStatCmd(g),
+		newRmCmd(g),
+		newNodesCmd(g),
+	)
+	return root
+}
+
+// applyEnv sets every flag the command line left alone from its DFS_*
+// environment variable.
+func applyEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := "DFS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := cmd.Flags().Set(f.Name, v); e != nil {
+				err = usagef("%s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// roleCommands log at info by default; client commands only warn.
+var roleCommands = map[string]bool{"server": true, "coordinator": true, "datanode": true}
+
+func setupLogging(level string, cmd *cobra.Command) error {
+	if level == "" {
+		level = "warn"
+		if roleCommands[cmd.Name()] {
+			level = "info"
+		}
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return usagef("--log-level %q: %v", level, err)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	return nil
+}
+
+func (g *globals) client() (*client.Client, error) {
+	var addrs []string
+	for _, a := range strings.Split(g.coordinators, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, usagef("--coordinator: no address")
+	}
+	return client.New(client.Config{Coordinators: addrs, Logger: slog.Default()})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func printf(format string, args ...any) { fmt.Fprintf(os.Stdout, format, args...) }
