@@ -13,6 +13,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // GetOptions select part of a file and watch the transfer.
@@ -27,6 +28,7 @@ type GetOptions struct {
 // the file's record. Every chunk is verified against its hash before a byte
 // of it is written.
 func (c *Client) Get(ctx context.Context, path string, w io.Writer, o GetOptions) (dfs.FileInfo, error) {
+	ctx = rpc.WithRequestID(ctx)
 	loc, err := c.Locate(ctx, path)
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("get: %w", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/chunker"
 	"github.com/dfs-store/dfs/internal/dataplane"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // PutOptions tune an upload.
@@ -60,7 +61,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 	if err != nil {
 		return PutResult{}, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(rpc.WithRequestID(ctx))
 	defer cancel(nil)
 
 	split, err := chunker.New(r, c.chunks)
@@ -179,9 +180,16 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 			splitErr = fmt.Errorf("put %s: read source: %w", clean, err)
 			break
 		}
+		// Take a buffer slot. When none is free, hand over the chunks cut
+		// so far first: they hold the slots this one waits for.
 		select {
 		case slots <- struct{}{}:
-		case <-ctx.Done():
+		default:
+			flush()
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
 		}
 		if ctx.Err() != nil {
 			break

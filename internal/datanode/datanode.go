@@ -139,7 +139,7 @@ func Start(cfg Config) (*Node, error) {
 		ReadBufferSize:      256 << 10,
 	}}
 	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
-	n.grpcSrv = rpc.NewServer()
+	n.grpcSrv = rpc.NewServer(n.log)
 	api.RegisterDatanodeServer(n.grpcSrv, &control{n: n})
 
 	for _, c := range cfg.Coordinators {

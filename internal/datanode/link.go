@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,7 +34,9 @@ type link struct {
 	acked   uint64        // changes the coordinator has acknowledged
 	ackCh   chan struct{} // closed and replaced when acked grows
 	kick    chan struct{}
-	gen     uint64 // 0: not registered
+	gen     uint64 // 0: not registered; owned by run
+
+	registered atomic.Bool // gen != 0, for other goroutines
 }
 
 func newLink(n *Node, addr string) (*link, error) {
@@ -59,6 +62,10 @@ func (l *link) enqueue(h dfs.Hash, added bool) {
 // flush sends the changes queued so far and waits until the coordinator has
 // acknowledged them, or ctx ends.
 func (l *link) flush(ctx context.Context) {
+	if !l.registered.Load() {
+		// Not registered: the full report at registration will carry it.
+		return
+	}
 	l.mu.Lock()
 	want := l.seq
 	l.mu.Unlock()
@@ -110,6 +117,7 @@ func (l *link) run(ctx context.Context) {
 			}
 			failing = true
 			l.gen = 0
+			l.registered.Store(false)
 		case err == nil && failing:
 			log.Info("coordinator reachable again")
 			failing = false
@@ -174,6 +182,7 @@ func (l *link) register(ctx context.Context) error {
 		return fmt.Errorf("chunk report: %w", err)
 	}
 	l.gen = resp.Generation
+	l.registered.Store(true)
 	l.ack(snap)
 	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen)
 	return nil
@@ -202,6 +211,7 @@ func (l *link) heartbeat(ctx context.Context) error {
 	if resp.Reregister {
 		// The coordinator restarted or forgot us: register again at once.
 		l.gen = 0
+		l.registered.Store(false)
 		return nil
 	}
 	l.ack(snap)

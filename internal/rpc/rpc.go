@@ -5,14 +5,18 @@ package rpc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/dfs-store/dfs"
@@ -36,13 +40,55 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// NewServer returns a gRPC server with dfs's limits.
-func NewServer() *grpc.Server {
+// NewServer returns a gRPC server with dfs's limits. Every call is logged at
+// debug level, and every failed call at info level, one line each, with its
+// method, duration and request id.
+func NewServer(log *slog.Logger) *grpc.Server {
+	if log == nil {
+		log = slog.Default()
+	}
 	return grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.MaxSendMsgSize(MaxMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(logCalls(log)),
 	)
+}
+
+// RequestIDKey is the gRPC metadata key that carries a request id.
+const RequestIDKey = "x-request-id"
+
+func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		level := slog.LevelDebug
+		if err != nil {
+			level = slog.LevelInfo
+			if st, ok := status.FromError(err); ok && st.Code() == codes.Internal {
+				level = slog.LevelWarn
+			}
+		}
+		if log.Enabled(ctx, level) {
+			id := ""
+			if md, ok := metadata.FromIncomingContext(ctx); ok {
+				if v := md.Get(RequestIDKey); len(v) > 0 {
+					id = v[0]
+				}
+			}
+			log.Log(ctx, level, "rpc", "method", info.FullMethod, "request_id", id, "duration", time.Since(start), "err", err)
+		}
+		return resp, err
+	}
+}
+
+// WithRequestID returns a context whose outgoing gRPC calls carry a fresh
+// request id, so one client operation can be followed across the logs of
+// every server it touches.
+func WithRequestID(ctx context.Context) context.Context {
+	var b [6]byte
+	rand.Read(b[:])
+	return metadata.AppendToOutgoingContext(ctx, RequestIDKey, hex.EncodeToString(b[:]))
 }
 
 // ToStatus converts a dfs error to a gRPC status error that keeps its
