@@ -209,11 +209,13 @@ func (x *AllocateRequest) GetExclude() []string {
 }
 
 type Placement struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
-	Have          bool                   `protobuf:"varint,2,opt,name=have,proto3" json:"have,omitempty"`  // enough copies exist; send nothing
-	Chain         []*Node                `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // write to chain[0], which forwards along the chain
-	Need          int32                  `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`  // how many nodes of the chain must store it
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Hash  []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Have  bool                   `protobuf:"varint,2,opt,name=have,proto3" json:"have,omitempty"`  // enough copies exist; send nothing
+	Chain []*Node                `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // write to chain[0], which forwards along the chain
+	// How many nodes of the chain must store it. 0: the chunk already has
+	// enough copies and this is a best-effort top-up.
+	Need          int32 `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

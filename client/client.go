@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
@@ -152,8 +153,15 @@ func (c *Client) call(ctx context.Context, fn func(api.CoordinatorClient) error)
 
 // Stat returns a file's record.
 func (c *Client) Stat(ctx context.Context, path string) (dfs.FileInfo, error) {
+	// Paths are checked here as well as by the coordinator: one that is not
+	// valid UTF-8 cannot even be encoded in a request, and would fail with
+	// a gRPC marshalling error rather than dfs.ErrBadPath.
+	path, err := dfs.CleanPath(path)
+	if err != nil {
+		return dfs.FileInfo{}, err
+	}
 	var resp *api.StatResponse
-	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
 		resp, err = cc.Stat(ctx, &api.StatRequest{Path: path})
 		return err
 	})
@@ -165,6 +173,10 @@ func (c *Client) Stat(ctx context.Context, path string) (dfs.FileInfo, error) {
 
 // Delete removes a path. The bytes go when nothing refers to them.
 func (c *Client) Delete(ctx context.Context, path string) error {
+	path, err := dfs.CleanPath(path) // see Stat
+	if err != nil {
+		return err
+	}
 	return c.call(ctx, func(cc api.CoordinatorClient) error {
 		_, err := cc.Delete(ctx, &api.DeleteRequest{Path: path})
 		return err
@@ -189,6 +201,12 @@ type Listing struct {
 
 // List returns one page of the paths under a prefix.
 func (c *Client) List(ctx context.Context, o ListOptions) (Listing, error) {
+	// As in Stat: invalid UTF-8 cannot be sent, so say what is wrong.
+	for _, s := range []string{o.Prefix, o.Delimiter, o.StartAfter} {
+		if !utf8.ValidString(s) {
+			return Listing{}, fmt.Errorf("%w: list: %q is not valid UTF-8", dfs.ErrBadPath, s)
+		}
+	}
 	var resp *api.ListResponse
 	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
 		resp, err = cc.List(ctx, &api.ListRequest{Prefix: o.Prefix, Delimiter: o.Delimiter, StartAfter: o.StartAfter, Limit: int32(o.Limit)})
@@ -257,8 +275,12 @@ type Location struct {
 
 // Locate returns a file's chunks and where they live.
 func (c *Client) Locate(ctx context.Context, path string) (Location, error) {
+	path, err := dfs.CleanPath(path) // see Stat
+	if err != nil {
+		return Location{}, err
+	}
 	var resp *api.LookupResponse
-	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
 		resp, err = cc.Lookup(ctx, &api.LookupRequest{Path: path})
 		return err
 	})

@@ -177,7 +177,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 			break
 		}
 		if err != nil {
-			splitErr = fmt.Errorf("put %s: read source: %w", clean, err)
+			splitErr = fmt.Errorf("read source: %w", err)
 			break
 		}
 		// Take a buffer slot. When none is free, hand over the chunks cut
@@ -220,7 +220,9 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 	sid := session.Load().(string)
 	if err := context.Cause(ctx); err != nil {
 		c.abort(sid)
-		return res, err
+		// Name the path: the cause may come from any stage (the source, an
+		// allocation, a chunk write) and only some of them know it.
+		return res, fmt.Errorf("put %s: %w", clean, err)
 	}
 	resp, err := c.commit(ctx, &api.CommitRequest{
 		SessionId:   sid,
@@ -315,6 +317,14 @@ func (c *Client) putChunk(ctx context.Context, session string, p *pending) error
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		if p.need == 0 {
+			// A top-up of a chunk that already has enough copies: what
+			// did not land is left to repair.
+			if err != nil || len(res.Failed) > 0 {
+				c.log.Debug("chunk top-up incomplete", "chunk", p.ref.Hash.Short(), "err", err, "failed", res.Failed)
+			}
+			return nil
+		}
 		if err == nil && len(res.Stored) >= max(p.need, 1) {
 			return nil
 		}
@@ -322,10 +332,15 @@ func (c *Client) putChunk(ctx context.Context, session string, p *pending) error
 			lastErr = err
 			failed = append(failed, p.chain[0].Id)
 		} else {
+			// Avoid the nodes that failed, not those the chain never
+			// reached because of them.
 			var msgs []string
 			for id, msg := range res.Failed {
 				failed = append(failed, string(id))
 				msgs = append(msgs, fmt.Sprintf("%s: %s", id, msg))
+			}
+			if len(res.Unreached) > 0 {
+				msgs = append(msgs, fmt.Sprintf("not reached: %v", res.Unreached))
 			}
 			lastErr = fmt.Errorf("stored on %d of %d nodes: %s", len(res.Stored), len(p.chain), strings.Join(msgs, "; "))
 		}
@@ -337,10 +352,16 @@ func (c *Client) putChunk(ctx context.Context, session string, p *pending) error
 func (c *Client) sendChain(ctx context.Context, p *pending) (dataplane.PutResult, error) {
 	head := p.chain[0]
 	url := "http://" + head.Addr + "/chunks/" + p.ref.Hash.String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(p.data()))
+	body := dataplane.NewBody(bytes.NewReader(p.data()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
 	if err != nil {
 		return dataplane.PutResult{}, err
 	}
+	// p's buffer is reused once the chunk is done with, so wait until the
+	// transport has stopped reading it: a node that refuses the chunk
+	// answers before reading it all, and the transport reads on until the
+	// connection is torn down.
+	defer func() { <-body.Done() }()
 	req.ContentLength = p.ref.Size
 	if len(p.chain) > 1 {
 		hops := make([]dataplane.Hop, 0, len(p.chain)-1)

@@ -37,10 +37,12 @@ is stored: an interrupted put leaves the previous version in place.`,
 			if len(args) == 2 {
 				remote = args[1]
 			}
-			if local == "-" && (remote == "" || strings.HasSuffix(remote, "/")) {
+			if local == "-" && (len(args) == 1 || strings.HasSuffix(remote, "/")) {
 				return usagef("put from stdin needs a REMOTE file path")
 			}
-			if remote == "" || strings.HasSuffix(remote, "/") {
+			// An omitted REMOTE, or a directory one, takes LOCAL's base
+			// name; an explicit empty REMOTE is an error CleanPath reports.
+			if len(args) == 1 || strings.HasSuffix(remote, "/") {
 				remote += filepath.Base(local)
 			}
 			var (

@@ -107,7 +107,7 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 	if c.Server, err = coordinator.New(ctx, c.Meta, cc); err != nil {
 		return nil, err
 	}
-	c.grpc = rpc.NewServer()
+	c.grpc = rpc.NewServer(cfg.Logger.With("role", "coordinator"))
 	api.RegisterCoordinatorServer(c.grpc, c.Server)
 	api.RegisterRegistryServer(c.grpc, c.Server)
 	go func() {
@@ -216,14 +216,25 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 
 // AddDatanode starts one more datanode with its data in dir.
 func (cl *Cluster) AddDatanode(dir string) error {
-	n, err := datanode.Start(datanode.Config{
+	return cl.AddDatanodeWith(dir, nil)
+}
+
+// AddDatanodeWith starts one more datanode with its data in dir, its
+// configuration first set from the cluster's and then changed by mod (if
+// not nil): a zone label, or a reserve that leaves this one node no room.
+func (cl *Cluster) AddDatanodeWith(dir string, mod func(*datanode.Config)) error {
+	cfg := datanode.Config{
 		Dir:          dir,
 		Listen:       "127.0.0.1:0",
 		Coordinators: []string{cl.Coordinator.Addr()},
 		NoSync:       cl.cfg.NoSync,
 		Reserve:      cl.cfg.DatanodeReserve,
 		Logger:       cl.cfg.Logger,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := datanode.Start(cfg)
 	if err != nil {
 		return err
 	}

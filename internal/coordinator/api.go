@@ -47,22 +47,30 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 	for _, c := range specs {
 		live := s.liveReplicasLocked(c.Hash, now)
 		p := &api.Placement{Hash: c.Hash[:]}
-		if len(live) >= s.cfg.MinReplicas {
-			// Dedup: enough copies exist; repair tops up the rest.
+		if len(live) >= s.cfg.Replicas {
+			// Dedup: the chunk is fully replicated; send nothing.
 			p.Have = true
 			resp.Placements = append(resp.Placements, p)
 			continue
 		}
-		skip := map[dfs.NodeID]bool{}
-		for id := range exclude {
-			skip[id] = true
+		chain := s.pickLocked(s.cfg.Replicas-len(live), c.Size, live, exclude, now)
+		if len(live) >= s.cfg.MinReplicas {
+			// Enough copies for a commit, but fewer than the replication
+			// factor (a node is down, or an upload broke off midway): the
+			// client tops the chunk up on nodes that lack it, as a best
+			// effort (Need 0). With no such node, it is had as it is.
+			if len(chain) == 0 {
+				p.Have = true
+			}
+			for _, id := range chain {
+				p.Chain = append(p.Chain, s.apiNodeLocked(id))
+			}
+			resp.Placements = append(resp.Placements, p)
+			continue
 		}
-		for _, id := range live {
-			skip[id] = true
-		}
-		chain := s.pickLocked(s.cfg.Replicas-len(live), c.Size, skip, now)
 		if len(live)+len(chain) < s.cfg.MinReplicas {
-			return nil, rpc.ToStatus(fmt.Errorf("allocate chunk %s: %w", c.Hash.Short(), errNotEnoughNodes(len(chain)+len(live), s.cfg.MinReplicas)))
+			return nil, rpc.ToStatus(fmt.Errorf("allocate chunk %s: %w", c.Hash.Short(),
+				s.notEnoughNodesLocked(len(chain)+len(live), s.cfg.MinReplicas, c.Size, live, exclude, now)))
 		}
 		for _, id := range chain {
 			p.Chain = append(p.Chain, s.apiNodeLocked(id))
@@ -339,4 +347,3 @@ func (s *Server) ReportBadChunk(ctx context.Context, req *api.ReportBadChunkRequ
 	s.log.Warn("bad chunk copy reported", "chunk", h.Short(), "node", id, "reason", req.Reason)
 	return &api.ReportBadChunkResponse{}, nil
 }
-

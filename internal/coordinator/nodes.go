@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -262,11 +264,14 @@ func (s *Server) liveReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
 	return append(out, suspect...)
 }
 
-// pickLocked chooses up to want distinct nodes for a new copy of a chunk of
-// size bytes: alive, accepting writes, not in exclude, with room for it.
-// Nodes are drawn at random weighted by free space, and nodes in a zone not
-// yet used are preferred. s.mu is held.
-func (s *Server) pickLocked(want int, size int64, exclude map[dfs.NodeID]bool, now time.Time) []dfs.NodeID {
+// pickLocked chooses up to want distinct nodes for new copies of a chunk of
+// size bytes that holders hold already: alive, accepting writes, neither a
+// holder nor in exclude, with room for it. Nodes are drawn at random
+// weighted by free space, and nodes in a zone that holds no copy yet are
+// preferred. Only the holders' zones count as used: an excluded node (one
+// that failed the client) holds nothing, so its zone still wants a copy.
+// s.mu is held.
+func (s *Server) pickLocked(want int, size int64, holders []dfs.NodeID, exclude map[dfs.NodeID]bool, now time.Time) []dfs.NodeID {
 	type cand struct {
 		id   dfs.NodeID
 		zone string
@@ -274,11 +279,13 @@ func (s *Server) pickLocked(want int, size int64, exclude map[dfs.NodeID]bool, n
 	}
 	var cands []cand
 	usedZones := map[string]bool{}
+	for _, id := range holders {
+		if n := s.nodes[id]; n != nil && n.rec.Zone != "" {
+			usedZones[n.rec.Zone] = true
+		}
+	}
 	for id, n := range s.nodes {
-		if exclude[id] {
-			if n.rec.Zone != "" {
-				usedZones[n.rec.Zone] = true
-			}
+		if exclude[id] || slices.Contains(holders, id) {
 			continue
 		}
 		if s.stateLocked(n, now) != dfs.NodeAlive || n.stats.FreeBytes < size {
@@ -332,6 +339,43 @@ func (s *Server) apiNodeLocked(id dfs.NodeID) *api.Node {
 	return &api.Node{Id: string(id), Addr: n.rec.Addr, GrpcAddr: n.rec.GrpcAddr, Zone: n.rec.Zone}
 }
 
-func errNotEnoughNodes(have, need int) error {
-	return fmt.Errorf("%w: only %d datanodes can take a copy, need %d", dfs.ErrUnavailable, have, need)
+// notEnoughNodesLocked explains why fewer than need datanodes can hold a
+// chunk of size bytes, have of them counting (those holding it already and
+// those picked): it counts the others by the reason each was passed over, so
+// the user reads "without space" rather than a bare count. It wraps
+// dfs.ErrNoSpace when full disks are what is missing (the nodes passed over
+// for space alone would have been enough), dfs.ErrUnavailable otherwise.
+// s.mu is held.
+func (s *Server) notEnoughNodesLocked(have, need int, size int64, holders []dfs.NodeID, exclude map[dfs.NodeID]bool, now time.Time) error {
+	var full, down, excluded int
+	for id, n := range s.nodes {
+		switch {
+		case slices.Contains(holders, id):
+		case exclude[id]:
+			excluded++
+		case s.stateLocked(n, now) != dfs.NodeAlive:
+			down++
+		case n.stats.FreeBytes < size:
+			full++
+		}
+	}
+	var why []string
+	if full > 0 {
+		why = append(why, fmt.Sprintf("%d without space for %d bytes", full, size))
+	}
+	if down > 0 {
+		why = append(why, fmt.Sprintf("%d not alive or draining", down))
+	}
+	if excluded > 0 {
+		why = append(why, fmt.Sprintf("%d excluded after failing this client", excluded))
+	}
+	kind := dfs.ErrUnavailable
+	if full > 0 && have+full >= need {
+		kind = dfs.ErrNoSpace
+	}
+	msg := fmt.Sprintf("only %d of %d datanodes can take a copy, need %d", have, len(s.nodes), need)
+	if len(why) > 0 {
+		msg += ": " + strings.Join(why, ", ")
+	}
+	return fmt.Errorf("%w: %s", kind, msg)
 }

@@ -111,14 +111,19 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 // of the chain along, and returns what the downstream nodes stored.
 func (n *Node) forward(ctx context.Context, h dfs.Hash, chain []dataplane.Hop, body io.Reader, size int64) dataplane.PutResult {
 	next := chain[0]
+	// When next cannot be reached or refuses the chunk, only next failed:
+	// the nodes after it never saw the bytes. Blaming them too would make
+	// the client place the chunk anew away from healthy nodes, and fail
+	// outright when too few are left.
 	fail := func(err error) dataplane.PutResult {
-		res := dataplane.PutResult{Failed: map[dfs.NodeID]string{}}
-		for _, c := range chain {
-			res.Failed[c.ID] = fmt.Sprintf("via %s: %v", next.ID, err)
+		res := dataplane.PutResult{Failed: map[dfs.NodeID]string{next.ID: err.Error()}}
+		for _, c := range chain[1:] {
+			res.Unreached = append(res.Unreached, c.ID)
 		}
 		return res
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+next.Addr+"/chunks/"+h.String(), body)
+	tracked := dataplane.NewBody(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+next.Addr+"/chunks/"+h.String(), tracked)
 	if err != nil {
 		return fail(err)
 	}
@@ -126,6 +131,11 @@ func (n *Node) forward(ctx context.Context, h dfs.Hash, chain []dataplane.Hop, b
 	if len(chain) > 1 {
 		req.Header.Set(dataplane.ChainHeader, dataplane.FormatChain(chain[1:]))
 	}
+	// The caller abandons or closes body once forward returns, so wait
+	// until the transport has stopped reading it: a node that refuses the
+	// chunk answers before it has read it all, and the transport then
+	// reads on (racing with abandon) until the connection is torn down.
+	defer func() { <-tracked.Done() }()
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return fail(err)

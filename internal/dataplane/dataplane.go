@@ -14,7 +14,10 @@ package dataplane
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
 
 	"github.com/dfs-store/dfs"
 )
@@ -28,10 +31,14 @@ const ChainHeader = "X-Dfs-Chain"
 const MaxChain = 16
 
 // PutResult is the body of a chunk PUT's answer: the nodes of the chain that
-// stored the chunk durably, and why the others did not.
+// stored the chunk durably, why the others did not, and which were never
+// tried because a node before them in the chain could not pass the bytes on.
+// A client places a chunk anew away from the Failed nodes only: the
+// Unreached ones are not at fault.
 type PutResult struct {
-	Stored []dfs.NodeID          `json:"stored"`
-	Failed map[dfs.NodeID]string `json:"failed,omitempty"`
+	Stored    []dfs.NodeID          `json:"stored"`
+	Failed    map[dfs.NodeID]string `json:"failed,omitempty"`
+	Unreached []dfs.NodeID          `json:"unreached,omitempty"`
 }
 
 // Hop is one node of a replication chain.
@@ -55,6 +62,11 @@ func ParseChain(v string) ([]Hop, error) {
 		if !ok || id == "" || addr == "" || strings.ContainsAny(addr, "/?#@ ") {
 			return nil, fmt.Errorf("bad chain element %q: want id@host:port", part)
 		}
+		// A node forwards to the address as given: without a host or a
+		// port it would reach some other service (port 80, or localhost).
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("bad chain element %q: want id@host:port", part)
+		}
 		out = append(out, Hop{dfs.NodeID(id), addr})
 	}
 	return out, nil
@@ -68,3 +80,30 @@ func FormatChain(chain []Hop) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// Body is the body of a chunk PUT that tells its sender when the HTTP
+// transport has let go of it. A transport may go on reading a request body
+// after Do has returned (when the peer answers before reading it all, as a
+// node refusing a chunk for lack of space does) and closes the body once it
+// stops. A sender must wait for Done before it reuses or releases what the
+// body reads from.
+type Body struct {
+	r    io.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+// NewBody returns a Body reading from r.
+func NewBody(r io.Reader) *Body { return &Body{r: r, done: make(chan struct{})} }
+
+func (b *Body) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Close marks the body as released; the transport calls it.
+func (b *Body) Close() error {
+	b.once.Do(func() { close(b.done) })
+	return nil
+}
+
+// Done is closed once the body was closed. Every http.Client.Do closes the
+// request body, on errors too, so after Do a sender may wait on Done.
+func (b *Body) Done() <-chan struct{} { return b.done }

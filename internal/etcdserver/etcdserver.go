@@ -14,9 +14,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config says how to run the member.
@@ -43,6 +46,8 @@ type Config struct {
 type Server struct {
 	e         *embed.Etcd
 	clientURL string
+	closeOnce sync.Once
+	logLevel  zap.AtomicLevel
 }
 
 type urls struct {
@@ -93,7 +98,15 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.ClusterState == "existing" {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
+	// etcd logs only errors, to stderr, and nothing once dfs stops it (it
+	// reports a closed server as an error).
+	level := zap.NewAtomicLevelAt(zap.ErrorLevel)
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), level)
+	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core).With(zap.String("role", "etcd")))
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "10m"
 	cfg.MaxTxnOps = 1024
@@ -119,7 +132,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &Server{e: e, clientURL: cu.String()}, nil
+	return &Server{e: e, clientURL: cu.String(), logLevel: level}, nil
 }
 
 // Endpoints are the client URLs to reach this member.
@@ -128,8 +141,15 @@ func (s *Server) Endpoints() []string { return []string{s.clientURL} }
 // Err reports a fatal error of the running member.
 func (s *Server) Err() <-chan error { return s.e.Err() }
 
-// Close stops the member.
-func (s *Server) Close() { s.e.Close() }
+// Close stops the member. Calling it again does nothing: embed.Etcd.Close
+// panics when called twice, and a process shutting down on a signal may
+// well reach Close from two paths.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.logLevel.SetLevel(zap.FatalLevel)
+		s.e.Close()
+	})
+}
 
 // rememberURLs fills in empty URLs with free loopback ports, chosen once and
 // kept in Dir so the member keeps its identity across restarts.

@@ -1,0 +1,417 @@
+//go:build linux || darwin
+
+package e2e
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The two ways to run dfs that every scenario is checked against.
+const (
+	topoServer   = "server"   // dfs server: everything in one process
+	topoSeparate = "separate" // dfs coordinator --etcd-embed + dfs datanode × N
+)
+
+var topologies = []string{topoServer, topoSeparate}
+
+// clusterSpec says what to start.
+type clusterSpec struct {
+	topo      string
+	datanodes int            // separate only (default 3); a server always runs 3
+	reserve   map[int]string // separate only: --reserve of datanode i
+}
+
+// cluster is a running dfs cluster made of real processes.
+type cluster struct {
+	spec    clusterSpec
+	dir     string // everything: data directories and logs
+	coord   string // coordinator gRPC address
+	dnAddrs []string
+	gen     int     // how many times the cluster was launched
+	procs   []*proc // processes of the current launch, in start order
+	past    []*proc // processes of earlier launches, for their logs
+	broken  string  // why a shared cluster is unusable, if it is
+
+	mu    sync.Mutex
+	files map[string]string // remote path -> sha256 of every file put and not removed
+}
+
+// newCluster starts a cluster for one test, stopped when the test ends.
+func newCluster(t *testing.T, spec clusterSpec) *cluster {
+	t.Helper()
+	c := &cluster{spec: spec, dir: t.TempDir(), files: map[string]string{}}
+	t.Cleanup(func() {
+		// A role that crashed, or that does not stop on SIGTERM, is a bug
+		// a user would notice.
+		for _, err := range c.stop() {
+			t.Errorf("stopping the cluster: %v", err)
+		}
+	})
+	c.logOnFailure(t)
+	c.start(t)
+	return c
+}
+
+var (
+	suiteDir string // removed by TestMain
+	sharedMu sync.Mutex
+	shared   = map[string]*cluster{}
+)
+
+// sharedCluster returns the suite's cluster of the topology, starting it on
+// first use. Tests that leave it healthy share it; TestMain stops it.
+func sharedCluster(t *testing.T, topo string) *cluster {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if c := shared[topo]; c != nil {
+		if c.broken != "" {
+			t.Fatalf("the shared %s cluster is unusable: %s", topo, c.broken)
+		}
+		c.logOnFailure(t)
+		return c
+	}
+	dir, err := os.MkdirTemp(suiteDir, "shared-"+topo+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{spec: clusterSpec{topo: topo}, dir: dir, files: map[string]string{}}
+	shared[topo] = c
+	c.logOnFailure(t)
+	c.broken = "it failed to start"
+	c.start(t)
+	c.broken = ""
+	return c
+}
+
+// stopSharedClusters stops the shared clusters and reports whether every
+// process stopped cleanly on SIGTERM.
+func stopSharedClusters() bool {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	ok := true
+	for _, c := range shared {
+		for _, err := range c.stop() {
+			fmt.Fprintf(os.Stderr, "e2e: stopping the shared %s cluster: %v\n%s", c.spec.topo, err, c.logs())
+			ok = false
+		}
+	}
+	return ok
+}
+
+// logOnFailure prints the tail of every process's output if t fails.
+func (c *cluster) logOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("processes of the %s cluster in %s:\n%s", c.spec.topo, c.dir, c.logs())
+		}
+	})
+}
+
+func (c *cluster) logs() string {
+	var b strings.Builder
+	for _, p := range append(append([]*proc{}, c.past...), c.procs...) {
+		b.WriteString(p.logTail(40))
+	}
+	return b.String()
+}
+
+// start picks the addresses and launches the cluster.
+func (c *cluster) start(t *testing.T) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.coord = freeAddr(t)
+	if c.spec.topo == topoSeparate {
+		if c.spec.datanodes == 0 {
+			c.spec.datanodes = 3
+		}
+		for range c.spec.datanodes {
+			c.dnAddrs = append(c.dnAddrs, freeAddr(t))
+		}
+	}
+	c.launch(t)
+}
+
+// launch starts the processes on the cluster's directories and addresses
+// and waits until every datanode is alive.
+func (c *cluster) launch(t *testing.T) {
+	t.Helper()
+	c.gen++
+	logDir := filepath.Join(c.dir, "logs")
+	run := func(name string, args ...string) *proc {
+		p, err := startProc(logDir, fmt.Sprintf("%s.%d", name, c.gen), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.procs = append(c.procs, p)
+		return p
+	}
+	ready := func(p *proc) {
+		if err := p.waitReady(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	switch c.spec.topo {
+	case topoServer:
+		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord))
+		c.waitNodes(t, 3, nil)
+	case topoSeparate:
+		ready(run("coordinator", "coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord))
+		var dns []*proc
+		for i, addr := range c.dnAddrs {
+			args := []string{"datanode", "--coordinator", c.coord, "--data", filepath.Join(c.dir, fmt.Sprintf("dn%d", i)), "--listen", addr}
+			if r := c.spec.reserve[i]; r != "" {
+				args = append(args, "--reserve", r)
+			}
+			dns = append(dns, run(fmt.Sprintf("datanode%d", i), args...))
+		}
+		for _, p := range dns {
+			ready(p)
+		}
+		c.waitNodes(t, len(c.dnAddrs), nil)
+	default:
+		t.Fatalf("unknown topology %q", c.spec.topo)
+	}
+}
+
+// stop stops every process, the last started first, and returns what did
+// not exit cleanly on SIGTERM.
+func (c *cluster) stop() []error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		if p.killed {
+			continue
+		}
+		if err := p.stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.past = append(c.past, c.procs...)
+	c.procs = nil
+	return errs
+}
+
+// restart stops every process with SIGTERM, starts them again on the same
+// directories and addresses, and waits until every datanode is alive and
+// has reported at least the chunks it held before.
+func (c *cluster) restart(t *testing.T) {
+	t.Helper()
+	before := decodeJSON[[]nodeInfo](t, c.mustDFS(t, "nodes", "--json"))
+	for _, err := range c.stop() {
+		t.Errorf("restart: %v", err)
+	}
+	c.launch(t)
+	c.waitNodes(t, len(before), func(now []nodeInfo) error {
+		byID := map[string]nodeInfo{}
+		for _, n := range now {
+			byID[n.ID] = n
+		}
+		for _, b := range before {
+			n, ok := byID[b.ID]
+			switch {
+			case !ok:
+				return fmt.Errorf("node %s is gone", b.ID)
+			case !n.Alive:
+				return fmt.Errorf("node %s is %s", b.ID, n.State)
+			case n.Chunks < b.Chunks:
+				return fmt.Errorf("node %s reports %d chunks, held %d before", b.ID, n.Chunks, b.Chunks)
+			}
+		}
+		return nil
+	})
+}
+
+// datanodeProc returns the running process of datanode i (separate topology).
+func (c *cluster) datanodeProc(t *testing.T, i int) *proc {
+	t.Helper()
+	want := fmt.Sprintf("datanode%d.%d", i, c.gen)
+	for _, p := range c.procs {
+		if p.name == want {
+			return p
+		}
+	}
+	t.Fatalf("no process %s", want)
+	return nil
+}
+
+// datanodeDir returns the data directory of datanode i (separate topology).
+func (c *cluster) datanodeDir(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("dn%d", i))
+}
+
+// datanodeID returns the id of datanode i (separate topology).
+func (c *cluster) datanodeID(t *testing.T, i int) string {
+	t.Helper()
+	for id, d := range c.nodeDirs(t) {
+		if d == c.datanodeDir(i) {
+			return id
+		}
+	}
+	t.Fatalf("no node id in %s", c.datanodeDir(i))
+	return ""
+}
+
+// nodeDirs maps each datanode's id to its data directory, by the node-id
+// file every datanode keeps there.
+func (c *cluster) nodeDirs(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "chunks" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && d.Name() == "node-id" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[strings.TrimSpace(string(b))] = filepath.Dir(p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// chunkBytes returns the bytes of every chunk file on the cluster's disks:
+// all replicas of all chunks.
+func (c *cluster) chunkBytes(t *testing.T) int64 {
+	t.Helper()
+	return chunkBytesUnder(t, c.dir)
+}
+
+// chunkBytesUnder sums the sizes of chunk files under dir: files named by 64
+// hex digits somewhere below a directory named "chunks".
+func chunkBytesUnder(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !isHexHash(d.Name()) || !underChunks(dir, p) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
+}
+
+// findChunkFile returns the path of chunk hash under dir.
+func findChunkFile(t *testing.T, dir, hash string) string {
+	t.Helper()
+	var found string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == hash && underChunks(dir, p) {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if found == "" {
+		t.Fatalf("no file of chunk %s under %s", hash, dir)
+	}
+	return found
+}
+
+func isHexHash(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for _, r := range name {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
+
+func underChunks(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return false
+	}
+	for _, part := range strings.Split(filepath.Dir(rel), string(filepath.Separator)) {
+		if part == "chunks" {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeInfo is a row of dfs nodes --json.
+type nodeInfo struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Alive     bool   `json:"alive"`
+	State     string `json:"state"`
+	FreeBytes int64  `json:"free_bytes"`
+	Chunks    int64  `json:"chunks"`
+}
+
+// waitNodes polls dfs nodes --json until exactly want nodes are alive and
+// check (if any) accepts the table, and returns the table.
+func (c *cluster) waitNodes(t *testing.T, want int, check func([]nodeInfo) error) []nodeInfo {
+	t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		var why error
+		r := c.dfs(t, "nodes", "--json")
+		var nodes []nodeInfo
+		if r.code != 0 {
+			why = fmt.Errorf("%s", r)
+		} else {
+			nodes = decodeJSON[[]nodeInfo](t, r)
+			alive := 0
+			for _, n := range nodes {
+				if n.Alive {
+					alive++
+				}
+			}
+			if alive != want {
+				why = fmt.Errorf("%d of %d nodes alive, want %d: %+v", alive, len(nodes), want, nodes)
+			} else if check != nil {
+				why = check(nodes)
+			}
+		}
+		if why == nil {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes not ready within %v: %v", readyTimeout, why)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// reserveBeyondFree returns a --reserve value larger than the free space of
+// the file system holding dir.
+func reserveBeyondFree(t *testing.T, dir string) string {
+	t.Helper()
+	free := freeBytes(t, dir)
+	return strconv.FormatInt(2*free+1<<30, 10)
+}
