@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 
@@ -19,6 +22,7 @@ var version = "dev"
 type globals struct {
 	coordinators string
 	logLevel     string
+	pprof        string
 }
 
 func newRootCmd() *cobra.Command {
@@ -39,12 +43,16 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 			if err := applyEnv(cmd); err != nil {
 				return err
 			}
-			return setupLogging(g.logLevel, cmd)
+			if err := setupLogging(g.logLevel, cmd); err != nil {
+				return err
+			}
+			return servePprof(g.pprof)
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.coordinators, "coordinator", client.DefaultCoordinator, "coordinator gRPC addresses, comma-separated")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default info for roles, warn for client commands)")
+	root.PersistentFlags().StringVar(&g.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
 
 	root.AddCommand(
 		newServerCmd(g),
@@ -57,6 +65,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newStatCmd(g),
 		newRmCmd(g),
 		newNodesCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }
@@ -121,3 +130,23 @@ func splitList(s string) []string {
 }
 
 func printf(format string, args ...any) { fmt.Fprintf(os.Stdout, format, args...) }
+
+// servePprof serves the Go runtime's profiles on addr, if set, for as long
+// as the process runs.
+func servePprof(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return usagef("--pprof %s: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go http.Serve(ln, mux)
+	slog.Info("profiles served", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return nil
+}

@@ -5,11 +5,13 @@
 package chunker
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers "fastcdc-v1.0.0"
@@ -47,24 +49,90 @@ type Splitter struct {
 	file   hash.Hash
 	offset int64
 	done   bool
+
+	head    *[]byte // the first bytes of the stream
+	small   bool    // the whole stream fit in head: one chunk
+	scan    *[]byte // the chunker's scan buffer, from a pool
+	scanCap int
+}
+
+// buffer pools by size: scan buffers (2 × max chunk) and head buffers
+// (min chunk + 1), shared by every Splitter of the same options.
+var (
+	poolsMu sync.Mutex
+	pools   = map[int]*sync.Pool{}
+)
+
+func pool(size int) *sync.Pool {
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	p := pools[size]
+	if p == nil {
+		p = &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+		pools[size] = p
+	}
+	return p
 }
 
 // New returns a Splitter over r. Its memory is a scan buffer of twice the
-// maximum chunk size, whatever the length of the stream.
+// maximum chunk size, whatever the length of the stream, taken from a pool
+// and returned by Close. A stream no longer than the minimum chunk size is
+// one chunk and needs no scan buffer at all, so small files cost little.
 func New(r io.Reader, o Options) (*Splitter, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := chunkers.NewChunker("fastcdc-v1.0.0", r, &chunkers.ChunkerOpts{MinSize: o.Min, NormalSize: o.Avg, MaxSize: o.Max})
+	s := &Splitter{file: sha256.New(), head: pool(o.Min + 1).Get().(*[]byte)}
+	n, err := io.ReadFull(r, *s.head)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		// The stream ended within the minimum chunk size.
+		*s.head = (*s.head)[:n]
+		s.small = true
+		return s, nil
+	case err != nil:
+		s.Close()
+		return nil, err
+	}
+	s.scanCap = 2 * o.Max
+	s.scan = pool(s.scanCap).Get().(*[]byte)
+	rd := io.MultiReader(bytes.NewReader(*s.head), r)
+	s.c, err = chunkers.NewChunkerBuffer("fastcdc-v1.0.0", rd, &chunkers.ChunkerOpts{MinSize: o.Min, NormalSize: o.Avg, MaxSize: o.Max}, *s.scan)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("chunker: %w", err)
 	}
-	return &Splitter{c: c, file: sha256.New()}, nil
+	return s, nil
+}
+
+// Close returns the Splitter's buffers to their pools. The Data of the
+// last chunk is invalid after Close.
+func (s *Splitter) Close() {
+	if s.head != nil {
+		*s.head = (*s.head)[:cap(*s.head)]
+		pool(cap(*s.head)).Put(s.head)
+		s.head = nil
+	}
+	if s.scan != nil {
+		pool(s.scanCap).Put(s.scan)
+		s.scan = nil
+	}
 }
 
 // Next returns the next chunk, or io.EOF after the last one. An empty stream
 // has no chunks. A read error of the underlying stream is returned as is.
 func (s *Splitter) Next() (Chunk, error) {
+	if s.small {
+		if s.done || len(*s.head) == 0 {
+			s.done = true
+			return Chunk{}, io.EOF
+		}
+		s.done = true
+		data := *s.head
+		s.file.Write(data)
+		s.offset = int64(len(data))
+		return Chunk{Data: data, Hash: sha256.Sum256(data)}, nil
+	}
 	for !s.done {
 		data, err := s.c.Next()
 		if err != nil && !errors.Is(err, io.EOF) {

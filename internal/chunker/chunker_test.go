@@ -14,6 +14,7 @@ func split(t testing.TB, data []byte, o Options) ([]Chunk, [32]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	var out []Chunk
 	for {
 		c, err := s.Next()
@@ -99,6 +100,25 @@ func TestInsertionChangesFewChunks(t *testing.T) {
 	}
 }
 
+// Streams around the minimum chunk size take the one-chunk path or the
+// chunker's; either way the chunks cover the stream exactly.
+func TestStreamsAroundMinimum(t *testing.T) {
+	for _, n := range []int{Default.Min - 1, Default.Min, Default.Min + 1, Default.Min + 2, 2 * Default.Min} {
+		data := random(n, int64(n))
+		chunks, sum := split(t, data, Default)
+		if sum != sha256.Sum256(data) {
+			t.Fatalf("%d bytes: whole-stream hash wrong", n)
+		}
+		var joined []byte
+		for _, c := range chunks {
+			joined = append(joined, c.Data...)
+		}
+		if !bytes.Equal(joined, data) {
+			t.Fatalf("%d bytes: chunks do not reassemble the stream", n)
+		}
+	}
+}
+
 func TestBadOptions(t *testing.T) {
 	if _, err := New(bytes.NewReader(nil), Options{Min: 10, Avg: 5, Max: 20}); err == nil {
 		t.Fatal("min > avg accepted")
@@ -121,6 +141,7 @@ func TestReadErrorSurfaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	for {
 		_, err := s.Next()
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -142,6 +163,7 @@ func BenchmarkSplit(b *testing.B) {
 				break
 			}
 		}
+		s.Close()
 	}
 }
 

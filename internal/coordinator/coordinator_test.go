@@ -24,8 +24,12 @@ import (
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
-// One embedded etcd serves the package; each test has its own key root.
-var etcd *clientv3.Client
+// One embedded etcd serves the package; each test has its own key root,
+// fresh on every run (go test -count).
+var (
+	etcd  *clientv3.Client
+	roots atomic.Int64
+)
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -73,7 +77,7 @@ type harness struct {
 func start(t *testing.T, cfg Config, registry ...*api.NodeRecord) *harness {
 	t.Helper()
 	ctx := context.Background()
-	m := meta.New(etcd, meta.NewSchema("/test/"+t.Name()))
+	m := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name())))
 	for _, r := range registry {
 		if err := m.PutNode(ctx, r); err != nil {
 			t.Fatal(err)

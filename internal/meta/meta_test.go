@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +24,11 @@ import (
 )
 
 // One embedded etcd serves the whole package; every test keeps its keys
-// under a root of its own.
-var etcd *clientv3.Client
+// under a root of its own, fresh on every run (go test -count).
+var (
+	etcd  *clientv3.Client
+	roots atomic.Int64
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -54,7 +58,7 @@ func run(m *testing.M) int {
 
 func newStore(t *testing.T) *meta.Store {
 	t.Helper()
-	return meta.New(etcd, meta.NewSchema("/test/"+t.Name()))
+	return meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name())))
 }
 
 // chunks returns n distinct chunk refs, each of the given size.
@@ -483,8 +487,8 @@ func TestNodeRegistry(t *testing.T) {
 
 // Two schemas on one etcd do not see each other's keys.
 func TestRootsAreSeparate(t *testing.T) {
-	a := meta.New(etcd, meta.NewSchema("/test/roots/a"))
-	b := meta.New(etcd, meta.NewSchema("/test/roots/a-b"))
+	a := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/roots/a", roots.Add(1))))
+	b := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/roots/a-b", roots.Load())))
 	commit(t, a, "f", content(chunks(1, 1, 1), "f"))
 	if _, err := b.GetFile(context.Background(), "f"); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("root a-b sees root a's file: %v", err)

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/dfs-store/dfs/internal/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var (
+		cfg      bench.Config
+		size     string
+		fileSize string
+		asJSON   bool
+		target   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [WORKLOAD...]",
+		Short: "Measure throughput, small-file and metadata rates, and dedup against the machine's limits",
+		Long: `bench runs workloads against a dfs server it starts in a temporary directory,
+or against a running cluster with --coordinator. Workloads:
+
+  limits  the machine's ceilings: SHA-256 per core, disk writes with fsync,
+          fsyncs per second, loopback TCP
+  large   one file (--size, default 1GiB) up and down, with fsync on and off
+  small   --count files of --file-size (10000 x 64KiB) at --concurrency (32):
+          puts, gets and stats per second with p50/p99 latency
+  meta    --count creates, stats, list pages and deletes of empty files
+  dedup   the files of --dataset DIR in name order: logical and physical
+          bytes, beside fixed 2 MiB chunking of the same files
+
+With no WORKLOAD it runs limits, large, small and meta (and dedup with
+--dataset). Progress goes to stderr; the result to stdout, as a table or with
+--json as one object.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Workloads = args
+			s, err := humanize.ParseBytes(size)
+			if err != nil {
+				return usagef("--size %q: %v", size, err)
+			}
+			fs, err := humanize.ParseBytes(fileSize)
+			if err != nil {
+				return usagef("--file-size %q: %v", fileSize, err)
+			}
+			cfg.Size, cfg.FileSize = int64(s), int64(fs)
+			if target {
+				cfg.Coordinator = g.coordinators
+			}
+			cfg.Progress = os.Stderr
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printReport(rep)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&size, "size", "1GiB", "size of the large file")
+	f.IntVar(&cfg.Count, "count", 10000, "files in the small workload, operations in meta")
+	f.StringVar(&fileSize, "file-size", "64KiB", "size of each small file")
+	f.IntVar(&cfg.Concurrency, "concurrency", 32, "operations in flight in small and meta")
+	f.StringVar(&cfg.Dataset, "dataset", "", "directory for the dedup workload (scripts/dedup-dataset.sh builds the default)")
+	f.StringVar(&cfg.Dir, "tmp", "", "directory for temporary servers and files (default the system's)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	f.BoolVar(&target, "target", false, "run against the cluster at --coordinator instead of starting a server")
+	return cmd
+}
+
+func printReport(r *bench.Report) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tfigure\tvalue\t\tbound by\tlimit\t\tratio\t")
+	row := func(w, fig string, v float64, unit, bound string, limit float64, lunit string) {
+		ratio, lim := "", ""
+		if limit > 0 {
+			ratio = fmt.Sprintf("%.2f", v/limit)
+			lim = fmt.Sprintf("%.0f", limit)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", w, fig, v, unit, bound, lim, lunit, ratio)
+	}
+	l := r.Limits
+	if l != nil {
+		row("limits", "sha256 per core", l.SHA256MBps, "MB/s", "", 0, "")
+		row("limits", "seq write+fsync", l.SeqWriteMiBps, "MiB/s", "", 0, "")
+		row("limits", "chunk writes+fsync", l.ChunkWriteMiBps, "MiB/s", "", 0, "")
+		row("limits", "fsyncs", l.FsyncsPerSec, "/s", "", 0, "")
+		row("limits", "fsyncs, 32 writers", l.ParallelFsyncsPerSec, "/s", "", 0, "")
+		row("limits", "loopback tcp", l.LoopbackMiBps, "MiB/s", "", 0, "")
+	}
+	lim := func(f func(*bench.Limits) float64) float64 {
+		if l == nil {
+			return 0
+		}
+		return f(l)
+	}
+	if x := r.Large; x != nil {
+		up := lim(func(l *bench.Limits) float64 { return l.ChunkWriteMiBps / 3 })
+		down := lim(func(l *bench.Limits) float64 {
+			return min(l.SHA256MBps*float64(l.CPUs)*1e6/(1<<20), l.LoopbackMiBps)
+		})
+		row("large", "upload", x.UploadMiBps, "MiB/s", "chunk writes / 3 copies", up, "MiB/s")
+		row("large", "download", x.DownloadMiBps, "MiB/s", "sha256 x cpus", down, "MiB/s")
+		if x.UploadNoSyncMiBps > 0 {
+			row("large", "upload, no fsync", x.UploadNoSyncMiBps, "MiB/s", "", 0, "")
+			row("large", "download, no fsync", x.DownloadNoSyncMiBps, "MiB/s", "", 0, "")
+		}
+		if x.ServerPeakRSSBytes > 0 {
+			row("large", "server peak RSS", float64(x.ServerPeakRSSBytes)/(1<<20), "MiB", "", 0, "")
+		}
+	}
+	if x := r.Small; x != nil {
+		row("small", "puts", x.PutPerSec, "/s", "32-writer fsyncs / 6", lim(func(l *bench.Limits) float64 { return l.ParallelFsyncsPerSec / 6 }), "/s")
+		row("small", "gets", x.GetPerSec, "/s", "", 0, "")
+		row("small", "stats", x.StatPerSec, "/s", "", 0, "")
+		fmt.Fprintf(tw, "small\tput p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.PutP50ms, x.PutP99ms)
+		fmt.Fprintf(tw, "small\tget p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.GetP50ms, x.GetP99ms)
+		fmt.Fprintf(tw, "small\tstat p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.StatP50ms, x.StatP99ms)
+	}
+	if x := r.Meta; x != nil {
+		row("meta", "creates", x.CreatePerS, "/s", "32-writer fsyncs", lim(func(l *bench.Limits) float64 { return l.ParallelFsyncsPerSec }), "/s")
+		row("meta", "stats", x.StatPerS, "/s", "", 0, "")
+		row("meta", "list pages (100)", x.ListPerS, "/s", "", 0, "")
+		row("meta", "deletes", x.DeletePerS, "/s", "", 0, "")
+	}
+	if x := r.Dedup; x != nil {
+		fmt.Fprintf(tw, "dedup\tlogical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.LogicalBytes)))
+		fmt.Fprintf(tw, "dedup\tphysical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.PhysicalBytes)))
+		fmt.Fprintf(tw, "dedup\tratio\t%.2f\t\tfixed 2 MiB chunks\t%.2f\t\t%.2f\t\n", x.Ratio, x.FixedRatio, x.Ratio/max(x.FixedRatio, 1e-9))
+	}
+	tw.Flush()
+	if e := r.Env; e != nil {
+		fmt.Printf("\n%s, %d CPUs (%s), target: %s, %d replicas\n", e.Date, e.CPUs, e.CPU, e.Target, e.Replicas)
+	}
+}
