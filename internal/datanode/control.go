@@ -71,4 +71,3 @@ func (c *control) ReplicateChunk(ctx context.Context, req *api.ReplicateChunkReq
 	}
 	return out, nil
 }
-
