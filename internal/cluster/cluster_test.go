@@ -194,7 +194,7 @@ func nodeDir(n *datanode.Node) string {
 // chunkFile is where a datanode keeps a chunk on disk.
 func chunkFile(n *datanode.Node, h dfs.Hash) string {
 	x := h.String()
-	return filepath.Join(nodeDir(n), "chunks", x[0:2], x[2:4], x)
+	return filepath.Join(nodeDir(n), "chunks", x[0:3], x)
 }
 
 func nodeByID(cl *cluster.Cluster, id dfs.NodeID) *datanode.Node {

@@ -1,9 +1,11 @@
 // Package disk keeps a datanode's chunks as files in one local directory. It
 // implements dfs.ChunkStore.
 //
-// A chunk named by hash 3f2a9c… lives at dir/chunks/3f/2a/3f2a9c… (two levels
-// of fan-out by the first four hex digits, so no directory grows past a few
-// thousand entries). Bytes are written first to a temporary file in dir/tmp,
+// A chunk named by hash 3f2a9c… lives at dir/chunks/3f2/3f2a9c…: one level of
+// 4096 fan-out directories by the first three hex digits, so ten million
+// chunks (20 TB at the average chunk size) put about 2,500 files in each. One
+// level rather than two keeps directory creation off the write path: a fresh
+// store makes each directory once, after which a write costs no mkdir. Bytes are written first to a temporary file in dir/tmp,
 // which is on the same file system, hashed as they arrive, and moved into place
 // only once they match their name. Unless Options.NoSync is set, the file is
 // fsynced before the rename and its directory after it, so a crash at any
@@ -37,7 +39,6 @@ import (
 // a couple of write calls, small enough to pool one per concurrent Put.
 const bufSize = 1 << 20
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Options tune a Store.
 type Options struct {
@@ -75,12 +76,10 @@ type Store struct {
 	nChunks int64
 	nBytes  int64
 
-	// dirMu serialises creating fan-out directories; topMade and leafMade
-	// record those made (and made durable) by this Store, so each costs one
-	// mkdir and one fsync per process rather than per Put.
-	dirMu    sync.Mutex
-	topMade  [256]atomic.Bool
-	leafMade [1 << 16]atomic.Bool
+	// dirMu serialises creating fan-out directories; dirMade remembers
+	// those known to exist.
+	dirMu   sync.Mutex
+	dirMade [1 << 12]atomic.Bool
 }
 
 type observerBox struct{ o dfs.ChunkObserver }
@@ -163,7 +162,7 @@ func (s *Store) observer() dfs.ChunkObserver {
 // path returns where chunk h lives.
 func (s *Store) path(h dfs.ChunkHash) string {
 	x := h.String()
-	return filepath.Join(s.chunks, x[0:2], x[2:4], x)
+	return filepath.Join(s.chunks, x[0:3], x)
 }
 
 func (s *Store) lock(h dfs.ChunkHash) *sync.Mutex { return &s.locks[h[0]] }
@@ -187,7 +186,7 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 		return 0, err
 	}
 
-	f, err := os.CreateTemp(s.tmp, h.String()+".*")
+	f, direct, err := createTemp(s.tmp, h.String())
 	if err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
@@ -201,7 +200,16 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 	}()
 
 	hw := sha256.New()
-	n, err := stream(ctx, r, f, hw)
+	var w io.Writer = f
+	var dw *directWriter
+	if direct {
+		dw = &directWriter{f: f}
+		w = dw
+	}
+	n, err := stream(ctx, r, w, hw)
+	if err == nil && dw != nil {
+		err = dw.finish()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
@@ -285,40 +293,27 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 	return size, nil
 }
 
-// makeFanout creates the two directories above h's file and makes their
-// entries durable. Directories are never removed, so once made they stay.
+// makeFanout creates the directory of h's file and makes its entry
+// durable. Directories are never removed, so once made they stay.
 func (s *Store) makeFanout(h dfs.ChunkHash) error {
-	leafIdx := uint16(h[0])<<8 | uint16(h[1])
-	if s.leafMade[leafIdx].Load() {
+	idx := uint16(h[0])<<4 | uint16(h[1]>>4)
+	if s.dirMade[idx].Load() {
 		return nil
 	}
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
-	if s.leafMade[leafIdx].Load() {
+	if s.dirMade[idx].Load() {
 		return nil
 	}
-	x := h.String()
-	top := filepath.Join(s.chunks, x[0:2])
-	if !s.topMade[h[0]].Load() {
-		if err := mkdir(top); err != nil {
-			return err
-		}
-		if !s.opts.NoSync {
-			if err := syncDir(s.chunks); err != nil {
-				return err
-			}
-		}
-		s.topMade[h[0]].Store(true)
-	}
-	if err := mkdir(filepath.Join(top, x[2:4])); err != nil {
+	if err := mkdir(filepath.Join(s.chunks, h.String()[0:3])); err != nil {
 		return err
 	}
 	if !s.opts.NoSync {
-		if err := syncDir(top); err != nil {
+		if err := syncDir(s.chunks); err != nil {
 			return err
 		}
 	}
-	s.leafMade[leafIdx].Store(true)
+	s.dirMade[idx].Store(true)
 	return nil
 }
 
@@ -356,8 +351,8 @@ func (s *Store) checkReserve(h dfs.ChunkHash, need int64) error {
 // stream copies r to w (if not nil) and hw until EOF, checking ctx between
 // reads. Read errors and write errors are told apart in the message.
 func stream(ctx context.Context, r io.Reader, w io.Writer, hw hash.Hash) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := alignedPool.Get().(*[]byte)
+	defer alignedPool.Put(bp)
 	buf := *bp
 	var n int64
 	for {
@@ -476,30 +471,19 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 // its proper fan-out directory are not chunks and are skipped. Chunks put or
 // deleted during a Walk may or may not be seen.
 func (s *Store) Walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error) error {
-	tops, err := os.ReadDir(s.chunks)
+	dirs, err := os.ReadDir(s.chunks)
 	if err != nil {
 		return fmt.Errorf("walk chunks: %w", err)
 	}
-	for _, top := range tops {
-		if !top.IsDir() || !isHexByte(top.Name()) {
+	for _, d := range dirs {
+		if !d.IsDir() || !isFanoutName(d.Name()) {
 			continue
 		}
-		topDir := filepath.Join(s.chunks, top.Name())
-		leaves, err := os.ReadDir(topDir)
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("walk chunks: %w", err)
 		}
-		for _, leaf := range leaves {
-			if !leaf.IsDir() || !isHexByte(leaf.Name()) {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("walk chunks: %w", err)
-			}
-			prefix := top.Name() + leaf.Name()
-			if err := s.walkLeaf(filepath.Join(topDir, leaf.Name()), prefix, fn); err != nil {
-				return err
-			}
+		if err := s.walkLeaf(filepath.Join(s.chunks, d.Name()), d.Name(), fn); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -512,7 +496,7 @@ func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if !e.Type().IsRegular() || len(name) != 64 || name[:4] != prefix {
+		if !e.Type().IsRegular() || len(name) != 64 || name[:3] != prefix {
 			continue
 		}
 		h, err := dfs.ParseHash(name)
@@ -533,8 +517,10 @@ func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64
 	return nil
 }
 
-func isHexByte(s string) bool {
-	return len(s) == 2 && isLowerHex(s[0]) && isLowerHex(s[1])
+// isFanoutName reports whether s names a fan-out directory: three
+// lower-case hex digits.
+func isFanoutName(s string) bool {
+	return len(s) == 3 && isLowerHex(s[0]) && isLowerHex(s[1]) && isLowerHex(s[2])
 }
 
 func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }

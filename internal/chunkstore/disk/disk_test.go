@@ -91,7 +91,7 @@ func TestLayout(t *testing.T) {
 	data, _ := randomChunk(1, 1000)
 	h := put(t, s, data)
 	x := h.String()
-	got, err := os.ReadFile(filepath.Join(dir, "chunks", x[:2], x[2:4], x))
+	got, err := os.ReadFile(filepath.Join(dir, "chunks", x[:3], x))
 	if err != nil {
 		t.Fatalf("chunk file not where documented: %v", err)
 	}
@@ -159,18 +159,18 @@ func TestWalkSkipsStrangers(t *testing.T) {
 	h := put(t, s, data)
 	x := h.String()
 	chunks := filepath.Join(dir, "chunks")
-	leaf := filepath.Join(chunks, x[:2], x[2:4])
+	leaf := filepath.Join(chunks, x[:3])
 
 	other := dfs.Sum([]byte("other")).String()
 	strangers := map[string]string{
-		filepath.Join(leaf, "notahash"):                       "junk",
-		filepath.Join(leaf, x+".bak"):                         "junk",
-		filepath.Join(leaf, other):                            "a hash in the wrong directory",
-		filepath.Join(chunks, "zz", "00", other):              "non-hex fan-out",
-		filepath.Join(chunks, x[:2], "README"):                "junk",
-		filepath.Join(chunks, "README"):                       "junk",
-		filepath.Join(leaf, x[:4]+strings.ToUpper(x[4:])):     "upper case",
-		filepath.Join(chunks, other[:2], other[2:4], "x.tmp"): "junk",
+		filepath.Join(leaf, "notahash"):                   "junk",
+		filepath.Join(leaf, x+".bak"):                     "junk",
+		filepath.Join(leaf, other):                        "a hash in the wrong directory",
+		filepath.Join(chunks, "zzz", other):               "non-hex fan-out",
+		filepath.Join(chunks, x[:2], x[2:4], other):       "the old two-level layout",
+		filepath.Join(chunks, "README"):                   "junk",
+		filepath.Join(leaf, x[:4]+strings.ToUpper(x[4:])): "upper case",
+		filepath.Join(chunks, other[:3], "x.tmp"):         "junk",
 	}
 	for p, content := range strangers {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
