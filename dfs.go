@@ -99,6 +99,7 @@ type NodeID string
 // with the name of the thing concerned.
 var (
 	ErrNotFound     = errors.New("not found")
+	ErrInvalid      = errors.New("invalid argument")
 	ErrBadHash      = errors.New("malformed hash")
 	ErrBadPath      = errors.New("invalid path")
 	ErrHashMismatch = errors.New("hash mismatch")
@@ -112,7 +113,8 @@ const MaxPathLen = 1024
 
 // CleanPath validates a user-supplied path and returns its canonical form.
 // Paths are flat names with '/' separators, as in S3: a leading '/' is
-// dropped; empty names, NUL bytes, invalid UTF-8, empty segments and '.' or
+// dropped; empty names, NUL bytes and other control characters, invalid
+// UTF-8, empty segments and '.' or
 // '..' segments are rejected, so a path can never address anything outside
 // its own name. A trailing '/' is rejected because it would name a directory,
 // and directories are only prefixes.
@@ -128,6 +130,8 @@ func CleanPath(p string) (string, error) {
 		return "", fmt.Errorf("%w: %q contains a NUL byte", ErrBadPath, clip(orig))
 	case !utf8.ValidString(p):
 		return "", fmt.Errorf("%w: %q is not valid UTF-8", ErrBadPath, clip(orig))
+	case strings.IndexFunc(p, isControl) >= 0:
+		return "", fmt.Errorf("%w: %q contains a control character", ErrBadPath, clip(orig))
 	case strings.HasSuffix(p, "/"):
 		return "", fmt.Errorf("%w: %q ends with '/'", ErrBadPath, clip(orig))
 	}
@@ -141,6 +145,10 @@ func CleanPath(p string) (string, error) {
 	}
 	return p, nil
 }
+
+// isControl reports the characters paths may not hold: C0 controls
+// (newline, tab, …) and DEL, which break listings, logs and terminals.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // ChunkRef is one chunk of a content, in file order.
 type ChunkRef struct {

@@ -32,7 +32,7 @@ func TestCleanPath(t *testing.T) {
 	}
 	bad := []string{
 		"", "/", "//", "//a", "a//b", "a/", "a/b/", ".", "..", "./a", "a/.", "../x", "a/../b", "a/..",
-		"with\x00nul", "\x00", "\xff", "a/\xc3", strings.Repeat("x", dfs.MaxPathLen+1),
+		"with\x00nul", "new\nline", "tab\there", "del\x7f", "\x00", "\xff", "a/\xc3", strings.Repeat("x", dfs.MaxPathLen+1),
 	}
 	for _, in := range bad {
 		got, err := dfs.CleanPath(in)

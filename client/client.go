@@ -59,6 +59,8 @@ type Client struct {
 
 	mu   sync.Mutex
 	next int // coordinator to try first
+
+	reports sync.WaitGroup // bad-replica reports in flight
 }
 
 // New returns a client of the cluster whose coordinators are given.
@@ -116,6 +118,13 @@ func New(cfg Config) (*Client, error) {
 
 // Close releases the client's connections.
 func (c *Client) Close() error {
+	// Let reports of bad replicas reach the coordinator, for a moment.
+	done := make(chan struct{})
+	go func() { c.reports.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 	for _, conn := range c.conns {
 		conn.Close()
 	}
@@ -144,11 +153,10 @@ func (c *Client) call(ctx context.Context, fn func(api.CoordinatorClient) error)
 			break
 		}
 	}
-	err = rpc.FromStatus(err)
-	if errors.Is(err, dfs.ErrUnavailable) && !strings.Contains(err.Error(), "coordinator") {
-		err = fmt.Errorf("coordinator %s: %w", strings.Join(c.cfg.Coordinators, ","), err)
+	if rpc.Unreachable(err) {
+		return fmt.Errorf("%w: no coordinator reachable at %s: %v", dfs.ErrUnavailable, strings.Join(c.cfg.Coordinators, ","), rpc.FromStatus(err))
 	}
-	return err
+	return rpc.FromStatus(err)
 }
 
 // Stat returns a file's record.

@@ -191,7 +191,9 @@ func (c *Client) fetchFrom(ctx context.Context, r dfs.Replica, ref dfs.ChunkRef,
 
 func (c *Client) reportBad(h dfs.Hash, node dfs.NodeID, reason string) {
 	c.log.Warn("corrupt chunk replica", "chunk", h.Short(), "node", node, "reason", reason)
+	c.reports.Add(1)
 	go func() {
+		defer c.reports.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c.call(ctx, func(cc api.CoordinatorClient) error {

@@ -38,7 +38,7 @@ func main() {
 func exitCode(err error) int {
 	var ue usageError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash):
+	case errors.As(err, &ue), errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash), errors.Is(err, dfs.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, dfs.ErrNotFound):
 		return exitNotFound

@@ -518,8 +518,8 @@ func TestCommitChecksItsRequest(t *testing.T) {
 		}(),
 	}
 	for i, r := range bad {
-		if _, err := h.coord.Commit(h.ctx, r); !errors.Is(rpc.FromStatus(err), dfs.ErrBadPath) {
-			// InvalidArgument comes back as ErrBadPath's kind.
+		if _, err := h.coord.Commit(h.ctx, r); !errors.Is(rpc.FromStatus(err), dfs.ErrInvalid) {
+			// InvalidArgument comes back as dfs.ErrInvalid.
 			t.Errorf("bad commit %d: %v; want InvalidArgument", i, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -104,7 +105,7 @@ func ToStatus(err error) error {
 	switch {
 	case errors.Is(err, dfs.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash):
+	case errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash), errors.Is(err, dfs.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, dfs.ErrUnavailable):
 		code = codes.Unavailable
@@ -135,7 +136,12 @@ func FromStatus(err error) error {
 	case codes.NotFound:
 		kind = dfs.ErrNotFound
 	case codes.InvalidArgument:
-		kind = dfs.ErrBadPath
+		// A path the server rejects says so; other bad arguments are
+		// just invalid.
+		kind = dfs.ErrInvalid
+		if strings.Contains(st.Message(), dfs.ErrBadPath.Error()) {
+			kind = dfs.ErrBadPath
+		}
 	case codes.Unavailable:
 		kind = dfs.ErrUnavailable
 	case codes.ResourceExhausted:
@@ -161,6 +167,19 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.kind }
+
+// Unreachable reports whether err is a failure to reach the peer at all
+// (no connection), as opposed to an answer from it. A server's own
+// "unavailable" answers (too few datanodes, etcd down) are not.
+func Unreachable(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.HasPrefix(msg, "connection error") || strings.Contains(msg, "transport: ") ||
+		strings.Contains(msg, "name resolver") || strings.Contains(msg, "produced zero addresses")
+}
 
 // Retryable reports whether err is worth retrying elsewhere: the peer was
 // unreachable or overloaded, not the request wrong.

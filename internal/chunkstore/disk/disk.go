@@ -39,7 +39,6 @@ import (
 // a couple of write calls, small enough to pool one per concurrent Put.
 const bufSize = 1 << 20
 
-
 // Options tune a Store.
 type Options struct {
 	// NoSync skips every fsync. Chunks may be lost or left partial by a
