@@ -55,7 +55,7 @@ type Client struct {
 	coords []api.CoordinatorClient
 	http   *http.Client
 	log    *slog.Logger
-	bufs   sync.Pool
+	bufs   buffers
 
 	mu   sync.Mutex
 	next int // coordinator to try first
@@ -95,8 +95,6 @@ func New(cfg Config) (*Client, error) {
 			ReadBufferSize:        256 << 10,
 		}}
 	}
-	max := opts.Max
-	c.bufs.New = func() any { b := make([]byte, max); return &b }
 	for _, addr := range cfg.Coordinators {
 		addr = strings.TrimSpace(addr)
 		if addr == "" {

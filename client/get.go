@@ -112,7 +112,7 @@ func (c *Client) Read(ctx context.Context, loc Location, w io.Writer, o GetOptio
 		lo := max(o.Offset-ch.Offset, 0)
 		hi := min(end-ch.Offset, ch.Size)
 		n, werr := w.Write(data[lo:hi])
-		c.bufs.Put(f.buf)
+		c.bufs.put(f.buf)
 		<-window
 		written += int64(n)
 		if werr != nil {
@@ -136,12 +136,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 	if len(ch.Replicas) == 0 {
 		return nil, fmt.Errorf("chunk %s at offset %d: no live replica: %w", ch.Hash.Short(), ch.Offset, dfs.ErrUnavailable)
 	}
-	buf := c.bufs.Get().(*[]byte)
-	if int64(cap(*buf)) < ch.Size {
-		b := make([]byte, ch.Size)
-		buf = &b
-	}
-	*buf = (*buf)[:cap(*buf)]
+	buf := c.bufs.get(int(ch.Size))
 	start := (i + rand.IntN(len(ch.Replicas))) % len(ch.Replicas)
 	var errs []string
 	for k := range ch.Replicas {
@@ -151,7 +146,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 			return buf, nil
 		}
 		if ctx.Err() != nil {
-			c.bufs.Put(buf)
+			c.bufs.put(buf)
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, dfs.ErrHashMismatch) {
@@ -159,7 +154,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 		}
 		errs = append(errs, err.Error())
 	}
-	c.bufs.Put(buf)
+	c.bufs.put(buf)
 	return nil, fmt.Errorf("chunk %s at offset %d: no replica could serve it: %s", ch.Hash.Short(), ch.Offset, strings.Join(errs, "; "))
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type pending struct {
 	buf   *[]byte
 	chain []*api.Node
 	need  int // nodes of the chain that must store it
+	// hashed is closed once ref.Hash is set; the buffer stays with the
+	// pending until it is released.
+	hashed chan struct{}
 }
 
 func (p *pending) data() []byte { return (*p.buf)[:p.ref.Size] }
@@ -70,7 +74,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 	}
 	var (
 		res     PutResult
-		refs    []dfs.ChunkRef
+		chunks  []*pending // every chunk of the file, in order
 		done    atomic.Int64
 		sent    atomic.Int64
 		nsent   atomic.Int64
@@ -89,7 +93,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 	batches := make(chan []*pending, c.cfg.Uploads)
 	work := make(chan *pending, 2*c.cfg.Uploads)
 	release := func(p *pending) {
-		c.bufs.Put(p.buf)
+		c.bufs.put(p.buf)
 		<-slots
 	}
 
@@ -130,6 +134,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 			}
 			var ask []*pending
 			for _, p := range batch {
+				<-p.hashed
 				if seen[p.ref.Hash] {
 					progress(p.ref.Size)
 					release(p)
@@ -172,7 +177,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 		}
 	}
 	for ctx.Err() == nil {
-		ch, err := split.Next()
+		ch, err := split.NextUnhashed()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -194,15 +199,17 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 		if ctx.Err() != nil {
 			break
 		}
-		buf := c.bufs.Get().(*[]byte)
-		if cap(*buf) < len(ch.Data) {
-			b := make([]byte, len(ch.Data))
-			buf = &b
-		}
-		copy((*buf)[:len(ch.Data)], ch.Data)
-		ref := dfs.ChunkRef{Hash: ch.Hash, Size: int64(len(ch.Data))}
-		refs = append(refs, ref)
-		batch = append(batch, &pending{ref: ref, buf: buf})
+		buf := c.bufs.get(len(ch.Data))
+		copy(*buf, ch.Data)
+		// Chunks are hashed on other cores while the splitter reads on;
+		// the allocator waits for each hash in order.
+		p := &pending{ref: dfs.ChunkRef{Size: int64(len(ch.Data))}, buf: buf, hashed: make(chan struct{})}
+		go func() {
+			p.ref.Hash = sha256.Sum256(p.data())
+			close(p.hashed)
+		}()
+		chunks = append(chunks, p)
+		batch = append(batch, p)
 		// Send a batch when it is full or when nothing is waiting to be
 		// allocated, so the datanodes are never idle.
 		if len(batch) >= 32 || len(batches) == 0 {
@@ -229,7 +236,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 		Path:        clean,
 		ContentHash: hashBytes(split.Sum()),
 		Size:        split.Size(),
-		Chunks:      specs(refs),
+		Chunks:      specs(chunks),
 		ContentType: o.ContentType,
 	})
 	if err != nil {
@@ -238,7 +245,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 	}
 	res.File = fileFromAPI(resp.File)
 	res.Duplicate = resp.Duplicate
-	res.Chunks = len(refs)
+	res.Chunks = len(chunks)
 	res.NewChunks = int(nsent.Load())
 	res.SentBytes = sent.Load()
 	return res, nil
@@ -246,10 +253,10 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 
 func hashBytes(h dfs.Hash) []byte { return append([]byte(nil), h[:]...) }
 
-func specs(refs []dfs.ChunkRef) []*api.ChunkSpec {
-	out := make([]*api.ChunkSpec, len(refs))
-	for i, r := range refs {
-		out[i] = &api.ChunkSpec{Hash: hashBytes(r.Hash), Size: r.Size}
+func specs(chunks []*pending) []*api.ChunkSpec {
+	out := make([]*api.ChunkSpec, len(chunks))
+	for i, p := range chunks {
+		out[i] = &api.ChunkSpec{Hash: hashBytes(p.ref.Hash), Size: p.ref.Size}
 	}
 	return out
 }

@@ -122,6 +122,17 @@ func (s *Splitter) Close() {
 // Next returns the next chunk, or io.EOF after the last one. An empty stream
 // has no chunks. A read error of the underlying stream is returned as is.
 func (s *Splitter) Next() (Chunk, error) {
+	c, err := s.NextUnhashed()
+	if err == nil {
+		c.Hash = sha256.Sum256(c.Data)
+	}
+	return c, err
+}
+
+// NextUnhashed is Next without the chunk's own hash (Hash is zero), for a
+// caller that hashes chunks elsewhere, in parallel. The whole-stream hash
+// is kept as with Next.
+func (s *Splitter) NextUnhashed() (Chunk, error) {
 	if s.small {
 		if s.done || len(*s.head) == 0 {
 			s.done = true
@@ -131,7 +142,7 @@ func (s *Splitter) Next() (Chunk, error) {
 		data := *s.head
 		s.file.Write(data)
 		s.offset = int64(len(data))
-		return Chunk{Data: data, Hash: sha256.Sum256(data)}, nil
+		return Chunk{Data: data}, nil
 	}
 	for !s.done {
 		data, err := s.c.Next()
@@ -145,7 +156,7 @@ func (s *Splitter) Next() (Chunk, error) {
 			continue
 		}
 		s.file.Write(data)
-		ch := Chunk{Data: data, Hash: sha256.Sum256(data), Offset: s.offset}
+		ch := Chunk{Data: data, Offset: s.offset}
 		s.offset += int64(len(data))
 		return ch, nil
 	}

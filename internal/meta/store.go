@@ -234,7 +234,13 @@ func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) 
 // wrapping dfs.ErrNotFound.
 func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content, error) {
 	key := s.schema.Content(h)
-	resp, err := s.cli.Get(ctx, key)
+	// A content record never changes once written, so a serializable read
+	// (this member's copy, no quorum round) is exact when it finds one; only
+	// a miss needs the linearizable read.
+	resp, err := s.cli.Get(ctx, key, clientv3.WithSerializable())
+	if err == nil && len(resp.Kvs) == 0 {
+		resp, err = s.cli.Get(ctx, key)
+	}
 	if err != nil {
 		return dfs.Content{}, fmt.Errorf("get content %s: %w", h.Short(), etcdErr(err))
 	}

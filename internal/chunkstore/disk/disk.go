@@ -28,12 +28,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/dfs-store/dfs"
 )
+
+// tempPrefix starts the name of a chunk file still being written. Such files
+// sit beside the chunks and are removed by the next Open.
+const tempPrefix = ".tmp-"
 
 // bufSize is the copy buffer for Put: large enough that a 2 MiB chunk takes
 // a couple of write calls, small enough to pool one per concurrent Put.
@@ -108,10 +113,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.clearTmp(); err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	err := s.Walk(context.Background(), func(_ dfs.ChunkHash, size int64) error {
+	err := s.walk(context.Background(), func(_ dfs.ChunkHash, size int64) error {
 		s.nChunks++
 		s.nBytes += size
 		return nil
+	}, func(path string) {
+		// A temporary a crash left behind.
+		os.Remove(path)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open chunk store %s: count chunks: %w", dir, err)
@@ -185,7 +193,13 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 		return 0, err
 	}
 
-	f, direct, err := createTemp(s.tmp, h.String())
+	// The temporary lives beside the chunk's final name: writers spread
+	// over the 4096 fan-out directories instead of contending for one
+	// temporary directory, and the rename stays within a directory.
+	if err := s.makeFanout(h); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+	}
+	f, direct, err := createTemp(filepath.Dir(s.path(h)), tempPrefix+h.String())
 	if err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
@@ -271,9 +285,6 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
-	}
-	if err := s.makeFanout(h); err != nil {
-		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
 	if err := os.Rename(tmpName, final); err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
@@ -470,6 +481,12 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 // its proper fan-out directory are not chunks and are skipped. Chunks put or
 // deleted during a Walk may or may not be seen.
 func (s *Store) Walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error) error {
+	return s.walk(ctx, fn, nil)
+}
+
+// walk is Walk that also hands every temporary file it meets to temp, if
+// not nil.
+func (s *Store) walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error, temp func(path string)) error {
 	dirs, err := os.ReadDir(s.chunks)
 	if err != nil {
 		return fmt.Errorf("walk chunks: %w", err)
@@ -481,20 +498,24 @@ func (s *Store) Walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) e
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("walk chunks: %w", err)
 		}
-		if err := s.walkLeaf(filepath.Join(s.chunks, d.Name()), d.Name(), fn); err != nil {
+		if err := s.walkLeaf(filepath.Join(s.chunks, d.Name()), d.Name(), fn, temp); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64) error) error {
+func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64) error, temp func(path string)) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("walk chunks: %w", err)
 	}
 	for _, e := range ents {
 		name := e.Name()
+		if temp != nil && e.Type().IsRegular() && strings.HasPrefix(name, tempPrefix) {
+			temp(filepath.Join(dir, name))
+			continue
+		}
 		if !e.Type().IsRegular() || len(name) != 64 || name[:3] != prefix {
 			continue
 		}

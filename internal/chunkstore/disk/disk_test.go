@@ -69,13 +69,19 @@ func readAll(t *testing.T, s *disk.Store, h dfs.ChunkHash) []byte {
 	return b
 }
 
+// tmpEntries lists what is in tmp/ and every temporary (".tmp-…") file
+// beside the chunks.
 func tmpEntries(t *testing.T, dir string) []string {
 	t.Helper()
+	temps, err := filepath.Glob(filepath.Join(dir, "chunks", "*", ".tmp-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	names := temps
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
@@ -140,6 +146,10 @@ func TestTmpClearedAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(tmp, "stray", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x := h.String()
+	if err := os.WriteFile(filepath.Join(dir, "chunks", x[:3], ".tmp-"+x+".123"), []byte("half a chu"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
