@@ -7,7 +7,8 @@
 #   scripts/dedup-dataset.sh [OUT_DIR] [MODULE] [VERSION...]
 #
 # Defaults: OUT_DIR ./dedup-dataset, MODULE google.golang.org/grpc, and
-# versions v1.60.0 through v1.67.0.
+# the nine consecutive releases v1.66.0 through v1.68.1 (patch releases
+# included, as users upgrade through them).
 set -euo pipefail
 
 out=${1:-./dedup-dataset}
@@ -15,7 +16,7 @@ module=${2:-google.golang.org/grpc}
 shift $(( $# > 2 ? 2 : $# ))
 versions=("$@")
 if [[ ${#versions[@]} -eq 0 ]]; then
-	versions=(v1.60.0 v1.61.0 v1.62.0 v1.63.0 v1.64.0 v1.65.0 v1.66.0 v1.67.0)
+	versions=(v1.66.0 v1.66.1 v1.66.2 v1.67.0 v1.67.1 v1.67.2 v1.67.3 v1.68.0 v1.68.1)
 fi
 
 mkdir -p "$out"
@@ -32,8 +33,12 @@ for v in "${versions[@]}"; do
 		exit 1
 	fi
 	name=$(printf '%02d-%s-%s.tar' "$i" "$(basename "$module")" "$v")
-	# Sorted names and fixed metadata, so the same versions give the same bytes.
+	# Sorted names and fixed metadata, so the same versions give the same
+	# bytes; the tree is stored under the module's name without the version
+	# (grpc/, not grpc@v1.66.0/), as a checkout of each release would be.
+	base=$(basename "$dir")
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime='2000-01-01 00:00Z' \
-		-C "$(dirname "$dir")" -cf "$out/$name" "$(basename "$dir")"
+		--transform "s,^${base//./\\.},${base%%@*}," \
+		-C "$(dirname "$dir")" -cf "$out/$name" "$base"
 	echo "$out/$name $(stat -c %s "$out/$name") bytes"
 done

@@ -14,11 +14,12 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	var (
-		cfg      bench.Config
-		size     string
-		fileSize string
-		asJSON   bool
-		target   bool
+		cfg       bench.Config
+		size      string
+		fileSize  string
+		chunkSize string
+		asJSON    bool
+		target    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [WORKLOAD...]",
@@ -48,7 +49,11 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 			if err != nil {
 				return usagef("--file-size %q: %v", fileSize, err)
 			}
-			cfg.Size, cfg.FileSize = int64(s), int64(fs)
+			cs, err := humanize.ParseBytes(chunkSize)
+			if err != nil {
+				return usagef("--chunk-size %q: %v", chunkSize, err)
+			}
+			cfg.Size, cfg.FileSize, cfg.ChunkSize = int64(s), int64(fs), int(cs)
 			if target {
 				cfg.Coordinator = g.coordinators
 			}
@@ -72,6 +77,7 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 	f.StringVar(&fileSize, "file-size", "64KiB", "size of each small file")
 	f.IntVar(&cfg.Concurrency, "concurrency", 32, "operations in flight in small and meta")
 	f.StringVar(&cfg.Dataset, "dataset", "", "directory for the dedup workload (scripts/dedup-dataset.sh builds the default)")
+	f.StringVar(&chunkSize, "chunk-size", "2MiB", "average chunk size of the dedup workload, and the fixed size it is compared with")
 	f.StringVar(&cfg.Dir, "tmp", "", "directory for temporary servers and files (default the system's)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&target, "target", false, "run against the cluster at --coordinator instead of starting a server")
@@ -136,7 +142,7 @@ func printReport(r *bench.Report) {
 	if x := r.Dedup; x != nil {
 		fmt.Fprintf(tw, "dedup\tlogical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.LogicalBytes)))
 		fmt.Fprintf(tw, "dedup\tphysical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.PhysicalBytes)))
-		fmt.Fprintf(tw, "dedup\tratio\t%.2f\t\tfixed 2 MiB chunks\t%.2f\t\t%.2f\t\n", x.Ratio, x.FixedRatio, x.Ratio/max(x.FixedRatio, 1e-9))
+		fmt.Fprintf(tw, "dedup\tratio\t%.2f\t\tfixed %s chunks\t%.2f\t\t%.2f\t\n", x.Ratio, humanize.IBytes(uint64(x.ChunkSize)), x.FixedRatio, x.Ratio/max(x.FixedRatio, 1e-9))
 	}
 	tw.Flush()
 	if e := r.Env; e != nil {

@@ -52,6 +52,10 @@ type Config struct {
 	Concurrency int
 	// Dataset is the directory the dedup workload stores.
 	Dataset string
+	// ChunkSize is the average chunk size of the dedup workload (default
+	// 2 MiB, dfs's own; min and max are a quarter and four times it), and
+	// the size of the fixed chunks it is compared with.
+	ChunkSize int
 	// Dir holds temporary servers and files (default the system's).
 	Dir string
 	// Progress receives human-readable progress lines.
@@ -74,6 +78,9 @@ func (c *Config) fill() {
 	}
 	if c.FileSize <= 0 {
 		c.FileSize = 64 << 10
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 2 << 20
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 32
@@ -174,6 +181,7 @@ func environment(cfg Config) *Environment {
 
 // target is a cluster under test.
 type target struct {
+	addrs  []string // coordinator addresses
 	client *client.Client
 	server *exec.Cmd // nil for a running cluster
 	dir    string    // the server's data directory
@@ -210,7 +218,7 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 			return err
 		}
 		defer c.Close()
-		return fn(&target{client: c})
+		return fn(&target{client: c, addrs: strings.Split(cfg.Coordinator, ",")})
 	}
 	bin := cfg.Binary
 	if bin == "" {
@@ -279,7 +287,7 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 		return err
 	}
 	defer c.Close()
-	return fn(&target{client: c, server: cmd, dir: filepath.Join(dir, "data")})
+	return fn(&target{client: c, addrs: []string{addr}, server: cmd, dir: filepath.Join(dir, "data")})
 }
 
 func freeAddr() (string, error) {

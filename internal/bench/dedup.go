@@ -17,11 +17,12 @@ import (
 // DedupResult is the dedup workload: a data set stored in name order.
 type DedupResult struct {
 	Files         int     `json:"files"`
+	ChunkSize     int     `json:"chunk_size"` // average (content-defined) and fixed
 	LogicalBytes  int64   `json:"logical_bytes"`
 	PhysicalBytes int64   `json:"physical_bytes"` // new chunk bytes stored (one copy)
 	Ratio         float64 `json:"ratio"`
 	// FixedPhysicalBytes and FixedRatio are the same data cut into fixed
-	// 2 MiB chunks, computed locally, for comparison.
+	// chunks of ChunkSize, computed locally, for comparison.
 	FixedPhysicalBytes int64   `json:"fixed_physical_bytes"`
 	FixedRatio         float64 `json:"fixed_ratio"`
 	UploadMiBps        float64 `json:"upload_mib_s"`
@@ -50,7 +51,16 @@ func runDedup(ctx context.Context, cfg Config, t *target) (*DedupResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	res := &DedupResult{Files: len(files)}
+	res := &DedupResult{Files: len(files), ChunkSize: cfg.ChunkSize}
+	c := t.client
+	if cfg.ChunkSize != 2<<20 {
+		c, err = client.New(client.Config{Coordinators: t.addrs, Logger: cfg.Logger,
+			MinChunk: cfg.ChunkSize / 4, AvgChunk: cfg.ChunkSize, MaxChunk: cfg.ChunkSize * 4})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+	}
 	run := time.Now().UnixNano()
 	start := time.Now()
 	for i, p := range files {
@@ -59,7 +69,7 @@ func runDedup(ctx context.Context, cfg Config, t *target) (*DedupResult, error) 
 			return res, err
 		}
 		rel, _ := filepath.Rel(cfg.Dataset, p)
-		r, err := t.client.Put(ctx, fmt.Sprintf("bench/dedup-%d/%s", run, filepath.ToSlash(rel)), f, client.PutOptions{})
+		r, err := c.Put(ctx, fmt.Sprintf("bench/dedup-%d/%s", run, filepath.ToSlash(rel)), f, client.PutOptions{})
 		f.Close()
 		if err != nil {
 			return res, err
@@ -72,7 +82,7 @@ func runDedup(ctx context.Context, cfg Config, t *target) (*DedupResult, error) 
 	if res.PhysicalBytes > 0 {
 		res.Ratio = float64(res.LogicalBytes) / float64(res.PhysicalBytes)
 	}
-	res.FixedPhysicalBytes, err = fixedChunkBytes(files, 2<<20)
+	res.FixedPhysicalBytes, err = fixedChunkBytes(files, cfg.ChunkSize)
 	if err != nil {
 		return res, err
 	}

@@ -175,3 +175,19 @@ func BenchmarkHashPipeline(b *testing.B) {
 		sha256.Sum256(data)
 	}
 }
+
+// BenchmarkSplitUnhashed is the serial part of an upload: cutting and the
+// whole-stream hash, with chunk hashes left to other cores.
+func BenchmarkSplitUnhashed(b *testing.B) {
+	data := random(64<<20, 4)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		s, _ := New(bytes.NewReader(data), Default)
+		for {
+			if _, err := s.NextUnhashed(); err != nil {
+				break
+			}
+		}
+		s.Close()
+	}
+}
