@@ -213,6 +213,15 @@ type NodeInfo struct {
 	UsedBytes     int64     `json:"used_bytes"` // chunk bytes stored
 	FreeBytes     int64     `json:"free_bytes"` // free space of its file system
 	Chunks        int64     `json:"chunks"`
+	// DrainRemaining counts, while the node drains, the chunks that still
+	// need a copy elsewhere.
+	DrainRemaining int64 `json:"drain_remaining"`
+	// Scrub progress: chunks and bytes re-hashed since the node started,
+	// copies found corrupt, and when the last full pass ended.
+	ScrubbedChunks int64     `json:"scrubbed_chunks"`
+	ScrubbedBytes  int64     `json:"scrubbed_bytes"`
+	CorruptChunks  int64     `json:"corrupt_chunks"`
+	LastScrubPass  time.Time `json:"last_scrub_pass,omitzero"`
 }
 
 // ChunkStore keeps chunks on one datanode. Implementations must make a chunk

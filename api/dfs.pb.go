@@ -1219,8 +1219,11 @@ type NodeStatus struct {
 	UsedBytes             int64                  `protobuf:"varint,5,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
 	FreeBytes             int64                  `protobuf:"varint,6,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
 	Chunks                int64                  `protobuf:"varint,7,opt,name=chunks,proto3" json:"chunks,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// While draining: chunks still needing a copy elsewhere.
+	DrainRemaining int64      `protobuf:"varint,8,opt,name=drain_remaining,json=drainRemaining,proto3" json:"drain_remaining,omitempty"`
+	Stats          *NodeStats `protobuf:"bytes,9,opt,name=stats,proto3" json:"stats,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -1300,6 +1303,20 @@ func (x *NodeStatus) GetChunks() int64 {
 		return x.Chunks
 	}
 	return 0
+}
+
+func (x *NodeStatus) GetDrainRemaining() int64 {
+	if x != nil {
+		return x.DrainRemaining
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetStats() *NodeStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
 }
 
 type NodesResponse struct {
@@ -1448,8 +1465,14 @@ type NodeStats struct {
 	UsedBytes     int64                  `protobuf:"varint,2,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
 	FreeBytes     int64                  `protobuf:"varint,3,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
 	Chunks        int64                  `protobuf:"varint,4,opt,name=chunks,proto3" json:"chunks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Scrub: chunks and bytes verified since the node started, chunks found
+	// corrupt, and when the last full pass ended (0: none yet).
+	ScrubbedChunks    int64 `protobuf:"varint,5,opt,name=scrubbed_chunks,json=scrubbedChunks,proto3" json:"scrubbed_chunks,omitempty"`
+	ScrubbedBytes     int64 `protobuf:"varint,6,opt,name=scrubbed_bytes,json=scrubbedBytes,proto3" json:"scrubbed_bytes,omitempty"`
+	CorruptChunks     int64 `protobuf:"varint,7,opt,name=corrupt_chunks,json=corruptChunks,proto3" json:"corrupt_chunks,omitempty"`
+	ScrubPassUnixNano int64 `protobuf:"varint,8,opt,name=scrub_pass_unix_nano,json=scrubPassUnixNano,proto3" json:"scrub_pass_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeStats) Reset() {
@@ -1506,6 +1529,34 @@ func (x *NodeStats) GetFreeBytes() int64 {
 func (x *NodeStats) GetChunks() int64 {
 	if x != nil {
 		return x.Chunks
+	}
+	return 0
+}
+
+func (x *NodeStats) GetScrubbedChunks() int64 {
+	if x != nil {
+		return x.ScrubbedChunks
+	}
+	return 0
+}
+
+func (x *NodeStats) GetScrubbedBytes() int64 {
+	if x != nil {
+		return x.ScrubbedBytes
+	}
+	return 0
+}
+
+func (x *NodeStats) GetCorruptChunks() int64 {
+	if x != nil {
+		return x.CorruptChunks
+	}
+	return 0
+}
+
+func (x *NodeStats) GetScrubPassUnixNano() int64 {
+	if x != nil {
+		return x.ScrubPassUnixNano
 	}
 	return 0
 }
@@ -1713,12 +1764,15 @@ func (*ChunkReportResponse) Descriptor() ([]byte, []int) {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Stats         *NodeStats             `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
-	Added         [][]byte               `protobuf:"bytes,4,rep,name=added,proto3" json:"added,omitempty"`
-	Removed       [][]byte               `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Stats      *NodeStats             `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
+	Added      [][]byte               `protobuf:"bytes,4,rep,name=added,proto3" json:"added,omitempty"`
+	Removed    [][]byte               `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
+	// Chunks found corrupt (by scrub or on demand) and quarantined since the
+	// last heartbeat; they are also in removed.
+	Corrupt       [][]byte `protobuf:"bytes,6,rep,name=corrupt,proto3" json:"corrupt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1784,6 +1838,13 @@ func (x *HeartbeatRequest) GetAdded() [][]byte {
 func (x *HeartbeatRequest) GetRemoved() [][]byte {
 	if x != nil {
 		return x.Removed
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetCorrupt() [][]byte {
+	if x != nil {
+		return x.Corrupt
 	}
 	return nil
 }
@@ -1923,8 +1984,12 @@ func (x *InfoResponse) GetStats() *NodeStats {
 }
 
 type DeleteChunksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hashes        [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Hashes [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	// If set, a chunk written or touched at or after this time is kept.
+	UnlessModifiedSinceUnixNano int64 `protobuf:"varint,2,opt,name=unless_modified_since_unix_nano,json=unlessModifiedSinceUnixNano,proto3" json:"unless_modified_since_unix_nano,omitempty"`
+	// The sending leader's term, for fencing a deposed leader; 0: unfenced.
+	Term          int64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1964,6 +2029,20 @@ func (x *DeleteChunksRequest) GetHashes() [][]byte {
 		return x.Hashes
 	}
 	return nil
+}
+
+func (x *DeleteChunksRequest) GetUnlessModifiedSinceUnixNano() int64 {
+	if x != nil {
+		return x.UnlessModifiedSinceUnixNano
+	}
+	return 0
+}
+
+func (x *DeleteChunksRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 type DeleteChunksResponse struct {
@@ -2014,6 +2093,7 @@ type ReplicateChunkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
 	Targets       []*Node                `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	Term          int64                  `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2062,6 +2142,465 @@ func (x *ReplicateChunkRequest) GetTargets() []*Node {
 	return nil
 }
 
+func (x *ReplicateChunkRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type VerifyChunkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyChunkRequest) Reset() {
+	*x = VerifyChunkRequest{}
+	mi := &file_dfs_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyChunkRequest) ProtoMessage() {}
+
+func (x *VerifyChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyChunkRequest.ProtoReflect.Descriptor instead.
+func (*VerifyChunkRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *VerifyChunkRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type VerifyChunkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Present       bool                   `protobuf:"varint,1,opt,name=present,proto3" json:"present,omitempty"` // the node held the chunk
+	Ok            bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`           // and its bytes match the hash
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyChunkResponse) Reset() {
+	*x = VerifyChunkResponse{}
+	mi := &file_dfs_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyChunkResponse) ProtoMessage() {}
+
+func (x *VerifyChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyChunkResponse.ProtoReflect.Descriptor instead.
+func (*VerifyChunkResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *VerifyChunkResponse) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *VerifyChunkResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_dfs_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DrainRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        int64                  `protobuf:"varint,1,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_dfs_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DrainResponse) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+type FsckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Files         bool                   `protobuf:"varint,2,opt,name=files,proto3" json:"files,omitempty"` // list every file, not only the totals
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FsckRequest) Reset() {
+	*x = FsckRequest{}
+	mi := &file_dfs_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FsckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FsckRequest) ProtoMessage() {}
+
+func (x *FsckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
+func (*FsckRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *FsckRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *FsckRequest) GetFiles() bool {
+	if x != nil {
+		return x.Files
+	}
+	return false
+}
+
+type FsckFile struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Path            string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	ContentHash     []byte                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Chunks          int64                  `protobuf:"varint,3,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Healthy         int64                  `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	UnderReplicated int64                  `protobuf:"varint,5,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	Missing         int64                  `protobuf:"varint,6,opt,name=missing,proto3" json:"missing,omitempty"`
+	Corrupt         int64                  `protobuf:"varint,7,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FsckFile) Reset() {
+	*x = FsckFile{}
+	mi := &file_dfs_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FsckFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FsckFile) ProtoMessage() {}
+
+func (x *FsckFile) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FsckFile.ProtoReflect.Descriptor instead.
+func (*FsckFile) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FsckFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FsckFile) GetContentHash() []byte {
+	if x != nil {
+		return x.ContentHash
+	}
+	return nil
+}
+
+func (x *FsckFile) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *FsckFile) GetHealthy() int64 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+func (x *FsckFile) GetUnderReplicated() int64 {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return 0
+}
+
+func (x *FsckFile) GetMissing() int64 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
+func (x *FsckFile) GetCorrupt() int64 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
+}
+
+type FsckResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Files            int64                  `protobuf:"varint,1,opt,name=files,proto3" json:"files,omitempty"`
+	Chunks           int64                  `protobuf:"varint,2,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	Healthy          int64                  `protobuf:"varint,3,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	UnderReplicated  int64                  `protobuf:"varint,4,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	Missing          int64                  `protobuf:"varint,5,opt,name=missing,proto3" json:"missing,omitempty"`
+	Corrupt          int64                  `protobuf:"varint,6,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	PendingRepair    int64                  `protobuf:"varint,7,opt,name=pending_repair,json=pendingRepair,proto3" json:"pending_repair,omitempty"`
+	PendingGc        int64                  `protobuf:"varint,8,opt,name=pending_gc,json=pendingGc,proto3" json:"pending_gc,omitempty"`
+	FileList         []*FsckFile            `protobuf:"bytes,9,rep,name=file_list,json=fileList,proto3" json:"file_list,omitempty"`
+	Repaired         int64                  `protobuf:"varint,10,opt,name=repaired,proto3" json:"repaired,omitempty"`                                         // copies made by repair since the coordinator started
+	GarbageCollected int64                  `protobuf:"varint,11,opt,name=garbage_collected,json=garbageCollected,proto3" json:"garbage_collected,omitempty"` // chunk copies deleted by GC since start
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FsckResponse) Reset() {
+	*x = FsckResponse{}
+	mi := &file_dfs_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FsckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FsckResponse) ProtoMessage() {}
+
+func (x *FsckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
+func (*FsckResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *FsckResponse) GetFiles() int64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetHealthy() int64 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetUnderReplicated() int64 {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetMissing() int64 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetCorrupt() int64 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetPendingRepair() int64 {
+	if x != nil {
+		return x.PendingRepair
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetPendingGc() int64 {
+	if x != nil {
+		return x.PendingGc
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetFileList() []*FsckFile {
+	if x != nil {
+		return x.FileList
+	}
+	return nil
+}
+
+func (x *FsckResponse) GetRepaired() int64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *FsckResponse) GetGarbageCollected() int64 {
+	if x != nil {
+		return x.GarbageCollected
+	}
+	return 0
+}
+
 type ReplicateChunkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Stored        []string               `protobuf:"bytes,1,rep,name=stored,proto3" json:"stored,omitempty"`
@@ -2071,7 +2610,7 @@ type ReplicateChunkResponse struct {
 
 func (x *ReplicateChunkResponse) Reset() {
 	*x = ReplicateChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[37]
+	mi := &file_dfs_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2622,7 @@ func (x *ReplicateChunkResponse) String() string {
 func (*ReplicateChunkResponse) ProtoMessage() {}
 
 func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[37]
+	mi := &file_dfs_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2635,7 @@ func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{37}
+	return file_dfs_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReplicateChunkResponse) GetStored() []string {
@@ -2195,7 +2734,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"\x10\n" +
 	"\x0eDeleteResponse\"\x0e\n" +
-	"\fNodesRequest\"\xfa\x01\n" +
+	"\fNodesRequest\"\xcc\x02\n" +
 	"\n" +
 	"NodeStatus\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12\x14\n" +
@@ -2206,21 +2745,27 @@ const file_dfs_proto_rawDesc = "" +
 	"used_bytes\x18\x05 \x01(\x03R\tusedBytes\x12\x1d\n" +
 	"\n" +
 	"free_bytes\x18\x06 \x01(\x03R\tfreeBytes\x12\x16\n" +
-	"\x06chunks\x18\a \x01(\x03R\x06chunks\"9\n" +
+	"\x06chunks\x18\a \x01(\x03R\x06chunks\x12'\n" +
+	"\x0fdrain_remaining\x18\b \x01(\x03R\x0edrainRemaining\x12'\n" +
+	"\x05stats\x18\t \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"9\n" +
 	"\rNodesResponse\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.dfs.v1.NodeStatusR\x05nodes\"W\n" +
 	"\x15ReportBadChunkRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x18\n" +
-	"\x16ReportBadChunkResponse\"\x88\x01\n" +
+	"\x16ReportBadChunkResponse\"\xb0\x02\n" +
 	"\tNodeStats\x12%\n" +
 	"\x0ecapacity_bytes\x18\x01 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
 	"\n" +
 	"used_bytes\x18\x02 \x01(\x03R\tusedBytes\x12\x1d\n" +
 	"\n" +
 	"free_bytes\x18\x03 \x01(\x03R\tfreeBytes\x12\x16\n" +
-	"\x06chunks\x18\x04 \x01(\x03R\x06chunks\"\\\n" +
+	"\x06chunks\x18\x04 \x01(\x03R\x06chunks\x12'\n" +
+	"\x0fscrubbed_chunks\x18\x05 \x01(\x03R\x0escrubbedChunks\x12%\n" +
+	"\x0escrubbed_bytes\x18\x06 \x01(\x03R\rscrubbedBytes\x12%\n" +
+	"\x0ecorrupt_chunks\x18\a \x01(\x03R\rcorruptChunks\x12/\n" +
+	"\x14scrub_pass_unix_nano\x18\b \x01(\x03R\x11scrubPassUnixNano\"\\\n" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
 	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"2\n" +
@@ -2235,7 +2780,7 @@ const file_dfs_proto_rawDesc = "" +
 	"generation\x12\x16\n" +
 	"\x06hashes\x18\x03 \x03(\fR\x06hashes\x12\x12\n" +
 	"\x04last\x18\x04 \x01(\bR\x04last\"\x15\n" +
-	"\x13ChunkReportResponse\"\xa4\x01\n" +
+	"\x13ChunkReportResponse\"\xbe\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +
@@ -2243,7 +2788,8 @@ const file_dfs_proto_rawDesc = "" +
 	"generation\x12'\n" +
 	"\x05stats\x18\x03 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\x12\x14\n" +
 	"\x05added\x18\x04 \x03(\fR\x05added\x12\x18\n" +
-	"\aremoved\x18\x05 \x03(\fR\aremoved\"3\n" +
+	"\aremoved\x18\x05 \x03(\fR\aremoved\x12\x18\n" +
+	"\acorrupt\x18\x06 \x03(\fR\acorrupt\"3\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -2251,16 +2797,53 @@ const file_dfs_proto_rawDesc = "" +
 	"\vInfoRequest\"Y\n" +
 	"\fInfoResponse\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
-	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"-\n" +
+	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"\x87\x01\n" +
 	"\x13DeleteChunksRequest\x12\x16\n" +
-	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"0\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12D\n" +
+	"\x1funless_modified_since_unix_nano\x18\x02 \x01(\x03R\x1bunlessModifiedSinceUnixNano\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x03R\x04term\"0\n" +
 	"\x14DeleteChunksResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted\"S\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"g\n" +
 	"\x15ReplicateChunkRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12&\n" +
-	"\atargets\x18\x02 \x03(\v2\f.dfs.v1.NodeR\atargets\"0\n" +
+	"\atargets\x18\x02 \x03(\v2\f.dfs.v1.NodeR\atargets\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x03R\x04term\"(\n" +
+	"\x12VerifyChunkRequest\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\"?\n" +
+	"\x13VerifyChunkResponse\x12\x18\n" +
+	"\apresent\x18\x01 \x01(\bR\apresent\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\"\"\n" +
+	"\fDrainRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"'\n" +
+	"\rDrainResponse\x12\x16\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\";\n" +
+	"\vFsckRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05files\x18\x02 \x01(\bR\x05files\"\xd2\x01\n" +
+	"\bFsckFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
+	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x16\n" +
+	"\x06chunks\x18\x03 \x01(\x03R\x06chunks\x12\x18\n" +
+	"\ahealthy\x18\x04 \x01(\x03R\ahealthy\x12)\n" +
+	"\x10under_replicated\x18\x05 \x01(\x03R\x0funderReplicated\x12\x18\n" +
+	"\amissing\x18\x06 \x01(\x03R\amissing\x12\x18\n" +
+	"\acorrupt\x18\a \x01(\x03R\acorrupt\"\xf3\x02\n" +
+	"\fFsckResponse\x12\x14\n" +
+	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
+	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x18\n" +
+	"\ahealthy\x18\x03 \x01(\x03R\ahealthy\x12)\n" +
+	"\x10under_replicated\x18\x04 \x01(\x03R\x0funderReplicated\x12\x18\n" +
+	"\amissing\x18\x05 \x01(\x03R\amissing\x12\x18\n" +
+	"\acorrupt\x18\x06 \x01(\x03R\acorrupt\x12%\n" +
+	"\x0epending_repair\x18\a \x01(\x03R\rpendingRepair\x12\x1d\n" +
+	"\n" +
+	"pending_gc\x18\b \x01(\x03R\tpendingGc\x12-\n" +
+	"\tfile_list\x18\t \x03(\v2\x10.dfs.v1.FsckFileR\bfileList\x12\x1a\n" +
+	"\brepaired\x18\n" +
+	" \x01(\x03R\brepaired\x12+\n" +
+	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
-	"\x06stored\x18\x01 \x03(\tR\x06stored2\xf6\x04\n" +
+	"\x06stored\x18\x01 \x03(\tR\x06stored2\xdf\x05\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -2271,14 +2854,17 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04List\x12\x13.dfs.v1.ListRequest\x1a\x14.dfs.v1.ListResponse\x127\n" +
 	"\x06Delete\x12\x15.dfs.v1.DeleteRequest\x1a\x16.dfs.v1.DeleteResponse\x124\n" +
 	"\x05Nodes\x12\x14.dfs.v1.NodesRequest\x1a\x15.dfs.v1.NodesResponse\x12O\n" +
-	"\x0eReportBadChunk\x12\x1d.dfs.v1.ReportBadChunkRequest\x1a\x1e.dfs.v1.ReportBadChunkResponse2\xcf\x01\n" +
+	"\x0eReportBadChunk\x12\x1d.dfs.v1.ReportBadChunkRequest\x1a\x1e.dfs.v1.ReportBadChunkResponse\x124\n" +
+	"\x05Drain\x12\x14.dfs.v1.DrainRequest\x1a\x15.dfs.v1.DrainResponse\x121\n" +
+	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
-	"\tHeartbeat\x12\x18.dfs.v1.HeartbeatRequest\x1a\x19.dfs.v1.HeartbeatResponse2\xd9\x01\n" +
+	"\tHeartbeat\x12\x18.dfs.v1.HeartbeatRequest\x1a\x19.dfs.v1.HeartbeatResponse2\xa1\x02\n" +
 	"\bDatanode\x121\n" +
 	"\x04Info\x12\x13.dfs.v1.InfoRequest\x1a\x14.dfs.v1.InfoResponse\x12I\n" +
-	"\fDeleteChunks\x12\x1b.dfs.v1.DeleteChunksRequest\x1a\x1c.dfs.v1.DeleteChunksResponse\x12O\n" +
+	"\fDeleteChunks\x12\x1b.dfs.v1.DeleteChunksRequest\x1a\x1c.dfs.v1.DeleteChunksResponse\x12F\n" +
+	"\vVerifyChunk\x12\x1a.dfs.v1.VerifyChunkRequest\x1a\x1b.dfs.v1.VerifyChunkResponse\x12O\n" +
 	"\x0eReplicateChunk\x12\x1d.dfs.v1.ReplicateChunkRequest\x1a\x1e.dfs.v1.ReplicateChunkResponseB\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
 
 var (
@@ -2293,7 +2879,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -2332,8 +2918,15 @@ var file_dfs_proto_goTypes = []any{
 	(*DeleteChunksRequest)(nil),    // 34: dfs.v1.DeleteChunksRequest
 	(*DeleteChunksResponse)(nil),   // 35: dfs.v1.DeleteChunksResponse
 	(*ReplicateChunkRequest)(nil),  // 36: dfs.v1.ReplicateChunkRequest
-	(*ReplicateChunkResponse)(nil), // 37: dfs.v1.ReplicateChunkResponse
-	nil,                            // 38: dfs.v1.LookupResponse.NodesEntry
+	(*VerifyChunkRequest)(nil),     // 37: dfs.v1.VerifyChunkRequest
+	(*VerifyChunkResponse)(nil),    // 38: dfs.v1.VerifyChunkResponse
+	(*DrainRequest)(nil),           // 39: dfs.v1.DrainRequest
+	(*DrainResponse)(nil),          // 40: dfs.v1.DrainResponse
+	(*FsckRequest)(nil),            // 41: dfs.v1.FsckRequest
+	(*FsckFile)(nil),               // 42: dfs.v1.FsckFile
+	(*FsckResponse)(nil),           // 43: dfs.v1.FsckResponse
+	(*ReplicateChunkResponse)(nil), // 44: dfs.v1.ReplicateChunkResponse
+	nil,                            // 45: dfs.v1.LookupResponse.NodesEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -2343,55 +2936,63 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	38, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	45, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	9,  // 8: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 9: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
 	1,  // 10: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
-	21, // 11: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
-	1,  // 12: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
-	25, // 13: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
-	25, // 14: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
-	1,  // 15: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
-	25, // 16: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
-	1,  // 17: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	1,  // 18: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 19: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 20: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 21: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 22: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 23: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 24: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 25: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 26: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 27: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 28: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	26, // 29: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 30: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 31: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 32: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 33: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	36, // 34: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 35: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 36: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 37: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 38: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 39: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 40: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 41: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 42: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 43: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 44: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	27, // 45: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 46: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 47: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 48: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 49: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	37, // 50: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	35, // [35:51] is the sub-list for method output_type
-	19, // [19:35] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	25, // 11: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
+	21, // 12: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
+	1,  // 13: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
+	25, // 14: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
+	25, // 15: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
+	1,  // 16: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
+	25, // 17: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
+	1,  // 18: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
+	42, // 19: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	1,  // 20: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 21: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 22: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 23: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 24: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 25: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 26: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 27: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 28: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 29: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 30: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	39, // 31: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	41, // 32: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	26, // 33: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 34: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 35: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 36: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 37: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	37, // 38: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 39: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 40: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 41: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 42: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 43: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 44: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 45: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 46: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 47: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 48: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 49: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	40, // 50: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	43, // 51: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	27, // 52: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 53: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 54: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 55: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 56: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	38, // 57: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	44, // 58: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	40, // [40:59] is the sub-list for method output_type
+	21, // [21:40] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -2405,7 +3006,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

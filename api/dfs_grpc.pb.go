@@ -35,6 +35,8 @@ const (
 	Coordinator_Delete_FullMethodName         = "/dfs.v1.Coordinator/Delete"
 	Coordinator_Nodes_FullMethodName          = "/dfs.v1.Coordinator/Nodes"
 	Coordinator_ReportBadChunk_FullMethodName = "/dfs.v1.Coordinator/ReportBadChunk"
+	Coordinator_Drain_FullMethodName          = "/dfs.v1.Coordinator/Drain"
+	Coordinator_Fsck_FullMethodName           = "/dfs.v1.Coordinator/Fsck"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -68,6 +70,12 @@ type CoordinatorClient interface {
 	Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error)
 	// ReportBadChunk tells the coordinator a replica failed verification.
 	ReportBadChunk(ctx context.Context, in *ReportBadChunkRequest, opts ...grpc.CallOption) (*ReportBadChunkResponse, error)
+	// Drain starts moving every chunk off a datanode; the node table shows
+	// its progress until the node is drained.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// Fsck reports the health of the files under a prefix and the cluster's
+	// pending repair and garbage-collection work.
+	Fsck(ctx context.Context, in *FsckRequest, opts ...grpc.CallOption) (*FsckResponse, error)
 }
 
 type coordinatorClient struct {
@@ -178,6 +186,26 @@ func (c *coordinatorClient) ReportBadChunk(ctx context.Context, in *ReportBadChu
 	return out, nil
 }
 
+func (c *coordinatorClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Fsck(ctx context.Context, in *FsckRequest, opts ...grpc.CallOption) (*FsckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FsckResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Fsck_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -209,6 +237,12 @@ type CoordinatorServer interface {
 	Nodes(context.Context, *NodesRequest) (*NodesResponse, error)
 	// ReportBadChunk tells the coordinator a replica failed verification.
 	ReportBadChunk(context.Context, *ReportBadChunkRequest) (*ReportBadChunkResponse, error)
+	// Drain starts moving every chunk off a datanode; the node table shows
+	// its progress until the node is drained.
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// Fsck reports the health of the files under a prefix and the cluster's
+	// pending repair and garbage-collection work.
+	Fsck(context.Context, *FsckRequest) (*FsckResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -248,6 +282,12 @@ func (UnimplementedCoordinatorServer) Nodes(context.Context, *NodesRequest) (*No
 }
 func (UnimplementedCoordinatorServer) ReportBadChunk(context.Context, *ReportBadChunkRequest) (*ReportBadChunkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportBadChunk not implemented")
+}
+func (UnimplementedCoordinatorServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedCoordinatorServer) Fsck(context.Context, *FsckRequest) (*FsckResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Fsck not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -450,6 +490,42 @@ func _Coordinator_ReportBadChunk_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Fsck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FsckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Fsck(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Fsck_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Fsck(ctx, req.(*FsckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -496,6 +572,14 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportBadChunk",
 			Handler:    _Coordinator_ReportBadChunk_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _Coordinator_Drain_Handler,
+		},
+		{
+			MethodName: "Fsck",
+			Handler:    _Coordinator_Fsck_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -693,6 +777,7 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 const (
 	Datanode_Info_FullMethodName           = "/dfs.v1.Datanode/Info"
 	Datanode_DeleteChunks_FullMethodName   = "/dfs.v1.Datanode/DeleteChunks"
+	Datanode_VerifyChunk_FullMethodName    = "/dfs.v1.Datanode/VerifyChunk"
 	Datanode_ReplicateChunk_FullMethodName = "/dfs.v1.Datanode/ReplicateChunk"
 )
 
@@ -703,8 +788,13 @@ const (
 // Datanode is a datanode's control API.
 type DatanodeClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
-	// DeleteChunks removes chunks from the node.
+	// DeleteChunks removes chunks from the node, each only if it was not
+	// written or touched since the given time (garbage collection's guard
+	// against a chunk that came back into use).
 	DeleteChunks(ctx context.Context, in *DeleteChunksRequest, opts ...grpc.CallOption) (*DeleteChunksResponse, error)
+	// VerifyChunk re-hashes a chunk now; a copy that does not match is
+	// quarantined and reported as corrupt.
+	VerifyChunk(ctx context.Context, in *VerifyChunkRequest, opts ...grpc.CallOption) (*VerifyChunkResponse, error)
 	// ReplicateChunk copies a chunk the node holds to other nodes, as a chain.
 	ReplicateChunk(ctx context.Context, in *ReplicateChunkRequest, opts ...grpc.CallOption) (*ReplicateChunkResponse, error)
 }
@@ -737,6 +827,16 @@ func (c *datanodeClient) DeleteChunks(ctx context.Context, in *DeleteChunksReque
 	return out, nil
 }
 
+func (c *datanodeClient) VerifyChunk(ctx context.Context, in *VerifyChunkRequest, opts ...grpc.CallOption) (*VerifyChunkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyChunkResponse)
+	err := c.cc.Invoke(ctx, Datanode_VerifyChunk_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *datanodeClient) ReplicateChunk(ctx context.Context, in *ReplicateChunkRequest, opts ...grpc.CallOption) (*ReplicateChunkResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReplicateChunkResponse)
@@ -754,8 +854,13 @@ func (c *datanodeClient) ReplicateChunk(ctx context.Context, in *ReplicateChunkR
 // Datanode is a datanode's control API.
 type DatanodeServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
-	// DeleteChunks removes chunks from the node.
+	// DeleteChunks removes chunks from the node, each only if it was not
+	// written or touched since the given time (garbage collection's guard
+	// against a chunk that came back into use).
 	DeleteChunks(context.Context, *DeleteChunksRequest) (*DeleteChunksResponse, error)
+	// VerifyChunk re-hashes a chunk now; a copy that does not match is
+	// quarantined and reported as corrupt.
+	VerifyChunk(context.Context, *VerifyChunkRequest) (*VerifyChunkResponse, error)
 	// ReplicateChunk copies a chunk the node holds to other nodes, as a chain.
 	ReplicateChunk(context.Context, *ReplicateChunkRequest) (*ReplicateChunkResponse, error)
 	mustEmbedUnimplementedDatanodeServer()
@@ -773,6 +878,9 @@ func (UnimplementedDatanodeServer) Info(context.Context, *InfoRequest) (*InfoRes
 }
 func (UnimplementedDatanodeServer) DeleteChunks(context.Context, *DeleteChunksRequest) (*DeleteChunksResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteChunks not implemented")
+}
+func (UnimplementedDatanodeServer) VerifyChunk(context.Context, *VerifyChunkRequest) (*VerifyChunkResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VerifyChunk not implemented")
 }
 func (UnimplementedDatanodeServer) ReplicateChunk(context.Context, *ReplicateChunkRequest) (*ReplicateChunkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReplicateChunk not implemented")
@@ -834,6 +942,24 @@ func _Datanode_DeleteChunks_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Datanode_VerifyChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyChunkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DatanodeServer).VerifyChunk(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Datanode_VerifyChunk_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DatanodeServer).VerifyChunk(ctx, req.(*VerifyChunkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Datanode_ReplicateChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReplicateChunkRequest)
 	if err := dec(in); err != nil {
@@ -866,6 +992,10 @@ var Datanode_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteChunks",
 			Handler:    _Datanode_DeleteChunks_Handler,
+		},
+		{
+			MethodName: "VerifyChunk",
+			Handler:    _Datanode_VerifyChunk_Handler,
 		},
 		{
 			MethodName: "ReplicateChunk",

@@ -266,6 +266,13 @@ func (c *Client) Nodes(ctx context.Context) ([]dfs.NodeInfo, error) {
 		if n.LastHeartbeatUnixNano != 0 {
 			info.LastHeartbeat = time.Unix(0, n.LastHeartbeatUnixNano)
 		}
+		info.DrainRemaining = n.DrainRemaining
+		if st := n.Stats; st != nil {
+			info.ScrubbedChunks, info.ScrubbedBytes, info.CorruptChunks = st.ScrubbedChunks, st.ScrubbedBytes, st.CorruptChunks
+			if st.ScrubPassUnixNano != 0 {
+				info.LastScrubPass = time.Unix(0, st.ScrubPassUnixNano)
+			}
+		}
 		out = append(out, info)
 	}
 	return out, nil
@@ -342,4 +349,30 @@ func fileFromAPI(f *api.FileInfo) dfs.FileInfo {
 		Created:     time.Unix(0, f.GetCreatedUnixNano()),
 		Modified:    time.Unix(0, f.GetModifiedUnixNano()),
 	}
+}
+
+// Drain starts moving every chunk off a datanode. It returns at once; the
+// node table shows the progress until the node is drained.
+func (c *Client) Drain(ctx context.Context, node dfs.NodeID) (chunks int64, err error) {
+	var resp *api.DrainResponse
+	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Drain(ctx, &api.DrainRequest{Node: string(node)})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Chunks, nil
+}
+
+// Fsck checks the files under prefix: how many of their chunks are healthy,
+// under-replicated, missing or corrupt, and what repair and garbage
+// collection still have to do. With files, every file is listed.
+func (c *Client) Fsck(ctx context.Context, prefix string, files bool) (*api.FsckResponse, error) {
+	var resp *api.FsckResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Fsck(ctx, &api.FsckRequest{Prefix: prefix, Files: files})
+		return err
+	})
+	return resp, err
 }

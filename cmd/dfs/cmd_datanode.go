@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -20,11 +21,18 @@ func newDatanodeCmd(g *globals) *cobra.Command {
 		Short: "Run a datanode: chunk storage on local disk, served over HTTP",
 		Long: `datanode keeps chunks in --data, serves them on --listen (HTTP:
 PUT/GET/HEAD /chunks/{sha256}), and reports to every coordinator in
---coordinator. Its id is made at first start and kept in --data.`,
+--coordinator. Its id is made at first start and kept in --data.
+
+In the background it re-reads every chunk at --scrub-rate MiB/s and checks
+its bytes against its name; a corrupt copy is moved to --data/quarantine/
+and reported, so the coordinator has a good copy made elsewhere.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Dir == "" {
 				return usagef("--data is required")
+			}
+			if cfg.ScrubRate < 0 || cfg.ScrubRate != cfg.ScrubRate {
+				return usagef("--scrub-rate %v: want 0 (off) or more MiB/s", cfg.ScrubRate)
 			}
 			r, err := humanize.ParseBytes(reserve)
 			if err != nil {
@@ -50,5 +58,7 @@ PUT/GET/HEAD /chunks/{sha256}), and reports to every coordinator in
 	f.StringVar(&cfg.Zone, "zone", "", "failure zone label; copies of a chunk go to distinct zones")
 	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
 	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
+	f.Float64Var(&cfg.ScrubRate, "scrub-rate", 20, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
+	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", 30*time.Second, "least time between the starts of two scrub passes")
 	return cmd
 }

@@ -27,6 +27,10 @@ type nodeOutput struct {
 	FreeBytes     int64         `json:"free_bytes"`
 	CapacityBytes int64         `json:"capacity_bytes"`
 	Chunks        int64         `json:"chunks"`
+	// DrainRemaining counts the chunks a draining node still has to move.
+	DrainRemaining int64 `json:"drain_remaining"`
+	ScrubbedChunks int64 `json:"scrubbed_chunks"`
+	CorruptChunks  int64 `json:"corrupt_chunks"`
 }
 
 func newNodesCmd(g *globals) *cobra.Command {
@@ -49,7 +53,8 @@ func newNodesCmd(g *globals) *cobra.Command {
 			out := []nodeOutput{}
 			for _, n := range nodes {
 				o := nodeOutput{ID: n.ID, Addr: n.Addr, GRPCAddr: n.GRPCAddr, Zone: n.Zone, Alive: n.Alive, State: n.State,
-					UsedBytes: n.UsedBytes, FreeBytes: n.FreeBytes, CapacityBytes: n.CapacityBytes, Chunks: n.Chunks}
+					UsedBytes: n.UsedBytes, FreeBytes: n.FreeBytes, CapacityBytes: n.CapacityBytes, Chunks: n.Chunks,
+					DrainRemaining: n.DrainRemaining, ScrubbedChunks: n.ScrubbedChunks, CorruptChunks: n.CorruptChunks}
 				if !n.LastHeartbeat.IsZero() {
 					t := n.LastHeartbeat
 					age := now.Sub(t).Seconds()
@@ -63,14 +68,18 @@ func newNodesCmd(g *globals) *cobra.Command {
 				return enc.Encode(out)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tHEARTBEAT\tADDR\tUSED\tFREE\tCHUNKS")
+			fmt.Fprintln(tw, "ID\tSTATE\tHEARTBEAT\tADDR\tUSED\tFREE\tCHUNKS\tSCRUBBED\tCORRUPT")
 			for _, o := range out {
 				beat := "never"
 				if o.HeartbeatAgeS != nil {
 					beat = fmt.Sprintf("%.1fs ago", *o.HeartbeatAgeS)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", o.ID, o.State, beat, o.Addr,
-					humanize.IBytes(uint64(o.UsedBytes)), humanize.IBytes(uint64(o.FreeBytes)), o.Chunks)
+				state := string(o.State)
+				if o.State == dfs.NodeDraining {
+					state = fmt.Sprintf("draining (%d left)", o.DrainRemaining)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", o.ID, state, beat, o.Addr,
+					humanize.IBytes(uint64(o.UsedBytes)), humanize.IBytes(uint64(o.FreeBytes)), o.Chunks, o.ScrubbedChunks, o.CorruptChunks)
 			}
 			return tw.Flush()
 		},

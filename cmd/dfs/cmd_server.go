@@ -79,6 +79,8 @@ type coordinatorFlags struct {
 	replicas, minReplicas int
 	deadAfter             time.Duration
 	commitWait            time.Duration
+	repairInterval        time.Duration
+	gcInterval, gcGrace   time.Duration
 }
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
@@ -87,13 +89,19 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.IntVar(&c.minReplicas, "min-replicas", 2, "copies every chunk needs before a commit succeeds")
 	f.DurationVar(&c.deadAfter, "dead-after", 60*time.Second, "heartbeat silence after which a datanode is dead")
 	f.DurationVar(&c.commitWait, "commit-wait", 10*time.Second, "how long a commit waits for chunk replicas to be reported")
+	f.DurationVar(&c.repairInterval, "repair-interval", 10*time.Second, "time between scans for under-replicated chunks")
+	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "time between garbage collections")
+	f.DurationVar(&c.gcGrace, "gc-grace", time.Hour, "how old unreferenced data must be before it is collected")
 }
 
 func (c *coordinatorFlags) config() coordinator.Config {
 	return coordinator.Config{
-		Replicas:    c.replicas,
-		MinReplicas: c.minReplicas,
-		DeadAfter:   c.deadAfter,
-		CommitWait:  c.commitWait,
+		Replicas:       c.replicas,
+		MinReplicas:    c.minReplicas,
+		DeadAfter:      c.deadAfter,
+		CommitWait:     c.commitWait,
+		RepairInterval: c.repairInterval,
+		GCInterval:     c.gcInterval,
+		GCGrace:        c.gcGrace,
 	}
 }

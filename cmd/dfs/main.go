@@ -31,7 +31,9 @@ func main() {
 	if err == nil {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "dfs: %v\n", err)
+	if !errors.Is(err, errSilent) {
+		fmt.Fprintf(os.Stderr, "dfs: %v\n", err)
+	}
 	os.Exit(exitCode(err))
 }
 
@@ -47,6 +49,9 @@ func exitCode(err error) int {
 	}
 	return exitError
 }
+
+// errSilent ends a command with exit code 1 after it has said why.
+var errSilent = errors.New("")
 
 // usageError marks a mistake in how a command was called.
 type usageError struct{ error }

@@ -66,6 +66,8 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newRmCmd(g),
 		newNodesCmd(g),
 		newBenchCmd(g),
+		newFsckCmd(g),
+		newDrainCmd(g),
 	)
 	return root
 }

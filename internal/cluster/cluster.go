@@ -155,6 +155,9 @@ type Config struct {
 	NoSync bool
 	// DatanodeReserve is disk space each datanode leaves free.
 	DatanodeReserve int64
+	// DatanodeScrubRate is how fast, in MiB/s, each datanode re-reads its
+	// chunks to find corrupt ones; 0 disables scrubbing.
+	DatanodeScrubRate float64
 	// EtcdEndpoints, if set, replaces the embedded etcd.
 	EtcdEndpoints []string
 	KeyRoot       string
@@ -229,6 +232,7 @@ func (cl *Cluster) AddDatanodeWith(dir string, mod func(*datanode.Config)) error
 		Coordinators: []string{cl.Coordinator.Addr()},
 		NoSync:       cl.cfg.NoSync,
 		Reserve:      cl.cfg.DatanodeReserve,
+		ScrubRate:    cl.cfg.DatanodeScrubRate,
 		Logger:       cl.cfg.Logger,
 	}
 	if mod != nil {

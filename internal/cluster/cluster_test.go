@@ -772,25 +772,22 @@ func TestCorruptReplicaIsAvoidedAndReported(t *testing.T) {
 	f.Close()
 
 	// Read until the client has stumbled on the bad copy (each read starts
-	// at a random replica), checking every read.
-	reported := func() error {
-		loc, err := c.Locate(ctx, "precious")
-		if err != nil {
-			return err
+	// at a random replica), checking every read. The report makes the node
+	// check its copy and quarantine it, and repair puts a good copy back.
+	healed := func() error {
+		q, _ := filepath.Glob(filepath.Join(nodeDir(victim), "quarantine", ch.Hash.String()+".*"))
+		if len(q) == 0 {
+			return fmt.Errorf("the corrupt copy on %s is not quarantined", victim.ID())
 		}
-		for _, r := range loc.Chunks[0].Replicas {
-			if r.Node == victim.ID() {
-				return fmt.Errorf("the corrupt copy on %s is still listed", victim.ID())
-			}
+		b, err := os.ReadFile(chunkFile(victim, ch.Hash))
+		if err != nil || dfs.Sum(b) != ch.Hash {
+			return fmt.Errorf("no good copy back on %s yet (%v)", victim.ID(), err)
 		}
-		if len(loc.Chunks[0].Replicas) != 2 {
-			return fmt.Errorf("replicas %v, want the 2 good ones", loc.Chunks[0].Replicas)
-		}
-		return nil
+		return replicaCounts(c, "precious", 3)
 	}
 	eventually(t, 30*time.Second, func() error {
 		mustRead(t, c, "precious", data)
-		return reported()
+		return healed()
 	})
 	for range 5 {
 		mustRead(t, c, "precious", data)

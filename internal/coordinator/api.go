@@ -44,7 +44,14 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ss := s.sessions[sid]
 	for _, c := range specs {
+		// The session now refers to the chunk: garbage collection keeps it
+		// while the session is open, and for a grace period after.
+		if ss != nil {
+			ss.chunks[c.Hash] = struct{}{}
+		}
+		s.touchLocked(c.Hash, now)
 		live := s.liveReplicasLocked(c.Hash, now)
 		p := &api.Placement{Hash: c.Hash[:]}
 		if len(live) >= s.cfg.Replicas {
@@ -86,9 +93,9 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 	exp := time.Now().Add(s.cfg.SessionTTL)
 	s.mu.Lock()
-	_, known := s.sessions[id]
+	ss, known := s.sessions[id]
 	if known {
-		s.sessions[id] = exp
+		ss.expires = exp
 	}
 	s.mu.Unlock()
 	if known {
@@ -104,7 +111,7 @@ func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	s.mu.Lock()
-	s.sessions[id] = exp
+	s.sessions[id] = &session{expires: exp, chunks: map[dfs.Hash]struct{}{}}
 	s.mu.Unlock()
 	return id, nil
 }
@@ -148,6 +155,8 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if sum != req.Size {
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: chunks add up to %d bytes, file size is %d", path, sum, req.Size)
 	}
+	s.beginCommit(content.Chunks)
+	defer s.endCommit(content.Chunks)
 	if err := s.waitReplicas(ctx, content.Chunks); err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("commit %s: %w", path, err))
 	}
@@ -313,6 +322,16 @@ func (s *Server) Delete(ctx context.Context, req *api.DeleteRequest) (*api.Delet
 // Nodes implements api.CoordinatorServer.
 func (s *Server) Nodes(ctx context.Context, req *api.NodesRequest) (*api.NodesResponse, error) {
 	resp := &api.NodesResponse{}
+	s.mu.Lock()
+	drain := make(map[dfs.NodeID]int64, len(s.heal.drainLeft))
+	stats := make(map[dfs.NodeID]*api.NodeStats, len(s.nodes))
+	for id, v := range s.heal.drainLeft {
+		drain[id] = v
+	}
+	for id, n := range s.nodes {
+		stats[id] = cloneStats(n.stats)
+	}
+	s.mu.Unlock()
 	for _, n := range s.NodeTable() {
 		var beat int64
 		if !n.LastHeartbeat.IsZero() {
@@ -326,6 +345,8 @@ func (s *Server) Nodes(ctx context.Context, req *api.NodesRequest) (*api.NodesRe
 			UsedBytes:             n.UsedBytes,
 			FreeBytes:             n.FreeBytes,
 			Chunks:                n.Chunks,
+			DrainRemaining:        drain[n.ID],
+			Stats:                 stats[n.ID],
 		})
 	}
 	return resp, nil
@@ -345,5 +366,11 @@ func (s *Server) ReportBadChunk(ctx context.Context, req *api.ReportBadChunkRequ
 	}
 	s.mu.Unlock()
 	s.log.Warn("bad chunk copy reported", "chunk", h.Short(), "node", id, "reason", req.Reason)
+	// Have the node check its copy: a bad one is quarantined and repaired.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.verifyReported(h, id)
+	}()
 	return &api.ReportBadChunkResponse{}, nil
 }

@@ -47,7 +47,18 @@ type Config struct {
 	SessionTTL time.Duration
 	// MaxChunkSize is the largest chunk accepted (default 64 MiB).
 	MaxChunkSize int64
-	Logger       *slog.Logger
+	// RepairInterval is the time between scans for chunks below the
+	// replication factor (default 10s); a node's death starts one at once.
+	RepairInterval time.Duration
+	// CopiesPerNode bounds the repair copies a node sends or receives at
+	// once, so a node's loss does not starve client traffic (default 2).
+	CopiesPerNode int
+	// GCInterval is the time between garbage collections (default 10m);
+	// GCGrace is how old unreferenced data must be to be collected
+	// (default 1h). Both are shortened in tests.
+	GCInterval time.Duration
+	GCGrace    time.Duration
+	Logger     *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -78,6 +89,18 @@ func (c *Config) fill() {
 	if c.MaxChunkSize <= 0 {
 		c.MaxChunkSize = 64 << 20
 	}
+	if c.RepairInterval <= 0 {
+		c.RepairInterval = 10 * time.Second
+	}
+	if c.CopiesPerNode <= 0 {
+		c.CopiesPerNode = 2
+	}
+	if c.GCInterval <= 0 {
+		c.GCInterval = 10 * time.Minute
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = time.Hour
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -98,7 +121,9 @@ type Server struct {
 	locs     map[dfs.Hash][]dfs.NodeID // soft state: who holds each chunk
 	changed  chan struct{}             // closed and replaced when locs grow
 	gen      uint64                    // last registration generation
-	sessions map[string]time.Time      // sessions this coordinator opened, by expiry
+	sessions map[string]*session       // sessions this coordinator opened
+
+	heal healState // repair, drain and garbage collection (heal.go)
 
 	lease   clientv3.LeaseID
 	leaseMu sync.Mutex
@@ -118,21 +143,24 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		nodes:    map[dfs.NodeID]*node{},
 		locs:     map[dfs.Hash][]dfs.NodeID{},
 		changed:  make(chan struct{}),
-		sessions: map[string]time.Time{},
+		sessions: map[string]*session{},
 	}
 	recs, err := m.Nodes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: load node registry: %w", err)
 	}
 	for _, r := range recs {
-		s.nodes[dfs.NodeID(r.Id)] = &node{rec: r}
+		s.nodes[dfs.NodeID(r.Id)] = &node{rec: r, stats: &api.NodeStats{}}
 	}
 	if err := s.renewLease(ctx); err != nil {
 		return nil, err
 	}
+	s.heal.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.wg.Add(3)
 	go s.maintain()
+	go s.repairLoop()
+	go s.gcLoop()
 	return s, nil
 }
 
@@ -190,8 +218,8 @@ func (s *Server) maintain() {
 		now := time.Now()
 		var expired []string
 		s.mu.Lock()
-		for id, exp := range s.sessions {
-			if now.After(exp) {
+		for id, ss := range s.sessions {
+			if now.After(ss.expires) {
 				expired = append(expired, id)
 				delete(s.sessions, id)
 			}

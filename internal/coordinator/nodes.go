@@ -23,8 +23,8 @@ type node struct {
 	rec      *api.NodeRecord // as in the registry
 	gen      uint64          // generation of its current registration; 0: not registered
 	lastBeat time.Time
-	stats    api.NodeStats
-	chunks   int64 // entries of the location map naming this node
+	stats    *api.NodeStats // never nil
+	chunks   int64          // entries of the location map naming this node
 }
 
 // stateLocked returns a node's state at now. s.mu is held.
@@ -115,20 +115,20 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	defer s.mu.Unlock()
 	n = s.nodes[id]
 	if n == nil {
-		n = &node{}
+		n = &node{stats: &api.NodeStats{}}
 		s.nodes[id] = n
 	}
 	s.gen++
 	n.rec, n.gen, n.lastBeat = rec, s.gen, time.Now()
 	if req.Stats != nil {
-		n.stats = *cloneStats(req.Stats)
+		n.stats = cloneStats(req.Stats)
 	}
 	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen)
 	return &api.RegisterResponse{Generation: n.gen}, nil
 }
 
 func cloneStats(st *api.NodeStats) *api.NodeStats {
-	return &api.NodeStats{CapacityBytes: st.CapacityBytes, UsedBytes: st.UsedBytes, FreeBytes: st.FreeBytes, Chunks: st.Chunks}
+	return proto.Clone(st).(*api.NodeStats)
 }
 
 // ReportChunks implements api.RegistryServer: a node's full chunk list
@@ -197,7 +197,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	}
 	n.lastBeat = time.Now()
 	if req.Stats != nil {
-		n.stats = *cloneStats(req.Stats)
+		n.stats = cloneStats(req.Stats)
 	}
 	grew := false
 	for _, b := range req.Added {
@@ -209,6 +209,16 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 		if h, err := dfs.HashFromBytes(b); err == nil {
 			s.removeLocLocked(h, id, n)
 		}
+	}
+	now := time.Now()
+	for _, b := range req.Corrupt {
+		if h, err := dfs.HashFromBytes(b); err == nil {
+			s.noteCorruptLocked(h, id, now)
+			s.log.Warn("datanode found a corrupt copy", "chunk", h.Short(), "node", id)
+		}
+	}
+	if len(req.Corrupt) > 0 {
+		defer s.kickRepair()
 	}
 	if grew {
 		s.notifyLocked()
@@ -245,6 +255,10 @@ func (s *Server) NodeTable() []dfs.NodeInfo {
 // liveReplicasLocked returns the nodes holding h that are not dead, alive
 // ones first. s.mu is held.
 func (s *Server) liveReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
+	if _, doomed := s.heal.doomed[h]; doomed {
+		// Garbage collection is deleting it: it no longer counts.
+		return nil
+	}
 	ids := s.locs[h]
 	out := make([]dfs.NodeID, 0, len(ids))
 	var suspect []dfs.NodeID

@@ -8,6 +8,13 @@
 // A write is acknowledged only after the chunk is durable here and the
 // coordinators have heard of it (or a short timeout passed), so a client may
 // commit as soon as its chunk writes return.
+//
+// A node keeps its data honest: it scrubs (re-hashes every chunk in the
+// background at a bounded rate, see scrub.go), and a copy found corrupt, by
+// the scrubber, by a VerifyChunk call, or while replicating it, is moved to
+// the store's quarantine and reported to every coordinator twice over in
+// the next heartbeat: in removed (the node no longer holds it) and in
+// corrupt (why).
 package datanode
 
 import (
@@ -17,12 +24,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -58,7 +67,15 @@ type Config struct {
 	// ReportWait bounds how long a write waits for the coordinators to
 	// acknowledge the new chunk (default 2s).
 	ReportWait time.Duration
-	Logger     *slog.Logger
+	// ScrubRate is how fast, in MiB/s averaged, the node re-reads its
+	// chunks to check them. 0 disables scrubbing.
+	ScrubRate float64
+	// ScrubInterval is the least time between the starts of two scrub
+	// passes (default 30s): a pass over a large store takes longer and the
+	// next starts at once; one over a small or empty store waits out the
+	// rest.
+	ScrubInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // MaxChunkSize is the largest chunk a datanode accepts.
@@ -78,6 +95,14 @@ type Node struct {
 	addr, grpcAddr string // advertised
 
 	links []*link
+
+	scrub        *scrubber // nil when scrubbing is off
+	corruptFound atomic.Int64
+
+	// quarantining holds the chunks being moved to quarantine, so the
+	// observer reports their removal as corrupt too, in the same heartbeat.
+	qmu          sync.Mutex
+	quarantining map[dfs.ChunkHash]int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,6 +124,12 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.ReportWait <= 0 {
 		cfg.ReportWait = 2 * time.Second
 	}
+	if cfg.ScrubRate < 0 || math.IsNaN(cfg.ScrubRate) {
+		return nil, fmt.Errorf("datanode: scrub rate %v MiB/s: want 0 (off) or more", cfg.ScrubRate)
+	}
+	if cfg.ScrubInterval <= 0 {
+		cfg.ScrubInterval = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -109,11 +140,15 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id)}
+	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id),
+		quarantining: make(map[dfs.ChunkHash]int)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n})
 	if err != nil {
 		return nil, fmt.Errorf("datanode %s: %w", id, err)
+	}
+	if cfg.ScrubRate > 0 {
+		n.scrub = newScrubber(n, cfg.ScrubRate, cfg.ScrubInterval)
 	}
 
 	if n.httpLn, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -156,8 +191,12 @@ func Start(cfg Config) (*Node, error) {
 	for _, l := range n.links {
 		go func() { defer n.wg.Done(); l.run(n.ctx) }()
 	}
+	if n.scrub != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.scrub.run(n.ctx) }()
+	}
 	chunks, bytes := n.store.Usage()
-	n.log.Info("datanode serving", "addr", n.addr, "grpc", n.grpcAddr, "dir", cfg.Dir, "chunks", chunks, "bytes", bytes)
+	n.log.Info("datanode serving", "addr", n.addr, "grpc", n.grpcAddr, "dir", cfg.Dir, "chunks", chunks, "bytes", bytes, "scrub_mib_per_s", cfg.ScrubRate)
 	return n, nil
 }
 
@@ -204,14 +243,55 @@ func (n *Node) Close() error {
 // coordinator.
 func (n *Node) ChunkAdded(h dfs.ChunkHash, size int64) {
 	for _, l := range n.links {
-		l.enqueue(h, true)
+		l.enqueueAdded(h)
 	}
 }
 
-// ChunkRemoved implements dfs.ChunkObserver.
+// ChunkRemoved implements dfs.ChunkObserver. A chunk being quarantined is
+// queued as removed and as corrupt at once, so one heartbeat carries both.
 func (n *Node) ChunkRemoved(h dfs.ChunkHash) {
+	n.qmu.Lock()
+	corrupt := n.quarantining[h] > 0
+	n.qmu.Unlock()
 	for _, l := range n.links {
-		l.enqueue(h, false)
+		l.enqueueRemoved(h, corrupt)
+	}
+}
+
+// quarantineCorrupt handles a copy found corrupt (foundBy says how): it
+// moves the copy to the store's quarantine, which queues it as removed and
+// corrupt for every coordinator. If the copy cannot be moved it stays, still
+// reported corrupt, so the coordinators stop sending readers to it. The
+// caller makes the coordinators hear of it (announce or poke).
+func (n *Node) quarantineCorrupt(h dfs.ChunkHash, foundBy string) {
+	n.corruptFound.Add(1)
+	n.qmu.Lock()
+	n.quarantining[h]++
+	n.qmu.Unlock()
+	err := n.store.Quarantine(h)
+	n.qmu.Lock()
+	if n.quarantining[h]--; n.quarantining[h] == 0 {
+		delete(n.quarantining, h)
+	}
+	n.qmu.Unlock()
+	switch {
+	case err == nil:
+		n.log.Warn("corrupt chunk quarantined", "chunk", h.String(), "found_by", foundBy)
+	case errors.Is(err, dfs.ErrNotFound):
+		// Deleted since it was read; the deletion reported its removal.
+		n.log.Warn("corrupt chunk found, already deleted", "chunk", h.String(), "found_by", foundBy)
+	default:
+		n.log.Error("corrupt chunk could not be quarantined", "chunk", h.String(), "found_by", foundBy, "err", err)
+		for _, l := range n.links {
+			l.enqueueCorrupt(h)
+		}
+	}
+}
+
+// poke makes every link send a heartbeat now, without waiting for it.
+func (n *Node) poke() {
+	for _, l := range n.links {
+		l.poke()
 	}
 }
 
@@ -234,7 +314,14 @@ func (n *Node) stats() *api.NodeStats {
 	if err != nil {
 		n.log.Warn("free space", "err", err)
 	}
-	return &api.NodeStats{CapacityBytes: capacity, UsedBytes: used, FreeBytes: free, Chunks: chunks}
+	st := &api.NodeStats{CapacityBytes: capacity, UsedBytes: used, FreeBytes: free, Chunks: chunks,
+		CorruptChunks: n.corruptFound.Load()}
+	if n.scrub != nil {
+		st.ScrubbedChunks = n.scrub.chunks.Load()
+		st.ScrubbedBytes = n.scrub.bytes.Load()
+		st.ScrubPassUnixNano = n.scrub.passEnd.Load()
+	}
+	return st
 }
 
 func (n *Node) apiNode() *api.Node {

@@ -30,6 +30,7 @@ type link struct {
 	mu      sync.Mutex
 	added   []dfs.Hash
 	removed []dfs.Hash
+	corrupt []dfs.Hash    // quarantined or found bad; kept until a heartbeat delivers them
 	seq     uint64        // changes queued so far
 	acked   uint64        // changes the coordinator has acknowledged
 	ackCh   chan struct{} // closed and replaced when acked grows
@@ -48,15 +49,38 @@ func newLink(n *Node, addr string) (*link, error) {
 		ackCh: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
 }
 
-func (l *link) enqueue(h dfs.Hash, added bool) {
+func (l *link) enqueueAdded(h dfs.Hash) {
 	l.mu.Lock()
-	if added {
-		l.added = append(l.added, h)
-	} else {
-		l.removed = append(l.removed, h)
+	l.added = append(l.added, h)
+	l.seq++
+	l.mu.Unlock()
+}
+
+// enqueueRemoved queues a removal, and, if corrupt, the reason with it.
+func (l *link) enqueueRemoved(h dfs.Hash, corrupt bool) {
+	l.mu.Lock()
+	l.removed = append(l.removed, h)
+	if corrupt {
+		l.corrupt = append(l.corrupt, h)
 	}
 	l.seq++
 	l.mu.Unlock()
+}
+
+// enqueueCorrupt queues a corrupt copy that is still in the store.
+func (l *link) enqueueCorrupt(h dfs.Hash) {
+	l.mu.Lock()
+	l.corrupt = append(l.corrupt, h)
+	l.seq++
+	l.mu.Unlock()
+}
+
+// poke asks for a heartbeat now.
+func (l *link) poke() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // flush sends the changes queued so far and waits until the coordinator has
@@ -69,10 +93,7 @@ func (l *link) flush(ctx context.Context) {
 	l.mu.Lock()
 	want := l.seq
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.poke()
 	for {
 		l.mu.Lock()
 		done, ch := l.acked >= want, l.ackCh
@@ -142,7 +163,9 @@ func (l *link) run(ctx context.Context) {
 
 // register announces the node and sends its full chunk list. Changes that
 // happen meanwhile stay queued and go with the next heartbeat; a chunk both
-// reported and queued is harmless.
+// reported and queued is harmless. Quarantined chunks are no longer in the
+// store, so the report leaves them out; corrupt reports not yet delivered
+// are kept for the next heartbeat, as the full report does not carry them.
 func (l *link) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -190,30 +213,50 @@ func (l *link) register(ctx context.Context) error {
 
 func (l *link) heartbeat(ctx context.Context) error {
 	l.mu.Lock()
-	added, removed, snap := l.added, l.removed, l.seq
-	l.added, l.removed = nil, nil
+	added, removed, corrupt, snap := l.added, l.removed, l.corrupt, l.seq
+	l.added, l.removed, l.corrupt = nil, nil, nil
 	l.mu.Unlock()
-	req := &api.HeartbeatRequest{NodeId: string(l.n.id), Generation: l.gen, Stats: l.n.stats()}
-	for _, h := range added {
-		req.Added = append(req.Added, h[:])
-	}
-	for _, h := range removed {
-		req.Removed = append(req.Removed, h[:])
-	}
+	req := &api.HeartbeatRequest{NodeId: string(l.n.id), Generation: l.gen, Stats: l.n.stats(),
+		Added: hashBytes(added), Removed: hashBytes(removed), Corrupt: hashBytes(corrupt)}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := l.reg.Heartbeat(ctx, req)
 	if err != nil {
-		// The changes are lost with this heartbeat; the full report at the
-		// next registration carries them.
+		// Added and removed are lost with this heartbeat; the full report
+		// at the next registration carries them. Corrupt reports are not in
+		// a full report, so they wait for the next heartbeat.
+		l.requeueCorrupt(corrupt)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	if resp.Reregister {
 		// The coordinator restarted or forgot us: register again at once.
+		l.requeueCorrupt(corrupt)
 		l.gen = 0
 		l.registered.Store(false)
 		return nil
 	}
 	l.ack(snap)
 	return nil
+}
+
+// requeueCorrupt puts corrupt reports a coordinator did not take back at the
+// head of the queue.
+func (l *link) requeueCorrupt(hs []dfs.Hash) {
+	if len(hs) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.corrupt = append(hs, l.corrupt...)
+	l.mu.Unlock()
+}
+
+func hashBytes(hs []dfs.Hash) [][]byte {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
 }

@@ -17,6 +17,10 @@ import (
 //	<root>/v1/contents/<sha256>/<layout>/<page>
 //	                                        ChunkPage: part of a long chunk list,
 //	                                        written before the record that names it
+//	<root>/v1/refs/<sha256>                 empty; rewritten by every commit that
+//	                                        points a path at an existing content,
+//	                                        so garbage collection can tell it was
+//	                                        referenced again
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
@@ -69,6 +73,13 @@ func (s Schema) Content(h dfs.ContentHash) string { return s.ContentsPrefix() + 
 func (s Schema) ContentPage(h dfs.ContentHash, layout string, page int) string {
 	return fmt.Sprintf("%s/%s/%06d", s.Content(h), layout, page)
 }
+
+// RefsPrefix holds the content reference marks.
+func (s Schema) RefsPrefix() string { return s.root + "refs/" }
+
+// Ref is the key a commit rewrites when it points a path at an existing
+// content.
+func (s Schema) Ref(h dfs.ContentHash) string { return s.RefsPrefix() + h.String() }
 
 // NodesPrefix holds the node registry.
 func (s Schema) NodesPrefix() string { return s.root + "nodes/" }

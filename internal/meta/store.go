@@ -92,11 +92,13 @@ func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 		common = append(common, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
 	if exists.Count > 0 {
-		// The content is known: point the path at it. The compare makes
-		// sure it still exists at the moment of the write.
+		// The content is known: point the path at it, and rewrite its
+		// reference mark so a garbage collection that found it unreferenced
+		// a moment ago cannot delete it now. The compare makes sure it still
+		// exists at the moment of the write.
 		resp, err := s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0)).
-			Then(common...).Commit()
+			Then(append(common, clientv3.OpPut(s.schema.Ref(h), ""))...).Commit()
 		if err != nil {
 			return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
 		}

@@ -303,3 +303,26 @@ func forEachTopology(t *testing.T, scenario func(t *testing.T, c *cluster)) {
 		})
 	}
 }
+
+// fsckOutput is dfs fsck --json.
+type fsckOutput struct {
+	Files           int64 `json:"files"`
+	Chunks          int64 `json:"chunks"`
+	Healthy         int64 `json:"healthy"`
+	UnderReplicated int64 `json:"under_replicated"`
+	Missing         int64 `json:"missing"`
+	Corrupt         int64 `json:"corrupt"`
+	PendingRepair   int64 `json:"pending_repair"`
+	PendingGC       int64 `json:"pending_gc"`
+}
+
+// fsck runs dfs fsck --json over prefix. It exits 1 when a chunk is
+// missing or corrupt, which the caller reads from the counts.
+func (c *cluster) fsck(t testing.TB, prefix string) fsckOutput {
+	t.Helper()
+	r := c.dfs(t, "fsck", prefix, "--json")
+	if r.code != 0 && r.code != 1 {
+		t.Fatalf("fsck: %s", r)
+	}
+	return decodeJSON[fsckOutput](t, r)
+}

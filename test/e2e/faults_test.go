@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // These scenarios break a cluster, so each starts its own.
@@ -68,25 +71,36 @@ func TestCorruptChunk(t *testing.T) {
 			flipByte(t, findChunkFile(t, nodeDir, ch.Hash), ch.Size/2)
 
 			// A read starts at a random replica of each chunk: read until
-			// one has come upon the bad copy (and said so on stderr), and
-			// the coordinator, told of it, no longer offers it.
+			// one has come upon the bad copy (and said so on stderr). Told
+			// of it, the coordinator has the node check its copy, which
+			// quarantines it, and repair copies a good one back.
 			const reads = 40
-			hit, dropped := false, false
-			for i := 0; i < reads && !dropped; i++ {
+			hit := false
+			for i := 0; i < reads && !hit; i++ {
 				r := c.checkGet(t, remote, sum)
-				if strings.Contains(r.stderr, "corrupt") && strings.Contains(r.stderr, node) {
-					hit = true
-				}
-				if hit {
-					dropped = !slices.Contains(c.stat(t, remote).Chunks[0].Replicas, node)
-				}
+				hit = strings.Contains(r.stderr, "corrupt") && strings.Contains(r.stderr, node)
 			}
 			if !hit {
-				t.Errorf("in %d reads, none reported the corrupt copy of chunk %s on %s", reads, ch.Hash, node)
-			} else if !dropped {
-				t.Errorf("stat still lists the corrupt copy of chunk %s on %s after it was reported: %v",
-					ch.Hash, node, c.stat(t, remote).Chunks[0].Replicas)
+				t.Fatalf("in %d reads, none reported the corrupt copy of chunk %s on %s", reads, ch.Hash, node)
 			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				err := healedCopy(nodeDir, ch.Hash)
+				if err == nil {
+					f := c.fsck(t, remote)
+					if f.Corrupt != 0 || f.Healthy != f.Chunks {
+						err = fmt.Errorf("fsck: %+v", f)
+					}
+				}
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the corrupt copy on %s was not repaired: %v", node, err)
+				}
+				time.Sleep(100 * time.Millisecond) // poll interval
+			}
+			c.checkReplicated(t, remote, sum, 3)
 			c.checkGetFile(t, remote, filepath.Join(dir, "got.bin"), sum)
 		})
 	}
@@ -154,4 +168,33 @@ func TestFullDisk(t *testing.T) {
 	if n := chunkBytesUnder(t, c.datanodeDir(full)); n != 0 {
 		t.Errorf("the full node %s holds %d bytes of chunks, want 0", fullID, n)
 	}
+}
+
+// healedCopy checks that the node in nodeDir quarantined a bad copy of
+// hash and holds a good one again.
+func healedCopy(nodeDir, hash string) error {
+	q, _ := filepath.Glob(filepath.Join(nodeDir, "quarantine", hash+".*"))
+	if len(q) == 0 {
+		return fmt.Errorf("no quarantined copy of %s under %s", hash, nodeDir)
+	}
+	var good bool
+	err := filepath.WalkDir(filepath.Join(nodeDir, "chunks"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() != hash {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		good = hex.EncodeToString(sum[:]) == hash
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !good {
+		return fmt.Errorf("no good copy of %s under %s yet", hash, nodeDir)
+	}
+	return nil
 }

@@ -12,10 +12,21 @@
 // moment leaves either the whole verified chunk or no chunk; a temporary file
 // left by a crash is removed by the next Open.
 //
+// A chunk file's modification time says when the chunk was last written or
+// touched: a Put sets it to the moment the bytes were verified, and a Put of
+// a chunk already stored sets it again (after verifying the incoming bytes),
+// so garbage collection can delete a chunk "unless modified since" the time
+// it decided the chunk was garbage (DeleteIfUnmodifiedSince) without racing
+// an upload that came back to it.
+//
+// A chunk found corrupt is not deleted but moved aside to
+// dir/quarantine/<hash>.<unix-nano> (Quarantine), for an operator to look at
+// and remove; nothing in the store ever reads it again.
+//
 // A Store keeps its chunk count and byte total in memory, computed by a walk
-// at Open and kept exact by Put and Delete. It assumes it is the only writer
-// of its directory: one Store per directory, and no other process adding or
-// removing chunk files while it runs.
+// at Open and kept exact by Put, Delete and Quarantine. It assumes it is the
+// only writer of its directory: one Store per directory, and no other process
+// adding or removing chunk files while it runs.
 package disk
 
 import (
@@ -32,6 +43,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/dfs-store/dfs"
 )
@@ -63,10 +75,11 @@ type Options struct {
 // Store is a dfs.ChunkStore on a local directory. It is safe for concurrent
 // use.
 type Store struct {
-	dir    string
-	chunks string // dir/chunks
-	tmp    string // dir/tmp
-	opts   Options
+	dir        string
+	chunks     string // dir/chunks
+	tmp        string // dir/tmp
+	quarantine string // dir/quarantine
+	opts       Options
 
 	obs atomic.Pointer[observerBox]
 
@@ -94,13 +107,14 @@ var _ dfs.ChunkStore = (*Store)(nil)
 // files left by an earlier run and counts the chunks already stored.
 func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
-		dir:    dir,
-		chunks: filepath.Join(dir, "chunks"),
-		tmp:    filepath.Join(dir, "tmp"),
-		opts:   opts,
+		dir:        dir,
+		chunks:     filepath.Join(dir, "chunks"),
+		tmp:        filepath.Join(dir, "tmp"),
+		quarantine: filepath.Join(dir, "quarantine"),
+		opts:       opts,
 	}
 	s.SetObserver(opts.Observer)
-	for _, d := range []string{s.chunks, s.tmp} {
+	for _, d := range []string{s.chunks, s.tmp, s.quarantine} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 		}
@@ -231,6 +245,14 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 	if got != h {
 		return 0, fmt.Errorf("put chunk %s: %w: %d bytes hash to %s", h.Short(), dfs.ErrHashMismatch, n, got.Short())
 	}
+	// Stamp the modification time from this process's clock rather than
+	// leave the kernel's coarser one, so "written at or after t" holds
+	// exactly for DeleteIfUnmodifiedSince; the fsync below makes it durable
+	// with the bytes.
+	now := time.Now()
+	if err := os.Chtimes(tmpName, now, now); err != nil {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
 	if !s.opts.NoSync {
 		if err := f.Sync(); err != nil {
 			return 0, fmt.Errorf("put chunk %s: sync %s: %w", h.Short(), tmpName, noSpace(err))
@@ -255,7 +277,8 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 }
 
 // verifyStored reads r to EOF and checks it against h, which is already
-// stored with the given size. Nothing is written: the stored copy stays.
+// stored with the given size. The stored copy stays; once the incoming bytes
+// are verified it is touched, as the chunk is in use again.
 func (s *Store) verifyStored(ctx context.Context, h dfs.ChunkHash, size int64, r io.Reader) (int64, error) {
 	hw := sha256.New()
 	n, err := stream(ctx, r, nil, hw)
@@ -267,11 +290,56 @@ func (s *Store) verifyStored(ctx context.Context, h dfs.ChunkHash, size int64, r
 	if got != h {
 		return 0, fmt.Errorf("put chunk %s: %w: %d bytes hash to %s", h.Short(), dfs.ErrHashMismatch, n, got.Short())
 	}
+	l := s.lock(h)
+	l.Lock()
+	err = s.touchLocked(h)
+	l.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if err := s.syncFile(h); err != nil {
+		return 0, err
+	}
 	return size, nil
 }
 
+// touchLocked sets chunk h's modification time to now. The caller holds h's
+// lock, so a conditional delete sees the chunk either before the touch or
+// after it. A chunk deleted while the incoming bytes were being checked is
+// left deleted: the Put then took effect just before that Delete, which is
+// what a Put followed at once by a Delete leaves too.
+func (s *Store) touchLocked(h dfs.ChunkHash) error {
+	now := time.Now()
+	err := os.Chtimes(s.path(h), now, now)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("put chunk %s: touch: %w", h.Short(), err)
+	}
+	return nil
+}
+
+// syncFile makes chunk h's touch durable: garbage collection trusts the
+// modification time, so a crash must not roll it back.
+func (s *Store) syncFile(h dfs.ChunkHash) error {
+	if s.opts.NoSync {
+		return nil
+	}
+	f, err := os.Open(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // deleted since the touch
+	}
+	if err != nil {
+		return fmt.Errorf("put chunk %s: %w", h.Short(), err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("put chunk %s: sync after touch: %w", h.Short(), err)
+	}
+	return nil
+}
+
 // commit moves a verified temporary into place, unless a concurrent Put got
-// there first, and accounts for the new chunk.
+// there first (then the stored copy is touched instead), and accounts for
+// the new chunk.
 func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, error) {
 	l := s.lock(h)
 	l.Lock()
@@ -281,6 +349,12 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 	fi, err := os.Lstat(final)
 	if err == nil {
 		os.Remove(tmpName)
+		if err := s.touchLocked(h); err != nil {
+			return 0, err
+		}
+		if err := s.syncFile(h); err != nil {
+			return 0, err
+		}
 		return fi.Size(), nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -447,6 +521,37 @@ func (s *Store) Stat(h dfs.ChunkHash) (int64, error) {
 
 // Delete removes chunk h. Deleting a chunk that is not stored succeeds.
 func (s *Store) Delete(h dfs.ChunkHash) error {
+	_, err := s.remove(h, nil)
+	return err
+}
+
+// DeleteIfUnmodifiedSince removes chunk h unless it was written or touched
+// (by a Put of the chunk already stored) at or after t, and reports whether
+// it removed it. The check and the removal happen under the chunk's lock,
+// and a Put stamps the time before it returns, so a chunk whose Put began at
+// or after t and returned before this call is kept. A chunk that is not
+// stored is not deleted, and that is not an error. The observer and the
+// counters hear of a removal as from Delete.
+func (s *Store) DeleteIfUnmodifiedSince(h dfs.ChunkHash, t time.Time) (deleted bool, err error) {
+	return s.remove(h, func(fi fs.FileInfo) bool { return fi.ModTime().Before(t) })
+}
+
+// ModTime returns when chunk h was last written or touched, or an error
+// wrapping dfs.ErrNotFound.
+func (s *Store) ModTime(h dfs.ChunkHash) (time.Time, error) {
+	fi, err := os.Stat(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, fmt.Errorf("chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("chunk %s: %w", h.Short(), err)
+	}
+	return fi.ModTime(), nil
+}
+
+// remove deletes chunk h if it is stored and cond (if not nil) approves its
+// file, and reports whether it did.
+func (s *Store) remove(h dfs.ChunkHash, cond func(fs.FileInfo) bool) (bool, error) {
 	l := s.lock(h)
 	l.Lock()
 	defer l.Unlock()
@@ -454,13 +559,16 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 	final := s.path(h)
 	fi, err := os.Lstat(final)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+		return false, fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+	}
+	if cond != nil && !cond(fi) {
+		return false, nil
 	}
 	if err := os.Remove(final); err != nil {
-		return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+		return false, fmt.Errorf("delete chunk %s: %w", h.Short(), err)
 	}
 	// The chunk is gone from view whether or not the directory sync below
 	// succeeds, so account for it first.
@@ -470,10 +578,72 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 	}
 	if !s.opts.NoSync {
 		if err := syncDir(filepath.Dir(final)); err != nil {
-			return fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+			return true, fmt.Errorf("delete chunk %s: %w", h.Short(), err)
+		}
+	}
+	return true, nil
+}
+
+// Quarantine moves chunk h out of the store, into
+// dir/quarantine/<hash>.<unix-nano>, where nothing reads it as a chunk again
+// and an operator may inspect it. Use it for a copy found corrupt: the bytes
+// stay for a post-mortem while the store no longer holds the chunk. The
+// observer and the counters hear of it as a removal. It fails with an error
+// wrapping dfs.ErrNotFound if the chunk is not stored.
+//
+// Quarantine moves whatever file holds h now; a caller that verified the
+// chunk before calling it races with a Delete and a fresh Put of the same
+// chunk in between, which is harmless: the fresh copy is reported removed
+// and repair copies it back.
+func (s *Store) Quarantine(h dfs.ChunkHash) error {
+	l := s.lock(h)
+	l.Lock()
+	defer l.Unlock()
+
+	final := s.path(h)
+	fi, err := os.Lstat(final)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), err)
+	}
+	dst := filepath.Join(s.quarantine, fmt.Sprintf("%s.%d", h, time.Now().UnixNano()))
+	if err := os.Rename(final, dst); err != nil {
+		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), err)
+	}
+	s.account(-1, -fi.Size())
+	if o := s.observer(); o != nil {
+		o.ChunkRemoved(h)
+	}
+	if !s.opts.NoSync {
+		for _, d := range []string{s.quarantine, filepath.Dir(final)} {
+			if err := syncDir(d); err != nil {
+				return fmt.Errorf("quarantine chunk %s: %w", h.Short(), err)
+			}
 		}
 	}
 	return nil
+}
+
+// Verify re-reads chunk h from the disk and checks that its bytes hash to
+// its name. present is false if the chunk is not stored. A file the disk
+// cannot read back (an I/O error) counts as present and not ok, as wrong
+// bytes do; err is for checks that could not be made at all (ctx ended, the
+// file could not be opened). The bytes are read around the page cache where
+// the file system allows, so a copy rotting on the disk is found even while
+// a good copy is cached, and scrubbing does not evict what readers use.
+func (s *Store) Verify(ctx context.Context, h dfs.ChunkHash) (present, ok bool, err error) {
+	got, err := hashFile(ctx, s.path(h))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, false, nil
+	case errors.Is(err, syscall.EIO):
+		return true, false, nil
+	case err != nil:
+		return false, false, fmt.Errorf("verify chunk %s: %w", h.Short(), err)
+	}
+	return true, got == h, nil
 }
 
 // Walk calls fn for every stored chunk until fn returns an error, which Walk

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/internal/chunkstore/disk"
@@ -295,5 +297,222 @@ func TestObserverOption(t *testing.T) {
 	}
 	if obs.added != 1 || obs.removed != 1 {
 		t.Errorf("observer from Options heard %d adds, %d removes; want 1, 1", obs.added, obs.removed)
+	}
+}
+
+func chunkPath(dir string, h dfs.ChunkHash) string {
+	x := h.String()
+	return filepath.Join(dir, "chunks", x[:3], x)
+}
+
+// age sets a chunk file's modification time d into the past.
+func age(t *testing.T, dir string, h dfs.ChunkHash, d time.Duration) time.Time {
+	t.Helper()
+	old := time.Now().Add(-d)
+	if err := os.Chtimes(chunkPath(dir, h), old, old); err != nil {
+		t.Fatal(err)
+	}
+	return old
+}
+
+func modTime(t *testing.T, s *disk.Store, h dfs.ChunkHash) time.Time {
+	t.Helper()
+	mt, err := s.ModTime(h)
+	if err != nil {
+		t.Fatalf("ModTime %s: %v", h.Short(), err)
+	}
+	return mt
+}
+
+func TestPutTouchesStoredChunk(t *testing.T) {
+	for _, nosync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSync=%v", nosync), func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, disk.Options{NoSync: nosync})
+			before := time.Now()
+			data, h := randomChunk(1, 5000)
+			put(t, s, data)
+			if mt := modTime(t, s, h); mt.Before(before) {
+				t.Errorf("fresh chunk's ModTime %v is before the Put began (%v)", mt, before)
+			}
+			if _, err := s.ModTime(dfs.Sum([]byte("never"))); !errors.Is(err, dfs.ErrNotFound) {
+				t.Errorf("ModTime of a chunk never stored: err = %v, want ErrNotFound", err)
+			}
+
+			old := age(t, dir, h, time.Hour)
+			bad, _ := randomChunk(2, 5000)
+			if _, err := s.Put(context.Background(), h, bytes.NewReader(bad)); !errors.Is(err, dfs.ErrHashMismatch) {
+				t.Fatalf("Put of wrong bytes over a stored chunk: err = %v, want ErrHashMismatch", err)
+			}
+			if mt := modTime(t, s, h); !mt.Equal(old) {
+				t.Errorf("a Put of wrong bytes touched the stored chunk: ModTime %v, want %v", mt, old)
+			}
+
+			touch := time.Now()
+			put(t, s, data)
+			if mt := modTime(t, s, h); mt.Before(touch) {
+				t.Errorf("ModTime after a Put of the stored chunk = %v; want at or after %v", mt, touch)
+			}
+			if chunks, n := s.Usage(); chunks != 1 || n != int64(len(data)) {
+				t.Errorf("Usage after the touching Put = %d, %d; want 1, %d", chunks, n, len(data))
+			}
+		})
+	}
+}
+
+func TestDeleteIfUnmodifiedSince(t *testing.T) {
+	dir := t.TempDir()
+	obs := &countingObserver{}
+	s := open(t, dir, disk.Options{Observer: obs})
+	idle, hIdle := randomChunk(1, 3000)
+	reused, hReused := randomChunk(2, 4000)
+	put(t, s, idle)
+	put(t, s, reused)
+	age(t, dir, hIdle, time.Hour)
+	age(t, dir, hReused, time.Hour)
+
+	// Garbage collection decides at since; an upload then comes back to one
+	// chunk, and a new chunk is written.
+	since := time.Now()
+	put(t, s, reused)
+	fresh, hFresh := randomChunk(3, 2000)
+	put(t, s, fresh)
+
+	for _, tc := range []struct {
+		name string
+		h    dfs.ChunkHash
+		want bool
+	}{
+		{"untouched since", hIdle, true},
+		{"touched since", hReused, false},
+		{"written since", hFresh, false},
+		{"already deleted", hIdle, false},
+		{"never stored", dfs.Sum([]byte("never")), false},
+	} {
+		deleted, err := s.DeleteIfUnmodifiedSince(tc.h, since)
+		if err != nil || deleted != tc.want {
+			t.Errorf("%s: DeleteIfUnmodifiedSince = %v, %v; want %v, nil", tc.name, deleted, err, tc.want)
+		}
+	}
+	if _, err := s.Stat(hIdle); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("deleted chunk: Stat err = %v, want ErrNotFound", err)
+	}
+	if !bytes.Equal(readAll(t, s, hReused), reused) || !bytes.Equal(readAll(t, s, hFresh), fresh) {
+		t.Errorf("kept chunks read back different")
+	}
+	if chunks, n := s.Usage(); chunks != 2 || n != int64(len(reused)+len(fresh)) {
+		t.Errorf("Usage = %d, %d; want 2, %d", chunks, n, len(reused)+len(fresh))
+	}
+	if obs.removed != 1 {
+		t.Errorf("observer heard %d removals, want 1", obs.removed)
+	}
+	// The boundary: a chunk modified exactly at t is kept.
+	at := age(t, dir, hFresh, time.Minute)
+	if deleted, err := s.DeleteIfUnmodifiedSince(hFresh, at); err != nil || deleted {
+		t.Errorf("chunk modified exactly at t: DeleteIfUnmodifiedSince = %v, %v; want false, nil", deleted, err)
+	}
+	if deleted, err := s.DeleteIfUnmodifiedSince(hFresh, at.Add(time.Nanosecond)); err != nil || !deleted {
+		t.Errorf("chunk modified just before t: DeleteIfUnmodifiedSince = %v, %v; want true, nil", deleted, err)
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	obs := &countingObserver{}
+	s := open(t, dir, disk.Options{Observer: obs})
+	bad, hBad := randomChunk(1, 7000)
+	good, hGood := randomChunk(2, 3000)
+	put(t, s, bad)
+	put(t, s, good)
+
+	if err := s.Quarantine(hBad); err != nil {
+		t.Fatalf("Quarantine: %v", err)
+	}
+	if err := s.Quarantine(hBad); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Quarantine of a chunk no longer stored: err = %v, want ErrNotFound", err)
+	}
+	check := func(s *disk.Store, when string) {
+		t.Helper()
+		if _, err := s.Stat(hBad); !errors.Is(err, dfs.ErrNotFound) {
+			t.Errorf("%s: Stat of the quarantined chunk: err = %v, want ErrNotFound", when, err)
+		}
+		if _, _, err := s.Open(hBad); !errors.Is(err, dfs.ErrNotFound) {
+			t.Errorf("%s: Open of the quarantined chunk: err = %v, want ErrNotFound", when, err)
+		}
+		var seen []dfs.ChunkHash
+		s.Walk(context.Background(), func(h dfs.ChunkHash, _ int64) error {
+			seen = append(seen, h)
+			return nil
+		})
+		if len(seen) != 1 || seen[0] != hGood {
+			t.Errorf("%s: Walk yields %v, want only %s", when, seen, hGood.Short())
+		}
+		if chunks, n := s.Usage(); chunks != 1 || n != int64(len(good)) {
+			t.Errorf("%s: Usage = %d, %d; want 1, %d", when, chunks, n, len(good))
+		}
+	}
+	check(s, "after Quarantine")
+	check(open(t, dir, disk.Options{}), "after reopening")
+	if obs.removed != 1 {
+		t.Errorf("observer heard %d removals, want 1", obs.removed)
+	}
+
+	files, err := filepath.Glob(filepath.Join(dir, "quarantine", hBad.String()+".*"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("quarantine/ holds %v (%v), want one file for %s", files, err, hBad.Short())
+	}
+	if b, err := os.ReadFile(files[0]); err != nil || !bytes.Equal(b, bad) {
+		t.Errorf("quarantined file does not hold the chunk's bytes (%v)", err)
+	}
+
+	// The chunk may be stored again, and quarantined again beside the first.
+	put(t, s, bad)
+	if err := s.Quarantine(hBad); err != nil {
+		t.Fatalf("second Quarantine: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "quarantine", hBad.String()+".*")); len(files) != 2 {
+		t.Errorf("quarantine/ holds %v after two quarantines, want two files", files)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	ctx := context.Background()
+	// Sizes around the read buffer and the direct I/O block.
+	var hashes []dfs.ChunkHash
+	for i, size := range []int{0, 1, 4095, 4096, 4097, 1 << 20, 1<<20 + 1, 3<<20 + 12345} {
+		data, h := randomChunk(uint64(i), size)
+		put(t, s, data)
+		hashes = append(hashes, h)
+		if present, ok, err := s.Verify(ctx, h); !present || !ok || err != nil {
+			t.Errorf("Verify of a good %d-byte chunk = %v, %v, %v; want true, true, nil", size, present, ok, err)
+		}
+	}
+	if present, ok, err := s.Verify(ctx, dfs.Sum([]byte("never"))); present || ok || err != nil {
+		t.Errorf("Verify of a chunk never stored = %v, %v, %v; want false, false, nil", present, ok, err)
+	}
+
+	h := hashes[len(hashes)-1]
+	f, err := os.OpenFile(chunkPath(dir, h), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	const at = 2<<20 + 7
+	f.ReadAt(b[:], at)
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b[:], at); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if present, ok, err := s.Verify(ctx, h); !present || ok || err != nil {
+		t.Errorf("Verify of a chunk with a flipped bit = %v, %v, %v; want true, false, nil", present, ok, err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.Verify(cctx, hashes[1]); !errors.Is(err, context.Canceled) {
+		t.Errorf("Verify with a cancelled context: err = %v, want context.Canceled", err)
 	}
 }

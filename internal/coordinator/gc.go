@@ -1,0 +1,228 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// gcLoop collects garbage every GCInterval. The first collection waits a
+// grace period after start, so chunks a client was told to reuse just
+// before a restart (the record of that touch is in memory) stay safe.
+func (s *Server) gcLoop() {
+	defer s.wg.Done()
+	first := time.NewTimer(s.cfg.GCGrace)
+	defer first.Stop()
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-first.C:
+	}
+	tick := time.NewTicker(s.cfg.GCInterval)
+	defer tick.Stop()
+	for {
+		if err := s.CollectGarbage(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("garbage collection", "err", err)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// GCStats says what one collection did.
+type GCStats struct {
+	Contents        int // content records deleted
+	GarbageChunks   int // chunks found unreferenced and old enough
+	DeletedCopies   int // chunk copies the datanodes deleted
+	KeptYoungChunks int // unreferenced chunks still within the grace period
+}
+
+// CollectGarbage runs one mark and sweep (see heal.go for the protocol).
+func (s *Server) CollectGarbage(ctx context.Context) error {
+	_, err := s.collect(ctx)
+	return err
+}
+
+func (s *Server) collect(ctx context.Context) (GCStats, error) {
+	var st GCStats
+	start := time.Now()
+	cutoff := start.Add(-s.cfg.GCGrace)
+
+	// Mark. Contents first, then files: see meta/gc.go.
+	contents, err := s.meta.Contents(ctx)
+	if err != nil {
+		return st, err
+	}
+	referenced, err := s.meta.ReferencedContents(ctx)
+	if err != nil {
+		return st, err
+	}
+	live := map[dfs.Hash]struct{}{}
+	for _, e := range contents {
+		if referenced[e.Content.Hash] == 0 && e.Content.Created.Before(cutoff) {
+			ok, err := s.meta.DeleteContent(ctx, e)
+			if err != nil {
+				return st, err
+			}
+			if ok {
+				st.Contents++
+				continue
+			}
+		}
+		for _, c := range e.Content.Chunks {
+			live[c.Hash] = struct{}{}
+		}
+	}
+
+	// Sweep: doom what is garbage, under the lock commits touch chunks with.
+	byNode := map[dfs.NodeID][]dfs.Hash{}
+	addrs := map[dfs.NodeID]string{}
+	var doomed []dfs.Hash
+	now := time.Now()
+	s.mu.Lock()
+	inSession := map[dfs.Hash]struct{}{}
+	for _, ss := range s.sessions {
+		for h := range ss.chunks {
+			inSession[h] = struct{}{}
+		}
+	}
+	for h, ids := range s.locs {
+		if _, ok := live[h]; ok {
+			continue
+		}
+		if _, ok := inSession[h]; ok {
+			continue
+		}
+		if s.heal.committing[h] > 0 {
+			continue
+		}
+		if t, ok := s.heal.touched[h]; ok && !t.Before(cutoff) {
+			st.KeptYoungChunks++
+			continue
+		}
+		st.GarbageChunks++
+		s.heal.doomed[h] = struct{}{}
+		doomed = append(doomed, h)
+		for _, id := range ids {
+			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead {
+				byNode[id] = append(byNode[id], h)
+				addrs[id] = n.rec.GrpcAddr
+			}
+		}
+	}
+	// Forget touches older than the grace period: they protect nothing.
+	for h, t := range s.heal.touched {
+		if t.Before(cutoff) {
+			delete(s.heal.touched, h)
+		}
+	}
+	s.heal.pendingGC = int64(st.GarbageChunks + st.KeptYoungChunks)
+	s.mu.Unlock()
+
+	defer func() {
+		s.mu.Lock()
+		for _, h := range doomed {
+			delete(s.heal.doomed, h)
+		}
+		s.heal.collected += int64(st.DeletedCopies)
+		s.heal.pendingGC = int64(st.KeptYoungChunks)
+		s.mu.Unlock()
+	}()
+	for id, hashes := range byNode {
+		dn, err := s.datanode(addrs[id])
+		if err != nil {
+			continue
+		}
+		for i := 0; i < len(hashes); i += 1000 {
+			batch := hashes[i:min(i+1000, len(hashes))]
+			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.UnixNano()}
+			for _, h := range batch {
+				req.Hashes = append(req.Hashes, h[:])
+			}
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			resp, err := dn.DeleteChunks(cctx, req)
+			cancel()
+			if err != nil {
+				s.log.Warn("gc: delete chunks", "node", id, "err", err)
+				break
+			}
+			st.DeletedCopies += int(resp.Deleted)
+		}
+	}
+	s.log.Info("garbage collected", "contents", st.Contents, "garbage_chunks", st.GarbageChunks,
+		"deleted_copies", st.DeletedCopies, "young_chunks_kept", st.KeptYoungChunks, "took", time.Since(start).Round(time.Millisecond))
+	return st, nil
+}
+
+// Fsck implements api.CoordinatorServer: every file under the prefix, its
+// chunks classed as healthy (Replicas good copies or more),
+// under-replicated, missing (no copy on a live node), or corrupt (a copy
+// was found corrupt and is not yet replaced).
+func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckResponse, error) {
+	resp := &api.FsckResponse{}
+	seen := map[dfs.Hash]bool{}
+	startAfter := ""
+	for {
+		l, err := s.meta.List(ctx, req.Prefix, "", startAfter, 1000)
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		for _, f := range l.Files {
+			c, err := s.meta.GetContent(ctx, f.Content)
+			if err != nil {
+				return nil, rpc.ToStatus(err)
+			}
+			ff := &api.FsckFile{Path: f.Path, ContentHash: f.Content[:], Chunks: int64(len(c.Chunks))}
+			now := time.Now()
+			s.mu.Lock()
+			for _, ch := range c.Chunks {
+				var class *int64
+				var total *int64
+				good := 0
+				for _, id := range s.locs[ch.Hash] {
+					if n := s.nodes[id]; n != nil && s.goodLocked(n, now) {
+						good++
+					}
+				}
+				switch {
+				case len(s.heal.corrupt[ch.Hash]) > 0:
+					class, total = &ff.Corrupt, &resp.Corrupt
+				case good >= s.cfg.Replicas:
+					class, total = &ff.Healthy, &resp.Healthy
+				case good == 0:
+					class, total = &ff.Missing, &resp.Missing
+				default:
+					class, total = &ff.UnderReplicated, &resp.UnderReplicated
+				}
+				*class++
+				if !seen[ch.Hash] {
+					seen[ch.Hash] = true
+					*total++
+					resp.Chunks++
+				}
+			}
+			s.mu.Unlock()
+			resp.Files++
+			if req.Files {
+				resp.FileList = append(resp.FileList, ff)
+			}
+		}
+		if !l.Truncated {
+			break
+		}
+		startAfter = l.Next
+	}
+	s.mu.Lock()
+	resp.PendingRepair = s.heal.pendingRepair
+	resp.PendingGc = s.heal.pendingGC
+	resp.Repaired = s.heal.repaired
+	resp.GarbageCollected = s.heal.collected
+	s.mu.Unlock()
+	return resp, nil
+}

@@ -1,0 +1,530 @@
+package coordinator
+
+// Keeping data safe: re-replication, trimming, draining and garbage
+// collection, run by the coordinator in the background.
+//
+// Repair. Every RepairInterval, and at once when a node dies, a scan walks
+// the location map and finds chunks with fewer than Replicas good copies (on
+// nodes that are alive or suspect, not draining): most endangered first (one
+// copy before two), it tells a holder to copy the chunk to nodes that lack
+// it, as a chain the receivers verify by hash. At most CopiesPerNode copies
+// run from and to each node at once. When nothing is under-replicated,
+// copies beyond Replicas (a dead node that came back) are trimmed.
+//
+// Drain. Copies on a draining node do not count, so repair copies its chunks
+// away (using the draining node itself as a source); once none of them
+// needs it, the node is marked drained.
+//
+// Garbage collection, mark and sweep with a grace period. Mark reads every
+// file record, then every content record: contents no file refers to and
+// older than GCGrace are deleted; the chunks of the remaining contents are
+// live. Sweep takes every chunk in the location map that is not live, not in
+// an open upload session, and not touched (allocated or committed) within
+// GCGrace, and not named by a commit in progress, marks it doomed — it no
+// longer counts as a copy for allocation or commit — and asks its holders to
+// delete it unless they wrote or touched it since the grace period began. A
+// commit registers its chunks and the sweep dooms chunks under the same
+// lock, so a commit that dedups onto a chunk at the moment it becomes garbage
+// either registered first (the sweep keeps the chunk, and the next mark sees
+// the committed file) or finds the chunk doomed and has no copies to commit
+// with (it fails, nothing is lost). No chunk a committed file or an open
+// session refers to is ever deleted, whatever the grace period; the grace
+// period protects what no session records: chunks just written to a
+// datanode, and touches a restarted coordinator forgot.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// session is an open upload session this coordinator knows.
+type session struct {
+	expires time.Time
+	chunks  map[dfs.Hash]struct{} // chunks allocated in it
+}
+
+// healState is the coordinator's record of repair and collection. Guarded
+// by Server.mu.
+type healState struct {
+	touched    map[dfs.Hash]time.Time                // last allocation or commit naming the chunk
+	committing map[dfs.Hash]int                      // chunks of commits in progress
+	doomed     map[dfs.Hash]struct{}                 // being deleted by GC
+	corrupt    map[dfs.Hash]map[dfs.NodeID]time.Time // copies reported corrupt
+	dead       map[dfs.NodeID]bool                   // nodes seen dead at the last check
+
+	pendingRepair int64 // under-replicated chunks at the last scan
+	pendingGC     int64 // garbage chunks at the last collection
+	repaired      int64 // copies made by repair
+	collected     int64 // copies deleted by GC
+	drainLeft     map[dfs.NodeID]int64
+
+	kick chan struct{} // starts a repair scan at once
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn // datanode control, by address
+}
+
+func (h *healState) init() {
+	h.touched = map[dfs.Hash]time.Time{}
+	h.committing = map[dfs.Hash]int{}
+	h.doomed = map[dfs.Hash]struct{}{}
+	h.corrupt = map[dfs.Hash]map[dfs.NodeID]time.Time{}
+	h.dead = map[dfs.NodeID]bool{}
+	h.drainLeft = map[dfs.NodeID]int64{}
+	h.kick = make(chan struct{}, 1)
+	h.conns = map[string]*grpc.ClientConn{}
+}
+
+// touchLocked records that h is in use now. s.mu is held.
+func (s *Server) touchLocked(h dfs.Hash, now time.Time) {
+	s.heal.touched[h] = now
+}
+
+// beginCommit marks chunks as named by a commit in progress: garbage
+// collection leaves them alone until endCommit, whatever its grace period.
+func (s *Server) beginCommit(chunks []dfs.ChunkRef) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range chunks {
+		s.heal.committing[c.Hash]++
+		s.touchLocked(c.Hash, now)
+	}
+}
+
+// endCommit ends what beginCommit started, touching the chunks once more:
+// a collection whose mark began before the commit's transaction may not
+// have seen the new file, and the touch, later than that mark's start,
+// keeps its sweep off these chunks.
+func (s *Server) endCommit(chunks []dfs.ChunkRef) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range chunks {
+		s.touchLocked(c.Hash, now)
+		if s.heal.committing[c.Hash]--; s.heal.committing[c.Hash] <= 0 {
+			delete(s.heal.committing, c.Hash)
+		}
+	}
+}
+
+// maxChunk is the size assumed for a chunk whose size the location map
+// does not know, when checking a target's free space.
+const maxChunk = 8 << 20
+
+// datanode returns a control client for the node at addr.
+func (s *Server) datanode(addr string) (api.DatanodeClient, error) {
+	s.heal.connMu.Lock()
+	defer s.heal.connMu.Unlock()
+	if c, ok := s.heal.conns[addr]; ok {
+		return api.NewDatanodeClient(c), nil
+	}
+	c, err := rpc.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.heal.conns[addr] = c
+	return api.NewDatanodeClient(c), nil
+}
+
+func (s *Server) closeDatanodeConns() {
+	s.heal.connMu.Lock()
+	defer s.heal.connMu.Unlock()
+	for _, c := range s.heal.conns {
+		c.Close()
+	}
+	s.heal.conns = map[string]*grpc.ClientConn{}
+}
+
+// goodLocked reports whether a copy on n counts toward the replication
+// factor: its node is alive or suspect (a blip is not a loss), and not
+// draining or drained.
+func (s *Server) goodLocked(n *node, now time.Time) bool {
+	switch s.stateLocked(n, now) {
+	case dfs.NodeAlive, dfs.NodeSuspect:
+		return true
+	}
+	return false
+}
+
+// usableLocked reports whether n can serve as the source of a copy.
+func (s *Server) usableLocked(n *node, now time.Time) bool {
+	return s.stateLocked(n, now) != dfs.NodeDead
+}
+
+// repairLoop scans for under-replicated chunks every RepairInterval, at
+// once when a node dies, and when kicked.
+func (s *Server) repairLoop() {
+	defer s.wg.Done()
+	defer s.closeDatanodeConns()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.heal.kick:
+			last = time.Time{}
+		}
+		if s.newlyDead() || time.Since(last) >= s.cfg.RepairInterval {
+			last = time.Now()
+			s.repairScan(s.ctx)
+		}
+	}
+}
+
+// kickRepair starts a scan without waiting for the interval.
+func (s *Server) kickRepair() {
+	select {
+	case s.heal.kick <- struct{}{}:
+	default:
+	}
+}
+
+// newlyDead reports whether a node died since the last check.
+func (s *Server) newlyDead() bool {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	died := false
+	for id, n := range s.nodes {
+		dead := s.stateLocked(n, now) == dfs.NodeDead
+		if dead && !s.heal.dead[id] && n.gen != 0 {
+			s.log.Warn("datanode dead", "node", id, "silent_for", now.Sub(n.lastBeat).Round(time.Second))
+			died = true
+		}
+		s.heal.dead[id] = dead
+	}
+	return died
+}
+
+// repairJob is one chunk to copy.
+type repairJob struct {
+	hash    dfs.Hash
+	good    int
+	holders []dfs.NodeID // usable copies, good ones first
+}
+
+// repairScan finds under-replicated chunks and copies them, most
+// endangered first; when none is left, it trims extra copies and finishes
+// drains.
+func (s *Server) repairScan(ctx context.Context) {
+	now := time.Now()
+	var jobs []repairJob
+	var over []repairJob
+	drainLeft := map[dfs.NodeID]int64{}
+	s.mu.Lock()
+	for h, ids := range s.locs {
+		if _, doomed := s.heal.doomed[h]; doomed {
+			continue
+		}
+		var good, usable []dfs.NodeID
+		for _, id := range ids {
+			n := s.nodes[id]
+			if n == nil {
+				continue
+			}
+			if s.goodLocked(n, now) {
+				good = append(good, id)
+			} else if s.usableLocked(n, now) {
+				usable = append(usable, id)
+			}
+		}
+		if len(good) < s.cfg.Replicas {
+			if len(good)+len(usable) == 0 {
+				continue // no copy left to make one from
+			}
+			jobs = append(jobs, repairJob{hash: h, good: len(good), holders: append(good, usable...)})
+			for _, id := range usable {
+				if s.stateLocked(s.nodes[id], now) == dfs.NodeDraining {
+					drainLeft[id]++
+				}
+			}
+		} else if len(good) > s.cfg.Replicas {
+			over = append(over, repairJob{hash: h, good: len(good), holders: good})
+		} else if len(s.heal.corrupt[h]) > 0 {
+			// Back at full strength: the corrupt copies are repaired.
+			delete(s.heal.corrupt, h)
+		}
+	}
+	s.heal.pendingRepair = int64(len(jobs))
+	s.heal.drainLeft = drainLeft
+	var finished []dfs.NodeID
+	for id, n := range s.nodes {
+		if s.stateLocked(n, now) == dfs.NodeDraining && drainLeft[id] == 0 {
+			finished = append(finished, id)
+		}
+	}
+	s.mu.Unlock()
+
+	for _, id := range finished {
+		s.setAdminState(ctx, id, "drained")
+	}
+	if len(jobs) == 0 {
+		s.trim(ctx, over)
+		return
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].good < jobs[j].good })
+	s.log.Info("repair scan", "under_replicated", len(jobs), "most_endangered_copies", jobs[0].good)
+	s.runRepairs(ctx, jobs)
+}
+
+// runRepairs copies chunks with at most CopiesPerNode copies in flight from
+// and to each node.
+func (s *Server) runRepairs(ctx context.Context, jobs []repairJob) {
+	var (
+		mu    sync.Mutex
+		busy  = map[dfs.NodeID]int{}
+		wg    sync.WaitGroup
+		freed = make(chan struct{}, 1)
+	)
+	release := func(ids ...dfs.NodeID) {
+		mu.Lock()
+		for _, id := range ids {
+			busy[id]--
+		}
+		mu.Unlock()
+		select {
+		case freed <- struct{}{}:
+		default:
+		}
+	}
+	for len(jobs) > 0 && ctx.Err() == nil {
+		var rest []repairJob
+		started := 0
+		for _, j := range jobs {
+			src, chain, ok := s.planCopy(j, func(id dfs.NodeID) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return busy[id] < s.cfg.CopiesPerNode
+			})
+			if !ok {
+				rest = append(rest, j)
+				continue
+			}
+			if src == "" {
+				continue // nowhere to copy to: nothing to do for now
+			}
+			ids := []dfs.NodeID{src}
+			for _, n := range chain {
+				ids = append(ids, dfs.NodeID(n.Id))
+			}
+			mu.Lock()
+			for _, id := range ids {
+				busy[id]++
+			}
+			mu.Unlock()
+			started++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer release(ids...)
+				s.copyChunk(ctx, j.hash, src, chain)
+			}()
+		}
+		jobs = rest
+		if len(jobs) == 0 {
+			break
+		}
+		if started == 0 {
+			select {
+			case <-freed:
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// planCopy picks a source holding j's chunk and targets lacking it, among
+// nodes free says have room for another copy. ok is false when the busy
+// limits stop it for now; src is empty when no target exists at all.
+func (s *Server) planCopy(j repairJob, free func(dfs.NodeID) bool) (src dfs.NodeID, chain []*api.Node, ok bool) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range j.holders {
+		if n := s.nodes[id]; n != nil && s.usableLocked(n, now) && free(id) {
+			src = id
+			break
+		}
+	}
+	if src == "" {
+		return "", nil, false
+	}
+	busy := map[dfs.NodeID]bool{}
+	for id := range s.nodes {
+		if !free(id) {
+			busy[id] = true
+		}
+	}
+	holders := s.locs[j.hash]
+	targets := s.pickLocked(s.cfg.Replicas-j.good, maxChunk, holders, busy, now)
+	if len(targets) == 0 {
+		if len(s.pickLocked(1, maxChunk, holders, nil, now)) > 0 {
+			return "", nil, false // targets exist but are busy: later
+		}
+		return "", nil, true // no node can take a copy
+	}
+	for _, id := range targets {
+		chain = append(chain, s.apiNodeLocked(id))
+	}
+	return src, chain, true
+}
+
+func contains(ids []dfs.NodeID, id dfs.NodeID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chain []*api.Node) {
+	s.mu.Lock()
+	n := s.nodes[src]
+	addr := ""
+	if n != nil {
+		addr = n.rec.GrpcAddr
+	}
+	s.mu.Unlock()
+	dn, err := s.datanode(addr)
+	if err != nil {
+		s.log.Warn("repair: reach source", "chunk", h.Short(), "node", src, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain})
+	if err != nil {
+		s.log.Warn("repair: copy failed", "chunk", h.Short(), "from", src, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.heal.repaired += int64(len(resp.Stored))
+	s.mu.Unlock()
+	s.log.Info("repair: copied", "chunk", h.Short(), "from", src, "to", resp.Stored)
+}
+
+// trim deletes copies beyond the replication factor, from the fullest
+// nodes first.
+func (s *Server) trim(ctx context.Context, over []repairJob) {
+	for _, j := range over {
+		s.mu.Lock()
+		ids := append([]dfs.NodeID(nil), j.holders...)
+		sort.Slice(ids, func(a, b int) bool {
+			return s.nodes[ids[a]].stats.FreeBytes < s.nodes[ids[b]].stats.FreeBytes
+		})
+		extra := ids[:len(ids)-s.cfg.Replicas]
+		addrs := make([]string, len(extra))
+		for i, id := range extra {
+			addrs[i] = s.nodes[id].rec.GrpcAddr
+		}
+		s.mu.Unlock()
+		for i, id := range extra {
+			dn, err := s.datanode(addrs[i])
+			if err != nil {
+				continue
+			}
+			if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}}); err != nil {
+				s.log.Warn("trim: delete failed", "chunk", j.hash.Short(), "node", id, "err", err)
+				continue
+			}
+			s.log.Info("trim: removed extra copy", "chunk", j.hash.Short(), "node", id)
+		}
+	}
+}
+
+// setAdminState records a node's administrative state (draining, drained).
+func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string) error {
+	s.mu.Lock()
+	n := s.nodes[id]
+	if n == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("node %s: %w", id, dfs.ErrNotFound)
+	}
+	rec := proto.Clone(n.rec).(*api.NodeRecord)
+	s.mu.Unlock()
+	if rec.AdminState == state {
+		return nil
+	}
+	rec.AdminState = state
+	if err := s.meta.PutNode(ctx, rec); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if n := s.nodes[id]; n != nil {
+		n.rec = rec
+	}
+	s.mu.Unlock()
+	s.log.Info("datanode state", "node", id, "state", state)
+	return nil
+}
+
+// Drain implements api.CoordinatorServer.
+func (s *Server) Drain(ctx context.Context, req *api.DrainRequest) (*api.DrainResponse, error) {
+	id := dfs.NodeID(req.Node)
+	if err := s.setAdminState(ctx, id, "draining"); err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	s.kickRepair()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &api.DrainResponse{Chunks: s.nodes[id].chunks}, nil
+}
+
+// noteCorruptLocked records copies a node found corrupt. s.mu is held.
+func (s *Server) noteCorruptLocked(h dfs.Hash, id dfs.NodeID, now time.Time) {
+	m := s.heal.corrupt[h]
+	if m == nil {
+		m = map[dfs.NodeID]time.Time{}
+		s.heal.corrupt[h] = m
+	}
+	m[id] = now
+}
+
+// verifyReported asks a node to re-hash a copy a client found bad; the
+// node quarantines it if it is.
+func (s *Server) verifyReported(h dfs.Hash, id dfs.NodeID) {
+	s.mu.Lock()
+	n := s.nodes[id]
+	addr := ""
+	if n != nil {
+		addr = n.rec.GrpcAddr
+	}
+	s.mu.Unlock()
+	if addr == "" {
+		return
+	}
+	dn, err := s.datanode(addr)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	resp, err := dn.VerifyChunk(ctx, &api.VerifyChunkRequest{Hash: h[:]})
+	if err != nil {
+		s.log.Warn("verify reported copy", "chunk", h.Short(), "node", id, "err", err)
+		return
+	}
+	if resp.Present && !resp.Ok {
+		s.mu.Lock()
+		s.noteCorruptLocked(h, id, time.Now())
+		s.mu.Unlock()
+		s.kickRepair()
+	}
+}

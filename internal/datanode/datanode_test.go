@@ -1,0 +1,587 @@
+package datanode_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/chunkstore/disk"
+	"github.com/dfs-store/dfs/internal/datanode"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// fakeCoordinator is a Registry server for one datanode. It records what
+// the node tells it and keeps the node's chunk list as a coordinator would:
+// the last full report, then the heartbeats' deltas.
+type fakeCoordinator struct {
+	api.UnimplementedRegistryServer
+	srv *grpc.Server
+	ln  net.Listener
+
+	mu        sync.Mutex
+	gen       uint64
+	registers int
+	view      map[dfs.Hash]bool // chunks the node holds, as far as we know
+	pending   map[dfs.Hash]bool // the full report being received
+	added     map[dfs.Hash]int  // from heartbeats
+	removed   map[dfs.Hash]int
+	corrupt   map[dfs.Hash]int
+	stats     *api.NodeStats // from the last heartbeat
+}
+
+func startFakeCoordinator(t *testing.T) *fakeCoordinator {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &fakeCoordinator{ln: ln, srv: grpc.NewServer(), view: map[dfs.Hash]bool{},
+		added: map[dfs.Hash]int{}, removed: map[dfs.Hash]int{}, corrupt: map[dfs.Hash]int{}}
+	api.RegisterRegistryServer(fc.srv, fc)
+	done := make(chan struct{})
+	go func() { defer close(done); fc.srv.Serve(ln) }()
+	t.Cleanup(func() { fc.srv.Stop(); <-done })
+	return fc
+}
+
+func (fc *fakeCoordinator) Addr() string { return fc.ln.Addr().String() }
+
+func (fc *fakeCoordinator) Register(ctx context.Context, req *api.RegisterRequest) (*api.RegisterResponse, error) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.gen++
+	fc.registers++
+	fc.pending = map[dfs.Hash]bool{}
+	return &api.RegisterResponse{Generation: fc.gen}, nil
+}
+
+func (fc *fakeCoordinator) ReportChunks(stream api.Registry_ReportChunksServer) error {
+	for {
+		rep, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&api.ChunkReportResponse{})
+		}
+		if err != nil {
+			return err
+		}
+		fc.mu.Lock()
+		for _, b := range rep.Hashes {
+			h, _ := dfs.HashFromBytes(b)
+			fc.pending[h] = true
+		}
+		if rep.Last {
+			fc.view, fc.pending = fc.pending, nil
+		}
+		fc.mu.Unlock()
+	}
+}
+
+func (fc *fakeCoordinator) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if req.Generation != fc.gen {
+		return &api.HeartbeatResponse{Reregister: true}, nil
+	}
+	for _, b := range req.Added {
+		h, _ := dfs.HashFromBytes(b)
+		fc.added[h]++
+		fc.view[h] = true
+	}
+	for _, b := range req.Removed {
+		h, _ := dfs.HashFromBytes(b)
+		fc.removed[h]++
+		delete(fc.view, h)
+	}
+	for _, b := range req.Corrupt {
+		h, _ := dfs.HashFromBytes(b)
+		fc.corrupt[h]++
+	}
+	fc.stats = req.Stats
+	return &api.HeartbeatResponse{}, nil
+}
+
+// holds reports whether the coordinator believes the node holds h.
+func (fc *fakeCoordinator) holds(h dfs.Hash) bool {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.view[h]
+}
+
+func (fc *fakeCoordinator) corruptReports(h dfs.Hash) int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.corrupt[h]
+}
+
+func (fc *fakeCoordinator) lastStats() *api.NodeStats {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.stats
+}
+
+func (fc *fakeCoordinator) registered() bool {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.registers > 0 && fc.pending == nil
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startNode starts a datanode on dir reporting to fc, its configuration
+// changed by mod (if not nil). The node is closed when the test ends.
+func startNode(t *testing.T, dir string, fc *fakeCoordinator, mod func(*datanode.Config)) *datanode.Node {
+	t.Helper()
+	cfg := datanode.Config{
+		Dir:          dir,
+		Listen:       "127.0.0.1:0",
+		Coordinators: []string{fc.Addr()},
+		NoSync:       true,
+		Heartbeat:    50 * time.Millisecond,
+		Logger:       quietLogger(),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.Default()
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := datanode.Start(cfg)
+	if err != nil {
+		t.Fatalf("start datanode: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func control(t *testing.T, n *datanode.Node) api.DatanodeClient {
+	t.Helper()
+	conn, err := rpc.Dial(n.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return api.NewDatanodeClient(conn)
+}
+
+func randomChunk(seed uint64, size int) ([]byte, dfs.ChunkHash) {
+	b := make([]byte, size)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	return b, dfs.Sum(b)
+}
+
+// preload stores chunks in dir before a node opens it, as a node restarted
+// on its old data finds them.
+func preload(t *testing.T, dir string, chunks ...[]byte) {
+	t.Helper()
+	s, err := disk.Open(dir, disk.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := s.Put(context.Background(), dfs.Sum(c), bytes.NewReader(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func chunkFile(dir string, h dfs.ChunkHash) string {
+	x := h.String()
+	return filepath.Join(dir, "chunks", x[:3], x)
+}
+
+// flipBit corrupts a chunk file in place, as bit rot would.
+func flipBit(t *testing.T, dir string, h dfs.ChunkHash, at int64) {
+	t.Helper()
+	f, err := os.OpenFile(chunkFile(dir, h), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x10
+	if _, err := f.WriteAt(b[:], at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putChunk(t *testing.T, addr string, data []byte) dfs.ChunkHash {
+	t.Helper()
+	h := dfs.Sum(data)
+	req, err := http.NewRequest(http.MethodPut, "http://"+addr+"/chunks/"+h.String(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatalf("PUT chunk %s: %v", h.Short(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("PUT chunk %s: %s: %s", h.Short(), resp.Status, b)
+	}
+	return h
+}
+
+func quarantined(t *testing.T, dir string, h dfs.ChunkHash) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "quarantine", h.String()+".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestScrubQuarantinesCorruptChunk(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	good, hGood := randomChunk(1, 1<<20)
+	bad, hBad := randomChunk(2, 100<<10)
+	preload(t, dir, good, bad)
+	flipBit(t, dir, hBad, 12345)
+
+	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 100 })
+	waitFor(t, 10*time.Second, "the coordinator to hear of the corrupt chunk", func() bool {
+		return fc.corruptReports(hBad) > 0 && fc.registered() && !fc.holds(hBad)
+	})
+	if !fc.holds(hGood) {
+		t.Errorf("the coordinator no longer believes the node holds the good chunk")
+	}
+	if fc.corruptReports(hGood) != 0 {
+		t.Errorf("the good chunk was reported corrupt")
+	}
+	if _, err := n.Store().Stat(hBad); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("corrupt chunk still in the store: Stat err = %v, want ErrNotFound", err)
+	}
+	if files := quarantined(t, dir, hBad); len(files) != 1 {
+		t.Errorf("quarantine/ holds %v for the corrupt chunk, want one file", files)
+	}
+	if _, err := n.Store().Stat(hGood); err != nil {
+		t.Errorf("good chunk: %v", err)
+	}
+
+	waitFor(t, 10*time.Second, "scrub stats in a heartbeat", func() bool {
+		st := fc.lastStats()
+		return st != nil && st.ScrubPassUnixNano != 0
+	})
+	st := fc.lastStats()
+	if st.ScrubbedChunks < 2 || st.ScrubbedBytes < int64(len(good)+len(bad)) || st.CorruptChunks != 1 {
+		t.Errorf("stats after a pass: %d chunks, %d bytes scrubbed, %d corrupt; want at least 2, %d, and exactly 1",
+			st.ScrubbedChunks, st.ScrubbedBytes, st.CorruptChunks, len(good)+len(bad))
+	}
+	if st.Chunks != 1 || st.UsedBytes != int64(len(good)) {
+		t.Errorf("stats count %d chunks, %d bytes; want 1, %d", st.Chunks, st.UsedBytes, len(good))
+	}
+}
+
+// The scrubber reads at most ScrubRate: 3 MiB at 1 MiB/s, with a burst of
+// at most 1 MiB, cannot take less than 2 s.
+func TestScrubRateLimit(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	var chunks [][]byte
+	for i := range 3 {
+		c, _ := randomChunk(uint64(10+i), 1<<20)
+		chunks = append(chunks, c)
+	}
+	preload(t, dir, chunks...)
+
+	start := time.Now()
+	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 1 })
+	dn := control(t, n)
+	var last *api.NodeStats
+	waitFor(t, 30*time.Second, "the scrubber to read 3 MiB", func() bool {
+		info, err := dn.Info(context.Background(), &api.InfoRequest{})
+		if err != nil {
+			t.Fatalf("Info: %v", err)
+		}
+		last = info.Stats
+		return info.Stats.ScrubbedBytes >= 3<<20
+	})
+	elapsed := time.Since(start)
+	if elapsed < 2*time.Second-50*time.Millisecond {
+		t.Errorf("scrubbed %d bytes at 1 MiB/s in %v; the rate limit allows no less than 2s", last.ScrubbedBytes, elapsed)
+	}
+	if last.CorruptChunks != 0 {
+		t.Errorf("%d chunks found corrupt in a healthy store", last.CorruptChunks)
+	}
+	t.Logf("3 MiB scrubbed at 1 MiB/s in %v", elapsed)
+}
+
+func TestScrubOff(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	c, h := randomChunk(1, 1000)
+	preload(t, dir, c)
+	flipBit(t, dir, h, 10)
+	n := startNode(t, dir, fc, nil) // ScrubRate 0
+	dn := control(t, n)
+	waitFor(t, 10*time.Second, "registration", fc.registered)
+	info, err := dn.Info(context.Background(), &api.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.Stats; st.ScrubbedChunks != 0 || st.ScrubPassUnixNano != 0 {
+		t.Errorf("scrub stats with scrubbing off: %v", st)
+	}
+	if _, err := n.Store().Stat(h); err != nil {
+		t.Errorf("with scrubbing off the chunk was touched: %v", err)
+	}
+}
+
+func TestVerifyChunk(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	n := startNode(t, dir, fc, nil)
+	dn := control(t, n)
+	waitFor(t, 10*time.Second, "registration", fc.registered)
+	good, _ := randomChunk(1, 300<<10)
+	bad, _ := randomChunk(2, 200<<10)
+	hGood := putChunk(t, n.Addr(), good)
+	hBad := putChunk(t, n.Addr(), bad)
+	flipBit(t, dir, hBad, 199<<10)
+	ctx := context.Background()
+
+	verify := func(h dfs.ChunkHash) *api.VerifyChunkResponse {
+		t.Helper()
+		resp, err := dn.VerifyChunk(ctx, &api.VerifyChunkRequest{Hash: h[:]})
+		if err != nil {
+			t.Fatalf("VerifyChunk %s: %v", h.Short(), err)
+		}
+		return resp
+	}
+	if r := verify(hGood); !r.Present || !r.Ok {
+		t.Errorf("VerifyChunk of a good chunk = present %v, ok %v; want true, true", r.Present, r.Ok)
+	}
+	if r := verify(hBad); !r.Present || r.Ok {
+		t.Errorf("VerifyChunk of a corrupt chunk = present %v, ok %v; want true, false", r.Present, r.Ok)
+	}
+	// VerifyChunk answers once the coordinator has heard.
+	if fc.corruptReports(hBad) != 1 || fc.holds(hBad) {
+		t.Errorf("after VerifyChunk: coordinator has %d corrupt reports, believes the node holds it: %v; want 1, false",
+			fc.corruptReports(hBad), fc.holds(hBad))
+	}
+	if files := quarantined(t, dir, hBad); len(files) != 1 {
+		t.Errorf("quarantine/ holds %v, want one file", files)
+	}
+	if r := verify(hBad); r.Present || r.Ok {
+		t.Errorf("VerifyChunk of a quarantined chunk = present %v, ok %v; want false, false", r.Present, r.Ok)
+	}
+	if !fc.holds(hGood) || fc.corruptReports(hGood) != 0 {
+		t.Errorf("the good chunk is not held or was reported corrupt")
+	}
+	if _, err := dn.VerifyChunk(ctx, &api.VerifyChunkRequest{Hash: []byte("short")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("VerifyChunk of a malformed hash: err = %v, want InvalidArgument", err)
+	}
+	info, err := dn.Info(ctx, &api.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Stats.CorruptChunks != 1 {
+		t.Errorf("stats count %d corrupt chunks, want 1", info.Stats.CorruptChunks)
+	}
+}
+
+func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	n := startNode(t, dir, fc, nil)
+	dn := control(t, n)
+	waitFor(t, 10*time.Second, "registration", fc.registered)
+	idle, _ := randomChunk(1, 10000)
+	reused, _ := randomChunk(2, 20000)
+	touched, _ := randomChunk(3, 30000)
+	hIdle := putChunk(t, n.Addr(), idle)
+	hReused := putChunk(t, n.Addr(), reused)
+	hTouched := putChunk(t, n.Addr(), touched)
+	hour := time.Now().Add(-time.Hour)
+	for _, h := range []dfs.ChunkHash{hIdle, hReused, hTouched} {
+		if err := os.Chtimes(chunkFile(dir, h), hour, hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Garbage collection decides at since that all three are garbage; then
+	// an upload writes one again, and another is touched by hand.
+	since := time.Now().Add(-time.Minute)
+	putChunk(t, n.Addr(), reused)
+	if err := os.Chtimes(chunkFile(dir, hTouched), since, since); err != nil {
+		t.Fatal(err)
+	}
+	never := dfs.Sum([]byte("never stored"))
+
+	ctx := context.Background()
+	resp, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{
+		Hashes:                      [][]byte{hIdle[:], hReused[:], hTouched[:], never[:]},
+		UnlessModifiedSinceUnixNano: since.UnixNano(),
+	})
+	if err != nil {
+		t.Fatalf("DeleteChunks: %v", err)
+	}
+	if resp.Deleted != 1 {
+		t.Errorf("DeleteChunks deleted %d, want 1", resp.Deleted)
+	}
+	if _, err := n.Store().Stat(hIdle); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("idle chunk: Stat err = %v, want ErrNotFound", err)
+	}
+	for _, h := range []dfs.ChunkHash{hReused, hTouched} {
+		if _, err := n.Store().Stat(h); err != nil {
+			t.Errorf("chunk modified since: %v", err)
+		}
+	}
+	// DeleteChunks answers once the coordinator has heard.
+	if fc.holds(hIdle) || !fc.holds(hReused) || !fc.holds(hTouched) {
+		t.Errorf("coordinator's view after DeleteChunks: idle %v, reused %v, touched %v; want false, true, true",
+			fc.holds(hIdle), fc.holds(hReused), fc.holds(hTouched))
+	}
+
+	// Without a time, deletion is unconditional.
+	resp, err = dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{hReused[:], hIdle[:]}})
+	if err != nil {
+		t.Fatalf("DeleteChunks: %v", err)
+	}
+	if resp.Deleted != 1 {
+		t.Errorf("unconditional DeleteChunks deleted %d, want 1", resp.Deleted)
+	}
+	if fc.holds(hReused) {
+		t.Errorf("coordinator still believes the node holds a deleted chunk")
+	}
+	if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{[]byte("short")}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("DeleteChunks of a malformed hash: err = %v, want InvalidArgument", err)
+	}
+}
+
+func TestReplicateChunk(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	srcDir := t.TempDir()
+	src := startNode(t, srcDir, fc, nil)
+	dst := startNode(t, t.TempDir(), startFakeCoordinator(t), nil)
+	dn := control(t, src)
+	waitFor(t, 10*time.Second, "registration", fc.registered)
+	good, _ := randomChunk(1, 3<<20+17)
+	bad, _ := randomChunk(2, 3<<20+17)
+	hGood := putChunk(t, src.Addr(), good)
+	hBad := putChunk(t, src.Addr(), bad)
+	flipBit(t, srcDir, hBad, 5)
+	ctx := context.Background()
+	target := []*api.Node{{Id: string(dst.ID()), Addr: dst.Addr()}}
+
+	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hGood[:], Targets: target})
+	if err != nil {
+		t.Fatalf("ReplicateChunk of a good chunk: %v", err)
+	}
+	if len(resp.Stored) != 1 || resp.Stored[0] != string(dst.ID()) {
+		t.Errorf("ReplicateChunk stored on %v, want [%s]", resp.Stored, dst.ID())
+	}
+	if _, err := dst.Store().Stat(hGood); err != nil {
+		t.Errorf("target after ReplicateChunk: %v", err)
+	}
+
+	_, err = dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hBad[:], Targets: target})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("ReplicateChunk of a corrupt copy: err = %v; want FailedPrecondition naming the corruption", err)
+	}
+	t.Logf("ReplicateChunk of a corrupt copy: %v", err)
+	if _, err := dst.Store().Stat(hBad); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("the target took a corrupt copy: Stat err = %v", err)
+	}
+	if _, err := src.Store().Stat(hBad); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("the corrupt source copy is still in the store: Stat err = %v", err)
+	}
+	if files := quarantined(t, srcDir, hBad); len(files) != 1 {
+		t.Errorf("quarantine/ holds %v, want one file", files)
+	}
+	if fc.corruptReports(hBad) != 1 {
+		t.Errorf("coordinator got %d corrupt reports, want 1", fc.corruptReports(hBad))
+	}
+}
+
+func TestNoGoroutinesLeftAfterClose(t *testing.T) {
+	base := runtime.NumGoroutine()
+	func() {
+		fc := startFakeCoordinator(t)
+		dir := t.TempDir()
+		var chunks [][]byte
+		for i := range 4 {
+			c, _ := randomChunk(uint64(i), 512<<10)
+			chunks = append(chunks, c)
+		}
+		preload(t, dir, chunks...)
+		cfg := datanode.Config{Dir: dir, Listen: "127.0.0.1:0", Coordinators: []string{fc.Addr()},
+			NoSync: true, Heartbeat: 20 * time.Millisecond, ScrubRate: 1, Logger: quietLogger()}
+		n, err := datanode.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dn, err := rpc.Dial(n.GRPCAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "registration", fc.registered)
+		extra, _ := randomChunk(99, 100<<10)
+		h := putChunk(t, n.Addr(), extra)
+		if _, err := api.NewDatanodeClient(dn).VerifyChunk(context.Background(), &api.VerifyChunkRequest{Hash: h[:]}); err != nil {
+			t.Fatal(err)
+		}
+		// Close while the scrubber waits on its rate limit.
+		dn.Close()
+		n.Close()
+		fc.srv.Stop()
+	}()
+	const slack = 2
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base+slack {
+		if time.Now().After(deadline) {
+			var buf bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+func TestBadScrubRate(t *testing.T) {
+	for _, r := range []float64{-1} {
+		_, err := datanode.Start(datanode.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", ScrubRate: r, Logger: quietLogger()})
+		if err == nil || !strings.Contains(err.Error(), "scrub rate") {
+			t.Errorf("Start with scrub rate %v: err = %v, want one naming the scrub rate", r, err)
+		}
+	}
+}
