@@ -28,9 +28,11 @@ type nodeOutput struct {
 	CapacityBytes int64         `json:"capacity_bytes"`
 	Chunks        int64         `json:"chunks"`
 	// DrainRemaining counts the chunks a draining node still has to move.
-	DrainRemaining int64 `json:"drain_remaining"`
-	ScrubbedChunks int64 `json:"scrubbed_chunks"`
-	CorruptChunks  int64 `json:"corrupt_chunks"`
+	DrainRemaining int64      `json:"drain_remaining"`
+	ScrubbedChunks int64      `json:"scrubbed_chunks"`
+	ScrubbedBytes  int64      `json:"scrubbed_bytes"`
+	CorruptChunks  int64      `json:"corrupt_chunks"`
+	LastScrubPass  *time.Time `json:"last_scrub_pass"`
 }
 
 func newNodesCmd(g *globals) *cobra.Command {
@@ -54,7 +56,11 @@ func newNodesCmd(g *globals) *cobra.Command {
 			for _, n := range nodes {
 				o := nodeOutput{ID: n.ID, Addr: n.Addr, GRPCAddr: n.GRPCAddr, Zone: n.Zone, Alive: n.Alive, State: n.State,
 					UsedBytes: n.UsedBytes, FreeBytes: n.FreeBytes, CapacityBytes: n.CapacityBytes, Chunks: n.Chunks,
-					DrainRemaining: n.DrainRemaining, ScrubbedChunks: n.ScrubbedChunks, CorruptChunks: n.CorruptChunks}
+					DrainRemaining: n.DrainRemaining, ScrubbedChunks: n.ScrubbedChunks, ScrubbedBytes: n.ScrubbedBytes, CorruptChunks: n.CorruptChunks}
+				if !n.LastScrubPass.IsZero() {
+					t := n.LastScrubPass
+					o.LastScrubPass = &t
+				}
 				if !n.LastHeartbeat.IsZero() {
 					t := n.LastHeartbeat
 					age := now.Sub(t).Seconds()

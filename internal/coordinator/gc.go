@@ -218,8 +218,28 @@ func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckRespo
 		}
 		startAfter = l.Next
 	}
+	now := time.Now()
 	s.mu.Lock()
-	resp.PendingRepair = s.heal.pendingRepair
+	// Repair work pending now: chunks below the replication factor with a
+	// copy left to make more from.
+	for h, ids := range s.locs {
+		if _, doomed := s.heal.doomed[h]; doomed {
+			continue
+		}
+		good, usable := 0, 0
+		for _, id := range ids {
+			if n := s.nodes[id]; n != nil {
+				if s.goodLocked(n, now) {
+					good++
+				} else if s.usableLocked(n, now) {
+					usable++
+				}
+			}
+		}
+		if good < s.cfg.Replicas && good+usable > 0 {
+			resp.PendingRepair++
+		}
+	}
 	resp.PendingGc = s.heal.pendingGC
 	resp.Repaired = s.heal.repaired
 	resp.GarbageCollected = s.heal.collected

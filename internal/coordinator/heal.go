@@ -62,11 +62,10 @@ type healState struct {
 	corrupt    map[dfs.Hash]map[dfs.NodeID]time.Time // copies reported corrupt
 	dead       map[dfs.NodeID]bool                   // nodes seen dead at the last check
 
-	pendingRepair int64 // under-replicated chunks at the last scan
-	pendingGC     int64 // garbage chunks at the last collection
-	repaired      int64 // copies made by repair
-	collected     int64 // copies deleted by GC
-	drainLeft     map[dfs.NodeID]int64
+	pendingGC int64 // garbage chunks at the last collection
+	repaired  int64 // copies made by repair
+	collected int64 // copies deleted by GC
+	drainLeft map[dfs.NodeID]int64
 
 	kick chan struct{} // starts a repair scan at once
 
@@ -259,7 +258,6 @@ func (s *Server) repairScan(ctx context.Context) {
 			delete(s.heal.corrupt, h)
 		}
 	}
-	s.heal.pendingRepair = int64(len(jobs))
 	s.heal.drainLeft = drainLeft
 	var finished []dfs.NodeID
 	for id, n := range s.nodes {

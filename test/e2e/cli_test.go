@@ -314,6 +314,8 @@ type fsckOutput struct {
 	Corrupt         int64 `json:"corrupt"`
 	PendingRepair   int64 `json:"pending_repair"`
 	PendingGC       int64 `json:"pending_gc"`
+	Repaired        int64 `json:"repaired"`
+	Collected       int64 `json:"garbage_collected"`
 }
 
 // fsck runs dfs fsck --json over prefix. It exits 1 when a chunk is

@@ -27,6 +27,12 @@ type clusterSpec struct {
 	topo      string
 	datanodes int            // separate only (default 3); a server always runs 3
 	reserve   map[int]string // separate only: --reserve of datanode i
+	// separate only: more flags for the coordinator, and for every datanode
+	coordFlags []string
+	dnFlags    []string
+	// separate only: the data directory of datanode i (a mount point, say),
+	// instead of one under the cluster's directory
+	dnDirs map[int]string
 }
 
 // cluster is a running dfs cluster made of real processes.
@@ -166,13 +172,15 @@ func (c *cluster) launch(t *testing.T) {
 		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord))
 		c.waitNodes(t, 3, nil)
 	case topoSeparate:
-		ready(run("coordinator", "coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord))
+		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord}
+		ready(run("coordinator", append(coordArgs, c.spec.coordFlags...)...))
 		var dns []*proc
 		for i, addr := range c.dnAddrs {
-			args := []string{"datanode", "--coordinator", c.coord, "--data", filepath.Join(c.dir, fmt.Sprintf("dn%d", i)), "--listen", addr}
+			args := []string{"datanode", "--coordinator", c.coord, "--data", c.datanodeDir(i), "--listen", addr}
 			if r := c.spec.reserve[i]; r != "" {
 				args = append(args, "--reserve", r)
 			}
+			args = append(args, c.spec.dnFlags...)
 			dns = append(dns, run(fmt.Sprintf("datanode%d", i), args...))
 		}
 		for _, p := range dns {
@@ -247,6 +255,9 @@ func (c *cluster) datanodeProc(t *testing.T, i int) *proc {
 
 // datanodeDir returns the data directory of datanode i (separate topology).
 func (c *cluster) datanodeDir(i int) string {
+	if d := c.spec.dnDirs[i]; d != "" {
+		return d
+	}
 	return filepath.Join(c.dir, fmt.Sprintf("dn%d", i))
 }
 
@@ -267,24 +278,30 @@ func (c *cluster) datanodeID(t *testing.T, i int) string {
 func (c *cluster) nodeDirs(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == "chunks" {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && d.Name() == "node-id" {
-			b, err := os.ReadFile(p)
+	roots := []string{c.dir}
+	for _, d := range c.spec.dnDirs {
+		roots = append(roots, d)
+	}
+	for _, root := range roots {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			out[strings.TrimSpace(string(b))] = filepath.Dir(p)
+			if d.IsDir() && d.Name() == "chunks" {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && d.Name() == "node-id" {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				out[strings.TrimSpace(string(b))] = filepath.Dir(p)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -371,6 +388,10 @@ type nodeInfo struct {
 	State     string `json:"state"`
 	FreeBytes int64  `json:"free_bytes"`
 	Chunks    int64  `json:"chunks"`
+
+	DrainRemaining int64 `json:"drain_remaining"`
+	ScrubbedChunks int64 `json:"scrubbed_chunks"`
+	CorruptChunks  int64 `json:"corrupt_chunks"`
 }
 
 // waitNodes polls dfs nodes --json until exactly want nodes are alive and
