@@ -82,7 +82,6 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 
 	// Sweep: doom what is garbage, under the lock commits touch chunks with.
 	byNode := map[dfs.NodeID][]dfs.Hash{}
-	addrs := map[dfs.NodeID]string{}
 	var doomed []dfs.Hash
 	now := time.Now()
 	s.mu.Lock()
@@ -112,7 +111,6 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		for _, id := range ids {
 			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead {
 				byNode[id] = append(byNode[id], h)
-				addrs[id] = n.rec.GrpcAddr
 			}
 		}
 	}
@@ -135,8 +133,9 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		s.mu.Unlock()
 	}()
 	for id, hashes := range byNode {
-		dn, err := s.datanode(addrs[id])
+		dn, err := s.control(id)
 		if err != nil {
+			s.log.Warn("gc: reach datanode", "node", id, "err", err)
 			continue
 		}
 		for i := 0; i < len(hashes); i += 1000 {

@@ -121,8 +121,19 @@ func (s *Server) endCommit(chunks []dfs.ChunkRef) {
 // does not know, when checking a target's free space.
 const maxChunk = 8 << 20
 
-// datanode returns a control client for the node at addr.
-func (s *Server) datanode(addr string) (api.DatanodeClient, error) {
+// control returns a control client for datanode id, connecting to the
+// address it registered with.
+func (s *Server) control(id dfs.NodeID) (api.DatanodeClient, error) {
+	s.mu.Lock()
+	n := s.nodes[id]
+	addr := ""
+	if n != nil {
+		addr = n.rec.GrpcAddr
+	}
+	s.mu.Unlock()
+	if addr == "" {
+		return nil, fmt.Errorf("datanode %s: no control address known", id)
+	}
 	s.heal.connMu.Lock()
 	defer s.heal.connMu.Unlock()
 	if c, ok := s.heal.conns[addr]; ok {
@@ -130,7 +141,7 @@ func (s *Server) datanode(addr string) (api.DatanodeClient, error) {
 	}
 	c, err := rpc.Dial(addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("datanode %s: %w", id, err)
 	}
 	s.heal.conns[addr] = c
 	return api.NewDatanodeClient(c), nil
@@ -383,24 +394,8 @@ func (s *Server) planCopy(j repairJob, free func(dfs.NodeID) bool) (src dfs.Node
 	return src, chain, true
 }
 
-func contains(ids []dfs.NodeID, id dfs.NodeID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chain []*api.Node) {
-	s.mu.Lock()
-	n := s.nodes[src]
-	addr := ""
-	if n != nil {
-		addr = n.rec.GrpcAddr
-	}
-	s.mu.Unlock()
-	dn, err := s.datanode(addr)
+	dn, err := s.control(src)
 	if err != nil {
 		s.log.Warn("repair: reach source", "chunk", h.Short(), "node", src, "err", err)
 		return
@@ -428,13 +423,9 @@ func (s *Server) trim(ctx context.Context, over []repairJob) {
 			return s.nodes[ids[a]].stats.FreeBytes < s.nodes[ids[b]].stats.FreeBytes
 		})
 		extra := ids[:len(ids)-s.cfg.Replicas]
-		addrs := make([]string, len(extra))
-		for i, id := range extra {
-			addrs[i] = s.nodes[id].rec.GrpcAddr
-		}
 		s.mu.Unlock()
-		for i, id := range extra {
-			dn, err := s.datanode(addrs[i])
+		for _, id := range extra {
+			dn, err := s.control(id)
 			if err != nil {
 				continue
 			}
@@ -498,18 +489,9 @@ func (s *Server) noteCorruptLocked(h dfs.Hash, id dfs.NodeID, now time.Time) {
 // verifyReported asks a node to re-hash a copy a client found bad; the
 // node quarantines it if it is.
 func (s *Server) verifyReported(h dfs.Hash, id dfs.NodeID) {
-	s.mu.Lock()
-	n := s.nodes[id]
-	addr := ""
-	if n != nil {
-		addr = n.rec.GrpcAddr
-	}
-	s.mu.Unlock()
-	if addr == "" {
-		return
-	}
-	dn, err := s.datanode(addr)
+	dn, err := s.control(id)
 	if err != nil {
+		s.log.Warn("verify reported copy", "chunk", h.Short(), "node", id, "err", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
