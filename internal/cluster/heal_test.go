@@ -209,7 +209,7 @@ func TestGCRemovesOnlyUnreferencedChunks(t *testing.T) {
 	if err := c.Delete(context.Background(), "gc/gone"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the grace period pass: this is the condition under test
+	time.Sleep(600 * time.Millisecond) // let the grace period (and the clock-skew margin) pass: the condition under test
 	if err := cl.Coordinator.Server.CollectGarbage(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,9 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		}
 		for i := 0; i < len(hashes); i += 1000 {
 			batch := hashes[i:min(i+1000, len(hashes))]
-			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.UnixNano()}
+			// The datanode compares against its own clock: allow for the
+			// two clocks to differ.
+			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.Add(-skewMargin(s.cfg.GCGrace)).UnixNano()}
 			for _, h := range batch {
 				req.Hashes = append(req.Hashes, h[:])
 			}
@@ -244,4 +246,11 @@ func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckRespo
 	resp.GarbageCollected = s.heal.collected
 	s.mu.Unlock()
 	return resp, nil
+}
+
+// skewMargin is how far a datanode's clock may lag the coordinator's before
+// a chunk written on it within the grace period could look older than the
+// grace period there: a minute, or half the grace period if that is less.
+func skewMargin(grace time.Duration) time.Duration {
+	return min(time.Minute, grace/2)
 }
