@@ -236,8 +236,25 @@ func (s *Server) repairScan(ctx context.Context) {
 	var over []repairJob
 	drainLeft := map[dfs.NodeID]int64{}
 	s.mu.Lock()
+	// Chunks an upload is still writing have one or two copies reported
+	// until its chains finish: leave them to the upload for a while.
+	settle := s.cfg.CommitWait + 5*time.Second
+	writing := map[dfs.Hash]struct{}{}
+	for _, ss := range s.sessions {
+		for h := range ss.chunks {
+			if now.Sub(s.heal.touched[h]) < settle {
+				writing[h] = struct{}{}
+			}
+		}
+	}
 	for h, ids := range s.locs {
 		if _, doomed := s.heal.doomed[h]; doomed {
+			continue
+		}
+		if _, ok := writing[h]; ok {
+			continue
+		}
+		if s.heal.committing[h] > 0 {
 			continue
 		}
 		var good, usable []dfs.NodeID

@@ -41,10 +41,16 @@ type cluster struct {
 	dir     string // everything: data directories and logs
 	coord   string // coordinator gRPC address
 	dnAddrs []string
-	gen     int     // how many times the cluster was launched
-	procs   []*proc // processes of the current launch, in start order
-	past    []*proc // processes of earlier launches, for their logs
-	broken  string  // why a shared cluster is unusable, if it is
+	// separate only: every other address a process listens on, picked by
+	// the test like the ones above. A port a process picked itself (":0")
+	// could be one picked here for a process not started yet.
+	dnGRPC   []string
+	etcdURLs []string // client, peer
+	picked   map[string]bool
+	gen      int     // how many times the cluster was launched
+	procs    []*proc // processes of the current launch, in start order
+	past     []*proc // processes of earlier launches, for their logs
+	broken   string  // why a shared cluster is unusable, if it is
 
 	mu    sync.Mutex
 	files map[string]string // remote path -> sha256 of every file put and not removed
@@ -136,16 +142,33 @@ func (c *cluster) start(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c.coord = freeAddr(t)
+	c.coord = c.pickAddr(t)
 	if c.spec.topo == topoSeparate {
 		if c.spec.datanodes == 0 {
 			c.spec.datanodes = 3
 		}
 		for range c.spec.datanodes {
-			c.dnAddrs = append(c.dnAddrs, freeAddr(t))
+			c.dnAddrs = append(c.dnAddrs, c.pickAddr(t))
+			c.dnGRPC = append(c.dnGRPC, c.pickAddr(t))
 		}
+		c.etcdURLs = []string{"http://" + c.pickAddr(t), "http://" + c.pickAddr(t)}
 	}
 	c.launch(t)
+}
+
+// pickAddr returns a free loopback address distinct from those the
+// cluster picked before.
+func (c *cluster) pickAddr(t *testing.T) string {
+	t.Helper()
+	if c.picked == nil {
+		c.picked = map[string]bool{}
+	}
+	for {
+		if a := freeAddr(t); !c.picked[a] {
+			c.picked[a] = true
+			return a
+		}
+	}
 }
 
 // launch starts the processes on the cluster's directories and addresses
@@ -172,11 +195,12 @@ func (c *cluster) launch(t *testing.T) {
 		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord))
 		c.waitNodes(t, 3, nil)
 	case topoSeparate:
-		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord}
+		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord,
+			"--etcd-client-url", c.etcdURLs[0], "--etcd-peer-url", c.etcdURLs[1]}
 		ready(run("coordinator", append(coordArgs, c.spec.coordFlags...)...))
 		var dns []*proc
 		for i, addr := range c.dnAddrs {
-			args := []string{"datanode", "--coordinator", c.coord, "--data", c.datanodeDir(i), "--listen", addr}
+			args := []string{"datanode", "--coordinator", c.coord, "--data", c.datanodeDir(i), "--listen", addr, "--grpc", c.dnGRPC[i]}
 			if r := c.spec.reserve[i]; r != "" {
 				args = append(args, "--reserve", r)
 			}
