@@ -355,3 +355,19 @@ func TestGCRacingCommitsNeverLosesCommittedData(t *testing.T) {
 		mustRead(t, c, path, want)
 	}
 }
+
+func TestDrainNeedsEnoughOtherNodes(t *testing.T) {
+	_, c := startCluster(t, nil) // three datanodes: none can leave
+	nodes, err := c.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Drain(context.Background(), nodes[0].ID)
+	if err == nil || !errors.Is(err, dfs.ErrConflict) {
+		t.Fatalf("drain with 2 other nodes: %v, want a refusal", err)
+	}
+	nodes, _ = c.Nodes(context.Background())
+	if nodes[0].State != dfs.NodeAlive {
+		t.Fatalf("refused drain left %s %s", nodes[0].ID, nodes[0].State)
+	}
+}

@@ -484,6 +484,22 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 // Drain implements api.CoordinatorServer.
 func (s *Server) Drain(ctx context.Context, req *api.DrainRequest) (*api.DrainResponse, error) {
 	id := dfs.NodeID(req.Node)
+	// A drain needs somewhere to put the copies: Replicas other nodes
+	// that take writes.
+	now := time.Now()
+	s.mu.Lock()
+	others := 0
+	for oid, n := range s.nodes {
+		if oid != id && s.stateLocked(n, now) == dfs.NodeAlive {
+			others++
+		}
+	}
+	_, known := s.nodes[id]
+	s.mu.Unlock()
+	if known && others < s.cfg.Replicas {
+		return nil, rpc.ToStatus(fmt.Errorf("%w: cannot drain %s: only %d other datanodes take copies, %d are needed",
+			dfs.ErrConflict, id, others, s.cfg.Replicas))
+	}
 	if err := s.setAdminState(ctx, id, "draining"); err != nil {
 		return nil, rpc.ToStatus(err)
 	}
