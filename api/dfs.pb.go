@@ -2048,6 +2048,7 @@ func (x *DeleteChunksRequest) GetTerm() int64 {
 type DeleteChunksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Deleted       int64                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	DeletedHashes [][]byte               `protobuf:"bytes,2,rep,name=deleted_hashes,json=deletedHashes,proto3" json:"deleted_hashes,omitempty"` // the chunks actually deleted
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2089,6 +2090,101 @@ func (x *DeleteChunksResponse) GetDeleted() int64 {
 	return 0
 }
 
+func (x *DeleteChunksResponse) GetDeletedHashes() [][]byte {
+	if x != nil {
+		return x.DeletedHashes
+	}
+	return nil
+}
+
+type TouchChunksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hashes        [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchChunksRequest) Reset() {
+	*x = TouchChunksRequest{}
+	mi := &file_dfs_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchChunksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchChunksRequest) ProtoMessage() {}
+
+func (x *TouchChunksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchChunksRequest.ProtoReflect.Descriptor instead.
+func (*TouchChunksRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TouchChunksRequest) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+type TouchChunksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Touched       int64                  `protobuf:"varint,1,opt,name=touched,proto3" json:"touched,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchChunksResponse) Reset() {
+	*x = TouchChunksResponse{}
+	mi := &file_dfs_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchChunksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchChunksResponse) ProtoMessage() {}
+
+func (x *TouchChunksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchChunksResponse.ProtoReflect.Descriptor instead.
+func (*TouchChunksResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TouchChunksResponse) GetTouched() int64 {
+	if x != nil {
+		return x.Touched
+	}
+	return 0
+}
+
 type ReplicateChunkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -2100,7 +2196,7 @@ type ReplicateChunkRequest struct {
 
 func (x *ReplicateChunkRequest) Reset() {
 	*x = ReplicateChunkRequest{}
-	mi := &file_dfs_proto_msgTypes[36]
+	mi := &file_dfs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2208,7 @@ func (x *ReplicateChunkRequest) String() string {
 func (*ReplicateChunkRequest) ProtoMessage() {}
 
 func (x *ReplicateChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[36]
+	mi := &file_dfs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2221,7 @@ func (x *ReplicateChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkRequest.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{36}
+	return file_dfs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReplicateChunkRequest) GetHash() []byte {
@@ -2158,7 +2254,7 @@ type VerifyChunkRequest struct {
 
 func (x *VerifyChunkRequest) Reset() {
 	*x = VerifyChunkRequest{}
-	mi := &file_dfs_proto_msgTypes[37]
+	mi := &file_dfs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2266,7 @@ func (x *VerifyChunkRequest) String() string {
 func (*VerifyChunkRequest) ProtoMessage() {}
 
 func (x *VerifyChunkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[37]
+	mi := &file_dfs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2279,7 @@ func (x *VerifyChunkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChunkRequest.ProtoReflect.Descriptor instead.
 func (*VerifyChunkRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{37}
+	return file_dfs_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *VerifyChunkRequest) GetHash() []byte {
@@ -2203,7 +2299,7 @@ type VerifyChunkResponse struct {
 
 func (x *VerifyChunkResponse) Reset() {
 	*x = VerifyChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[38]
+	mi := &file_dfs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2311,7 @@ func (x *VerifyChunkResponse) String() string {
 func (*VerifyChunkResponse) ProtoMessage() {}
 
 func (x *VerifyChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[38]
+	mi := &file_dfs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2324,7 @@ func (x *VerifyChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChunkResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{38}
+	return file_dfs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *VerifyChunkResponse) GetPresent() bool {
@@ -2254,7 +2350,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_dfs_proto_msgTypes[39]
+	mi := &file_dfs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2362,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[39]
+	mi := &file_dfs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2375,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{39}
+	return file_dfs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DrainRequest) GetNode() string {
@@ -2298,7 +2394,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_dfs_proto_msgTypes[40]
+	mi := &file_dfs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2406,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[40]
+	mi := &file_dfs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2419,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{40}
+	return file_dfs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DrainResponse) GetChunks() int64 {
@@ -2343,7 +2439,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_dfs_proto_msgTypes[41]
+	mi := &file_dfs_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2451,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[41]
+	mi := &file_dfs_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2464,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{41}
+	return file_dfs_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *FsckRequest) GetPrefix() string {
@@ -2400,7 +2496,7 @@ type FsckFile struct {
 
 func (x *FsckFile) Reset() {
 	*x = FsckFile{}
-	mi := &file_dfs_proto_msgTypes[42]
+	mi := &file_dfs_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2508,7 @@ func (x *FsckFile) String() string {
 func (*FsckFile) ProtoMessage() {}
 
 func (x *FsckFile) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[42]
+	mi := &file_dfs_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2521,7 @@ func (x *FsckFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckFile.ProtoReflect.Descriptor instead.
 func (*FsckFile) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{42}
+	return file_dfs_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FsckFile) GetPath() string {
@@ -2496,7 +2592,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2604,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2617,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{43}
+	return file_dfs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FsckResponse) GetFiles() int64 {
@@ -2610,7 +2706,7 @@ type ReplicateChunkResponse struct {
 
 func (x *ReplicateChunkResponse) Reset() {
 	*x = ReplicateChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2718,7 @@ func (x *ReplicateChunkResponse) String() string {
 func (*ReplicateChunkResponse) ProtoMessage() {}
 
 func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2731,7 @@ func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{44}
+	return file_dfs_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicateChunkResponse) GetStored() []string {
@@ -2801,9 +2897,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\x13DeleteChunksRequest\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12D\n" +
 	"\x1funless_modified_since_unix_nano\x18\x02 \x01(\x03R\x1bunlessModifiedSinceUnixNano\x12\x12\n" +
-	"\x04term\x18\x03 \x01(\x03R\x04term\"0\n" +
+	"\x04term\x18\x03 \x01(\x03R\x04term\"W\n" +
 	"\x14DeleteChunksResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted\"g\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\x12%\n" +
+	"\x0edeleted_hashes\x18\x02 \x03(\fR\rdeletedHashes\",\n" +
+	"\x12TouchChunksRequest\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"/\n" +
+	"\x13TouchChunksResponse\x12\x18\n" +
+	"\atouched\x18\x01 \x01(\x03R\atouched\"g\n" +
 	"\x15ReplicateChunkRequest\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12&\n" +
 	"\atargets\x18\x02 \x03(\v2\f.dfs.v1.NodeR\atargets\x12\x12\n" +
@@ -2860,11 +2961,12 @@ const file_dfs_proto_rawDesc = "" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
-	"\tHeartbeat\x12\x18.dfs.v1.HeartbeatRequest\x1a\x19.dfs.v1.HeartbeatResponse2\xa1\x02\n" +
+	"\tHeartbeat\x12\x18.dfs.v1.HeartbeatRequest\x1a\x19.dfs.v1.HeartbeatResponse2\xe9\x02\n" +
 	"\bDatanode\x121\n" +
 	"\x04Info\x12\x13.dfs.v1.InfoRequest\x1a\x14.dfs.v1.InfoResponse\x12I\n" +
 	"\fDeleteChunks\x12\x1b.dfs.v1.DeleteChunksRequest\x1a\x1c.dfs.v1.DeleteChunksResponse\x12F\n" +
-	"\vVerifyChunk\x12\x1a.dfs.v1.VerifyChunkRequest\x1a\x1b.dfs.v1.VerifyChunkResponse\x12O\n" +
+	"\vVerifyChunk\x12\x1a.dfs.v1.VerifyChunkRequest\x1a\x1b.dfs.v1.VerifyChunkResponse\x12F\n" +
+	"\vTouchChunks\x12\x1a.dfs.v1.TouchChunksRequest\x1a\x1b.dfs.v1.TouchChunksResponse\x12O\n" +
 	"\x0eReplicateChunk\x12\x1d.dfs.v1.ReplicateChunkRequest\x1a\x1e.dfs.v1.ReplicateChunkResponseB\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
 
 var (
@@ -2879,7 +2981,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -2917,16 +3019,18 @@ var file_dfs_proto_goTypes = []any{
 	(*InfoResponse)(nil),           // 33: dfs.v1.InfoResponse
 	(*DeleteChunksRequest)(nil),    // 34: dfs.v1.DeleteChunksRequest
 	(*DeleteChunksResponse)(nil),   // 35: dfs.v1.DeleteChunksResponse
-	(*ReplicateChunkRequest)(nil),  // 36: dfs.v1.ReplicateChunkRequest
-	(*VerifyChunkRequest)(nil),     // 37: dfs.v1.VerifyChunkRequest
-	(*VerifyChunkResponse)(nil),    // 38: dfs.v1.VerifyChunkResponse
-	(*DrainRequest)(nil),           // 39: dfs.v1.DrainRequest
-	(*DrainResponse)(nil),          // 40: dfs.v1.DrainResponse
-	(*FsckRequest)(nil),            // 41: dfs.v1.FsckRequest
-	(*FsckFile)(nil),               // 42: dfs.v1.FsckFile
-	(*FsckResponse)(nil),           // 43: dfs.v1.FsckResponse
-	(*ReplicateChunkResponse)(nil), // 44: dfs.v1.ReplicateChunkResponse
-	nil,                            // 45: dfs.v1.LookupResponse.NodesEntry
+	(*TouchChunksRequest)(nil),     // 36: dfs.v1.TouchChunksRequest
+	(*TouchChunksResponse)(nil),    // 37: dfs.v1.TouchChunksResponse
+	(*ReplicateChunkRequest)(nil),  // 38: dfs.v1.ReplicateChunkRequest
+	(*VerifyChunkRequest)(nil),     // 39: dfs.v1.VerifyChunkRequest
+	(*VerifyChunkResponse)(nil),    // 40: dfs.v1.VerifyChunkResponse
+	(*DrainRequest)(nil),           // 41: dfs.v1.DrainRequest
+	(*DrainResponse)(nil),          // 42: dfs.v1.DrainResponse
+	(*FsckRequest)(nil),            // 43: dfs.v1.FsckRequest
+	(*FsckFile)(nil),               // 44: dfs.v1.FsckFile
+	(*FsckResponse)(nil),           // 45: dfs.v1.FsckResponse
+	(*ReplicateChunkResponse)(nil), // 46: dfs.v1.ReplicateChunkResponse
+	nil,                            // 47: dfs.v1.LookupResponse.NodesEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -2936,7 +3040,7 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	45, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	47, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	9,  // 8: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 9: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
 	1,  // 10: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
@@ -2948,7 +3052,7 @@ var file_dfs_proto_depIdxs = []int32{
 	1,  // 16: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
 	25, // 17: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
 	1,  // 18: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	42, // 19: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	44, // 19: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
 	1,  // 20: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
 	2,  // 21: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
 	5,  // 22: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
@@ -2960,36 +3064,38 @@ var file_dfs_proto_depIdxs = []int32{
 	18, // 28: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
 	20, // 29: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
 	23, // 30: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	39, // 31: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	41, // 32: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	41, // 31: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	43, // 32: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
 	26, // 33: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
 	28, // 34: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
 	30, // 35: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
 	32, // 36: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
 	34, // 37: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	37, // 38: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 39: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 40: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 41: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 42: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 43: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 44: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 45: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 46: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 47: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 48: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 49: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	40, // 50: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	43, // 51: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	27, // 52: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 53: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 54: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 55: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 56: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	38, // 57: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	44, // 58: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	40, // [40:59] is the sub-list for method output_type
-	21, // [21:40] is the sub-list for method input_type
+	39, // 38: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 39: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 40: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 41: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 42: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 43: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 44: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 45: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 46: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 47: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 48: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 49: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 50: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 51: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	45, // 52: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	27, // 53: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 54: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 55: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 56: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 57: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 58: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 59: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	46, // 60: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	41, // [41:61] is the sub-list for method output_type
+	21, // [21:41] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -3006,7 +3112,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -778,6 +778,7 @@ const (
 	Datanode_Info_FullMethodName           = "/dfs.v1.Datanode/Info"
 	Datanode_DeleteChunks_FullMethodName   = "/dfs.v1.Datanode/DeleteChunks"
 	Datanode_VerifyChunk_FullMethodName    = "/dfs.v1.Datanode/VerifyChunk"
+	Datanode_TouchChunks_FullMethodName    = "/dfs.v1.Datanode/TouchChunks"
 	Datanode_ReplicateChunk_FullMethodName = "/dfs.v1.Datanode/ReplicateChunk"
 )
 
@@ -795,6 +796,10 @@ type DatanodeClient interface {
 	// VerifyChunk re-hashes a chunk now; a copy that does not match is
 	// quarantined and reported as corrupt.
 	VerifyChunk(ctx context.Context, in *VerifyChunkRequest, opts ...grpc.CallOption) (*VerifyChunkResponse, error)
+	// TouchChunks marks chunks as in use now, so a garbage collection's
+	// conditional delete keeps them: a coordinator touches the copies an
+	// upload reuses.
+	TouchChunks(ctx context.Context, in *TouchChunksRequest, opts ...grpc.CallOption) (*TouchChunksResponse, error)
 	// ReplicateChunk copies a chunk the node holds to other nodes, as a chain.
 	ReplicateChunk(ctx context.Context, in *ReplicateChunkRequest, opts ...grpc.CallOption) (*ReplicateChunkResponse, error)
 }
@@ -837,6 +842,16 @@ func (c *datanodeClient) VerifyChunk(ctx context.Context, in *VerifyChunkRequest
 	return out, nil
 }
 
+func (c *datanodeClient) TouchChunks(ctx context.Context, in *TouchChunksRequest, opts ...grpc.CallOption) (*TouchChunksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TouchChunksResponse)
+	err := c.cc.Invoke(ctx, Datanode_TouchChunks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *datanodeClient) ReplicateChunk(ctx context.Context, in *ReplicateChunkRequest, opts ...grpc.CallOption) (*ReplicateChunkResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReplicateChunkResponse)
@@ -861,6 +876,10 @@ type DatanodeServer interface {
 	// VerifyChunk re-hashes a chunk now; a copy that does not match is
 	// quarantined and reported as corrupt.
 	VerifyChunk(context.Context, *VerifyChunkRequest) (*VerifyChunkResponse, error)
+	// TouchChunks marks chunks as in use now, so a garbage collection's
+	// conditional delete keeps them: a coordinator touches the copies an
+	// upload reuses.
+	TouchChunks(context.Context, *TouchChunksRequest) (*TouchChunksResponse, error)
 	// ReplicateChunk copies a chunk the node holds to other nodes, as a chain.
 	ReplicateChunk(context.Context, *ReplicateChunkRequest) (*ReplicateChunkResponse, error)
 	mustEmbedUnimplementedDatanodeServer()
@@ -881,6 +900,9 @@ func (UnimplementedDatanodeServer) DeleteChunks(context.Context, *DeleteChunksRe
 }
 func (UnimplementedDatanodeServer) VerifyChunk(context.Context, *VerifyChunkRequest) (*VerifyChunkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VerifyChunk not implemented")
+}
+func (UnimplementedDatanodeServer) TouchChunks(context.Context, *TouchChunksRequest) (*TouchChunksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TouchChunks not implemented")
 }
 func (UnimplementedDatanodeServer) ReplicateChunk(context.Context, *ReplicateChunkRequest) (*ReplicateChunkResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReplicateChunk not implemented")
@@ -960,6 +982,24 @@ func _Datanode_VerifyChunk_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Datanode_TouchChunks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TouchChunksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DatanodeServer).TouchChunks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Datanode_TouchChunks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DatanodeServer).TouchChunks(ctx, req.(*TouchChunksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Datanode_ReplicateChunk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReplicateChunkRequest)
 	if err := dec(in); err != nil {
@@ -996,6 +1036,10 @@ var Datanode_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyChunk",
 			Handler:    _Datanode_VerifyChunk_Handler,
+		},
+		{
+			MethodName: "TouchChunks",
+			Handler:    _Datanode_TouchChunks_Handler,
 		},
 		{
 			MethodName: "ReplicateChunk",

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,7 +41,19 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 		exclude[dfs.NodeID(id)] = true
 	}
 
+	resp, reused, err := s.allocate(sid, specs, exclude)
+	if err != nil {
+		return nil, err
+	}
+	s.touchCopies(ctx, reused)
+	return resp, nil
+}
+
+// allocate decides the placement of each chunk, and returns the existing
+// copies the upload will reuse, by node.
+func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.NodeID]bool) (*api.AllocateResponse, map[dfs.NodeID][]dfs.Hash, error) {
 	resp := &api.AllocateResponse{SessionId: sid, MinReplicas: int32(s.cfg.MinReplicas)}
+	reused := map[dfs.NodeID][]dfs.Hash{}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -52,7 +65,12 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 			ss.chunks[c.Hash] = struct{}{}
 		}
 		s.touchLocked(c.Hash, now)
-		live := s.liveReplicasLocked(c.Hash, now)
+		live := s.goodReplicasLocked(c.Hash, now)
+		if len(live) >= s.cfg.MinReplicas {
+			for _, id := range live {
+				reused[id] = append(reused[id], c.Hash)
+			}
+		}
 		p := &api.Placement{Hash: c.Hash[:]}
 		if len(live) >= s.cfg.Replicas {
 			// Dedup: the chunk is fully replicated; send nothing.
@@ -76,7 +94,7 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 			continue
 		}
 		if len(live)+len(chain) < s.cfg.MinReplicas {
-			return nil, rpc.ToStatus(fmt.Errorf("allocate chunk %s: %w", c.Hash.Short(),
+			return nil, nil, rpc.ToStatus(fmt.Errorf("allocate chunk %s: %w", c.Hash.Short(),
 				s.notEnoughNodesLocked(len(chain)+len(live), s.cfg.MinReplicas, c.Size, live, exclude, now)))
 		}
 		for _, id := range chain {
@@ -85,7 +103,40 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 		p.Need = int32(max(1, s.cfg.MinReplicas-len(live)))
 		resp.Placements = append(resp.Placements, p)
 	}
-	return resp, nil
+	return resp, reused, nil
+}
+
+// touchCopies has the datanodes mark the copies an upload reuses as in use
+// now. Garbage collection deletes a copy only if it was not touched within
+// the grace period, so a reused chunk survives a collection run by any
+// coordinator, not only this one (which also remembers the touch itself).
+// A node that cannot be reached is skipped: its copy is then protected by
+// this coordinator's memory alone.
+func (s *Server) touchCopies(ctx context.Context, reused map[dfs.NodeID][]dfs.Hash) {
+	if len(reused) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for id, hashes := range reused {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dn, err := s.control(id)
+			if err != nil {
+				return
+			}
+			req := &api.TouchChunksRequest{}
+			for _, h := range hashes {
+				req.Hashes = append(req.Hashes, h[:])
+			}
+			if _, err := dn.TouchChunks(ctx, req); err != nil {
+				s.log.Debug("touch reused copies", "node", id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // touchSession opens a session when id is empty, or adopts one opened by
@@ -104,7 +155,7 @@ func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 	if id == "" {
 		id = uuid.NewString()
 	} else if _, err := uuid.Parse(id); err != nil {
-		return "", fmt.Errorf("%w: session id %q: %v", dfs.ErrBadPath, id, err)
+		return "", fmt.Errorf("%w: session id %q: %v", dfs.ErrInvalid, id, err)
 	}
 	rec := &api.SessionRecord{Id: id, Coordinator: s.cfg.Addr, OpenedUnixNano: time.Now().UnixNano(), ExpiresUnixNano: exp.UnixNano()}
 	if err := s.meta.OpenSession(ctx, rec, s.currentLease()); err != nil {
@@ -185,13 +236,14 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 func (s *Server) waitReplicas(ctx context.Context, chunks []dfs.ChunkRef) error {
 	deadline := time.NewTimer(s.cfg.CommitWait)
 	defer deadline.Stop()
+	expired := false
 	for {
 		s.mu.Lock()
 		now := time.Now()
 		var short dfs.Hash
 		have := 0
 		for _, c := range chunks {
-			if n := len(s.liveReplicasLocked(c.Hash, now)); n < s.cfg.MinReplicas {
+			if n := len(s.goodReplicasLocked(c.Hash, now)); n < s.cfg.MinReplicas {
 				short, have = c.Hash, n
 				break
 			}
@@ -201,10 +253,13 @@ func (s *Server) waitReplicas(ctx context.Context, chunks []dfs.ChunkRef) error 
 		if short.IsZero() {
 			return nil
 		}
+		if expired {
+			return fmt.Errorf("%w: chunk %s has %d known copies, need %d", dfs.ErrConflict, short, have, s.cfg.MinReplicas)
+		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return fmt.Errorf("%w: chunk %s has %d known copies, need %d", dfs.ErrConflict, short, have, s.cfg.MinReplicas)
+			expired = true // one last look, then give up
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -367,10 +422,12 @@ func (s *Server) ReportBadChunk(ctx context.Context, req *api.ReportBadChunkRequ
 	s.mu.Unlock()
 	s.log.Warn("bad chunk copy reported", "chunk", h.Short(), "node", id, "reason", req.Reason)
 	// Have the node check its copy: a bad one is quarantined and repaired.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.verifyReported(h, id)
-	}()
+	if s.ctx.Err() == nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.verifyReported(h, id)
+		}()
+	}
 	return &api.ReportBadChunkResponse{}, nil
 }

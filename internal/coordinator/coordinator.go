@@ -168,6 +168,7 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.closeDatanodeConns()
 	s.leaseMu.Lock()
 	lease := s.lease
 	s.leaseMu.Unlock()

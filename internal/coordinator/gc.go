@@ -128,6 +128,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		for _, h := range doomed {
 			delete(s.heal.doomed, h)
 		}
+		s.notifyLocked() // kept copies count again
 		s.heal.collected += int64(st.DeletedCopies)
 		s.heal.pendingGC = int64(st.KeptYoungChunks)
 		s.mu.Unlock()
@@ -150,10 +151,31 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			resp, err := dn.DeleteChunks(cctx, req)
 			cancel()
 			if err != nil {
+				// Some may be deleted: count none of the batch's copies on
+				// this node until it reports again (repair errs on the
+				// side of a copy too many).
 				s.log.Warn("gc: delete chunks", "node", id, "err", err)
+				s.mu.Lock()
+				if n := s.nodes[id]; n != nil {
+					for _, h := range batch {
+						s.removeLocLocked(h, id, n)
+					}
+				}
+				s.mu.Unlock()
 				break
 			}
 			st.DeletedCopies += int(resp.Deleted)
+			// Forget the deleted copies now, before the chunks stop being
+			// doomed: the node's own report of them may come late.
+			s.mu.Lock()
+			if n := s.nodes[id]; n != nil {
+				for _, b := range resp.DeletedHashes {
+					if h, err := dfs.HashFromBytes(b); err == nil {
+						s.removeLocLocked(h, id, n)
+					}
+				}
+			}
+			s.mu.Unlock()
 		}
 	}
 	s.log.Info("garbage collected", "contents", st.Contents, "garbage_chunks", st.GarbageChunks,

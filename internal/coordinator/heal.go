@@ -176,7 +176,6 @@ func (s *Server) usableLocked(n *node, now time.Time) bool {
 // once when a node dies, and when kicked.
 func (s *Server) repairLoop() {
 	defer s.wg.Done()
-	defer s.closeDatanodeConns()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := time.Now()
@@ -251,13 +250,8 @@ func (s *Server) repairScan(ctx context.Context) {
 		if _, doomed := s.heal.doomed[h]; doomed {
 			continue
 		}
-		if _, ok := writing[h]; ok {
-			continue
-		}
-		if s.heal.committing[h] > 0 {
-			continue
-		}
 		var good, usable []dfs.NodeID
+		suspect := false
 		for _, id := range ids {
 			n := s.nodes[id]
 			if n == nil {
@@ -265,21 +259,34 @@ func (s *Server) repairScan(ctx context.Context) {
 			}
 			if s.goodLocked(n, now) {
 				good = append(good, id)
+				suspect = suspect || s.stateLocked(n, now) == dfs.NodeSuspect
 			} else if s.usableLocked(n, now) {
 				usable = append(usable, id)
 			}
+		}
+		if len(good) < s.cfg.Replicas {
+			// A draining node is done only when none of its chunks needs
+			// it, whatever else holds this chunk back below.
+			for _, id := range usable {
+				if s.stateLocked(s.nodes[id], now) == dfs.NodeDraining {
+					drainLeft[id]++
+				}
+			}
+		}
+		if _, ok := writing[h]; ok {
+			continue
+		}
+		if s.heal.committing[h] > 0 {
+			continue
 		}
 		if len(good) < s.cfg.Replicas {
 			if len(good)+len(usable) == 0 {
 				continue // no copy left to make one from
 			}
 			jobs = append(jobs, repairJob{hash: h, good: len(good), holders: append(good, usable...)})
-			for _, id := range usable {
-				if s.stateLocked(s.nodes[id], now) == dfs.NodeDraining {
-					drainLeft[id]++
-				}
-			}
-		} else if len(good) > s.cfg.Replicas {
+		} else if len(good) > s.cfg.Replicas && !suspect {
+			// Trim only when every copy's node is answering: a suspect
+			// node may be about to die.
 			over = append(over, repairJob{hash: h, good: len(good), holders: good})
 		} else if len(s.heal.corrupt[h]) > 0 {
 			// Back at full strength: the corrupt copies are repaired.
@@ -389,7 +396,12 @@ func (s *Server) planCopy(j repairJob, free func(dfs.NodeID) bool) (src dfs.Node
 		}
 	}
 	if src == "" {
-		return "", nil, false
+		for _, id := range j.holders {
+			if n := s.nodes[id]; n != nil && s.usableLocked(n, now) {
+				return "", nil, false // a holder is busy: later
+			}
+		}
+		return "", nil, true // every holder is gone: the next scan re-plans
 	}
 	busy := map[dfs.NodeID]bool{}
 	for id := range s.nodes {
@@ -474,7 +486,11 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 	}
 	s.mu.Lock()
 	if n := s.nodes[id]; n != nil {
-		n.rec = rec
+		// Only the field this path owns: a registration meanwhile may have
+		// changed the addresses.
+		upd := proto.Clone(n.rec).(*api.NodeRecord)
+		upd.AdminState = state
+		n.rec = upd
 	}
 	s.mu.Unlock()
 	s.log.Info("datanode state", "node", id, "state", state)
@@ -534,10 +550,19 @@ func (s *Server) verifyReported(h dfs.Hash, id dfs.NodeID) {
 		s.log.Warn("verify reported copy", "chunk", h.Short(), "node", id, "err", err)
 		return
 	}
-	if resp.Present && !resp.Ok {
+	switch {
+	case resp.Present && !resp.Ok:
 		s.mu.Lock()
 		s.noteCorruptLocked(h, id, time.Now())
 		s.mu.Unlock()
 		s.kickRepair()
+	case resp.Present:
+		// The copy is good after all (the client's read went wrong): list
+		// it again.
+		s.mu.Lock()
+		if n := s.nodes[id]; n != nil && s.addLocLocked(h, id, n) {
+			s.notifyLocked()
+		}
+		s.mu.Unlock()
 	}
 }

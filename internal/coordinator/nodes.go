@@ -119,6 +119,10 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 		s.nodes[id] = n
 	}
 	s.gen++
+	if n.rec != nil {
+		// Keep an administrative state set meanwhile (a drain started).
+		rec.AdminState = n.rec.AdminState
+	}
 	n.rec, n.gen, n.lastBeat = rec, s.gen, time.Now()
 	if req.Stats != nil {
 		n.stats = cloneStats(req.Stats)
@@ -276,6 +280,19 @@ func (s *Server) liveReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
 		}
 	}
 	return append(out, suspect...)
+}
+
+// goodReplicasLocked returns the nodes holding h whose copies count toward
+// the replication factor (alive or suspect, not draining or drained). s.mu
+// is held.
+func (s *Server) goodReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
+	var out []dfs.NodeID
+	for _, id := range s.liveReplicasLocked(h, now) {
+		if s.goodLocked(s.nodes[id], now) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // pickLocked chooses up to want distinct nodes for new copies of a chunk of

@@ -52,11 +52,13 @@ func (c *control) DeleteChunks(ctx context.Context, req *api.DeleteChunksRequest
 		hashes[i] = h
 	}
 	var deleted int64
+	var deletedHashes [][]byte
 	var failed error
 	for _, h := range hashes {
 		ok, err := c.n.store.DeleteIfUnmodifiedSince(h, since)
 		if ok {
 			deleted++
+			deletedHashes = append(deletedHashes, h[:])
 		}
 		if err != nil {
 			failed = err
@@ -67,7 +69,26 @@ func (c *control) DeleteChunks(ctx context.Context, req *api.DeleteChunksRequest
 	if failed != nil {
 		return nil, status.Errorf(codes.Internal, "node %s: %v (%d deleted before)", c.n.id, failed, deleted)
 	}
-	return &api.DeleteChunksResponse{Deleted: deleted}, nil
+	return &api.DeleteChunksResponse{Deleted: deleted, DeletedHashes: deletedHashes}, nil
+}
+
+// TouchChunks marks the chunks the node holds as in use now.
+func (c *control) TouchChunks(ctx context.Context, req *api.TouchChunksRequest) (*api.TouchChunksResponse, error) {
+	var touched int64
+	for _, b := range req.Hashes {
+		h, err := dfs.HashFromBytes(b)
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		ok, err := c.n.store.Touch(h)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "node %s: %v", c.n.id, err)
+		}
+		if ok {
+			touched++
+		}
+	}
+	return &api.TouchChunksResponse{Touched: touched}, nil
 }
 
 // VerifyChunk re-hashes a chunk now. A corrupt copy is quarantined and

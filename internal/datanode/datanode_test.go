@@ -439,15 +439,17 @@ func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 		}
 	}
 	// Garbage collection decides at since that all three are garbage; then
-	// an upload writes one again, and another is touched by hand.
+	// an upload writes one again, and a coordinator touches another because
+	// an upload reuses it.
 	since := time.Now().Add(-time.Minute)
 	putChunk(t, n.Addr(), reused)
-	if err := os.Chtimes(chunkFile(dir, hTouched), since, since); err != nil {
-		t.Fatal(err)
-	}
-	never := dfs.Sum([]byte("never stored"))
-
 	ctx := context.Background()
+	never := dfs.Sum([]byte("never stored"))
+	tr, err := dn.TouchChunks(ctx, &api.TouchChunksRequest{Hashes: [][]byte{hTouched[:], never[:]}})
+	if err != nil || tr.Touched != 1 {
+		t.Fatalf("TouchChunks: %v, %v; want 1 touched (the other is not stored)", tr, err)
+	}
+
 	resp, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{
 		Hashes:                      [][]byte{hIdle[:], hReused[:], hTouched[:], never[:]},
 		UnlessModifiedSinceUnixNano: since.UnixNano(),
@@ -455,8 +457,8 @@ func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DeleteChunks: %v", err)
 	}
-	if resp.Deleted != 1 {
-		t.Errorf("DeleteChunks deleted %d, want 1", resp.Deleted)
+	if resp.Deleted != 1 || len(resp.DeletedHashes) != 1 || !bytes.Equal(resp.DeletedHashes[0], hIdle[:]) {
+		t.Errorf("DeleteChunks deleted %d (%x), want 1: the idle chunk", resp.Deleted, resp.DeletedHashes)
 	}
 	if _, err := n.Store().Stat(hIdle); !errors.Is(err, dfs.ErrNotFound) {
 		t.Errorf("idle chunk: Stat err = %v, want ErrNotFound", err)

@@ -317,6 +317,26 @@ func (s *Store) touchLocked(h dfs.ChunkHash) error {
 	return nil
 }
 
+// Touch marks chunk h as in use now (its modification time), so a
+// conditional delete (DeleteIfUnmodifiedSince) keeps it. It reports whether
+// the chunk is stored; a chunk that is not is not an error.
+func (s *Store) Touch(h dfs.ChunkHash) (bool, error) {
+	l := s.lock(h)
+	l.Lock()
+	defer l.Unlock()
+	now := time.Now()
+	if err := os.Chtimes(s.path(h), now, now); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("touch chunk %s: %w", h.Short(), err)
+	}
+	if err := s.syncFile(h); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
 // syncFile makes chunk h's touch durable: garbage collection trusts the
 // modification time, so a crash must not roll it back.
 func (s *Store) syncFile(h dfs.ChunkHash) error {
