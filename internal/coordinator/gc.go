@@ -50,15 +50,18 @@ func (s *Server) CollectGarbage(ctx context.Context) error {
 }
 
 func (s *Server) collect(ctx context.Context) (GCStats, error) {
+	s.heal.gcMu.Lock()
+	defer s.heal.gcMu.Unlock()
 	var st GCStats
 	start := time.Now()
 	cutoff := start.Add(-s.cfg.GCGrace)
 
 	// Mark. Contents first, then files: see meta/gc.go.
-	contents, err := s.meta.Contents(ctx)
+	contents, orphans, err := s.meta.Contents(ctx)
 	if err != nil {
 		return st, err
 	}
+	s.collectPages(ctx, orphans, start)
 	referenced, err := s.meta.ReferencedContents(ctx)
 	if err != nil {
 		return st, err
@@ -181,6 +184,30 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	s.log.Info("garbage collected", "contents", st.Contents, "garbage_chunks", st.GarbageChunks,
 		"deleted_copies", st.DeletedCopies, "young_chunks_kept", st.KeptYoungChunks, "took", time.Since(start).Round(time.Millisecond))
 	return st, nil
+}
+
+// collectPages deletes chunk pages no content record has named for a
+// whole grace period. Page keys carry no time, so the first collection that
+// sees an orphan starts its clock.
+func (s *Server) collectPages(ctx context.Context, orphans []string, now time.Time) {
+	seen := map[string]time.Time{}
+	for _, p := range orphans {
+		first, ok := s.heal.orphanPages[p]
+		if !ok {
+			first = now
+		}
+		if now.Sub(first) < s.cfg.GCGrace {
+			seen[p] = first
+			continue
+		}
+		if ok, err := s.meta.DeletePages(ctx, p); err != nil {
+			s.log.Warn("gc: delete orphan chunk pages", "prefix", p, "err", err)
+			seen[p] = first
+		} else if ok {
+			s.log.Info("gc: deleted orphan chunk pages", "prefix", p)
+		}
+	}
+	s.heal.orphanPages = seen
 }
 
 // Fsck implements api.CoordinatorServer: every file under the prefix, its

@@ -69,6 +69,11 @@ type healState struct {
 
 	kick chan struct{} // starts a repair scan at once
 
+	// gcMu runs one collection at a time; it guards orphanPages: chunk
+	// pages no content names, by when a collection first saw them.
+	gcMu        sync.Mutex
+	orphanPages map[string]time.Time
+
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // datanode control, by address
 }

@@ -63,21 +63,66 @@ type keyValue struct {
 	modRev int64
 }
 
-// Contents returns every content record with its chunk list, and the
-// revision of its reference mark.
-func (s *Store) Contents(ctx context.Context) ([]ContentEntry, error) {
+// Contents returns every content record with its chunk list and the
+// revision of its reference mark, and the key prefixes
+// (…/contents/<sha256>/<layout>/) of chunk pages no content record names:
+// pages a commit wrote before a transaction it never finished, or lost to a
+// commit of another chunking of the same content.
+func (s *Store) Contents(ctx context.Context) ([]ContentEntry, []string, error) {
+	return s.contents(ctx)
+}
+
+// DeletePages deletes the pages under an orphan prefix, unless a content
+// record naming them exists by now.
+func (s *Store) DeletePages(ctx context.Context, prefix string) (bool, error) {
+	rest := strings.TrimPrefix(prefix, s.schema.ContentsPrefix())
+	name, layout, ok := strings.Cut(strings.TrimSuffix(rest, "/"), "/")
+	h, err := dfs.ParseHash(name)
+	if !ok || err != nil || layout == "" {
+		return false, fmt.Errorf("delete pages: bad prefix %q", prefix)
+	}
+	key := s.schema.Content(h)
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("delete pages of %s: %w", h.Short(), etcdErr(err))
+	}
+	if len(resp.Kvs) == 1 {
+		var rec api.ContentRecord
+		if proto.Unmarshal(resp.Kvs[0].Value, &rec) == nil && rec.Layout == layout {
+			return false, nil // adopted meanwhile
+		}
+	}
+	rev := int64(0)
+	if len(resp.Kvs) == 1 {
+		rev = resp.Kvs[0].ModRevision
+	}
+	txn, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpDelete(prefix, clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return false, fmt.Errorf("delete pages of %s: %w", h.Short(), etcdErr(err))
+	}
+	return txn.Succeeded, nil
+}
+
+func (s *Store) contents(ctx context.Context) ([]ContentEntry, []string, error) {
 	refs := map[string]int64{}
 	if _, err := s.scan(ctx, s.schema.RefsPrefix(), func(kv *keyValue) error {
 		refs[strings.TrimPrefix(kv.key, s.schema.RefsPrefix())] = kv.modRev
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []ContentEntry
 	var paged []int
+	layouts := map[string]string{} // content name -> its record's layout
+	pageSets := map[string]bool{}  // "<name>/<layout>/" of every page
 	_, err := s.scan(ctx, s.schema.ContentsPrefix(), func(kv *keyValue) error {
 		name := strings.TrimPrefix(kv.key, s.schema.ContentsPrefix())
-		if strings.Contains(name, "/") {
+		if i := strings.Index(name, "/"); i >= 0 {
+			if j := strings.Index(name[i+1:], "/"); j >= 0 {
+				pageSets[name[:i+1+j+1]] = true
+			}
 			return nil // a chunk page
 		}
 		h, err := dfs.ParseHash(name)
@@ -88,6 +133,7 @@ func (s *Store) Contents(ctx context.Context) ([]ContentEntry, error) {
 		if err := proto.Unmarshal(kv.value, &rec); err != nil {
 			return fmt.Errorf("content %s: decode: %w", h.Short(), err)
 		}
+		layouts[name] = rec.Layout
 		e := ContentEntry{Content: dfs.Content{Hash: h, Size: rec.Size, Created: time.Unix(0, rec.CreatedUnixNano)},
 			ModRev: kv.modRev, RefRev: refs[name]}
 		if rec.PageCount > 0 {
@@ -105,16 +151,23 @@ func (s *Store) Contents(ctx context.Context) ([]ContentEntry, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var orphans []string
+	for set := range pageSets {
+		name, layout, _ := strings.Cut(strings.TrimSuffix(set, "/"), "/")
+		if l, ok := layouts[name]; !ok || l != layout {
+			orphans = append(orphans, s.schema.ContentsPrefix()+set)
+		}
 	}
 	for _, i := range paged {
 		c, err := s.GetContent(ctx, out[i].Content.Hash)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[i].Content.Chunks = c.Chunks
 	}
-	return out, nil
+	return out, orphans, nil
 }
 
 // ReferencedContents returns the content of every file.
