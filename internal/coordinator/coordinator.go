@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,7 +59,10 @@ type Config struct {
 	// (default 1h). Both are shortened in tests.
 	GCInterval time.Duration
 	GCGrace    time.Duration
-	Logger     *slog.Logger
+	// ElectionTTL is the lease of the leader's etcd session: a leader that
+	// stops renewing it loses the election after this long (default 5s).
+	ElectionTTL time.Duration
+	Logger      *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -101,6 +105,9 @@ func (c *Config) fill() {
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
 	}
+	if c.ElectionTTL < time.Second {
+		c.ElectionTTL = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -124,6 +131,9 @@ type Server struct {
 	sessions map[string]*session       // sessions this coordinator opened
 
 	heal healState // repair, drain and garbage collection (heal.go)
+
+	leader atomic.Bool  // elected (leader.go)
+	term   atomic.Int64 // election key revision while leader
 
 	lease   clientv3.LeaseID
 	leaseMu sync.Mutex
@@ -157,8 +167,9 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	}
 	s.heal.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.maintain()
+	go s.campaign()
 	go s.repairLoop()
 	go s.gcLoop()
 	return s, nil

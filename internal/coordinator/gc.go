@@ -9,28 +9,35 @@ import (
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
-// gcLoop collects garbage every GCInterval. The first collection waits a
-// grace period after start, so chunks a client was told to reuse just
-// before a restart (the record of that touch is in memory) stay safe.
+// gcLoop collects garbage every GCInterval while this coordinator leads.
+// A new leader first waits a grace period: the touches other coordinators
+// (or its own earlier life) remembered are not in its memory, and chunks
+// reused within the grace period must not be collected meanwhile.
 func (s *Server) gcLoop() {
 	defer s.wg.Done()
-	first := time.NewTimer(s.cfg.GCGrace)
-	defer first.Stop()
-	select {
-	case <-s.ctx.Done():
-		return
-	case <-first.C:
-	}
-	tick := time.NewTicker(s.cfg.GCInterval)
+	tick := time.NewTicker(min(time.Second, s.cfg.GCInterval))
 	defer tick.Stop()
+	var ledSince, last time.Time
 	for {
-		if err := s.CollectGarbage(s.ctx); err != nil && s.ctx.Err() == nil {
-			s.log.Warn("garbage collection", "err", err)
-		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
+		}
+		if !s.IsLeader() {
+			ledSince = time.Time{}
+			continue
+		}
+		now := time.Now()
+		if ledSince.IsZero() {
+			ledSince = now
+		}
+		if now.Sub(ledSince) < s.cfg.GCGrace || now.Sub(last) < s.cfg.GCInterval {
+			continue
+		}
+		last = now
+		if err := s.CollectGarbage(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("garbage collection", "err", err)
 		}
 	}
 }

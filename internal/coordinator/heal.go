@@ -192,7 +192,11 @@ func (s *Server) repairLoop() {
 		case <-s.heal.kick:
 			last = time.Time{}
 		}
-		if s.newlyDead() || time.Since(last) >= s.cfg.RepairInterval {
+		died := s.newlyDead()
+		if !s.IsLeader() {
+			continue // a standby keeps its map warm and leaves the work to the leader
+		}
+		if died || time.Since(last) >= s.cfg.RepairInterval {
 			last = time.Now()
 			s.repairScan(s.ctx)
 		}
