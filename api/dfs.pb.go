@@ -801,6 +801,7 @@ type LookupResponse struct {
 	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	Chunks        []*ChunkLocation       `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
 	Nodes         map[string]*Node       `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Processing    *Processing            `protobuf:"bytes,6,opt,name=processing,proto3" json:"processing,omitempty"` // unset when the content has no job record
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +871,13 @@ func (x *LookupResponse) GetNodes() map[string]*Node {
 	return nil
 }
 
+func (x *LookupResponse) GetProcessing() *Processing {
+	if x != nil {
+		return x.Processing
+	}
+	return nil
+}
+
 type StatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -917,6 +925,7 @@ func (x *StatRequest) GetPath() string {
 type StatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	File          *FileInfo              `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Processing    *Processing            `protobuf:"bytes,2,opt,name=processing,proto3" json:"processing,omitempty"` // unset when the content has no job record
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -954,6 +963,13 @@ func (*StatResponse) Descriptor() ([]byte, []int) {
 func (x *StatResponse) GetFile() *FileInfo {
 	if x != nil {
 		return x.File
+	}
+	return nil
+}
+
+func (x *StatResponse) GetProcessing() *Processing {
+	if x != nil {
+		return x.Processing
 	}
 	return nil
 }
@@ -1618,6 +1634,7 @@ type RegisterResponse struct {
 	// Identifies this registration; reports and heartbeats carry it, and a
 	// heartbeat with a stale one is told to register again.
 	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	LeaderTerm    int64  `protobuf:"varint,2,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"` // as in HeartbeatResponse
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1655,6 +1672,13 @@ func (*RegisterResponse) Descriptor() ([]byte, []int) {
 func (x *RegisterResponse) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *RegisterResponse) GetLeaderTerm() int64 {
+	if x != nil {
+		return x.LeaderTerm
 	}
 	return 0
 }
@@ -1853,7 +1877,10 @@ type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The coordinator does not know this node or generation: register again
 	// and send a full report.
-	Reregister    bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	Reregister bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	// The newest leader term the coordinator knows of (0: none yet). A
+	// datanode refuses leader-only commands carrying an older term.
+	LeaderTerm    int64 `protobuf:"varint,2,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1893,6 +1920,13 @@ func (x *HeartbeatResponse) GetReregister() bool {
 		return x.Reregister
 	}
 	return false
+}
+
+func (x *HeartbeatResponse) GetLeaderTerm() int64 {
+	if x != nil {
+		return x.LeaderTerm
+	}
+	return 0
 }
 
 type InfoRequest struct {
@@ -2344,6 +2378,7 @@ func (x *VerifyChunkResponse) GetOk() bool {
 type DrainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Term          int64                  `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"` // set when a follower forwards the request to the leader
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2383,6 +2418,13 @@ func (x *DrainRequest) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+func (x *DrainRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 type DrainResponse struct {
@@ -2741,6 +2783,715 @@ func (x *ReplicateChunkResponse) GetStored() []string {
 	return nil
 }
 
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_dfs_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{47}
+}
+
+type CoordinatorStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Leader        bool                   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Alive         bool                   `protobuf:"varint,3,opt,name=alive,proto3" json:"alive,omitempty"` // it answered a Status call just now
+	Term          int64                  `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`   // its leader term, when leader
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`  // why it is not alive
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoordinatorStatus) Reset() {
+	*x = CoordinatorStatus{}
+	mi := &file_dfs_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoordinatorStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoordinatorStatus) ProtoMessage() {}
+
+func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoordinatorStatus.ProtoReflect.Descriptor instead.
+func (*CoordinatorStatus) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CoordinatorStatus) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *CoordinatorStatus) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *CoordinatorStatus) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+func (x *CoordinatorStatus) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *CoordinatorStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type EtcdMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	ClientUrls    []string               `protobuf:"bytes,3,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	PeerUrls      []string               `protobuf:"bytes,4,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	Healthy       bool                   `protobuf:"varint,5,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Leader        bool                   `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EtcdMember) Reset() {
+	*x = EtcdMember{}
+	mi := &file_dfs_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EtcdMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EtcdMember) ProtoMessage() {}
+
+func (x *EtcdMember) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EtcdMember.ProtoReflect.Descriptor instead.
+func (*EtcdMember) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *EtcdMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EtcdMember) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *EtcdMember) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *EtcdMember) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *EtcdMember) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *EtcdMember) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *EtcdMember) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type EtcdStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*EtcdMember          `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Healthy       bool                   `protobuf:"varint,2,opt,name=healthy,proto3" json:"healthy,omitempty"` // the cluster has a quorum and answers a linearizable read
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EtcdStatus) Reset() {
+	*x = EtcdStatus{}
+	mi := &file_dfs_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EtcdStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EtcdStatus) ProtoMessage() {}
+
+func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EtcdStatus.ProtoReflect.Descriptor instead.
+func (*EtcdStatus) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *EtcdStatus) GetMembers() []*EtcdMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *EtcdStatus) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *EtcdStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type StatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"` // the leader coordinator's address ("" while none)
+	Term          int64                  `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`    // the leader's term
+	Coordinators  []*CoordinatorStatus   `protobuf:"bytes,3,rep,name=coordinators,proto3" json:"coordinators,omitempty"`
+	Etcd          *EtcdStatus            `protobuf:"bytes,4,opt,name=etcd,proto3" json:"etcd,omitempty"`
+	Addr          string                 `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"` // the answering coordinator
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_dfs_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *StatusResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCoordinators() []*CoordinatorStatus {
+	if x != nil {
+		return x.Coordinators
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetEtcd() *EtcdStatus {
+	if x != nil {
+		return x.Etcd
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// Processing is the state of a content's post-upload job.
+type Processing struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	State           string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"` // queued, processing, done, error
+	Worker          string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
+	Attempts        int32                  `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Error           string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Results         map[string]string      `protobuf:"bytes,5,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	QueuedUnixNano  int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"`
+	UpdatedUnixNano int64                  `protobuf:"varint,7,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	StartedUnixNano int64                  `protobuf:"varint,8,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Processing) Reset() {
+	*x = Processing{}
+	mi := &file_dfs_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Processing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Processing) ProtoMessage() {}
+
+func (x *Processing) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Processing.ProtoReflect.Descriptor instead.
+func (*Processing) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *Processing) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Processing) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *Processing) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Processing) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Processing) GetResults() map[string]string {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *Processing) GetQueuedUnixNano() int64 {
+	if x != nil {
+		return x.QueuedUnixNano
+	}
+	return 0
+}
+
+func (x *Processing) GetUpdatedUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedUnixNano
+	}
+	return 0
+}
+
+func (x *Processing) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+type JobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`  // "" for every state
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: no limit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsRequest) Reset() {
+	*x = JobsRequest{}
+	mi := &file_dfs_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsRequest) ProtoMessage() {}
+
+func (x *JobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
+func (*JobsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *JobsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *JobsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type Job struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContentHash   []byte                 `protobuf:"bytes,1,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Processing    *Processing            `protobuf:"bytes,2,opt,name=processing,proto3" json:"processing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_dfs_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *Job) GetContentHash() []byte {
+	if x != nil {
+		return x.ContentHash
+	}
+	return nil
+}
+
+func (x *Job) GetProcessing() *Processing {
+	if x != nil {
+		return x.Processing
+	}
+	return nil
+}
+
+type JobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsResponse) Reset() {
+	*x = JobsResponse{}
+	mi := &file_dfs_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsResponse) ProtoMessage() {}
+
+func (x *JobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
+func (*JobsResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *JobsResponse) GetJobs() []*Job {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type EventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_dfs_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{56}
+}
+
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "file" (written), "file_deleted", "job"
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	ContentHash   []byte                 `protobuf:"bytes,3,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Processing    *Processing            `protobuf:"bytes,5,opt,name=processing,proto3" json:"processing,omitempty"` // for "job"
+	UnixNano      int64                  `protobuf:"varint,6,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_dfs_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Event) GetContentHash() []byte {
+	if x != nil {
+		return x.ContentHash
+	}
+	return nil
+}
+
+func (x *Event) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Event) GetProcessing() *Processing {
+	if x != nil {
+		return x.Processing
+	}
+	return nil
+}
+
+func (x *Event) GetUnixNano() int64 {
+	if x != nil {
+		return x.UnixNano
+	}
+	return 0
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -2801,21 +3552,27 @@ const file_dfs_proto_rawDesc = "" +
 	"\rLookupRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"9\n" +
 	"\x14LookupContentRequest\x12!\n" +
-	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\x9d\x02\n" +
+	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\xd1\x02\n" +
 	"\x0eLookupResponse\x12$\n" +
 	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12-\n" +
 	"\x06chunks\x18\x04 \x03(\v2\x15.dfs.v1.ChunkLocationR\x06chunks\x127\n" +
-	"\x05nodes\x18\x05 \x03(\v2!.dfs.v1.LookupResponse.NodesEntryR\x05nodes\x1aF\n" +
+	"\x05nodes\x18\x05 \x03(\v2!.dfs.v1.LookupResponse.NodesEntryR\x05nodes\x122\n" +
+	"\n" +
+	"processing\x18\x06 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
+	"processing\x1aF\n" +
 	"\n" +
 	"NodesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.dfs.v1.NodeR\x05value:\x028\x01\"!\n" +
 	"\vStatRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"4\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"h\n" +
 	"\fStatResponse\x12$\n" +
-	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\"z\n" +
+	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x122\n" +
+	"\n" +
+	"processing\x18\x02 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
+	"processing\"z\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1c\n" +
 	"\tdelimiter\x18\x02 \x01(\tR\tdelimiter\x12\x1f\n" +
@@ -2864,11 +3621,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x14scrub_pass_unix_nano\x18\b \x01(\x03R\x11scrubPassUnixNano\"\\\n" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
-	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"2\n" +
+	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"S\n" +
 	"\x10RegisterResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
-	"generation\"r\n" +
+	"generation\x12\x1f\n" +
+	"\vleader_term\x18\x02 \x01(\x03R\n" +
+	"leaderTerm\"r\n" +
 	"\vChunkReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +
@@ -2885,11 +3644,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05stats\x18\x03 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\x12\x14\n" +
 	"\x05added\x18\x04 \x03(\fR\x05added\x12\x18\n" +
 	"\aremoved\x18\x05 \x03(\fR\aremoved\x12\x18\n" +
-	"\acorrupt\x18\x06 \x03(\fR\acorrupt\"3\n" +
+	"\acorrupt\x18\x06 \x03(\fR\acorrupt\"T\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
-	"reregister\"\r\n" +
+	"reregister\x12\x1f\n" +
+	"\vleader_term\x18\x02 \x01(\x03R\n" +
+	"leaderTerm\"\r\n" +
 	"\vInfoRequest\"Y\n" +
 	"\fInfoResponse\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
@@ -2913,9 +3674,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\"?\n" +
 	"\x13VerifyChunkResponse\x12\x18\n" +
 	"\apresent\x18\x01 \x01(\bR\apresent\x12\x0e\n" +
-	"\x02ok\x18\x02 \x01(\bR\x02ok\"\"\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\"6\n" +
 	"\fDrainRequest\x12\x12\n" +
-	"\x04node\x18\x01 \x01(\tR\x04node\"'\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x03R\x04term\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
 	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\";\n" +
 	"\vFsckRequest\x12\x16\n" +
@@ -2944,7 +3706,68 @@ const file_dfs_proto_rawDesc = "" +
 	" \x01(\x03R\brepaired\x12+\n" +
 	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
-	"\x06stored\x18\x01 \x03(\tR\x06stored2\xdf\x05\n" +
+	"\x06stored\x18\x01 \x03(\tR\x06stored\"\x0f\n" +
+	"\rStatusRequest\"\x7f\n" +
+	"\x11CoordinatorStatus\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05alive\x18\x03 \x01(\bR\x05alive\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x03R\x04term\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xb6\x01\n" +
+	"\n" +
+	"EtcdMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x1f\n" +
+	"\vclient_urls\x18\x03 \x03(\tR\n" +
+	"clientUrls\x12\x1b\n" +
+	"\tpeer_urls\x18\x04 \x03(\tR\bpeerUrls\x12\x18\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\x12\x16\n" +
+	"\x06leader\x18\x06 \x01(\bR\x06leader\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"j\n" +
+	"\n" +
+	"EtcdStatus\x12,\n" +
+	"\amembers\x18\x01 \x03(\v2\x12.dfs.v1.EtcdMemberR\amembers\x12\x18\n" +
+	"\ahealthy\x18\x02 \x01(\bR\ahealthy\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xb7\x01\n" +
+	"\x0eStatusResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x03R\x04term\x12=\n" +
+	"\fcoordinators\x18\x03 \x03(\v2\x19.dfs.v1.CoordinatorStatusR\fcoordinators\x12&\n" +
+	"\x04etcd\x18\x04 \x01(\v2\x12.dfs.v1.EtcdStatusR\x04etcd\x12\x12\n" +
+	"\x04addr\x18\x05 \x01(\tR\x04addr\"\xe5\x02\n" +
+	"\n" +
+	"Processing\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x129\n" +
+	"\aresults\x18\x05 \x03(\v2\x1f.dfs.v1.Processing.ResultsEntryR\aresults\x12(\n" +
+	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12*\n" +
+	"\x11updated_unix_nano\x18\a \x01(\x03R\x0fupdatedUnixNano\x12*\n" +
+	"\x11started_unix_nano\x18\b \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
+	"\fResultsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
+	"\vJobsRequest\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\\\n" +
+	"\x03Job\x12!\n" +
+	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\x122\n" +
+	"\n" +
+	"processing\x18\x02 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
+	"processing\"/\n" +
+	"\fJobsResponse\x12\x1f\n" +
+	"\x04jobs\x18\x01 \x03(\v2\v.dfs.v1.JobR\x04jobs\"\x0f\n" +
+	"\rEventsRequest\"\xb7\x01\n" +
+	"\x05Event\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12!\n" +
+	"\fcontent_hash\x18\x03 \x01(\fR\vcontentHash\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x122\n" +
+	"\n" +
+	"processing\x18\x05 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
+	"processing\x12\x1b\n" +
+	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xfd\x06\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -2957,7 +3780,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05Nodes\x12\x14.dfs.v1.NodesRequest\x1a\x15.dfs.v1.NodesResponse\x12O\n" +
 	"\x0eReportBadChunk\x12\x1d.dfs.v1.ReportBadChunkRequest\x1a\x1e.dfs.v1.ReportBadChunkResponse\x124\n" +
 	"\x05Drain\x12\x14.dfs.v1.DrainRequest\x1a\x15.dfs.v1.DrainResponse\x121\n" +
-	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse2\xcf\x01\n" +
+	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse\x127\n" +
+	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
+	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
+	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x012\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -2981,7 +3807,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -3030,7 +3856,19 @@ var file_dfs_proto_goTypes = []any{
 	(*FsckFile)(nil),               // 44: dfs.v1.FsckFile
 	(*FsckResponse)(nil),           // 45: dfs.v1.FsckResponse
 	(*ReplicateChunkResponse)(nil), // 46: dfs.v1.ReplicateChunkResponse
-	nil,                            // 47: dfs.v1.LookupResponse.NodesEntry
+	(*StatusRequest)(nil),          // 47: dfs.v1.StatusRequest
+	(*CoordinatorStatus)(nil),      // 48: dfs.v1.CoordinatorStatus
+	(*EtcdMember)(nil),             // 49: dfs.v1.EtcdMember
+	(*EtcdStatus)(nil),             // 50: dfs.v1.EtcdStatus
+	(*StatusResponse)(nil),         // 51: dfs.v1.StatusResponse
+	(*Processing)(nil),             // 52: dfs.v1.Processing
+	(*JobsRequest)(nil),            // 53: dfs.v1.JobsRequest
+	(*Job)(nil),                    // 54: dfs.v1.Job
+	(*JobsResponse)(nil),           // 55: dfs.v1.JobsResponse
+	(*EventsRequest)(nil),          // 56: dfs.v1.EventsRequest
+	(*Event)(nil),                  // 57: dfs.v1.Event
+	nil,                            // 58: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 59: dfs.v1.Processing.ResultsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -3040,65 +3878,80 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	47, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	9,  // 8: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	9,  // 9: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
-	1,  // 10: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
-	25, // 11: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
-	21, // 12: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
-	1,  // 13: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
-	25, // 14: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
-	25, // 15: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
-	1,  // 16: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
-	25, // 17: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
-	1,  // 18: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	44, // 19: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	1,  // 20: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 21: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 22: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 23: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 24: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 25: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 26: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 27: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 28: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 29: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 30: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 31: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	43, // 32: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	26, // 33: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 34: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 35: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 36: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 37: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 38: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 39: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 40: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 41: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 42: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 43: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 44: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 45: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 46: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 47: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 48: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 49: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 50: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 51: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	45, // 52: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	27, // 53: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 54: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 55: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 56: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 57: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 58: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 59: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	46, // 60: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	41, // [41:61] is the sub-list for method output_type
-	21, // [21:41] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	58, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	52, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
+	52, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	9,  // 11: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
+	1,  // 12: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
+	25, // 13: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
+	21, // 14: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
+	1,  // 15: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
+	25, // 16: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
+	25, // 17: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
+	1,  // 18: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
+	25, // 19: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
+	1,  // 20: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
+	44, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	49, // 22: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	48, // 23: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	50, // 24: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	59, // 25: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	52, // 26: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	54, // 27: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	52, // 28: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	1,  // 29: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 30: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 31: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 32: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 33: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 34: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 35: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 36: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 37: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 38: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 39: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 40: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	43, // 41: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	47, // 42: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	53, // 43: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	56, // 44: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	26, // 45: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 46: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 47: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 48: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 49: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 50: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 51: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 52: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 53: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 54: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 55: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 56: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 57: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 58: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 59: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 60: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 61: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 62: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 63: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	45, // 64: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	51, // 65: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	55, // 66: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	57, // 67: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	27, // 68: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 69: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 70: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 71: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 72: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 73: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 74: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	46, // 75: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	53, // [53:76] is the sub-list for method output_type
+	30, // [30:53] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -3112,7 +3965,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

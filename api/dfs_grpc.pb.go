@@ -37,6 +37,9 @@ const (
 	Coordinator_ReportBadChunk_FullMethodName = "/dfs.v1.Coordinator/ReportBadChunk"
 	Coordinator_Drain_FullMethodName          = "/dfs.v1.Coordinator/Drain"
 	Coordinator_Fsck_FullMethodName           = "/dfs.v1.Coordinator/Fsck"
+	Coordinator_Status_FullMethodName         = "/dfs.v1.Coordinator/Status"
+	Coordinator_Jobs_FullMethodName           = "/dfs.v1.Coordinator/Jobs"
+	Coordinator_Events_FullMethodName         = "/dfs.v1.Coordinator/Events"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -76,6 +79,14 @@ type CoordinatorClient interface {
 	// Fsck reports the health of the files under a prefix and the cluster's
 	// pending repair and garbage-collection work.
 	Fsck(ctx context.Context, in *FsckRequest, opts ...grpc.CallOption) (*FsckResponse, error)
+	// Status reports the control plane: the leader, every coordinator and
+	// whether it answers, and the etcd cluster's members and health.
+	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Jobs lists post-upload processing jobs, optionally in one state.
+	Jobs(ctx context.Context, in *JobsRequest, opts ...grpc.CallOption) (*JobsResponse, error)
+	// Events streams changes as they happen: paths written or deleted and
+	// processing jobs changing state, from etcd's watch.
+	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type coordinatorClient struct {
@@ -206,6 +217,45 @@ func (c *coordinatorClient) Fsck(ctx context.Context, in *FsckRequest, opts ...g
 	return out, nil
 }
 
+func (c *coordinatorClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Jobs(ctx context.Context, in *JobsRequest, opts ...grpc.CallOption) (*JobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobsResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Jobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Coordinator_ServiceDesc.Streams[0], Coordinator_Events_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_EventsClient = grpc.ServerStreamingClient[Event]
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -243,6 +293,14 @@ type CoordinatorServer interface {
 	// Fsck reports the health of the files under a prefix and the cluster's
 	// pending repair and garbage-collection work.
 	Fsck(context.Context, *FsckRequest) (*FsckResponse, error)
+	// Status reports the control plane: the leader, every coordinator and
+	// whether it answers, and the etcd cluster's members and health.
+	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Jobs lists post-upload processing jobs, optionally in one state.
+	Jobs(context.Context, *JobsRequest) (*JobsResponse, error)
+	// Events streams changes as they happen: paths written or deleted and
+	// processing jobs changing state, from etcd's watch.
+	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -288,6 +346,15 @@ func (UnimplementedCoordinatorServer) Drain(context.Context, *DrainRequest) (*Dr
 }
 func (UnimplementedCoordinatorServer) Fsck(context.Context, *FsckRequest) (*FsckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Fsck not implemented")
+}
+func (UnimplementedCoordinatorServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedCoordinatorServer) Jobs(context.Context, *JobsRequest) (*JobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Jobs not implemented")
+}
+func (UnimplementedCoordinatorServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Errorf(codes.Unimplemented, "method Events not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -526,6 +593,53 @@ func _Coordinator_Fsck_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Status(ctx, req.(*StatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Jobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Jobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Jobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Jobs(ctx, req.(*JobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServer).Events(m, &grpc.GenericServerStream[EventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_EventsServer = grpc.ServerStreamingServer[Event]
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -581,8 +695,22 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Fsck",
 			Handler:    _Coordinator_Fsck_Handler,
 		},
+		{
+			MethodName: "Status",
+			Handler:    _Coordinator_Status_Handler,
+		},
+		{
+			MethodName: "Jobs",
+			Handler:    _Coordinator_Jobs_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Events",
+			Handler:       _Coordinator_Events_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "dfs.proto",
 }
 

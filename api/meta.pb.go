@@ -427,6 +427,7 @@ type JobRecord struct {
 	QueuedUnixNano  int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"`
 	UpdatedUnixNano int64                  `protobuf:"varint,7,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	Results         map[string]string      `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	StartedUnixNano int64                  `protobuf:"varint,9,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -517,6 +518,13 @@ func (x *JobRecord) GetResults() map[string]string {
 	return nil
 }
 
+func (x *JobRecord) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -557,7 +565,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vcoordinator\x18\x02 \x01(\tR\vcoordinator\x12(\n" +
 	"\x10opened_unix_nano\x18\x03 \x01(\x03R\x0eopenedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\xda\x02\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\x86\x03\n" +
 	"\tJobRecord\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -566,7 +574,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12(\n" +
 	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\a \x01(\x03R\x0fupdatedUnixNano\x128\n" +
-	"\aresults\x18\b \x03(\v2\x1e.dfs.v1.JobRecord.ResultsEntryR\aresults\x1a:\n" +
+	"\aresults\x18\b \x03(\v2\x1e.dfs.v1.JobRecord.ResultsEntryR\aresults\x12*\n" +
+	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
