@@ -22,15 +22,18 @@ func newServerCmd(g *globals) *cobra.Command {
 		reserve   string
 		endpoints string
 		keyRoot   string
+		httpAddr  string
 		cc        coordinatorFlags
+		gf        gatewayFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a whole cluster in one process: etcd, a coordinator and three datanodes",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
-an embedded etcd, a coordinator, and three datanodes, each with its own
-directory and ports so that three replicas really are three copies. All data
-lives under --data and comes back after a restart.`,
+an embedded etcd, a coordinator, three datanodes, each with its own
+directory and ports so that three replicas really are three copies, and a
+gateway serving the REST API and the web UI on --http. All data lives under
+--data and comes back after a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := humanize.ParseBytes(reserve)
@@ -47,6 +50,9 @@ lives under --data and comes back after a restart.`,
 				EtcdEndpoints:   splitList(endpoints),
 				KeyRoot:         keyRoot,
 				Coordinator:     cc.config(),
+				HTTP:            httpAddr,
+				APIToken:        gf.token,
+				HTTPPublic:      gf.public,
 				Logger:          slog.Default(),
 			})
 			if err != nil {
@@ -57,6 +63,9 @@ lives under --data and comes back after a restart.`,
 				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), data)
 			if cl.Addr() != client.DefaultCoordinator {
 				fmt.Printf("  clients: export DFS_COORDINATOR=%s\n", cl.Addr())
+			}
+			if cl.Gateway != nil {
+				fmt.Printf("  web UI %s\n", cl.Gateway.URL())
 			}
 			fmt.Printf("  try: dfs put FILE && dfs ls && dfs nodes\n")
 			return waitForStop(cmd, cl.Coordinator.Etcd)
@@ -70,7 +79,9 @@ lives under --data and comes back after a restart.`,
 	f.StringVar(&reserve, "reserve", "0", "disk space each datanode leaves free, e.g. 1GiB")
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
 	cc.register(cmd)
+	gf.register(cmd)
 	return cmd
 }
 

@@ -57,6 +57,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 	root.AddCommand(
 		newServerCmd(g),
 		newCoordinatorCmd(g),
+		newGatewayCmd(g),
 		newDatanodeCmd(g),
 		newPutCmd(g),
 		newGetCmd(g),

@@ -119,6 +119,9 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 
 // Close stops the coordinator and, when embedded, its etcd member.
 func (c *Coordinator) Close() error {
+	if c.Server != nil {
+		c.Server.StopEvents() // event streams would hold up a graceful stop
+	}
 	if c.grpc != nil {
 		stopped := make(chan struct{})
 		go func() { c.grpc.GracefulStop(); close(stopped) }()
@@ -162,13 +165,20 @@ type Config struct {
 	EtcdEndpoints []string
 	KeyRoot       string
 	Coordinator   coordinator.Config
-	Logger        *slog.Logger
+	// HTTP, if set, is the address of a gateway (REST API and web UI)
+	// started with the cluster; APIToken and HTTPPublic as in
+	// gateway.Listen.
+	HTTP       string
+	APIToken   string
+	HTTPPublic bool
+	Logger     *slog.Logger
 }
 
 // Cluster is a coordinator and its datanodes in one process.
 type Cluster struct {
 	Coordinator *Coordinator
 	Nodes       []*datanode.Node
+	Gateway     *Gateway // nil unless Config.HTTP is set
 	cfg         Config
 }
 
@@ -213,6 +223,13 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if err := cl.WaitNodes(ctx, cfg.Datanodes); err != nil {
 		return nil, err
+	}
+	if cfg.HTTP != "" {
+		if cl.Gateway, err = StartGateway(GatewayConfig{
+			Listen: cfg.HTTP, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, Logger: cfg.Logger,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	return cl, nil
 }
@@ -280,9 +297,12 @@ func (cl *Cluster) Client(cfg client.Config) (*client.Client, error) {
 	return client.New(cfg)
 }
 
-// Close stops every role: datanodes first, so none reports to a coordinator
-// that is gone.
+// Close stops every role: the gateway, then datanodes, so none reports to a
+// coordinator that is gone.
 func (cl *Cluster) Close() error {
+	if cl.Gateway != nil {
+		cl.Gateway.Close()
+	}
 	for _, n := range cl.Nodes {
 		n.Close()
 	}

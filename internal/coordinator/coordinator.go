@@ -133,6 +133,7 @@ type Server struct {
 	heal healState // repair, drain and garbage collection (heal.go)
 
 	leader atomic.Bool  // elected (leader.go)
+	events eventsState  // ends Events streams on stop (events.go)
 	term   atomic.Int64 // election key revision while leader
 
 	lease   clientv3.LeaseID

@@ -40,6 +40,7 @@ type cluster struct {
 	spec    clusterSpec
 	dir     string // everything: data directories and logs
 	coord   string // coordinator gRPC address
+	http    string // gateway HTTP address (server topology)
 	dnAddrs []string
 	// separate only: every other address a process listens on, picked by
 	// the test like the ones above. A port a process picked itself (":0")
@@ -143,6 +144,7 @@ func (c *cluster) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.coord = c.pickAddr(t)
+	c.http = c.pickAddr(t)
 	if c.spec.topo == topoSeparate {
 		if c.spec.datanodes == 0 {
 			c.spec.datanodes = 3
@@ -192,7 +194,7 @@ func (c *cluster) launch(t *testing.T) {
 	}
 	switch c.spec.topo {
 	case topoServer:
-		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord))
+		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http))
 		c.waitNodes(t, 3, nil)
 	case topoSeparate:
 		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord,

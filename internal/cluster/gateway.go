@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/gateway"
+)
+
+// GatewayConfig configures a gateway.
+type GatewayConfig struct {
+	// Listen is the HTTP address (port 0 picks a free one).
+	Listen       string
+	Coordinators []string
+	// Token and Public as in gateway.Listen.
+	Token  string
+	Public bool
+	Logger *slog.Logger
+}
+
+// Gateway is a serving gateway with its client of the cluster.
+type Gateway struct {
+	Server *gateway.Server
+	Client *client.Client
+	addr   string
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// StartGateway starts a gateway serving on cfg.Listen.
+func StartGateway(cfg GatewayConfig) (*Gateway, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ln, err := gateway.Listen(cfg.Listen, cfg.Token, cfg.Public)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, Logger: cfg.Logger})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv, err := gateway.New(gateway.Config{Client: cl, Token: cfg.Token, Logger: cfg.Logger})
+	if err != nil {
+		ln.Close()
+		cl.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{Server: srv, Client: cl, addr: ln.Addr().String(), stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		if err := srv.Serve(ctx, ln); err != nil {
+			cfg.Logger.Error("gateway stopped", "err", err)
+		}
+	}()
+	return g, nil
+}
+
+// Addr is the gateway's HTTP address.
+func (g *Gateway) Addr() string { return g.addr }
+
+// URL is the web UI's address.
+func (g *Gateway) URL() string { return "http://" + g.addr + "/" }
+
+// Close stops the gateway: its server, its event feeds, its client.
+func (g *Gateway) Close() error {
+	g.stop()
+	<-g.done
+	g.Server.Close()
+	g.Client.Close()
+	return nil
+}

@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/client"
+)
+
+// Server-sent events. Each message has an event type and one JSON object:
+//
+//	hello         {}                          first message of every stream
+//	file          {path, sha256, size, time}  a path was written
+//	file_deleted  {path, time}
+//	job           {sha256, processing, time}  a content's processing changed
+//	node          NodeInfo                    a node's row changed
+//	node_removed  {id}
+//	cluster       ClusterInfo                 counters or leader changed
+//	resync        {}                          events may have been missed
+//	                                          (the coordinator stream was
+//	                                          reconnected): re-read everything
+//
+// A subscriber too slow to keep up is dropped; its browser reconnects and
+// re-reads the page, as after any reconnect.
+
+// hub fans messages out to the event streams.
+type hub struct {
+	mu     sync.Mutex
+	subs   map[chan []byte]struct{}
+	closed bool
+}
+
+func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
+
+// subscribe returns a channel of formatted messages, closed when the
+// subscriber is dropped or the hub closes.
+func (h *hub) subscribe() chan []byte {
+	ch := make(chan []byte, 256)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		close(ch)
+		return ch
+	}
+	h.subs[ch] = struct{}{}
+	return ch
+}
+
+func (h *hub) unsubscribe(ch chan []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[ch]; ok {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+func (h *hub) publish(kind string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	msg := []byte(fmt.Sprintf("event: %s\ndata: %s\n\n", kind, data))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- msg:
+		default:
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	ch := s.hub.subscribe()
+	defer s.hub.unsubscribe(ch)
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\nevent: hello\ndata: {}\n\n")
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	s.metrics.sse.Inc()
+	defer s.metrics.sse.Dec()
+	keep := time.NewTicker(15 * time.Second)
+	defer keep.Stop()
+	for {
+		select {
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			if _, err := w.Write(msg); err != nil {
+				return
+			}
+		case <-keep.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// relayEvents passes the coordinators' events on to the event streams,
+// reconnecting (to any coordinator) when the stream breaks.
+func (s *Server) relayEvents() {
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	first := true
+	for s.ctx.Err() == nil {
+		es, err := s.cl.Events(s.ctx)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Debug("events: no coordinator stream, retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		if !first {
+			s.log.Info("events: coordinator stream reconnected")
+			s.hub.publish("resync", struct{}{})
+		}
+		first = false
+		backoff = 100 * time.Millisecond
+		for {
+			ev, err := es.Recv()
+			if err != nil {
+				if s.ctx.Err() == nil {
+					s.log.Info("events: coordinator stream ended", "err", err)
+				}
+				break
+			}
+			s.publishEvent(ev)
+		}
+		es.Close()
+	}
+}
+
+func (s *Server) publishEvent(ev client.Event) {
+	switch ev.Kind {
+	case client.EventFile:
+		s.hub.publish(ev.Kind, map[string]any{"path": ev.Path, "sha256": ev.Content, "size": ev.Size, "time": ev.Time})
+	case client.EventFileDeleted:
+		s.hub.publish(ev.Kind, map[string]any{"path": ev.Path, "time": ev.Time})
+	case client.EventJob:
+		s.hub.publish(ev.Kind, map[string]any{"sha256": ev.Content, "processing": processingFromAPI(ev.Processing), "time": ev.Time})
+	}
+}
+
+// pollCluster reads the node table every NodePoll and the cluster's
+// counters every CounterPoll, publishing what changed.
+func (s *Server) pollCluster() {
+	defer s.wg.Done()
+	last := map[dfs.NodeID]dfs.NodeInfo{}
+	var lastCluster *ClusterInfo
+	tick := time.NewTicker(s.cfg.NodePoll)
+	defer tick.Stop()
+	var countersAt time.Time
+	for {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		if nodes, err := s.nodes(ctx); err == nil {
+			seen := map[dfs.NodeID]bool{}
+			for _, n := range nodes {
+				seen[n.ID] = true
+				if old, ok := last[n.ID]; !ok || nodeChanged(old, n) {
+					last[n.ID] = n
+					s.hub.publish("node", n)
+				}
+			}
+			for id := range last {
+				if !seen[id] {
+					delete(last, id)
+					s.hub.publish("node_removed", map[string]any{"id": id})
+				}
+			}
+		}
+		if time.Since(countersAt) >= s.cfg.CounterPoll {
+			countersAt = time.Now()
+			if ci, err := s.clusterInfo(ctx, s.cfg.CounterPoll/2); err == nil {
+				if lastCluster == nil || clusterChanged(*lastCluster, *ci) {
+					s.hub.publish("cluster", ci)
+				}
+				lastCluster = ci
+			}
+		}
+		cancel()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// nodeChanged reports a change worth telling: anything but the heartbeat
+// time, which moves every second, unless it moved by several seconds.
+func nodeChanged(a, b dfs.NodeInfo) bool {
+	hb := b.LastHeartbeat.Sub(a.LastHeartbeat)
+	a.LastHeartbeat, b.LastHeartbeat = time.Time{}, time.Time{}
+	return a != b || hb >= 5*time.Second || hb <= -5*time.Second
+}
+
+func clusterChanged(a, b ClusterInfo) bool {
+	a.Time, b.Time = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) != string(jb)
+}

@@ -1,0 +1,482 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/client"
+)
+
+// ParsePath decodes the escaped path of a URL (what follows
+// /api/v1/files/) and validates it as a dfs path. It fails, wrapping
+// dfs.ErrBadPath, on bad escapes and on every path dfs.CleanPath refuses:
+// "." and ".." segments, NUL and control bytes, invalid UTF-8, empty
+// segments, more than dfs.MaxPathLen bytes.
+func ParsePath(escaped string) (string, error) {
+	if len(escaped) > 3*dfs.MaxPathLen+3 {
+		return "", fmt.Errorf("%w: longer than %d bytes", dfs.ErrBadPath, dfs.MaxPathLen)
+	}
+	p, err := url.PathUnescape(escaped)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", dfs.ErrBadPath, err)
+	}
+	return dfs.CleanPath(p)
+}
+
+// File is a file as the API shows it.
+type File struct {
+	dfs.FileInfo
+	Processing *Processing `json:"processing,omitempty"`
+}
+
+// Processing is a content's post-upload processing state.
+type Processing struct {
+	State    string            `json:"state"` // queued, processing, done, error, duplicate
+	Worker   string            `json:"worker,omitempty"`
+	Attempts int32             `json:"attempts,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Results  map[string]string `json:"results,omitempty"`
+	Queued   time.Time         `json:"queued,omitzero"`
+	Started  time.Time         `json:"started,omitzero"`
+	Updated  time.Time         `json:"updated,omitzero"`
+}
+
+func processingFromAPI(p *api.Processing) *Processing {
+	if p == nil {
+		return nil
+	}
+	out := &Processing{State: p.State, Worker: p.Worker, Attempts: p.Attempts, Error: p.Error, Results: p.Results}
+	for _, t := range []struct {
+		dst *time.Time
+		ns  int64
+	}{{&out.Queued, p.QueuedUnixNano}, {&out.Started, p.StartedUnixNano}, {&out.Updated, p.UpdatedUnixNano}} {
+		if t.ns != 0 {
+			*t.dst = time.Unix(0, t.ns)
+		}
+	}
+	return out
+}
+
+// UploadResult is the answer to an upload.
+type UploadResult struct {
+	dfs.FileInfo
+	// Status is "queued" for new content (its processing job is queued) or
+	// "duplicate" when the cluster already held these bytes.
+	Status    string `json:"status"`
+	Chunks    int    `json:"chunks"`
+	NewChunks int    `json:"new_chunks"`
+	SentBytes int64  `json:"sent_bytes"`
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, escaped string) {
+	p, err := ParsePath(escaped)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	switch r.Method {
+	case http.MethodPut:
+		s.putFile(w, r, p)
+	case http.MethodGet, http.MethodHead:
+		s.getFile(w, r, p)
+	case http.MethodDelete:
+		if err := s.cl.Delete(r.Context(), p); err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"deleted": p})
+	default:
+		methods(w, r, nil, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete)
+	}
+}
+
+// bodyReader remembers the error of the request body, to tell a client
+// that sent too little (its fault: 400) from a cluster that failed (5xx).
+type bodyReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// put stores r at p and says what the upload did. A body that fails
+// before its end commits nothing: the SDK commits only after reading to
+// EOF.
+func (s *Server) put(ctx context.Context, p string, r io.Reader, contentType string) (UploadResult, int, error) {
+	br := &bodyReader{r: r}
+	res, err := s.cl.Put(ctx, p, br, client.PutOptions{ContentType: contentType})
+	s.metrics.bytesIn.Add(float64(br.n))
+	if err != nil {
+		if br.err != nil {
+			return UploadResult{}, http.StatusBadRequest, fmt.Errorf("upload %s: request body ended early after %d bytes (%v); nothing was stored", p, br.n, br.err)
+		}
+		return UploadResult{}, statusOf(err), err
+	}
+	s.metrics.chunksIn.Add(float64(res.NewChunks))
+	out := UploadResult{FileInfo: res.File, Status: "queued", Chunks: res.Chunks, NewChunks: res.NewChunks, SentBytes: res.SentBytes}
+	if res.Duplicate {
+		out.Status = "duplicate"
+	}
+	return out, http.StatusCreated, nil
+}
+
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
+	ct, err := contentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res, code, err := s.put(r.Context(), p, r.Body, ct)
+	if err != nil {
+		writeError(w, code, err)
+		return
+	}
+	writeJSON(w, code, res)
+}
+
+// contentType checks a client's Content-Type; empty and the generic
+// octet-stream store nothing, leaving the type to the extension.
+func contentType(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if len(v) > 255 {
+		return "", fmt.Errorf("%w: Content-Type longer than 255 bytes", dfs.ErrInvalid)
+	}
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: Content-Type %q: %v", dfs.ErrInvalid, clip(v), err)
+	}
+	switch {
+	case mt == "application/octet-stream", mt == "application/x-www-form-urlencoded", strings.HasPrefix(mt, "multipart/"):
+		// Generic, or what a tool sends by default (curl --data): not
+		// a type of the file's bytes.
+		return "", nil
+	}
+	return mime.FormatMediaType(mt, params), nil
+}
+
+// typeOf is the Content-Type a file is served with.
+func typeOf(f dfs.FileInfo) string {
+	if f.ContentType != "" {
+		return f.ContentType
+	}
+	if t := mime.TypeByExtension(path.Ext(f.Path)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request, p string) {
+	loc, err := s.cl.Locate(r.Context(), p)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	s.serveBytes(w, r, loc, loc.File, path.Base(p))
+}
+
+// serveBytes answers GET and HEAD for a located content, with Range,
+// conditional requests and the SHA-256 as ETag. Only the chunks a range
+// covers are fetched.
+func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, loc client.Location, f dfs.FileInfo, name string) {
+	h := w.Header()
+	h.Set("ETag", `"`+loc.Content.String()+`"`)
+	h.Set("Content-Type", typeOf(f))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-cache")
+	disp := "attachment"
+	if r.URL.Query().Get("inline") != "" {
+		disp = "inline"
+		// An uploaded HTML or SVG shown inline must not run scripts with
+		// the gateway's origin.
+		h.Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'")
+	}
+	h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": name}))
+	rs := &contentReader{ctx: r.Context(), cl: s.cl, loc: loc}
+	defer rs.Close()
+	var mod time.Time
+	if !f.Modified.IsZero() && f.Modified.Unix() > 0 {
+		mod = f.Modified
+	}
+	http.ServeContent(w, r, "", mod, rs)
+	s.metrics.bytesOut.Add(float64(rs.read))
+}
+
+// contentReader is a content as an io.ReadSeeker for http.ServeContent:
+// each read from a new position starts a streaming download from there,
+// so a range fetches only the chunks it covers and memory stays bounded.
+type contentReader struct {
+	ctx  context.Context
+	cl   *client.Client
+	loc  client.Location
+	pos  int64
+	read int64
+
+	pr     *io.PipeReader
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (c *contentReader) Seek(off int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = off
+	case io.SeekCurrent:
+		abs = c.pos + off
+	case io.SeekEnd:
+		abs = c.loc.Size + off
+	}
+	if abs < 0 || abs > c.loc.Size {
+		return c.pos, fmt.Errorf("seek to %d outside %d bytes", abs, c.loc.Size)
+	}
+	if abs != c.pos {
+		c.stop()
+		c.pos = abs
+	}
+	return abs, nil
+}
+
+func (c *contentReader) Read(p []byte) (int, error) {
+	if c.pos >= c.loc.Size {
+		return 0, io.EOF
+	}
+	if c.pr == nil {
+		ctx, cancel := context.WithCancel(c.ctx)
+		pr, pw := io.Pipe()
+		c.pr, c.cancel, c.done = pr, cancel, make(chan struct{})
+		go func(off int64) {
+			defer close(c.done)
+			err := c.cl.Read(ctx, c.loc, pw, client.GetOptions{Offset: off})
+			pw.CloseWithError(err)
+		}(c.pos)
+	}
+	n, err := c.pr.Read(p)
+	c.pos += int64(n)
+	c.read += int64(n)
+	if err == io.EOF && c.pos < c.loc.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// stop ends the download in flight, if any, and waits for it.
+func (c *contentReader) stop() {
+	if c.pr == nil {
+		return
+	}
+	c.cancel()
+	c.pr.CloseWithError(errors.New("download stopped"))
+	<-c.done
+	c.pr = nil
+}
+
+func (c *contentReader) Close() error {
+	c.stop()
+	return nil
+}
+
+// Listing is one page of a listing.
+type Listing struct {
+	Files    []File   `json:"files"`
+	Prefixes []string `json:"prefixes"`
+	// Truncated: more follow; ask again with start_after=Next.
+	Truncated bool   `json:"truncated"`
+	Next      string `json:"next,omitempty"`
+}
+
+const (
+	defaultPageSize = 1000
+	maxPageSize     = 1000
+	// maxSearchScan bounds how many paths one search reads.
+	maxSearchScan = 100000
+)
+
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	o := client.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), StartAfter: q.Get("start_after"), Limit: defaultPageSize}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > maxPageSize {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a number from 1 to %d", clip(v), maxPageSize))
+			return
+		}
+		o.Limit = n
+	}
+	for name, v := range map[string]string{"prefix": o.Prefix, "start_after": o.StartAfter, "delimiter": o.Delimiter} {
+		if len(v) > dfs.MaxPathLen || strings.IndexByte(v, 0) >= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: %s: longer than %d bytes or holds a NUL byte", dfs.ErrBadPath, name, dfs.MaxPathLen))
+			return
+		}
+	}
+	var out Listing
+	if search := strings.ToLower(q.Get("q")); search != "" {
+		// A search matches the last segment of every path under the prefix.
+		limit := o.Limit
+		o.Delimiter, o.Limit = "", maxPageSize
+		scanned := 0
+		errStop := errors.New("stop")
+		err := s.cl.ListAll(r.Context(), o, func(l client.Listing) error {
+			for _, f := range l.Files {
+				scanned++
+				if strings.Contains(strings.ToLower(path.Base(f.Path)), search) {
+					if len(out.Files) == limit {
+						out.Truncated, out.Next = true, out.Files[len(out.Files)-1].Path
+						return errStop
+					}
+					out.Files = append(out.Files, File{FileInfo: f})
+				}
+				if scanned >= maxSearchScan {
+					out.Truncated, out.Next = true, f.Path
+					return errStop
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			writeError(w, statusOf(err), err)
+			return
+		}
+	} else {
+		l, err := s.cl.List(r.Context(), o)
+		if err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		out.Prefixes, out.Truncated, out.Next = l.Prefixes, l.Truncated, l.Next
+		for _, f := range l.Files {
+			out.Files = append(out.Files, File{FileInfo: f})
+		}
+	}
+	if out.Files == nil {
+		out.Files = []File{}
+	}
+	if out.Prefixes == nil {
+		out.Prefixes = []string{}
+	}
+	if q.Get("processing") != "" {
+		s.addProcessing(r.Context(), out.Files)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// addProcessing fills in the processing state of each file, a few lookups
+// at a time. A file whose lookup fails is shown without one.
+func (s *Server) addProcessing(ctx context.Context, files []File) {
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range files {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, p, err := s.cl.StatProcessing(ctx, files[i].Path); err == nil {
+				files[i].Processing = processingFromAPI(p)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) serveStat(w http.ResponseWriter, r *http.Request, escaped string) {
+	p, err := ParsePath(escaped)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	f, proc, err := s.cl.StatProcessing(r.Context(), p)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, File{FileInfo: f, Processing: processingFromAPI(proc)})
+}
+
+// serveUpload takes a multipart/form-data body of one or more files, as a
+// browser's form or FormData sends it, and stores each under the prefix
+// given by the "prefix" query parameter (or a "prefix" field before the
+// files) with the file's own name. Each file is streamed as it arrives. A
+// file cut off halfway is not stored; the files before it in the same body
+// are, and the error answer lists them.
+func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("upload: want a multipart/form-data body: %v", err))
+		return
+	}
+	prefix := r.URL.Query().Get("prefix")
+	var stored []UploadResult
+	fail := func(code int, err error) {
+		if stored == nil {
+			writeError(w, code, err)
+			return
+		}
+		writeJSON(w, code, map[string]any{"error": err.Error(), "stored": stored})
+	}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fail(http.StatusBadRequest, fmt.Errorf("upload: malformed multipart body: %v; nothing more was stored", err))
+			return
+		}
+		if part.FileName() == "" {
+			if part.FormName() == "prefix" {
+				b, err := io.ReadAll(io.LimitReader(part, dfs.MaxPathLen+1))
+				if err != nil {
+					fail(http.StatusBadRequest, fmt.Errorf("upload: read prefix field: %v", err))
+					return
+				}
+				prefix = string(b)
+			}
+			part.Close()
+			continue
+		}
+		p, err := dfs.CleanPath(prefix + part.FileName())
+		if err != nil {
+			fail(http.StatusBadRequest, fmt.Errorf("upload %q: %w", clip(part.FileName()), err))
+			return
+		}
+		ct, err := contentType(part.Header.Get("Content-Type"))
+		if err != nil {
+			fail(http.StatusBadRequest, err)
+			return
+		}
+		res, code, err := s.put(r.Context(), p, part, ct)
+		part.Close()
+		if err != nil {
+			fail(code, err)
+			return
+		}
+		stored = append(stored, res)
+	}
+	if len(stored) == 0 {
+		writeError(w, http.StatusBadRequest, errors.New("upload: the body holds no file"))
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"files": stored})
+}

@@ -1,0 +1,154 @@
+package meta
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+)
+
+// ChangeKind says what a Change is about.
+type ChangeKind string
+
+const (
+	FileWritten ChangeKind = "file"         // a path was written or overwritten
+	FileDeleted ChangeKind = "file_deleted" // a path was removed
+	JobChanged  ChangeKind = "job"          // a processing job was queued or changed state
+)
+
+// Change is one change to the namespace or the job queue, as etcd's watch
+// reports it.
+type Change struct {
+	Kind ChangeKind
+	// File is the written record; for FileDeleted only Path is set.
+	File dfs.FileInfo
+	// Content and Job are set for JobChanged. Job is nil when the job record
+	// was deleted (its content was collected).
+	Content dfs.ContentHash
+	Job     *api.JobRecord
+	// Revision is etcd's revision of the change.
+	Revision int64
+}
+
+// WatchChanges calls fn for every path written or deleted and every job
+// record changed from now on, in etcd's order within each prefix, until ctx
+// ends, fn fails, or the watch breaks (etcd compacted the revision it was
+// at, or lost its leader). It returns the reason; ctx's error once ctx ends.
+//
+// Records that do not decode are skipped rather than ending the watch: one
+// bad key must not blind every watcher.
+func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	rev := int64(0)
+	// Start both watches at one revision, so a change between them is not
+	// missed by one and seen by the other.
+	if resp, err := s.cli.Get(ctx, s.schema.Prefix()+"watch-probe", clientv3.WithCountOnly()); err == nil {
+		rev = resp.Header.Revision + 1
+	} else {
+		return fmt.Errorf("watch: %w", etcdErr(err))
+	}
+	files := s.cli.Watch(ctx, s.schema.FilesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	jobs := s.cli.Watch(ctx, s.schema.JobsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	for {
+		var wr clientv3.WatchResponse
+		var ok bool
+		select {
+		case wr, ok = <-files:
+		case wr, ok = <-jobs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: watch ended", dfs.ErrUnavailable)
+		}
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("%w: watch: %v", dfs.ErrUnavailable, err)
+		}
+		for _, ev := range wr.Events {
+			c, ok := s.change(ev)
+			if !ok {
+				continue
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Store) change(ev *clientv3.Event) (Change, bool) {
+	key := string(ev.Kv.Key)
+	c := Change{Revision: ev.Kv.ModRevision}
+	switch {
+	case strings.HasPrefix(key, s.schema.FilesPrefix()):
+		if ev.Type == clientv3.EventTypeDelete {
+			c.Kind = FileDeleted
+			c.File.Path = s.schema.PathOf(key)
+			return c, true
+		}
+		var rec api.FileRecord
+		if err := proto.Unmarshal(ev.Kv.Value, &rec); err != nil {
+			return c, false
+		}
+		f, err := FileFromRecord(&rec)
+		if err != nil {
+			return c, false
+		}
+		c.Kind, c.File = FileWritten, f
+		return c, true
+	case strings.HasPrefix(key, s.schema.JobsPrefix()):
+		h, err := dfs.ParseHash(strings.TrimPrefix(key, s.schema.JobsPrefix()))
+		if err != nil {
+			return c, false // not a job record (a key below one)
+		}
+		c.Kind, c.Content = JobChanged, h
+		if ev.Type == clientv3.EventTypeDelete {
+			return c, true
+		}
+		var rec api.JobRecord
+		if err := proto.Unmarshal(ev.Kv.Value, &rec); err != nil {
+			return c, false
+		}
+		c.Job = &rec
+		return c, true
+	}
+	return c, false
+}
+
+// ProcessingFromJob converts a job record to the API's processing state.
+func ProcessingFromJob(j *api.JobRecord) *api.Processing {
+	if j == nil {
+		return nil
+	}
+	return &api.Processing{
+		State:           j.State,
+		Worker:          j.Worker,
+		Attempts:        j.Attempts,
+		Error:           j.Error,
+		Results:         j.Results,
+		QueuedUnixNano:  j.QueuedUnixNano,
+		UpdatedUnixNano: j.UpdatedUnixNano,
+		StartedUnixNano: j.StartedUnixNano,
+	}
+}
+
+// Time is when a change happened, as far as the records say.
+func (c Change) Time() time.Time {
+	switch {
+	case c.Kind == FileWritten:
+		return c.File.Modified
+	case c.Job != nil && c.Job.UpdatedUnixNano != 0:
+		return time.Unix(0, c.Job.UpdatedUnixNano)
+	}
+	return time.Now()
+}
