@@ -128,6 +128,7 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 		for batch := range batches {
 			if ctx.Err() != nil {
 				for _, p := range batch {
+					<-p.hashed // the hasher still reads the buffer
 					release(p)
 				}
 				continue

@@ -66,12 +66,19 @@ func (h *hub) count() int {
 	return len(h.subs)
 }
 
-func (h *hub) publish(kind string, v any) {
+func message(kind string, v any) []byte {
 	data, err := json.Marshal(v)
 	if err != nil {
+		return nil
+	}
+	return []byte(fmt.Sprintf("event: %s\ndata: %s\n\n", kind, data))
+}
+
+func (h *hub) publish(kind string, v any) {
+	msg := message(kind, v)
+	if msg == nil {
 		return
 	}
-	msg := []byte(fmt.Sprintf("event: %s\ndata: %s\n\n", kind, data))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs {
@@ -107,6 +114,10 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.unsubscribe(ch)
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\nevent: hello\ndata: {}\n\n")
+	// The state so far, so that a new page need not wait for a change.
+	for _, msg := range s.snapshot() {
+		w.Write(msg)
+	}
 	if err := rc.Flush(); err != nil {
 		return
 	}
@@ -215,6 +226,7 @@ func (s *Server) pollCluster() {
 				}
 			}
 		}
+		s.setSnapshot(last, lastCluster)
 		if time.Since(countersAt) >= s.cfg.CounterPoll {
 			countersAt = time.Now()
 			if ci, err := s.clusterInfo(ctx, s.cfg.CounterPoll/2); err == nil {
@@ -222,6 +234,7 @@ func (s *Server) pollCluster() {
 					s.hub.publish("cluster", ci)
 				}
 				lastCluster = ci
+				s.setSnapshot(last, lastCluster)
 			}
 		}
 		cancel()
@@ -246,4 +259,24 @@ func clusterChanged(a, b ClusterInfo) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) != string(jb)
+}
+
+// snapshot is what the poller saw last, as messages for a new stream.
+func (s *Server) snapshot() [][]byte {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	return s.snap
+}
+
+func (s *Server) setSnapshot(nodes map[dfs.NodeID]dfs.NodeInfo, ci *ClusterInfo) {
+	var msgs [][]byte
+	for _, n := range nodes {
+		msgs = append(msgs, message("node", n))
+	}
+	if ci != nil {
+		msgs = append(msgs, message("cluster", ci))
+	}
+	s.snapMu.Lock()
+	s.snap = msgs
+	s.snapMu.Unlock()
 }

@@ -456,9 +456,14 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			part.Close()
 			continue
 		}
-		p, err := dfs.CleanPath(prefix + part.FileName())
+		// The name as sent, not part.FileName(), which keeps only its
+		// last element: "../x" must be refused, not quietly become "x",
+		// and "dir/x" (a folder upload) keeps its folder.
+		_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+		name := params["filename"]
+		p, err := dfs.CleanPath(prefix + name)
 		if err != nil {
-			fail(http.StatusBadRequest, fmt.Errorf("upload %q: %w", clip(part.FileName()), err))
+			fail(http.StatusBadRequest, fmt.Errorf("upload %q: %w", clip(name), err))
 			return
 		}
 		ct, err := contentType(part.Header.Get("Content-Type"))

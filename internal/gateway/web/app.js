@@ -1,0 +1,653 @@
+// The dfs web UI: a file browser, uploads with live status, a file detail
+// view and the cluster view. Plain JavaScript over the gateway's REST API
+// and its server-sent events; no build step, nothing loaded from elsewhere.
+"use strict";
+
+const API = "/api/v1";
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// ---------------------------------------------------------------- helpers
+
+// h builds an element: h("a", {href: "#"}, "text", child...). Text is
+// always set as text, never parsed as HTML.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function fmtSize(n) {
+  if (n === undefined || n === null) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return (i === 0 ? v : v.toFixed(v < 10 ? 1 : 0)) + " " + units[i];
+}
+
+const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+function fmtDate(s) {
+  const d = new Date(s);
+  return isNaN(d) || d.getFullYear() < 1971 ? "" : dateFmt.format(d);
+}
+
+function ago(s) {
+  const d = new Date(s);
+  if (isNaN(d) || d.getFullYear() < 1971) return "never";
+  const secs = Math.max(0, Math.round((Date.now() - d) / 1000));
+  if (secs < 2) return "just now";
+  if (secs < 60) return secs + " s ago";
+  if (secs < 3600) return Math.floor(secs / 60) + " min ago";
+  if (secs < 86400) return Math.floor(secs / 3600) + " h ago";
+  return fmtDate(s);
+}
+
+// encodePath escapes each segment of a dfs path for a URL.
+const encodePath = (p) => p.split("/").map(encodeURIComponent).join("/");
+const baseName = (p) => p.slice(p.lastIndexOf("/") + 1);
+const dirName = (p) => p.slice(0, p.lastIndexOf("/") + 1);
+
+function toast(msg, isError) {
+  const t = h("div", { class: "toast" + (isError ? " error" : "") }, msg);
+  $("#toasts").append(t);
+  setTimeout(() => t.remove(), isError ? 8000 : 3500);
+}
+
+// ---------------------------------------------------------------- auth
+
+const auth = {
+  required: false,
+  get token() { return localStorage.getItem("dfs-token") || ""; },
+  set token(v) { v ? localStorage.setItem("dfs-token", v) : localStorage.removeItem("dfs-token"); },
+  header() { return this.token ? { Authorization: "Bearer " + this.token } : {}; },
+  // ensure asks for the token when the gateway needs one and none is kept.
+  async ensure() {
+    if (!this.required || this.token) return true;
+    return this.ask();
+  },
+  async ask(message) {
+    const v = await promptDialog({
+      title: "API token",
+      text: message || "This gateway needs its API token to change files.",
+      label: "Token", type: "password", ok: "Save",
+    });
+    if (v === null) return false;
+    this.token = v.trim();
+    updateTokenButton();
+    return !!this.token;
+  },
+};
+
+function updateTokenButton() {
+  const b = $("#token-button");
+  b.hidden = !auth.required;
+  b.textContent = auth.token ? "Forget token" : "Enter token";
+}
+
+// api calls the REST API and returns the decoded JSON, or throws an Error
+// with the gateway's message. A 401 asks for the token once and retries.
+async function api(method, path, opts = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(API + path, { method, headers: { ...auth.header(), ...(opts.headers || {}) }, body: opts.body });
+    if (res.status === 401 && attempt === 0 && await auth.ask("The token was refused. Enter the gateway's API token.")) continue;
+    const text = await res.text();
+    let data = {};
+    try { data = text ? JSON.parse(text) : {}; } catch { data = { error: text }; }
+    if (!res.ok) {
+      const err = new Error(data.error || res.statusText);
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+}
+
+// ---------------------------------------------------------------- dialogs
+
+function confirmDialog(text, okLabel) {
+  const d = $("#confirm-dialog");
+  $("#confirm-text").textContent = text;
+  $("#confirm-ok").textContent = okLabel || "Delete";
+  d.returnValue = "";
+  d.showModal();
+  $("#confirm-cancel").focus();
+  return new Promise((resolve) => d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true }));
+}
+
+function promptDialog({ title, text, label, type, ok, value }) {
+  const d = $("#prompt-dialog");
+  $("#prompt-title").textContent = title;
+  $("#prompt-text").textContent = text || "";
+  $("#prompt-label").textContent = label;
+  const input = $("#prompt-input");
+  input.type = type || "text";
+  input.value = value || "";
+  $("#prompt-ok").textContent = ok || "OK";
+  d.returnValue = "";
+  d.showModal();
+  input.focus();
+  return new Promise((resolve) => d.addEventListener("close", () => resolve(d.returnValue === "ok" ? input.value : null), { once: true }));
+}
+
+// ---------------------------------------------------------------- status
+
+// What the UI knows of each content's processing, by SHA-256, from the
+// event stream, upload answers and lookups.
+const jobs = new Map();
+
+function statusOf(proc) {
+  if (!proc || !proc.state) return null;
+  return { state: proc.state, worker: proc.worker, error: proc.error };
+}
+
+function pill(st) {
+  if (!st) return h("span", { class: "muted" }, "—");
+  let text = st.state;
+  if (st.state === "processing" && st.worker) text = "processing · " + st.worker;
+  if (st.state === "uploading" && st.percent !== undefined) text = "uploading " + st.percent + "%";
+  return h("span", { class: "pill " + st.state, title: st.error || "", dataset: { state: st.state } }, text);
+}
+
+// ---------------------------------------------------------------- router
+
+let current = { view: "", prefix: "", path: "" };
+
+function route() {
+  const hash = decodeURIComponent(location.hash.slice(1) || "/files/");
+  let view = "files", prefix = "", path = "";
+  if (hash.startsWith("/file/")) { view = "file"; path = hash.slice(6); }
+  else if (hash.startsWith("/cluster")) view = "cluster";
+  else prefix = hash.startsWith("/files/") ? hash.slice(7) : "";
+  current = { view, prefix, path };
+  for (const v of ["files", "file", "cluster"]) $("#view-" + v).hidden = v !== view;
+  const tab = view === "cluster" ? "#nav-cluster" : "#nav-files";
+  for (const t of ["#nav-files", "#nav-cluster"]) {
+    if (t === tab) $(t).setAttribute("aria-current", "page");
+    else $(t).removeAttribute("aria-current");
+  }
+  if (view === "files") showFiles();
+  else if (view === "file") showFile(path);
+  else showCluster();
+}
+
+const filesHref = (prefix) => "#/files/" + encodePath(prefix);
+const fileHref = (path) => "#/file/" + encodePath(path);
+
+function breadcrumbs(el, prefix, last) {
+  el.replaceChildren();
+  const parts = prefix.split("/").filter(Boolean);
+  const crumbs = [["Home", ""]];
+  let acc = "";
+  for (const p of parts) { acc += p + "/"; crumbs.push([p, acc]); }
+  crumbs.forEach(([name, pre], i) => {
+    if (i > 0) el.append(h("span", { class: "sep", "aria-hidden": "true" }, "/"));
+    const isLast = i === crumbs.length - 1 && !last;
+    el.append(isLast ? h("span", { "aria-current": "page" }, name) : h("a", { href: filesHref(pre) }, name));
+  });
+  if (last) {
+    el.append(h("span", { class: "sep", "aria-hidden": "true" }, "/"), h("span", { "aria-current": "page" }, last));
+  }
+}
+
+// ---------------------------------------------------------------- files view
+
+let listing = { files: [], prefixes: [], next: "", truncated: false };
+let searchTimer = 0;
+
+async function showFiles(more) {
+  const prefix = current.prefix;
+  breadcrumbs($("#breadcrumbs"), prefix);
+  $("#drop-target").textContent = "/" + prefix;
+  const q = $("#search").value.trim();
+  const params = new URLSearchParams({ prefix, processing: "1", limit: "200" });
+  if (q) params.set("q", q); else params.set("delimiter", "/");
+  if (more) params.set("start_after", listing.next);
+  let data;
+  try {
+    data = await api("GET", "/files?" + params);
+  } catch (e) {
+    toast("Could not list files: " + e.message, true);
+    return;
+  }
+  if (current.view !== "files" || current.prefix !== prefix) return;
+  if (more) {
+    listing.files.push(...data.files);
+  } else {
+    listing = { files: data.files, prefixes: data.prefixes };
+  }
+  listing.truncated = data.truncated;
+  listing.next = data.next || "";
+  for (const f of data.files) {
+    const st = statusOf(f.processing);
+    if (st && !jobs.has(f.sha256)) jobs.set(f.sha256, st);
+  }
+  renderFiles(q);
+}
+
+function renderFiles(q) {
+  const tbody = $("#files tbody");
+  tbody.replaceChildren();
+  for (const p of listing.prefixes) {
+    const name = p.slice(current.prefix.length).replace(/\/$/, "");
+    tbody.append(h("tr", { class: "folder", dataset: { prefix: p } },
+      h("td", { class: "name" }, h("a", { href: filesHref(p) }, h("span", { class: "ico", "aria-hidden": "true" }, "📁"), name)),
+      h("td", { class: "num muted" }, "—"), h("td", { class: "hide-sm" }), h("td"), h("td")));
+  }
+  for (const f of listing.files) {
+    const name = q ? f.path.slice(current.prefix.length) : baseName(f.path);
+    tbody.append(h("tr", { class: "file", dataset: { path: f.path, sha256: f.sha256 } },
+      h("td", { class: "name" }, h("a", { href: fileHref(f.path) }, h("span", { class: "ico", "aria-hidden": "true" }, iconFor(f)), name)),
+      h("td", { class: "num" }, fmtSize(f.size)),
+      h("td", { class: "hide-sm", title: f.modified }, fmtDate(f.modified)),
+      h("td", { class: "status" }, pill(jobs.get(f.sha256) || statusOf(f.processing))),
+      h("td", { class: "actions" },
+        h("a", { class: "button secondary small download", href: API + "/files/" + encodePath(f.path), download: baseName(f.path), "aria-label": "Download " + f.path }, "↓", h("span", { class: "label-text" }, " Download")),
+        h("button", { type: "button", class: "danger small delete", "aria-label": "Delete " + f.path, onclick: () => deleteFile(f.path) }, "✕", h("span", { class: "label-text" }, " Delete")))));
+  }
+  const empty = !listing.prefixes.length && !listing.files.length;
+  $("#files-empty").hidden = !empty;
+  $("#files").hidden = empty;
+  $("#files-empty .empty-title").textContent = q ? "No file matches “" + q + "”" : "Nothing here yet";
+  $("#files-more").hidden = !listing.truncated;
+}
+
+function iconFor(f) {
+  const t = f.content_type || "";
+  const ext = f.path.split(".").pop().toLowerCase();
+  if (t.startsWith("image/") || ["png", "jpg", "jpeg", "gif", "webp", "svg"].includes(ext)) return "🖼";
+  if (t.startsWith("video/") || ["mp4", "webm", "mov", "mkv"].includes(ext)) return "🎞";
+  if (t.startsWith("audio/") || ["mp3", "ogg", "wav", "flac"].includes(ext)) return "🎵";
+  return "📄";
+}
+
+let reloadTimer = 0;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => { if (current.view === "files") showFiles(); }, 250);
+}
+
+async function deleteFile(path) {
+  if (!await confirmDialog("Delete " + path + "? Its bytes are freed once no other path refers to them.")) return false;
+  if (!await auth.ensure()) return false;
+  try {
+    await api("DELETE", "/files/" + encodePath(path));
+  } catch (e) {
+    toast("Could not delete " + path + ": " + e.message, true);
+    return false;
+  }
+  toast("Deleted " + path);
+  listing.files = listing.files.filter((f) => f.path !== path);
+  if (current.view === "files") renderFiles($("#search").value.trim());
+  return true;
+}
+
+// ---------------------------------------------------------------- uploads
+
+const uploads = []; // {file, path, el, state, sha256}
+let active = 0;
+const maxActive = 3;
+
+async function enqueue(files) {
+  if (!files.length) return;
+  if (!await auth.ensure()) return;
+  const prefix = current.view === "files" ? current.prefix : "";
+  $("#uploads-panel").hidden = false;
+  for (const file of files) {
+    const u = { file, path: prefix + file.name, prefix, state: "waiting" };
+    u.el = h("li", { class: "upload", dataset: { path: u.path } },
+      h("span", { class: "up-name" }, u.path),
+      h("span", { class: "status" }),
+      h("div", { class: "bar", role: "progressbar", "aria-label": "Upload of " + u.path, "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0" }, h("span")),
+      h("span", { class: "up-detail" }, fmtSize(file.size)));
+    $("#uploads").prepend(u.el);
+    setUpload(u, { state: "waiting" });
+    uploads.push(u);
+  }
+  pump();
+}
+
+function setUpload(u, st) {
+  u.state = st.state;
+  $(".status", u.el).replaceChildren(st.state === "waiting" ? h("span", { class: "pill" }, "waiting") : pill(st));
+  const terminal = ["done", "duplicate", "error"].includes(st.state);
+  u.el.classList.toggle("finished", terminal && st.state !== "error");
+  u.el.classList.toggle("failed", st.state === "error");
+  const detail = $(".up-detail", u.el);
+  detail.classList.toggle("err", st.state === "error");
+  if (st.state === "error") detail.textContent = st.error || "failed";
+}
+
+function setProgress(u, loaded, total) {
+  const pct = total ? Math.floor((loaded / total) * 100) : 100;
+  $(".bar > span", u.el).style.width = pct + "%";
+  $(".bar", u.el).setAttribute("aria-valuenow", String(pct));
+  return pct;
+}
+
+function pump() {
+  while (active < maxActive) {
+    const u = uploads.find((x) => x.state === "waiting");
+    if (!u) return;
+    active++;
+    send(u).finally(() => { active--; pump(); });
+  }
+}
+
+// send uploads one file as multipart form data, with progress from XHR.
+function send(u) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", API + "/upload?prefix=" + encodeURIComponent(u.prefix));
+    for (const [k, v] of Object.entries(auth.header())) xhr.setRequestHeader(k, v);
+    setUpload(u, { state: "uploading", percent: 0 });
+    xhr.upload.onprogress = (e) => {
+      const pct = setProgress(u, e.loaded, e.lengthComputable ? e.total : u.file.size);
+      setUpload(u, { state: "uploading", percent: Math.min(pct, 99) });
+    };
+    xhr.onerror = () => { setUpload(u, { state: "error", error: "network error: the gateway did not answer" }); resolve(); };
+    xhr.onload = async () => {
+      let data = {};
+      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 401 && !u.retried && await auth.ask("The token was refused. Enter the gateway's API token.")) {
+        u.retried = true;
+        u.state = "waiting";
+        resolve();
+        return;
+      }
+      if (xhr.status !== 201 || !data.files || !data.files.length) {
+        setUpload(u, { state: "error", error: data.error || xhr.statusText || "upload failed" });
+        resolve();
+        return;
+      }
+      const f = data.files[0];
+      u.sha256 = f.sha256;
+      setProgress(u, 1, 1);
+      $(".up-detail", u.el).replaceChildren(fmtSize(f.size) + " · ", h("span", { class: "hash", title: f.sha256 }, f.sha256.slice(0, 16) + "…"));
+      u.uploadStatus = f.status;
+      // A new content's job may have moved on already: take the newest.
+      const known = jobs.get(f.sha256);
+      if (f.status === "duplicate") setUpload(u, { state: "duplicate" });
+      else setUpload(u, known && known.state !== "queued" ? known : { state: f.status });
+      if (current.view === "files" && dirName(f.path) === current.prefix) reloadSoon();
+      resolve();
+    };
+    const form = new FormData();
+    form.append("file", u.file, u.file.name);
+    xhr.send(form);
+  });
+}
+
+// A job's change reaches every upload and row of its content.
+function applyJob(sha, st) {
+  if (!st) return;
+  jobs.set(sha, st);
+  for (const u of uploads) {
+    if (u.sha256 === sha && u.uploadStatus !== "duplicate" && u.state !== st.state) setUpload(u, st);
+  }
+  for (const td of document.querySelectorAll(`#files tr[data-sha256="${sha}"] td.status`)) td.replaceChildren(pill(st));
+  if (current.view === "file" && detail && detail.sha256 === sha) renderProcessing(st, detail.processing);
+}
+
+// Uploads still queued or processing are also looked up now and then: an
+// event missed while the stream reconnected must not leave one stuck.
+setInterval(async () => {
+  const waiting = new Set(uploads.filter((u) => u.sha256 && u.uploadStatus !== "duplicate" && ["queued", "processing"].includes(u.state)).map((u) => u.sha256));
+  for (const sha of waiting) {
+    try {
+      const c = await api("GET", "/content/" + sha);
+      if (c.processing) applyJob(sha, statusOf(c.processing));
+    } catch { /* next time */ }
+  }
+}, 2000);
+
+// ---------------------------------------------------------------- file view
+
+let detail = null;
+
+async function showFile(path) {
+  breadcrumbs($("#file-breadcrumbs"), dirName(path), baseName(path));
+  $("#file-download").href = API + "/files/" + encodePath(path);
+  $("#file-download").setAttribute("download", baseName(path));
+  $("#preview").hidden = true;
+  let f, c;
+  try {
+    f = await api("GET", "/stat/" + encodePath(path));
+    c = await api("GET", "/content/" + f.sha256);
+  } catch (e) {
+    $("#file-meta").replaceChildren(h("dt", {}, "Error"), h("dd", {}, e.message));
+    $("#chunks tbody").replaceChildren();
+    $("#file-processing").replaceChildren();
+    return;
+  }
+  if (current.view !== "file" || current.path !== path) return;
+  detail = { path, sha256: f.sha256, processing: c.processing };
+  const st = statusOf(c.processing) || jobs.get(f.sha256);
+  const copy = h("button", { type: "button", class: "ghost small copy", "aria-label": "Copy SHA-256", onclick: () => navigator.clipboard.writeText(f.sha256).then(() => toast("SHA-256 copied")) }, "Copy");
+  const meta = [
+    ["Name", baseName(f.path)], ["Path", f.path], ["Size", fmtSize(f.size) + " (" + f.size.toLocaleString() + " bytes)"],
+    ["SHA-256", h("span", {}, h("span", { class: "hash", id: "file-sha256" }, f.sha256), copy)],
+    ["Type", f.content_type || "—"], ["Created", fmtDate(f.created)], ["Modified", fmtDate(f.modified)],
+  ];
+  $("#file-meta").replaceChildren(...meta.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  renderProcessing(st, c.processing);
+  $("#chunk-count").textContent = "(" + c.chunks.length + ")";
+  $("#chunks tbody").replaceChildren(...c.chunks.map((ch, i) => h("tr", {},
+    h("td", { class: "num" }, i + 1),
+    h("td", { class: "hash", title: ch.hash }, ch.hash.slice(0, 20) + "…"),
+    h("td", { class: "num" }, fmtSize(ch.offset)),
+    h("td", { class: "num" }, fmtSize(ch.size)),
+    h("td", {}, h("div", { class: "nodes-list" }, (ch.replicas || []).length ? ch.replicas.map((r) => h("span", { class: "node-tag", title: r.addr }, r.node)) : h("span", { class: "pill error" }, "no live copy"))))));
+  renderPreview(f);
+}
+
+function renderProcessing(st, proc) {
+  const el = $("#file-processing");
+  const rows = [h("dt", {}, "Status"), h("dd", {}, pill(st))];
+  if (proc) {
+    if (proc.worker) rows.push(h("dt", {}, "Worker"), h("dd", {}, proc.worker));
+    if (proc.attempts) rows.push(h("dt", {}, "Attempts"), h("dd", {}, proc.attempts));
+    if (proc.error) rows.push(h("dt", {}, "Error"), h("dd", {}, proc.error));
+    if (proc.updated) rows.push(h("dt", {}, "Updated"), h("dd", {}, fmtDate(proc.updated)));
+    for (const [k, v] of Object.entries(proc.results || {}).sort()) rows.push(h("dt", {}, k), h("dd", {}, v));
+  }
+  el.replaceChildren(h("dl", { class: "meta", id: "processing-results" }, rows));
+}
+
+function renderPreview(f) {
+  const url = API + "/files/" + encodePath(f.path) + "?inline=1";
+  const t = f.content_type || "";
+  const ext = f.path.split(".").pop().toLowerCase();
+  let el = null;
+  // The browser's own players ask for byte ranges: a large video starts at once.
+  if (t.startsWith("video/") || ["mp4", "webm", "mov", "m4v"].includes(ext)) el = h("video", { src: url, controls: true, preload: "metadata" });
+  else if (t.startsWith("audio/") || ["mp3", "ogg", "wav", "m4a", "flac"].includes(ext)) el = h("audio", { src: url, controls: true, preload: "metadata" });
+  else if (t.startsWith("image/") || ["png", "jpg", "jpeg", "gif", "webp", "avif"].includes(ext)) el = h("img", { src: url, alt: "Preview of " + baseName(f.path) });
+  $("#preview").replaceChildren(...(el ? [el] : []));
+  $("#preview").hidden = !el;
+}
+
+// ---------------------------------------------------------------- cluster view
+
+const nodes = new Map();
+let clusterInfo = null;
+
+async function showCluster() {
+  try {
+    const [n, c] = await Promise.all([api("GET", "/nodes"), api("GET", "/cluster")]);
+    nodes.clear();
+    for (const x of n.nodes) nodes.set(x.id, x);
+    clusterInfo = c;
+  } catch (e) {
+    toast("Could not read the cluster: " + e.message, true);
+  }
+  renderCluster();
+}
+
+function renderCluster() {
+  if (current.view !== "cluster") return;
+  const c = clusterInfo || {};
+  const list = [...nodes.values()].sort((a, b) => a.id.localeCompare(b.id));
+  const alive = list.filter((n) => n.alive).length;
+  const counter = (label, value, cls, id) => h("div", { class: "counter " + (cls || ""), id }, h("div", { class: "label" }, label), h("div", { class: "value" + (typeof value === "string" && value.length > 12 ? " small-value" : "") }, value));
+  const num = (v) => (v === undefined || v === null ? "—" : Number(v).toLocaleString());
+  $("#counters").replaceChildren(
+    counter("Nodes alive", alive + " / " + list.length, alive === list.length && list.length ? "good" : "bad", "counter-nodes"),
+    counter("Leader", c.leader || (c.leader_error ? "unknown" : "—"), c.leader ? "" : "", "counter-leader"),
+    counter("Under-replicated chunks", num(c.under_replicated), c.under_replicated ? "bad" : "", "counter-under"),
+    counter("Missing chunks", num(c.missing), c.missing ? "bad" : "", "counter-missing"),
+    counter("Repairs pending", num(c.pending_repair), "", "counter-pending-repair"),
+    counter("Copies repaired", num(c.repaired), "", "counter-repaired"),
+    counter("GC pending", num(c.pending_gc), "", "counter-pending-gc"),
+    counter("Copies collected", num(c.garbage_collected), "", "counter-collected"),
+    counter("Files", num(c.files), "", "counter-files"),
+    counter("Chunk copies", num(c.chunks_stored), "", "counter-chunks"),
+    counter("Used", fmtSize(c.used_bytes || 0) + " of " + fmtSize(c.capacity_bytes || 0), "", "counter-used"));
+  if (c.leader_error) $("#counter-leader").title = c.leader_error;
+  $("#cluster-time").textContent = c.time ? "updated " + ago(c.time) : "";
+  $("#nodes tbody").replaceChildren(...list.map((n) => {
+    const used = n.used_bytes || 0, cap = n.capacity_bytes || 0;
+    const pct = cap ? Math.min(100, (used / cap) * 100) : 0;
+    const fill = h("span");
+    fill.style.width = Math.max(pct, used ? 1 : 0) + "%";
+    return h("tr", { dataset: { node: n.id, state: n.state, alive: String(n.alive) } },
+      h("td", { class: "mono" }, n.id, n.zone ? h("span", { class: "muted" }, " · " + n.zone) : null),
+      h("td", { class: "hide-sm mono" }, n.addr),
+      h("td", {}, h("span", { class: "pill " + n.state }, n.state)),
+      h("td", { class: "heartbeat", dataset: { time: n.last_heartbeat }, title: n.last_heartbeat }, ago(n.last_heartbeat)),
+      h("td", { class: "capacity" }, h("div", { class: "bar", role: "meter", "aria-label": "Used space of " + n.id, "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": pct.toFixed(1) }, fill),
+        h("small", {}, fmtSize(used) + " chunks · " + fmtSize(n.free_bytes || 0) + " free")),
+      h("td", { class: "num" }, num(n.chunks)));
+  }));
+  $("#coordinators").replaceChildren(...(c.coordinators && c.coordinators.length ? c.coordinators.map((x) => h("li", {},
+    h("span", { class: "mono" }, x.addr), h("span", { class: "pill " + (x.alive ? "alive" : "dead") }, x.alive ? "alive" : "unreachable"),
+    x.leader ? h("span", { class: "pill done" }, "leader") : null, x.error ? h("span", { class: "muted" }, x.error) : null))
+    : [h("li", { class: "muted" }, c.leader_error ? "Coordinator status unavailable: " + c.leader_error : "—")]));
+}
+
+setInterval(() => {
+  for (const td of document.querySelectorAll("#nodes td.heartbeat")) td.textContent = ago(td.dataset.time);
+  if (clusterInfo && current.view === "cluster") $("#cluster-time").textContent = "updated " + ago(clusterInfo.time);
+}, 1000);
+
+// ---------------------------------------------------------------- events
+
+let connectedOnce = false;
+
+function connect() {
+  const es = new EventSource(API + "/events");
+  const live = $("#live");
+  es.addEventListener("hello", () => {
+    live.classList.add("on");
+    $(".live-text", live).textContent = "Live";
+    // After a reconnect, events may have been missed: read again.
+    if (connectedOnce) route();
+    connectedOnce = true;
+  });
+  es.onerror = () => {
+    live.classList.remove("on");
+    $(".live-text", live).textContent = "Reconnecting…";
+  };
+  es.addEventListener("resync", () => route());
+  const onPath = (e) => {
+    const ev = JSON.parse(e.data);
+    if (current.view === "files" && ev.path.startsWith(current.prefix)) reloadSoon();
+    if (e.type === "file_deleted" && current.view === "file" && current.path === ev.path) {
+      toast(ev.path + " was deleted");
+      location.hash = filesHref(dirName(ev.path));
+    }
+  };
+  es.addEventListener("file", onPath);
+  es.addEventListener("file_deleted", onPath);
+  es.addEventListener("job", (e) => {
+    const ev = JSON.parse(e.data);
+    applyJob(ev.sha256, statusOf(ev.processing));
+    if (detail && detail.sha256 === ev.sha256) detail.processing = ev.processing;
+  });
+  es.addEventListener("node", (e) => {
+    const n = JSON.parse(e.data);
+    nodes.set(n.id, n);
+    renderCluster();
+  });
+  es.addEventListener("node_removed", (e) => {
+    nodes.delete(JSON.parse(e.data).id);
+    renderCluster();
+  });
+  es.addEventListener("cluster", (e) => {
+    clusterInfo = JSON.parse(e.data);
+    renderCluster();
+  });
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  window.addEventListener("hashchange", () => { $("#search").value = ""; route(); });
+  $("#file-input").addEventListener("change", (e) => { enqueue([...e.target.files]); e.target.value = ""; });
+  $("#upload-button").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").click(); }
+  });
+  $("#search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => showFiles(), 200);
+  });
+  $("#load-more").addEventListener("click", () => showFiles(true));
+  $("#clear-uploads").addEventListener("click", () => {
+    for (let i = uploads.length - 1; i >= 0; i--) {
+      if (["done", "duplicate", "error"].includes(uploads[i].state)) { uploads[i].el.remove(); uploads.splice(i, 1); }
+    }
+    $("#uploads-panel").hidden = uploads.length === 0;
+  });
+  $("#new-folder").addEventListener("click", async () => {
+    const name = await promptDialog({ title: "New folder", text: "Folders are path prefixes: this one appears once a file is uploaded into it.", label: "Folder name", ok: "Open" });
+    if (!name || !name.trim()) return;
+    const clean = name.trim().replace(/^\/+|\/+$/g, "");
+    if (clean.split("/").some((s) => s === "" || s === "." || s === "..")) { toast("A folder name may not hold empty, “.” or “..” parts", true); return; }
+    location.hash = filesHref(current.prefix + clean + "/");
+  });
+  $("#file-delete").addEventListener("click", async () => {
+    const path = current.path;
+    if (await deleteFile(path)) location.hash = filesHref(dirName(path));
+  });
+  $("#token-button").addEventListener("click", async () => {
+    if (auth.token) { auth.token = ""; updateTokenButton(); toast("Token forgotten"); }
+    else await auth.ask();
+  });
+
+  // Drag and drop anywhere on the page uploads to the folder shown.
+  let depth = 0;
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+  document.addEventListener("dragenter", (e) => { if (!hasFiles(e)) return; e.preventDefault(); depth++; document.body.classList.add("dragging"); });
+  document.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) document.body.classList.remove("dragging"); });
+  document.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    document.body.classList.remove("dragging");
+    if (current.view !== "files") location.hash = filesHref(current.prefix);
+    enqueue([...e.dataTransfer.files]);
+  });
+}
+
+async function main() {
+  wire();
+  try {
+    const info = await api("GET", "/info");
+    auth.required = !!info.auth_required;
+  } catch { /* the gateway will say so on each call */ }
+  updateTokenButton();
+  route();
+  connect();
+}
+
+main();
