@@ -240,13 +240,13 @@ function renderFiles(q) {
   for (const p of listing.prefixes) {
     const name = p.slice(current.prefix.length).replace(/\/$/, "");
     tbody.append(h("tr", { class: "folder", dataset: { prefix: p } },
-      h("td", { class: "name" }, h("a", { href: filesHref(p) }, h("span", { class: "ico", "aria-hidden": "true" }, "📁"), name)),
+      h("td", { class: "name" }, h("a", { href: filesHref(p) }, h("img", { class: "ico", src: "icons/folder.svg", alt: "" }), name)),
       h("td", { class: "num muted" }, "—"), h("td", { class: "hide-sm" }), h("td"), h("td")));
   }
   for (const f of listing.files) {
     const name = q ? f.path.slice(current.prefix.length) : baseName(f.path);
     tbody.append(h("tr", { class: "file", dataset: { path: f.path, sha256: f.sha256 } },
-      h("td", { class: "name" }, h("a", { href: fileHref(f.path) }, h("span", { class: "ico", "aria-hidden": "true" }, iconFor(f)), name)),
+      h("td", { class: "name" }, h("a", { href: fileHref(f.path) }, h("img", { class: "ico", src: "icons/" + iconFor(f) + ".svg", alt: "" }), name)),
       h("td", { class: "num" }, fmtSize(f.size)),
       h("td", { class: "hide-sm", title: f.modified }, fmtDate(f.modified)),
       h("td", { class: "status" }, pill(jobs.get(f.sha256) || statusOf(f.processing))),
@@ -264,10 +264,10 @@ function renderFiles(q) {
 function iconFor(f) {
   const t = f.content_type || "";
   const ext = f.path.split(".").pop().toLowerCase();
-  if (t.startsWith("image/") || ["png", "jpg", "jpeg", "gif", "webp", "svg"].includes(ext)) return "🖼";
-  if (t.startsWith("video/") || ["mp4", "webm", "mov", "mkv"].includes(ext)) return "🎞";
-  if (t.startsWith("audio/") || ["mp3", "ogg", "wav", "flac"].includes(ext)) return "🎵";
-  return "📄";
+  if (t.startsWith("image/") || ["png", "jpg", "jpeg", "gif", "webp", "svg"].includes(ext)) return "image";
+  if (t.startsWith("video/") || ["mp4", "webm", "mov", "mkv"].includes(ext)) return "video";
+  if (t.startsWith("audio/") || ["mp3", "ogg", "wav", "flac"].includes(ext)) return "audio";
+  return "file";
 }
 
 let reloadTimer = 0;
