@@ -68,6 +68,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newBenchCmd(g),
 		newFsckCmd(g),
 		newDrainCmd(g),
+		newStatusCmd(g),
 	)
 	return root
 }

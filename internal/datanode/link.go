@@ -204,6 +204,7 @@ func (l *link) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("chunk report: %w", err)
 	}
+	l.observeTerm(resp.LeaderTerm)
 	l.gen = resp.Generation
 	l.registered.Store(true)
 	l.ack(snap)
@@ -228,6 +229,7 @@ func (l *link) heartbeat(ctx context.Context) error {
 		l.requeueCorrupt(corrupt)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
+	l.observeTerm(resp.LeaderTerm)
 	if resp.Reregister {
 		// The coordinator restarted or forgot us: register again at once.
 		l.requeueCorrupt(corrupt)
@@ -259,4 +261,11 @@ func hashBytes(hs []dfs.Hash) [][]byte {
 		out[i] = hs[i][:]
 	}
 	return out
+}
+
+// observeTerm takes the newest leader term a coordinator knows of.
+func (l *link) observeTerm(term int64) {
+	if err := l.n.terms.observe(term); err != nil {
+		l.n.log.Warn("leader term", "err", err)
+	}
 }

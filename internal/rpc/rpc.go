@@ -111,7 +111,7 @@ func ToStatus(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, dfs.ErrNoSpace):
 		code = codes.ResourceExhausted
-	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch):
+	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch), errors.Is(err, dfs.ErrFenced), errors.Is(err, dfs.ErrNotLeader):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
