@@ -53,11 +53,11 @@ type cluster struct {
 	coords            []string
 	etcdClient, peers []string
 	restarts          int // of single coordinators, for their log names
-	picked   map[string]bool
-	gen      int     // how many times the cluster was launched
-	procs    []*proc // processes of the current launch, in start order
-	past     []*proc // processes of earlier launches, for their logs
-	broken   string  // why a shared cluster is unusable, if it is
+	picked            map[string]bool
+	gen               int     // how many times the cluster was launched
+	procs             []*proc // processes of the current launch, in start order
+	past              []*proc // processes of earlier launches, for their logs
+	broken            string  // why a shared cluster is unusable, if it is
 
 	mu    sync.Mutex
 	files map[string]string // remote path -> sha256 of every file put and not removed
