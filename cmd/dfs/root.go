@@ -69,6 +69,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newFsckCmd(g),
 		newDrainCmd(g),
 		newStatusCmd(g),
+		newEtcdCmd(),
 	)
 	return root
 }

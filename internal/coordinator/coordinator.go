@@ -140,6 +140,8 @@ type Server struct {
 	leaderSeen atomic.Value               // leaderInfo: who leads, as observed
 	lead       leadership
 
+	started time.Time // when New ran
+
 	peersMu sync.Mutex
 	peers   map[string]*grpc.ClientConn // other coordinators (status.go)
 
@@ -162,6 +164,7 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		locs:     map[dfs.Hash][]dfs.NodeID{},
 		changed:  make(chan struct{}),
 		sessions: map[string]*session{},
+		started:  time.Now(),
 	}
 	recs, err := m.Nodes(ctx)
 	if err != nil {

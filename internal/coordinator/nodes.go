@@ -413,3 +413,19 @@ func (s *Server) notEnoughNodesLocked(have, need int, size int64, holders []dfs.
 	}
 	return fmt.Errorf("%w: %s", kind, msg)
 }
+
+// coldLocked reports whether this coordinator may still be missing chunk
+// locations: some datanode of the registry has not registered with it
+// since it started, and it started less than a dead-node timeout ago. s.mu
+// is held.
+func (s *Server) coldLocked(now time.Time) bool {
+	if now.Sub(s.started) >= s.cfg.DeadAfter {
+		return false
+	}
+	for _, n := range s.nodes {
+		if n.gen == 0 && n.rec.GetAdminState() != "drained" {
+			return true
+		}
+	}
+	return false
+}

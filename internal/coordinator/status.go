@@ -181,6 +181,14 @@ func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 // forwardDrain hands a drain to the leader coordinator.
 func (s *Server) forwardDrain(ctx context.Context, req *api.DrainRequest) (*api.DrainResponse, error) {
 	leader, _ := s.Leader()
+	// Just after a start or a failover no leader may be known yet: wait
+	// for one a little, as the election takes about one lease.
+	for wait := time.Now().Add(2 * s.cfg.ElectionTTL); leader == "" && time.Now().Before(wait) && ctx.Err() == nil; leader, _ = s.Leader() {
+		if s.IsLeader() {
+			return s.Drain(ctx, req)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if leader == "" || leader == s.cfg.Addr {
 		return nil, rpc.ToStatus(fmt.Errorf("drain %s: %w, and no leader is known yet", req.Node, dfs.ErrNotLeader))
 	}

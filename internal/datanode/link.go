@@ -98,7 +98,9 @@ func (l *link) flush(ctx context.Context) {
 		l.mu.Lock()
 		done, ch := l.acked >= want, l.ackCh
 		l.mu.Unlock()
-		if done {
+		if done || !l.registered.Load() {
+			// Acknowledged; or the coordinator went away meanwhile, and
+			// its next registration's full report will carry the change.
 			return
 		}
 		select {
@@ -107,6 +109,15 @@ func (l *link) flush(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// wakeWaiters wakes flushes waiting for an acknowledgement, so they see
+// the link is down and stop waiting for a coordinator that is gone.
+func (l *link) wakeWaiters() {
+	l.mu.Lock()
+	close(l.ackCh)
+	l.ackCh = make(chan struct{})
+	l.mu.Unlock()
 }
 
 func (l *link) ack(seq uint64) {
@@ -139,6 +150,7 @@ func (l *link) run(ctx context.Context) {
 			failing = true
 			l.gen = 0
 			l.registered.Store(false)
+			l.wakeWaiters()
 		case err == nil && failing:
 			log.Info("coordinator reachable again")
 			failing = false
