@@ -106,6 +106,11 @@ var (
 	ErrNoSpace      = errors.New("no space left")
 	ErrUnavailable  = errors.New("unavailable")
 	ErrConflict     = errors.New("conflict")
+	// ErrFenced: a leader-only action carried a leader term older than
+	// the newest known, so a deposed leader's action was refused.
+	ErrFenced = errors.New("fenced: a newer leader term exists")
+	// ErrNotLeader: the action needs the leader coordinator.
+	ErrNotLeader = errors.New("not the leader coordinator")
 )
 
 // MaxPathLen is the longest path, in bytes, that dfs stores.
@@ -222,6 +227,10 @@ type NodeInfo struct {
 	ScrubbedBytes  int64     `json:"scrubbed_bytes"`
 	CorruptChunks  int64     `json:"corrupt_chunks"`
 	LastScrubPass  time.Time `json:"last_scrub_pass,omitzero"`
+	// Fencing: the newest leader term the node has seen, and how many
+	// commands of deposed leaders it refused.
+	LeaderTerm     int64 `json:"leader_term"`
+	FencedCommands int64 `json:"fenced_commands"`
 }
 
 // ChunkStore keeps chunks on one datanode. Implementations must make a chunk

@@ -1487,8 +1487,12 @@ type NodeStats struct {
 	ScrubbedBytes     int64 `protobuf:"varint,6,opt,name=scrubbed_bytes,json=scrubbedBytes,proto3" json:"scrubbed_bytes,omitempty"`
 	CorruptChunks     int64 `protobuf:"varint,7,opt,name=corrupt_chunks,json=corruptChunks,proto3" json:"corrupt_chunks,omitempty"`
 	ScrubPassUnixNano int64 `protobuf:"varint,8,opt,name=scrub_pass_unix_nano,json=scrubPassUnixNano,proto3" json:"scrub_pass_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Fencing: the newest leader term the node has seen, and the leader-only
+	// commands it refused because they carried an older term.
+	LeaderTerm     int64 `protobuf:"varint,9,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"`
+	FencedCommands int64 `protobuf:"varint,10,opt,name=fenced_commands,json=fencedCommands,proto3" json:"fenced_commands,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeStats) Reset() {
@@ -1573,6 +1577,20 @@ func (x *NodeStats) GetCorruptChunks() int64 {
 func (x *NodeStats) GetScrubPassUnixNano() int64 {
 	if x != nil {
 		return x.ScrubPassUnixNano
+	}
+	return 0
+}
+
+func (x *NodeStats) GetLeaderTerm() int64 {
+	if x != nil {
+		return x.LeaderTerm
+	}
+	return 0
+}
+
+func (x *NodeStats) GetFencedCommands() int64 {
+	if x != nil {
+		return x.FencedCommands
 	}
 	return 0
 }
@@ -2785,6 +2803,7 @@ func (x *ReplicateChunkResponse) GetStored() []string {
 
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Local         bool                   `protobuf:"varint,1,opt,name=local,proto3" json:"local,omitempty"` // only this coordinator's own view: no probing of others
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2817,6 +2836,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_dfs_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *StatusRequest) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
 }
 
 type CoordinatorStatus struct {
@@ -3607,7 +3633,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x18\n" +
-	"\x16ReportBadChunkResponse\"\xb0\x02\n" +
+	"\x16ReportBadChunkResponse\"\xfa\x02\n" +
 	"\tNodeStats\x12%\n" +
 	"\x0ecapacity_bytes\x18\x01 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
 	"\n" +
@@ -3618,7 +3644,11 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0fscrubbed_chunks\x18\x05 \x01(\x03R\x0escrubbedChunks\x12%\n" +
 	"\x0escrubbed_bytes\x18\x06 \x01(\x03R\rscrubbedBytes\x12%\n" +
 	"\x0ecorrupt_chunks\x18\a \x01(\x03R\rcorruptChunks\x12/\n" +
-	"\x14scrub_pass_unix_nano\x18\b \x01(\x03R\x11scrubPassUnixNano\"\\\n" +
+	"\x14scrub_pass_unix_nano\x18\b \x01(\x03R\x11scrubPassUnixNano\x12\x1f\n" +
+	"\vleader_term\x18\t \x01(\x03R\n" +
+	"leaderTerm\x12'\n" +
+	"\x0ffenced_commands\x18\n" +
+	" \x01(\x03R\x0efencedCommands\"\\\n" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
 	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"S\n" +
@@ -3706,8 +3736,9 @@ const file_dfs_proto_rawDesc = "" +
 	" \x01(\x03R\brepaired\x12+\n" +
 	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
-	"\x06stored\x18\x01 \x03(\tR\x06stored\"\x0f\n" +
-	"\rStatusRequest\"\x7f\n" +
+	"\x06stored\x18\x01 \x03(\tR\x06stored\"%\n" +
+	"\rStatusRequest\x12\x14\n" +
+	"\x05local\x18\x01 \x01(\bR\x05local\"\x7f\n" +
 	"\x11CoordinatorStatus\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x14\n" +

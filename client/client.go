@@ -57,6 +57,8 @@ type Client struct {
 	log    *slog.Logger
 	bufs   buffers
 
+	addrs []string // of coords, in order
+
 	mu   sync.Mutex
 	next int // coordinator to try first
 
@@ -107,6 +109,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.conns = append(c.conns, conn)
 		c.coords = append(c.coords, api.NewCoordinatorClient(conn))
+		c.addrs = append(c.addrs, addr)
 	}
 	if len(c.coords) == 0 {
 		return nil, errors.New("client: no coordinator address")
@@ -269,6 +272,7 @@ func (c *Client) Nodes(ctx context.Context) ([]dfs.NodeInfo, error) {
 		info.DrainRemaining = n.DrainRemaining
 		if st := n.Stats; st != nil {
 			info.ScrubbedChunks, info.ScrubbedBytes, info.CorruptChunks = st.ScrubbedChunks, st.ScrubbedBytes, st.CorruptChunks
+			info.LeaderTerm, info.FencedCommands = st.LeaderTerm, st.FencedCommands
 			if st.ScrubPassUnixNano != 0 {
 				info.LastScrubPass = time.Unix(0, st.ScrubPassUnixNano)
 			}

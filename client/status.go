@@ -2,17 +2,76 @@ package client
 
 import (
 	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // Status reports the control plane: the leader coordinator, every
-// coordinator and whether it answers, and etcd's members and health.
+// coordinator and whether it answers, and etcd's members and health. It
+// asks the first coordinator that answers, and probes the coordinators this
+// client was given that the answer does not list (one that crashed long ago
+// is no longer announced in etcd), so none it knows of is left out.
 func (c *Client) Status(ctx context.Context) (*api.StatusResponse, error) {
 	var resp *api.StatusResponse
-	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.Status(ctx, &api.StatusRequest{})
+	err := c.call(ctx, func(cc api.CoordinatorClient) error {
+		r, err := cc.Status(ctx, &api.StatusRequest{})
+		resp = r
 		return err
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	listed := map[string]bool{}
+	for _, cs := range resp.Coordinators {
+		listed[cs.Addr] = true
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, addr := range c.addrs {
+		if listed[addr] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cs := &api.CoordinatorStatus{Addr: addr}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			r, err := c.coords[i].Status(pctx, &api.StatusRequest{Local: true})
+			if err != nil {
+				cs.Error = rpc.FromStatus(err).Error()
+			} else {
+				cs.Alive = true
+				if len(r.Coordinators) == 1 {
+					cs.Leader, cs.Term = r.Coordinators[0].Leader, r.Coordinators[0].Term
+				}
+			}
+			mu.Lock()
+			resp.Coordinators = append(resp.Coordinators, cs)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(resp.Coordinators, func(a, b *api.CoordinatorStatus) int { return strings.Compare(a.Addr, b.Addr) })
+	return resp, nil
+}
+
+// Leader returns the leader coordinator's address and term as the first
+// coordinator that answers knows them ("" while there is none).
+func (c *Client) Leader(ctx context.Context) (string, int64, error) {
+	var resp *api.StatusResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) error {
+		r, err := cc.Status(ctx, &api.StatusRequest{Local: true})
+		resp = r
+		return err
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	return resp.Leader, resp.Term, nil
 }

@@ -33,6 +33,8 @@ type nodeOutput struct {
 	ScrubbedBytes  int64      `json:"scrubbed_bytes"`
 	CorruptChunks  int64      `json:"corrupt_chunks"`
 	LastScrubPass  *time.Time `json:"last_scrub_pass"`
+	LeaderTerm     int64      `json:"leader_term"`
+	FencedCommands int64      `json:"fenced_commands"`
 }
 
 func newNodesCmd(g *globals) *cobra.Command {
@@ -56,7 +58,8 @@ func newNodesCmd(g *globals) *cobra.Command {
 			for _, n := range nodes {
 				o := nodeOutput{ID: n.ID, Addr: n.Addr, GRPCAddr: n.GRPCAddr, Zone: n.Zone, Alive: n.Alive, State: n.State,
 					UsedBytes: n.UsedBytes, FreeBytes: n.FreeBytes, CapacityBytes: n.CapacityBytes, Chunks: n.Chunks,
-					DrainRemaining: n.DrainRemaining, ScrubbedChunks: n.ScrubbedChunks, ScrubbedBytes: n.ScrubbedBytes, CorruptChunks: n.CorruptChunks}
+					DrainRemaining: n.DrainRemaining, ScrubbedChunks: n.ScrubbedChunks, ScrubbedBytes: n.ScrubbedBytes, CorruptChunks: n.CorruptChunks,
+					LeaderTerm: n.LeaderTerm, FencedCommands: n.FencedCommands}
 				if !n.LastScrubPass.IsZero() {
 					t := n.LastScrubPass
 					o.LastScrubPass = &t
@@ -72,6 +75,11 @@ func newNodesCmd(g *globals) *cobra.Command {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
+			}
+			if leader, term, err := c.Leader(cmd.Context()); err == nil && leader != "" {
+				fmt.Printf("leader coordinator: %s (term %d)\n", leader, term)
+			} else if err == nil {
+				fmt.Println("leader coordinator: none")
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tHEARTBEAT\tADDR\tUSED\tFREE\tCHUNKS\tSCRUBBED\tCORRUPT")

@@ -92,6 +92,7 @@ type coordinatorFlags struct {
 	commitWait            time.Duration
 	repairInterval        time.Duration
 	gcInterval, gcGrace   time.Duration
+	electionTTL           time.Duration
 }
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
@@ -103,6 +104,7 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.repairInterval, "repair-interval", 10*time.Second, "time between scans for under-replicated chunks")
 	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "time between garbage collections")
 	f.DurationVar(&c.gcGrace, "gc-grace", time.Hour, "how old unreferenced data must be before it is collected")
+	f.DurationVar(&c.electionTTL, "election-ttl", 5*time.Second, "lease of the leader's election key: a leader silent this long is replaced (whole seconds, at least 1s)")
 }
 
 func (c *coordinatorFlags) config() coordinator.Config {
@@ -114,5 +116,6 @@ func (c *coordinatorFlags) config() coordinator.Config {
 		RepairInterval: c.repairInterval,
 		GCInterval:     c.gcInterval,
 		GCGrace:        c.gcGrace,
+		ElectionTTL:    c.electionTTL,
 	}
 }

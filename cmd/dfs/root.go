@@ -69,6 +69,8 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newBenchCmd(g),
 		newFsckCmd(g),
 		newDrainCmd(g),
+		newStatusCmd(g),
+		newEtcdCmd(),
 	)
 	return root
 }

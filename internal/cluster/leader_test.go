@@ -2,12 +2,21 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // Of several coordinators sharing one etcd, exactly one leads, and when it
@@ -48,5 +57,112 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 	})
 	if second.Server.Term() <= term {
 		t.Fatalf("new leader's term %d is not after the old one's %d", second.Server.Term(), term)
+	}
+}
+
+// A leader whose term has ended — its election key gone, as after a pause
+// past its lease — cannot act, whatever it still believes: its etcd writes
+// fail the fence, datanodes refuse its commands once they know a newer
+// term, and on its next round of work it finds out and steps down.
+func TestDeposedLeaderIsFenced(t *testing.T) {
+	cl, c := startCluster(t, func(c *cluster.Config) {
+		c.Coordinator.ElectionTTL = time.Second
+		c.Coordinator.GCGrace = 100 * time.Millisecond
+		c.Coordinator.GCInterval = time.Hour
+	})
+	ctx := context.Background()
+	srv := cl.Coordinator.Server
+	eventually(t, 10*time.Second, func() error {
+		if !srv.IsLeader() {
+			return fmt.Errorf("not leader yet")
+		}
+		return nil
+	})
+	put(t, c, "fence/garbage", randomBytes(3<<20, 90))
+	loc, err := c.Locate(ctx, "fence/garbage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, "fence/garbage"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // let the grace period pass: the condition under test
+
+	// Depose the leader behind its back: its election key vanishes, as it
+	// does when its lease expires while it is paused.
+	old := srv.Fence()
+	if old.IsZero() {
+		t.Fatal("the leader has no fence")
+	}
+	if _, err := cl.Coordinator.Client.Delete(ctx, old.Key); err != nil {
+		t.Fatal(err)
+	}
+	// Its etcd writes fail the fence.
+	contents, _, err := cl.Coordinator.Meta.Contents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range contents {
+		if _, err := cl.Coordinator.Meta.DeleteContent(ctx, old, e); !errors.Is(err, dfs.ErrFenced) {
+			t.Fatalf("delete content with an ended term: %v, want ErrFenced", err)
+		}
+	}
+	// Its next collection finds the term over and deletes nothing.
+	if err := srv.CollectGarbage(ctx); !errors.Is(err, dfs.ErrFenced) && !errors.Is(err, dfs.ErrNotLeader) {
+		t.Fatalf("garbage collection by a deposed leader: %v, want fenced", err)
+	}
+	for _, ch := range loc.Chunks {
+		for _, n := range cl.Nodes {
+			if _, err := os.Stat(chunkFile(n, ch.Hash)); err != nil {
+				t.Fatalf("chunk %s on %s after the deposed leader's collection: %v", ch.Hash.Short(), n.ID(), err)
+			}
+		}
+	}
+
+	// It campaigns again and wins a newer term; the datanodes learn it from
+	// heartbeats and refuse the old one.
+	eventually(t, 15*time.Second, func() error {
+		if srv.Term() <= old.Rev {
+			return fmt.Errorf("term %d, want a new one after %d", srv.Term(), old.Rev)
+		}
+		return nil
+	})
+	newTerm := srv.Term()
+	eventually(t, 10*time.Second, func() error {
+		nodes, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.LeaderTerm < newTerm {
+				return fmt.Errorf("datanode %s knows term %d, want %d", n.ID, n.LeaderTerm, newTerm)
+			}
+		}
+		return nil
+	})
+	n := cl.Nodes[0]
+	dn, err := rpc.Dial(n.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dn.Close()
+	h := loc.Chunks[0].Hash
+	_, err = api.NewDatanodeClient(dn).DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{h[:]}, Term: old.Rev})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "fenced") {
+		t.Fatalf("delete with the old term: %v, want refused as fenced", err)
+	}
+	if _, err := os.Stat(chunkFile(n, h)); err != nil {
+		t.Fatalf("chunk deleted by a refused command: %v", err)
+	}
+	// The current leader collects as usual.
+	if err := srv.CollectGarbage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range loc.Chunks {
+		for _, n := range cl.Nodes {
+			if _, err := os.Stat(chunkFile(n, ch.Hash)); err == nil {
+				t.Fatalf("garbage chunk %s still on %s after the leader's collection", ch.Hash.Short(), n.ID())
+			}
+		}
 	}
 }

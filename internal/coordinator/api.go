@@ -316,7 +316,14 @@ func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash) (*api.Loo
 	var off int64
 	for _, ch := range c.Chunks {
 		loc := &api.ChunkLocation{Hash: ch.Hash[:], Size: ch.Size, Offset: off}
-		for _, id := range s.liveReplicasLocked(ch.Hash, now) {
+		live := s.liveReplicasLocked(ch.Hash, now)
+		if len(live) == 0 && s.coldLocked(now) {
+			// Not every datanode has reported to this coordinator since it
+			// started: another coordinator may know the copies.
+			return nil, rpc.ToStatus(fmt.Errorf("%w: coordinator %s is starting: not every datanode has reported to it yet",
+				dfs.ErrUnavailable, s.cfg.Addr))
+		}
+		for _, id := range live {
 			loc.Nodes = append(loc.Nodes, string(id))
 			if _, ok := resp.Nodes[string(id)]; !ok {
 				resp.Nodes[string(id)] = s.apiNodeLocked(id)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
@@ -132,9 +133,18 @@ type Server struct {
 
 	heal healState // repair, drain and garbage collection (heal.go)
 
-	leader atomic.Bool  // elected (leader.go)
-	events eventsState  // ends Events streams on stop (events.go)
-	term   atomic.Int64 // election key revision while leader
+	// Leadership (leader.go).
+	leader     atomic.Bool                // elected, and not found deposed
+	fence      atomic.Pointer[meta.Fence] // the election key and term while leader
+	seenTerm   atomic.Int64               // newest term seen in the election
+	leaderSeen atomic.Value               // leaderInfo: who leads, as observed
+	lead       leadership
+	events     eventsState // ends Events streams on stop (events.go)
+
+	started time.Time // when New ran
+
+	peersMu sync.Mutex
+	peers   map[string]*grpc.ClientConn // other coordinators (status.go)
 
 	lease   clientv3.LeaseID
 	leaseMu sync.Mutex
@@ -155,6 +165,7 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		locs:     map[dfs.Hash][]dfs.NodeID{},
 		changed:  make(chan struct{}),
 		sessions: map[string]*session{},
+		started:  time.Now(),
 	}
 	recs, err := m.Nodes(ctx)
 	if err != nil {
@@ -168,9 +179,11 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	}
 	s.heal.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(4)
+	s.wg.Add(6)
 	go s.maintain()
 	go s.campaign()
+	go s.observeLeader()
+	go s.watchNodes()
 	go s.repairLoop()
 	go s.gcLoop()
 	return s, nil
@@ -181,6 +194,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.closeDatanodeConns()
+	s.closePeers()
 	s.leaseMu.Lock()
 	lease := s.lease
 	s.leaseMu.Unlock()
@@ -201,7 +215,7 @@ func (s *Server) renewLease(ctx context.Context) error {
 	s.leaseMu.Lock()
 	s.lease = g.ID
 	s.leaseMu.Unlock()
-	return nil
+	return s.meta.AnnounceCoordinator(ctx, s.cfg.Addr, g.ID)
 }
 
 func (s *Server) currentLease() clientv3.LeaseID {

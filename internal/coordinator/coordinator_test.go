@@ -79,7 +79,7 @@ func start(t *testing.T, cfg Config, registry ...*api.NodeRecord) *harness {
 	ctx := context.Background()
 	m := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name())))
 	for _, r := range registry {
-		if err := m.PutNode(ctx, r); err != nil {
+		if err := m.PutNode(ctx, meta.Fence{}, r); err != nil {
 			t.Fatal(err)
 		}
 	}

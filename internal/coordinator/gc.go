@@ -2,10 +2,15 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -60,6 +65,10 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	s.heal.gcMu.Lock()
 	defer s.heal.gcMu.Unlock()
 	var st GCStats
+	fence, err := s.confirmLeader(ctx)
+	if err != nil {
+		return st, fmt.Errorf("garbage collection: %w", err)
+	}
 	start := time.Now()
 	cutoff := start.Add(-s.cfg.GCGrace)
 
@@ -68,7 +77,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	s.collectPages(ctx, orphans, start)
+	s.collectPages(ctx, fence, orphans, start)
 	referenced, err := s.meta.ReferencedContents(ctx)
 	if err != nil {
 		return st, err
@@ -76,7 +85,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	live := map[dfs.Hash]struct{}{}
 	for _, e := range contents {
 		if referenced[e.Content.Hash] == 0 && e.Content.Created.Before(cutoff) {
-			ok, err := s.meta.DeleteContent(ctx, e)
+			ok, err := s.meta.DeleteContent(ctx, fence, e)
 			if err != nil {
 				return st, err
 			}
@@ -143,6 +152,10 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		s.heal.pendingGC = int64(st.KeptYoungChunks)
 		s.mu.Unlock()
 	}()
+	// The mark took a while: make sure the term has not ended since.
+	if _, err := s.confirmLeader(ctx); err != nil {
+		return st, fmt.Errorf("garbage collection: %w", err)
+	}
 	for id, hashes := range byNode {
 		dn, err := s.control(id)
 		if err != nil {
@@ -153,13 +166,18 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			batch := hashes[i:min(i+1000, len(hashes))]
 			// The datanode compares against its own clock: allow for the
 			// two clocks to differ.
-			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.Add(-skewMargin(s.cfg.GCGrace)).UnixNano()}
+			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.Add(-skewMargin(s.cfg.GCGrace)).UnixNano(), Term: fence.Rev}
 			for _, h := range batch {
 				req.Hashes = append(req.Hashes, h[:])
 			}
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			resp, err := dn.DeleteChunks(cctx, req)
 			cancel()
+			if status.Code(err) == codes.FailedPrecondition {
+				// The node knows a newer leader term: this one is over.
+				s.stepDown(fence.Rev)
+				return st, fmt.Errorf("garbage collection: node %s: %w", id, rpc.FromStatus(err))
+			}
 			if err != nil {
 				// Some may be deleted: count none of the batch's copies on
 				// this node until it reports again (repair errs on the
@@ -196,7 +214,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 // collectPages deletes chunk pages no content record has named for a
 // whole grace period. Page keys carry no time, so the first collection that
 // sees an orphan starts its clock.
-func (s *Server) collectPages(ctx context.Context, orphans []string, now time.Time) {
+func (s *Server) collectPages(ctx context.Context, fence meta.Fence, orphans []string, now time.Time) {
 	seen := map[string]time.Time{}
 	for _, p := range orphans {
 		first, ok := s.heal.orphanPages[p]
@@ -207,7 +225,7 @@ func (s *Server) collectPages(ctx context.Context, orphans []string, now time.Ti
 			seen[p] = first
 			continue
 		}
-		if ok, err := s.meta.DeletePages(ctx, p); err != nil {
+		if ok, err := s.meta.DeletePages(ctx, fence, p); err != nil {
 			s.log.Warn("gc: delete orphan chunk pages", "prefix", p, "err", err)
 			seen[p] = first
 		} else if ok {

@@ -239,6 +239,10 @@ type repairJob struct {
 // endangered first; when none is left, it trims extra copies and finishes
 // drains.
 func (s *Server) repairScan(ctx context.Context) {
+	if _, err := s.confirmLeader(ctx); err != nil {
+		s.log.Warn("repair scan", "err", err)
+		return
+	}
 	now := time.Now()
 	var jobs []repairJob
 	var over []repairJob
@@ -440,7 +444,7 @@ func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chai
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain})
+	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain, Term: s.Term()})
 	if err != nil {
 		s.log.Warn("repair: copy failed", "chunk", h.Short(), "from", src, "err", err)
 		return
@@ -467,7 +471,7 @@ func (s *Server) trim(ctx context.Context, over []repairJob) {
 			if err != nil {
 				continue
 			}
-			if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}}); err != nil {
+			if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}, Term: s.Term()}); err != nil {
 				s.log.Warn("trim: delete failed", "chunk", j.hash.Short(), "node", id, "err", err)
 				continue
 			}
@@ -490,7 +494,11 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 		return nil
 	}
 	rec.AdminState = state
-	if err := s.meta.PutNode(ctx, rec); err != nil {
+	f := s.fence.Load()
+	if f == nil {
+		return fmt.Errorf("set node %s %s: %w", id, state, dfs.ErrNotLeader)
+	}
+	if err := s.meta.PutNode(ctx, *f, rec); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -509,6 +517,10 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 // Drain implements api.CoordinatorServer.
 func (s *Server) Drain(ctx context.Context, req *api.DrainRequest) (*api.DrainResponse, error) {
 	id := dfs.NodeID(req.Node)
+	if !s.IsLeader() {
+		// Only the leader moves chunks: hand the request to it.
+		return s.forwardDrain(ctx, req)
+	}
 	// A drain needs somewhere to put the copies: Replicas other nodes
 	// that take writes.
 	now := time.Now()

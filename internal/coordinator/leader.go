@@ -2,22 +2,119 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/meta"
 )
 
 // Leadership. Every coordinator serves the client API; only the one elected
 // with etcd's election API (under the schema's election key) runs the
 // background work of heal.go and gc.go, so two coordinators never repair,
-// trim or collect at once. The election key's revision is the leader's term.
+// trim or collect at once.
+//
+// Being elected is not enough to act safely: a leader can be paused (a GC
+// pause, SIGSTOP, a slow disk) or cut off past its session's lease, and a
+// successor elected meanwhile, while it still believes it leads. So every
+// leader-only action is fenced by the leader's term, the create revision of
+// its election key:
+//
+//   - every leader-only etcd write is a transaction that compares the
+//     election key's create revision with the term (meta.Fence), so it
+//     fails once the key is gone, however late it arrives;
+//   - every leader-only datanode command (copy, trim, delete) carries the
+//     term, and a datanode refuses one older than the newest term it has
+//     seen. Every coordinator watches the election and tells the datanodes
+//     the newest term in each heartbeat answer, so they learn a successor's
+//     term within a heartbeat of its election, before it sends anything;
+//   - before each round of leader-only work the leader confirms, with a
+//     linearizable read, that its key still exists, and steps down if not.
 
-// IsLeader reports whether this coordinator is the leader now.
+// IsLeader reports whether this coordinator believes it leads now.
 func (s *Server) IsLeader() bool { return s.leader.Load() }
 
 // Term is the revision of this coordinator's election key while it leads,
 // and 0 otherwise.
-func (s *Server) Term() int64 { return s.term.Load() }
+func (s *Server) Term() int64 {
+	if f := s.fence.Load(); f != nil {
+		return f.Rev
+	}
+	return 0
+}
+
+// KnownTerm is the newest leader term this coordinator knows of: its own
+// while it leads, or the newest it has seen in the election.
+func (s *Server) KnownTerm() int64 { return max(s.seenTerm.Load(), s.Term()) }
+
+// Leader returns the address of the leader coordinator as last observed, and
+// its term; "" while none is known.
+func (s *Server) Leader() (string, int64) {
+	l, _ := s.leaderSeen.Load().(leaderInfo)
+	return l.addr, l.term
+}
+
+type leaderInfo struct {
+	addr string
+	term int64
+}
+
+// leadership is the state of the election loop.
+type leadership struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc // ends the current term early (step down)
+}
+
+// confirmLeader checks, with a linearizable read, that this coordinator's
+// election key still exists at its term, and returns the fence for the
+// work it is about to do. A coordinator that finds it was deposed steps
+// down at once.
+func (s *Server) confirmLeader(ctx context.Context) (meta.Fence, error) {
+	f := s.fence.Load()
+	if f == nil {
+		return meta.Fence{}, dfs.ErrNotLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ok, err := s.meta.Holds(ctx, *f)
+	if err != nil {
+		return meta.Fence{}, fmt.Errorf("confirm leadership: %w", err)
+	}
+	if !ok {
+		s.stepDown(f.Rev)
+		return meta.Fence{}, fmt.Errorf("%w: leader term %d has ended", dfs.ErrFenced, f.Rev)
+	}
+	return *f, nil
+}
+
+// stepDown ends the term if it is still the current one.
+func (s *Server) stepDown(term int64) {
+	if s.Term() != term {
+		return
+	}
+	s.log.Warn("stepping down: leader term ended", "term", term)
+	s.fence.Store(nil)
+	s.leader.Store(false)
+	s.lead.mu.Lock()
+	if s.lead.cancel != nil {
+		s.lead.cancel()
+	}
+	s.lead.mu.Unlock()
+}
+
+// noteTerm records a leader term seen in the election.
+func (s *Server) noteTerm(term int64) {
+	for {
+		old := s.seenTerm.Load()
+		if term <= old || s.seenTerm.CompareAndSwap(old, term) {
+			return
+		}
+	}
+}
 
 // campaign runs for leader until the coordinator closes, campaigning again
 // whenever its etcd session is lost.
@@ -35,7 +132,7 @@ func (s *Server) campaign() {
 }
 
 // leadOnce campaigns with a fresh session and, once elected, leads until
-// the session ends or the coordinator closes.
+// the session ends, the term is found ended, or the coordinator closes.
 func (s *Server) leadOnce() error {
 	sess, err := concurrency.NewSession(s.meta.Client(), concurrency.WithTTL(int(s.cfg.ElectionTTL/time.Second)), concurrency.WithContext(s.ctx))
 	if err != nil {
@@ -46,20 +143,79 @@ func (s *Server) leadOnce() error {
 	if err := e.Campaign(s.ctx, s.cfg.Addr); err != nil {
 		return err
 	}
-	s.term.Store(e.Rev())
+	lctx, lcancel := context.WithCancel(s.ctx)
+	defer lcancel()
+	s.lead.mu.Lock()
+	s.lead.cancel = lcancel
+	s.lead.mu.Unlock()
+
+	term := e.Rev()
+	s.noteTerm(term)
+	s.fence.Store(&meta.Fence{Key: e.Key(), Rev: term})
 	s.leader.Store(true)
-	s.log.Info("elected leader", "term", e.Rev())
+	s.leaderSeen.Store(leaderInfo{addr: s.cfg.Addr, term: term})
+	s.log.Info("elected leader", "term", term)
 	select {
-	case <-s.ctx.Done():
+	case <-lctx.Done():
 	case <-sess.Done():
-		s.log.Warn("leadership lost: etcd session ended", "term", e.Rev())
+		s.log.Warn("leadership lost: etcd session ended", "term", term)
 	}
-	s.leader.Store(false)
-	s.term.Store(0)
+	s.stepDown(term)
 	if s.ctx.Err() != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		e.Resign(ctx) // let a standby take over at once
 	}
 	return nil
+}
+
+// observeLeader follows the election, leader or not: who leads, and the
+// newest term, which every heartbeat answer passes on to the datanodes.
+func (s *Server) observeLeader() {
+	defer s.wg.Done()
+	cli := s.meta.Client()
+	prefix := s.meta.Schema().Election() + "/"
+	for s.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		resp, err := cli.Get(ctx, prefix, clientv3.WithFirstCreate()...)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				if !s.IsLeader() {
+					s.leaderSeen.Store(leaderInfo{})
+				}
+				select {
+				case <-s.ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		var li leaderInfo
+		if len(resp.Kvs) == 1 {
+			li = leaderInfo{addr: string(resp.Kvs[0].Value), term: resp.Kvs[0].CreateRevision}
+			s.noteTerm(li.term)
+		}
+		if !s.IsLeader() || li.term >= s.Term() {
+			s.leaderSeen.Store(li)
+		}
+		// Wait for the election to change. A watch that breaks (etcd lost
+		// its quorum, a compaction) just makes us read again.
+		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+		wch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		select {
+		case <-s.ctx.Done():
+		case <-wch:
+		}
+		wcancel()
+	}
+}
+
+// Fence returns the fence of this coordinator's term while it leads, and
+// the zero Fence otherwise.
+func (s *Server) Fence() meta.Fence {
+	if f := s.fence.Load(); f != nil {
+		return *f
+	}
+	return meta.Fence{}
 }

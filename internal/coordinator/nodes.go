@@ -105,10 +105,13 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 
 	changed := rec.Addr != nd.Addr || rec.GrpcAddr != nd.GrpcAddr || rec.Zone != nd.Zone
 	rec.Addr, rec.GrpcAddr, rec.Zone = nd.Addr, nd.GrpcAddr, nd.Zone
+	fromEtcd := false
 	if changed {
-		if err := s.meta.PutNode(ctx, rec); err != nil {
+		stored, err := s.meta.RegisterNode(ctx, id, nd.Addr, nd.GrpcAddr, nd.Zone)
+		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "register %s: %v", id, err)
 		}
+		rec, fromEtcd = stored, true
 	}
 
 	s.mu.Lock()
@@ -119,7 +122,7 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 		s.nodes[id] = n
 	}
 	s.gen++
-	if n.rec != nil {
+	if n.rec != nil && !fromEtcd {
 		// Keep an administrative state set meanwhile (a drain started).
 		rec.AdminState = n.rec.AdminState
 	}
@@ -128,7 +131,7 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 		n.stats = cloneStats(req.Stats)
 	}
 	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen)
-	return &api.RegisterResponse{Generation: n.gen}, nil
+	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm()}, nil
 }
 
 func cloneStats(st *api.NodeStats) *api.NodeStats {
@@ -197,7 +200,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	defer s.mu.Unlock()
 	n := s.nodes[id]
 	if n == nil || n.gen == 0 || n.gen != req.Generation {
-		return &api.HeartbeatResponse{Reregister: true}, nil
+		return &api.HeartbeatResponse{Reregister: true, LeaderTerm: s.KnownTerm()}, nil
 	}
 	n.lastBeat = time.Now()
 	if req.Stats != nil {
@@ -227,7 +230,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	if grew {
 		s.notifyLocked()
 	}
-	return &api.HeartbeatResponse{}, nil
+	return &api.HeartbeatResponse{LeaderTerm: s.KnownTerm()}, nil
 }
 
 // NodeTable returns every known datanode, by id.
@@ -409,4 +412,20 @@ func (s *Server) notEnoughNodesLocked(have, need int, size int64, holders []dfs.
 		msg += ": " + strings.Join(why, ", ")
 	}
 	return fmt.Errorf("%w: %s", kind, msg)
+}
+
+// coldLocked reports whether this coordinator may still be missing chunk
+// locations: some datanode of the registry has not registered with it
+// since it started, and it started less than a dead-node timeout ago. s.mu
+// is held.
+func (s *Server) coldLocked(now time.Time) bool {
+	if now.Sub(s.started) >= s.cfg.DeadAfter {
+		return false
+	}
+	for _, n := range s.nodes {
+		if n.gen == 0 && n.rec.GetAdminState() != "drained" {
+			return true
+		}
+	}
+	return false
 }

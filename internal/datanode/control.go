@@ -39,6 +39,10 @@ var never = time.Unix(0, math.MaxInt64)
 // count. The coordinators hear of the removals before it answers (or
 // ReportWait passed).
 func (c *control) DeleteChunks(ctx context.Context, req *api.DeleteChunksRequest) (*api.DeleteChunksResponse, error) {
+	if err := c.n.terms.admit(req.Term, "delete chunks"); err != nil {
+		c.n.log.Warn("refused a deposed leader's command", "err", err)
+		return nil, rpc.ToStatus(fmt.Errorf("node %s: %w", c.n.id, err))
+	}
 	since := never
 	if req.UnlessModifiedSinceUnixNano != 0 {
 		since = time.Unix(0, req.UnlessModifiedSinceUnixNano)
@@ -121,6 +125,10 @@ func (c *control) ReplicateChunk(ctx context.Context, req *api.ReplicateChunkReq
 	}
 	if len(req.Targets) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "replicate: no targets")
+	}
+	if err := c.n.terms.admit(req.Term, "replicate chunk "+h.Short()); err != nil {
+		c.n.log.Warn("refused a deposed leader's command", "err", err)
+		return nil, rpc.ToStatus(fmt.Errorf("node %s: %w", c.n.id, err))
 	}
 	f, size, err := c.n.store.Open(h)
 	if err != nil {

@@ -95,6 +95,7 @@ type Node struct {
 	addr, grpcAddr string // advertised
 
 	links []*link
+	terms *terms // the newest leader term seen (term.go)
 
 	scrub        *scrubber // nil when scrubbing is off
 	corruptFound atomic.Int64
@@ -140,8 +141,12 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	terms, err := loadTerms(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id),
-		quarantining: make(map[dfs.ChunkHash]int)}
+		quarantining: make(map[dfs.ChunkHash]int), terms: terms}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n})
 	if err != nil {
@@ -316,6 +321,7 @@ func (n *Node) stats() *api.NodeStats {
 	}
 	st := &api.NodeStats{CapacityBytes: capacity, UsedBytes: used, FreeBytes: free, Chunks: chunks,
 		CorruptChunks: n.corruptFound.Load()}
+	st.LeaderTerm, st.FencedCommands = n.terms.stats()
 	if n.scrub != nil {
 		st.ScrubbedChunks = n.scrub.chunks.Load()
 		st.ScrubbedBytes = n.scrub.bytes.Load()

@@ -98,7 +98,9 @@ func (l *link) flush(ctx context.Context) {
 		l.mu.Lock()
 		done, ch := l.acked >= want, l.ackCh
 		l.mu.Unlock()
-		if done {
+		if done || !l.registered.Load() {
+			// Acknowledged; or the coordinator went away meanwhile, and
+			// its next registration's full report will carry the change.
 			return
 		}
 		select {
@@ -107,6 +109,15 @@ func (l *link) flush(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// wakeWaiters wakes flushes waiting for an acknowledgement, so they see
+// the link is down and stop waiting for a coordinator that is gone.
+func (l *link) wakeWaiters() {
+	l.mu.Lock()
+	close(l.ackCh)
+	l.ackCh = make(chan struct{})
+	l.mu.Unlock()
 }
 
 func (l *link) ack(seq uint64) {
@@ -139,6 +150,7 @@ func (l *link) run(ctx context.Context) {
 			failing = true
 			l.gen = 0
 			l.registered.Store(false)
+			l.wakeWaiters()
 		case err == nil && failing:
 			log.Info("coordinator reachable again")
 			failing = false
@@ -204,6 +216,7 @@ func (l *link) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("chunk report: %w", err)
 	}
+	l.observeTerm(resp.LeaderTerm)
 	l.gen = resp.Generation
 	l.registered.Store(true)
 	l.ack(snap)
@@ -228,6 +241,7 @@ func (l *link) heartbeat(ctx context.Context) error {
 		l.requeueCorrupt(corrupt)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
+	l.observeTerm(resp.LeaderTerm)
 	if resp.Reregister {
 		// The coordinator restarted or forgot us: register again at once.
 		l.requeueCorrupt(corrupt)
@@ -259,4 +273,11 @@ func hashBytes(hs []dfs.Hash) [][]byte {
 		out[i] = hs[i][:]
 	}
 	return out
+}
+
+// observeTerm takes the newest leader term a coordinator knows of.
+func (l *link) observeTerm(term int64) {
+	if err := l.n.terms.observe(term); err != nil {
+		l.n.log.Warn("leader term", "err", err)
+	}
 }

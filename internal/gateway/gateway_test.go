@@ -532,8 +532,8 @@ func TestFiles(t *testing.T) {
 		if ci.NodesAlive != 3 || ci.NodesTotal != 3 || ci.ChunksStored == 0 || ci.Files == 0 || ci.CountersError != "" {
 			t.Fatalf("cluster: %+v", ci)
 		}
-		if ci.Leader == "" && ci.LeaderError == "" {
-			t.Fatalf("cluster names no leader and says not why: %+v", ci)
+		if ci.Leader != e.cl.Addr() || ci.LeaderError != "" || len(ci.Coordinators) != 1 || !ci.Coordinators[0].Leader {
+			t.Fatalf("cluster: leader %q (error %q), coordinators %+v; want the one coordinator %s as leader", ci.Leader, ci.LeaderError, ci.Coordinators, e.cl.Addr())
 		}
 	})
 

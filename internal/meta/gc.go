@@ -74,7 +74,7 @@ func (s *Store) Contents(ctx context.Context) ([]ContentEntry, []string, error) 
 
 // DeletePages deletes the pages under an orphan prefix, unless a content
 // record naming them exists by now.
-func (s *Store) DeletePages(ctx context.Context, prefix string) (bool, error) {
+func (s *Store) DeletePages(ctx context.Context, f Fence, prefix string) (bool, error) {
 	rest := strings.TrimPrefix(prefix, s.schema.ContentsPrefix())
 	name, layout, ok := strings.Cut(strings.TrimSuffix(rest, "/"), "/")
 	h, err := dfs.ParseHash(name)
@@ -97,12 +97,15 @@ func (s *Store) DeletePages(ctx context.Context, prefix string) (bool, error) {
 		rev = resp.Kvs[0].ModRevision
 	}
 	txn, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		If(append(f.cmps(), clientv3.Compare(clientv3.ModRevision(key), "=", rev))...).
 		Then(clientv3.OpDelete(prefix, clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return false, fmt.Errorf("delete pages of %s: %w", h.Short(), etcdErr(err))
 	}
-	return txn.Succeeded, nil
+	if !txn.Succeeded {
+		return false, s.fenced(ctx, f, "delete pages of "+h.Short())
+	}
+	return true, nil
 }
 
 func (s *Store) contents(ctx context.Context) ([]ContentEntry, []string, error) {
@@ -191,10 +194,10 @@ func (s *Store) ReferencedContents(ctx context.Context) (map[dfs.Hash]int, error
 // DeleteContent deletes a content record, its pages, its job and its
 // reference mark, unless the record or the mark changed since e was read.
 // It reports whether it deleted.
-func (s *Store) DeleteContent(ctx context.Context, e ContentEntry) (bool, error) {
+func (s *Store) DeleteContent(ctx context.Context, f Fence, e ContentEntry) (bool, error) {
 	h := e.Content.Hash
 	key, ref := s.schema.Content(h), s.schema.Ref(h)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", e.ModRev)}
+	cmps := append(f.cmps(), clientv3.Compare(clientv3.ModRevision(key), "=", e.ModRev))
 	if e.RefRev == 0 {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ref), "=", 0))
 	} else {
@@ -209,5 +212,8 @@ func (s *Store) DeleteContent(ctx context.Context, e ContentEntry) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("delete content %s: %w", h.Short(), etcdErr(err))
 	}
-	return resp.Succeeded, nil
+	if !resp.Succeeded {
+		return false, s.fenced(ctx, f, "delete content "+h.Short())
+	}
+	return true, nil
 }

@@ -25,6 +25,8 @@ import (
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
 //	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing
+//	<root>/v1/coordinators/<grpc addr>      empty; on the lease of a running
+//	                                        coordinator, so the live ones can be listed
 //	<root>/v1/election/coordinator          etcd election: the leader coordinator
 //	<root>/v1/locks/<sha256>                etcd mutexes: a job's worker
 //
@@ -98,6 +100,12 @@ func (s Schema) JobsPrefix() string { return s.root + "jobs/" }
 
 // Job is the key of a content's processing job.
 func (s Schema) Job(h dfs.ContentHash) string { return s.JobsPrefix() + h.String() }
+
+// CoordinatorsPrefix holds the running coordinators.
+func (s Schema) CoordinatorsPrefix() string { return s.root + "coordinators/" }
+
+// Coordinator is the key a running coordinator keeps on its lease.
+func (s Schema) Coordinator(addr string) string { return s.CoordinatorsPrefix() + addr }
 
 // Election is the prefix coordinators campaign on.
 func (s Schema) Election() string { return s.root + "election/coordinator" }

@@ -466,11 +466,11 @@ func TestNodeRegistry(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	for _, id := range []string{"dn-b", "dn-a", "dn-c"} {
-		if err := s.PutNode(ctx, &api.NodeRecord{Id: id, Addr: id + ":1"}); err != nil {
+		if err := s.PutNode(ctx, meta.Fence{}, &api.NodeRecord{Id: id, Addr: id + ":1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutNode(ctx, &api.NodeRecord{Id: "dn-a", Addr: "moved:2"}); err != nil {
+	if err := s.PutNode(ctx, meta.Fence{}, &api.NodeRecord{Id: "dn-a", Addr: "moved:2"}); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := s.Nodes(ctx)
@@ -518,7 +518,7 @@ func TestDeleteContentLosesToANewReference(t *testing.T) {
 	if _, dup := commit(t, s, "b", c); !dup {
 		t.Fatal("second commit of the content is not a duplicate")
 	}
-	ok, err := s.DeleteContent(ctx, entries[0])
+	ok, err := s.DeleteContent(ctx, meta.Fence{}, entries[0])
 	if err != nil || ok {
 		t.Fatalf("delete of a content referenced again: %v, %v; want refused", ok, err)
 	}
@@ -530,7 +530,7 @@ func TestDeleteContentLosesToANewReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	entries, _, _ = s.Contents(ctx)
-	if ok, err := s.DeleteContent(ctx, entries[0]); err != nil || !ok {
+	if ok, err := s.DeleteContent(ctx, meta.Fence{}, entries[0]); err != nil || !ok {
 		t.Fatalf("delete of an unreferenced content: %v, %v", ok, err)
 	}
 	if _, err := s.GetContent(ctx, c.Hash); !errors.Is(err, dfs.ErrNotFound) {
@@ -558,7 +558,7 @@ func TestOrphanPages(t *testing.T) {
 	if len(entries) != 1 || len(orphans) != 1 || !strings.HasPrefix(page, orphans[0]) {
 		t.Fatalf("contents %d, orphans %v; want 1 content and the orphan page set of %s", len(entries), orphans, page)
 	}
-	if ok, err := s.DeletePages(ctx, orphans[0]); err != nil || !ok {
+	if ok, err := s.DeletePages(ctx, meta.Fence{}, orphans[0]); err != nil || !ok {
 		t.Fatalf("delete orphan pages: %v, %v", ok, err)
 	}
 	if n := keyCount(t, orphans[0]); n != 0 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -58,6 +59,17 @@ type Commit struct {
 // already stored (the file then points at the existing record and no job is
 // queued). A path that exists is replaced; its created time is kept.
 func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
+	// Every step is idempotent: a retry after an attempt that did commit
+	// finds the content stored and points the path at it again.
+	err = retryWrite(ctx, func(ctx context.Context) error {
+		var err error
+		info, duplicate, err = s.commitFile(ctx, c)
+		return err
+	})
+	return info, duplicate, err
+}
+
+func (s *Store) commitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
 	ckey := s.schema.Content(h)
 	exists, err := s.cli.Get(ctx, ckey, clientv3.WithCountOnly())
@@ -218,7 +230,7 @@ func FileFromRecord(r *api.FileRecord) (dfs.FileInfo, error) {
 
 // GetFile returns the record of path, or an error wrapping dfs.ErrNotFound.
 func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) {
-	resp, err := s.cli.Get(ctx, s.schema.File(path))
+	resp, err := s.read(ctx, s.schema.File(path))
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("get %s: %w", path, etcdErr(err))
 	}
@@ -241,7 +253,7 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 	// a miss needs the linearizable read.
 	resp, err := s.cli.Get(ctx, key, clientv3.WithSerializable())
 	if err == nil && len(resp.Kvs) == 0 {
-		resp, err = s.cli.Get(ctx, key)
+		resp, err = s.read(ctx, key)
 	}
 	if err != nil {
 		return dfs.Content{}, fmt.Errorf("get content %s: %w", h.Short(), etcdErr(err))
@@ -300,14 +312,19 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 
 // DeleteFile removes a path, or fails with an error wrapping dfs.ErrNotFound.
 func (s *Store) DeleteFile(ctx context.Context, path string) error {
-	resp, err := s.cli.Delete(ctx, s.schema.File(path))
-	if err != nil {
-		return fmt.Errorf("delete %s: %w", path, etcdErr(err))
-	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
-	}
-	return nil
+	tries := 0
+	return retryWrite(ctx, func(ctx context.Context) error {
+		tries++
+		resp, err := s.cli.Delete(ctx, s.schema.File(path))
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+		}
+		if resp.Deleted == 0 && tries == 1 {
+			return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
+		}
+		// Gone on a retry: the attempt that timed out deleted it.
+		return nil
+	})
 }
 
 // Listing is one page of a listing.
@@ -339,7 +356,7 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 	}
 	count := 0
 	for start < end {
-		resp, err := s.cli.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(int64(limit-count)+1))
+		resp, err := s.read(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(int64(limit-count)+1))
 		if err != nil {
 			return out, fmt.Errorf("list %q: %w", prefix, etcdErr(err))
 		}
@@ -385,14 +402,19 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 	return out, nil
 }
 
-// PutNode writes a datanode's registry record.
-func (s *Store) PutNode(ctx context.Context, rec *api.NodeRecord) error {
+// PutNode writes a datanode's registry record, if f holds.
+func (s *Store) PutNode(ctx context.Context, f Fence, rec *api.NodeRecord) error {
 	val, err := proto.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := s.cli.Put(ctx, s.schema.Node(dfs.NodeID(rec.Id)), string(val)); err != nil {
+	resp, err := s.cli.Txn(ctx).If(f.cmps()...).
+		Then(clientv3.OpPut(s.schema.Node(dfs.NodeID(rec.Id)), string(val))).Commit()
+	if err != nil {
 		return fmt.Errorf("put node %s: %w", rec.Id, etcdErr(err))
+	}
+	if !resp.Succeeded {
+		return s.fenced(ctx, f, "put node "+rec.Id)
 	}
 	return nil
 }
@@ -422,10 +444,12 @@ func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease c
 	if err != nil {
 		return err
 	}
-	if _, err := s.cli.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
-		return fmt.Errorf("open session: %w", etcdErr(err))
-	}
-	return nil
+	return retryWrite(ctx, func(ctx context.Context) error {
+		if _, err := s.cli.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
+			return fmt.Errorf("open session: %w", etcdErr(err))
+		}
+		return nil
+	})
 }
 
 // CloseSession deletes a session record.
@@ -462,5 +486,130 @@ func etcdErr(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
+	if noLeader(err) {
+		return fmt.Errorf("%w: metadata store has no quorum (too few etcd members are up): %v", dfs.ErrUnavailable, err)
+	}
 	return fmt.Errorf("%w: etcd: %v", dfs.ErrUnavailable, err)
+}
+
+// RegisterNode records a datanode's addresses and zone, creating its record
+// if it is new, and returns the record as stored. Any coordinator may call
+// it; it keeps what only the leader writes (the administrative state) as it
+// is in etcd, so a coordinator that has not yet seen a drain cannot undo it.
+func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr, zone string) (*api.NodeRecord, error) {
+	key := s.schema.Node(id)
+	for {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
+		}
+		rec := &api.NodeRecord{Id: string(id), RegisteredUnixNano: time.Now().UnixNano()}
+		var rev int64
+		if len(resp.Kvs) == 1 {
+			rev = resp.Kvs[0].ModRevision
+			if err := proto.Unmarshal(resp.Kvs[0].Value, rec); err != nil {
+				return nil, fmt.Errorf("register node %s: bad record: %w", id, err)
+			}
+			if rec.Addr == addr && rec.GrpcAddr == grpcAddr && rec.Zone == zone {
+				return rec, nil
+			}
+		}
+		rec.Addr, rec.GrpcAddr, rec.Zone = addr, grpcAddr, zone
+		val, err := proto.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+			Then(clientv3.OpPut(key, string(val))).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
+		}
+		if txn.Succeeded {
+			return rec, nil
+		}
+		// Changed meanwhile (a drain, another coordinator): read again.
+	}
+}
+
+// AnnounceCoordinator records a running coordinator on its lease.
+func (s *Store) AnnounceCoordinator(ctx context.Context, addr string, lease clientv3.LeaseID) error {
+	if _, err := s.cli.Put(ctx, s.schema.Coordinator(addr), "", clientv3.WithLease(lease)); err != nil {
+		return fmt.Errorf("announce coordinator %s: %w", addr, etcdErr(err))
+	}
+	return nil
+}
+
+// Coordinators lists the running coordinators' addresses. It reads the
+// local etcd member's state (serializable), so it answers even when etcd
+// has lost its quorum.
+func (s *Store) Coordinators(ctx context.Context) ([]string, error) {
+	resp, err := s.cli.Get(ctx, s.schema.CoordinatorsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+	if err != nil {
+		return nil, fmt.Errorf("list coordinators: %w", etcdErr(err))
+	}
+	var out []string
+	for _, kv := range resp.Kvs {
+		out = append(out, strings.TrimPrefix(string(kv.Key), s.schema.CoordinatorsPrefix()))
+	}
+	return out, nil
+}
+
+// read is a linearizable Get that falls back to this member's own state
+// (serializable) when etcd has no leader: paths then still resolve, to what
+// they were when the quorum was lost, and reads of committed files keep
+// working while writes cannot.
+func (s *Store) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, opts...)
+	if err == nil || ctx.Err() != nil || !noLeader(err) {
+		return resp, err
+	}
+	return s.cli.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+}
+
+// noLeader reports whether err says the etcd member has no leader (lost
+// its quorum).
+func noLeader(err error) bool {
+	return errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrGRPCNoLeader) ||
+		strings.Contains(err.Error(), rpctypes.ErrNoLeader.Error())
+}
+
+// Writes on the client path are tried in short attempts. When etcd's
+// leader dies, a proposal in flight through another member is lost and
+// etcd answers only when its own request timeout (about 7 s) runs out; a
+// new leader is there after about one election timeout (1 s), so a fresh
+// attempt succeeds long before. Without a quorum, attempts fail at once
+// (they require a leader) and the write gives up after noQuorumFor, with
+// an error that says so.
+const (
+	writeAttempt = 2 * time.Second
+	noQuorumFor  = 3 * time.Second
+	writeBudget  = 30 * time.Second
+)
+
+// retryWrite runs an idempotent write until it succeeds, fails for good,
+// or its time is up.
+func retryWrite(ctx context.Context, write func(ctx context.Context) error) error {
+	start := time.Now()
+	for {
+		actx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), writeAttempt)
+		err := write(actx)
+		timedOut := actx.Err() == context.DeadlineExceeded
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		msg := err.Error()
+		retry := timedOut || strings.Contains(msg, "request timed out") || strings.Contains(msg, "leader changed")
+		if noLeader(err) {
+			retry = time.Since(start) < noQuorumFor
+		}
+		if !retry || time.Since(start) > writeBudget {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -34,6 +35,12 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Reconnect within seconds to a peer that comes back (a restarted or
+		// replaced coordinator), not after gRPC's default backoff of up to
+		// two minutes.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: 3 * time.Second}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -111,7 +118,7 @@ func ToStatus(err error) error {
 		code = codes.Unavailable
 	case errors.Is(err, dfs.ErrNoSpace):
 		code = codes.ResourceExhausted
-	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch):
+	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch), errors.Is(err, dfs.ErrFenced), errors.Is(err, dfs.ErrNotLeader):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded

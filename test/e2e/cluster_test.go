@@ -18,6 +18,9 @@ import (
 const (
 	topoServer   = "server"   // dfs server: everything in one process
 	topoSeparate = "separate" // dfs coordinator --etcd-embed + dfs datanode × N
+	// three dfs coordinators, each with an embedded etcd member of one
+	// etcd cluster, and dfs datanode × N reporting to all three
+	topoHA = "ha"
 )
 
 var topologies = []string{topoServer, topoSeparate}
@@ -47,11 +50,15 @@ type cluster struct {
 	// could be one picked here for a process not started yet.
 	dnGRPC   []string
 	etcdURLs []string // client, peer
-	picked   map[string]bool
-	gen      int     // how many times the cluster was launched
-	procs    []*proc // processes of the current launch, in start order
-	past     []*proc // processes of earlier launches, for their logs
-	broken   string  // why a shared cluster is unusable, if it is
+	// ha only: each coordinator's gRPC address, etcd client and peer URL
+	coords            []string
+	etcdClient, peers []string
+	restarts          int // of single coordinators, for their log names
+	picked            map[string]bool
+	gen               int     // how many times the cluster was launched
+	procs             []*proc // processes of the current launch, in start order
+	past              []*proc // processes of earlier launches, for their logs
+	broken            string  // why a shared cluster is unusable, if it is
 
 	mu    sync.Mutex
 	files map[string]string // remote path -> sha256 of every file put and not removed
@@ -145,7 +152,15 @@ func (c *cluster) start(t *testing.T) {
 	}
 	c.coord = c.pickAddr(t)
 	c.http = c.pickAddr(t)
-	if c.spec.topo == topoSeparate {
+	if c.spec.topo == topoHA {
+		c.coords = []string{c.coord, c.pickAddr(t), c.pickAddr(t)}
+		for range c.coords {
+			c.etcdClient = append(c.etcdClient, "http://"+c.pickAddr(t))
+			c.peers = append(c.peers, "http://"+c.pickAddr(t))
+		}
+		c.coord = strings.Join(c.coords, ",")
+	}
+	if c.spec.topo == topoSeparate || c.spec.topo == topoHA {
 		if c.spec.datanodes == 0 {
 			c.spec.datanodes = 3
 		}
@@ -196,6 +211,23 @@ func (c *cluster) launch(t *testing.T) {
 	case topoServer:
 		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http))
 		c.waitNodes(t, 3, nil)
+	case topoHA:
+		var cs []*proc
+		for i := range c.coords {
+			cs = append(cs, run(fmt.Sprintf("coordinator%d", i), c.haCoordArgs(i)...))
+		}
+		for _, p := range cs {
+			ready(p) // each is ready once the members have a quorum
+		}
+		var dns []*proc
+		for i, addr := range c.dnAddrs {
+			args := []string{"datanode", "--coordinator", c.coord, "--data", c.datanodeDir(i), "--listen", addr, "--grpc", c.dnGRPC[i]}
+			dns = append(dns, run(fmt.Sprintf("datanode%d", i), append(args, c.spec.dnFlags...)...))
+		}
+		for _, p := range dns {
+			ready(p)
+		}
+		c.waitNodes(t, len(c.dnAddrs), nil)
 	case topoSeparate:
 		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord,
 			"--etcd-client-url", c.etcdURLs[0], "--etcd-peer-url", c.etcdURLs[1]}
@@ -216,6 +248,19 @@ func (c *cluster) launch(t *testing.T) {
 	default:
 		t.Fatalf("unknown topology %q", c.spec.topo)
 	}
+}
+
+// haCoordArgs are the arguments of coordinator i of an ha cluster.
+func (c *cluster) haCoordArgs(i int) []string {
+	var initial []string
+	for j := range c.coords {
+		initial = append(initial, fmt.Sprintf("c%d=%s", j, c.peers[j]))
+	}
+	args := []string{"coordinator", "--etcd-embed", "--etcd-name", fmt.Sprintf("c%d", i),
+		"--etcd-initial-cluster", strings.Join(initial, ","),
+		"--etcd-peer-url", c.peers[i], "--etcd-client-url", c.etcdClient[i],
+		"--data", filepath.Join(c.dir, fmt.Sprintf("coordinator%d", i)), "--grpc", c.coords[i]}
+	return append(args, c.spec.coordFlags...)
 }
 
 // stop stops every process, the last started first, and returns what did

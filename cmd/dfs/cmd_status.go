@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dfs-store/dfs/api"
+)
+
+// statusOutput is what status --json prints.
+type statusOutput struct {
+	Leader       string              `json:"leader"`
+	Term         int64               `json:"term"`
+	Coordinators []coordinatorOutput `json:"coordinators"`
+	Etcd         etcdOutput          `json:"etcd"`
+	AnsweredBy   string              `json:"answered_by"`
+}
+
+type coordinatorOutput struct {
+	Addr   string `json:"addr"`
+	Leader bool   `json:"leader"`
+	Alive  bool   `json:"alive"`
+	Term   int64  `json:"term,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+type etcdOutput struct {
+	Members []etcdMemberOutput `json:"members"`
+	Healthy bool               `json:"healthy"`
+	Error   string             `json:"error,omitempty"`
+}
+
+type etcdMemberOutput struct {
+	Name       string   `json:"name"`
+	ID         string   `json:"id"`
+	ClientURLs []string `json:"client_urls"`
+	PeerURLs   []string `json:"peer_urls"`
+	Healthy    bool     `json:"healthy"`
+	Leader     bool     `json:"leader"`
+	Error      string   `json:"error,omitempty"`
+}
+
+func statusFromAPI(r *api.StatusResponse) statusOutput {
+	out := statusOutput{Leader: r.Leader, Term: r.Term, AnsweredBy: r.Addr, Coordinators: []coordinatorOutput{}}
+	for _, c := range r.Coordinators {
+		out.Coordinators = append(out.Coordinators, coordinatorOutput{Addr: c.Addr, Leader: c.Leader, Alive: c.Alive, Term: c.Term, Error: c.Error})
+	}
+	out.Etcd.Members = []etcdMemberOutput{}
+	if e := r.Etcd; e != nil {
+		out.Etcd.Healthy, out.Etcd.Error = e.Healthy, e.Error
+		for _, m := range e.Members {
+			out.Etcd.Members = append(out.Etcd.Members, etcdMemberOutput{Name: m.Name, ID: fmt.Sprintf("%x", m.Id),
+				ClientURLs: m.ClientUrls, PeerURLs: m.PeerUrls, Healthy: m.Healthy, Leader: m.Leader, Error: m.Error})
+		}
+	}
+	return out
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the control plane: the leader, every coordinator, etcd's members and health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			r, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := statusFromAPI(r)
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			leader := out.Leader
+			if leader == "" {
+				leader = "none (no coordinator holds the election; is etcd up with a quorum?)"
+			} else {
+				leader = fmt.Sprintf("%s (term %d)", leader, out.Term)
+			}
+			fmt.Printf("leader: %s\n\n", leader)
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "COORDINATOR\tROLE\tSTATE")
+			for _, c := range out.Coordinators {
+				role, state := "standby", "alive"
+				if c.Leader {
+					role = "leader"
+				}
+				if !c.Alive {
+					role, state = "-", "unreachable: "+c.Error
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Addr, role, state)
+			}
+			tw.Flush()
+			health := "healthy"
+			if !out.Etcd.Healthy {
+				health = "NOT HEALTHY: " + out.Etcd.Error
+			}
+			fmt.Printf("\netcd: %s\n", health)
+			tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "MEMBER\tCLIENT URLS\tSTATE")
+			for _, m := range out.Etcd.Members {
+				state := "healthy"
+				if m.Leader {
+					state = "healthy, raft leader"
+				}
+				if !m.Healthy {
+					state = "unhealthy: " + m.Error
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, strings.Join(m.ClientURLs, ","), state)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
