@@ -7,9 +7,9 @@ import (
 	"github.com/dfs-store/dfs/api"
 )
 
-// StatProcessing returns a file's record and the processing state of its
+// StatWithJob returns a file's record and the processing state of its
 // content, nil when the content has no job record.
-func (c *Client) StatProcessing(ctx context.Context, path string) (dfs.FileInfo, *api.Processing, error) {
+func (c *Client) StatWithJob(ctx context.Context, path string) (dfs.FileInfo, *api.Processing, error) {
 	path, err := dfs.CleanPath(path) // see Stat
 	if err != nil {
 		return dfs.FileInfo{}, nil, err
@@ -25,9 +25,9 @@ func (c *Client) StatProcessing(ctx context.Context, path string) (dfs.FileInfo,
 	return fileFromAPI(resp.File), resp.Processing, nil
 }
 
-// LocateContentProcessing is LocateContent that also returns the content's
+// LocateContentWithJob is LocateContent that also returns the content's
 // processing state, nil when the content has no job record.
-func (c *Client) LocateContentProcessing(ctx context.Context, h dfs.ContentHash) (Location, *api.Processing, error) {
+func (c *Client) LocateContentWithJob(ctx context.Context, h dfs.ContentHash) (Location, *api.Processing, error) {
 	var resp *api.LookupResponse
 	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
 		resp, err = cc.LookupContent(ctx, &api.LookupContentRequest{ContentHash: h[:]})

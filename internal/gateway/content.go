@@ -41,7 +41,7 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, rest strin
 		return
 	}
 	methods(w, r, func(w http.ResponseWriter, r *http.Request) {
-		loc, proc, err := s.cl.LocateContentProcessing(r.Context(), h)
+		loc, proc, err := s.cl.LocateContentWithJob(r.Context(), h)
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return

@@ -392,7 +392,7 @@ func (s *Server) addProcessing(ctx context.Context, files []File) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, p, err := s.cl.StatProcessing(ctx, files[i].Path); err == nil {
+			if _, p, err := s.cl.StatWithJob(ctx, files[i].Path); err == nil {
 				files[i].Processing = processingFromAPI(p)
 			}
 		}()
@@ -406,7 +406,7 @@ func (s *Server) serveStat(w http.ResponseWriter, r *http.Request, escaped strin
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	f, proc, err := s.cl.StatProcessing(r.Context(), p)
+	f, proc, err := s.cl.StatWithJob(r.Context(), p)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
