@@ -137,6 +137,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -165,7 +166,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	route := s.route(rw, r)
-	s.metrics.observe(r.Method, route, rw.status, time.Since(start), rw.bytes)
+	d := time.Since(start)
+	s.metrics.observe(r.Method, route, rw.status, d, rw.bytes)
+	level := slog.LevelDebug
+	if rw.status >= 500 {
+		level = slog.LevelInfo
+	}
+	s.log.Log(r.Context(), level, "http", "method", r.Method, "path", clip(r.URL.EscapedPath()), "route", route,
+		"status", rw.status, "bytes", rw.bytes, "duration", d, "remote", r.RemoteAddr)
 }
 
 func (s *Server) route(w *recorder, r *http.Request) string {
