@@ -458,7 +458,9 @@ function renderProcessing(st, proc) {
     if (proc.attempts) rows.push(h("dt", {}, "Attempts"), h("dd", {}, proc.attempts));
     if (proc.error) rows.push(h("dt", {}, "Error"), h("dd", {}, proc.error));
     if (proc.updated) rows.push(h("dt", {}, "Updated"), h("dd", {}, fmtDate(proc.updated)));
-    for (const [k, v] of Object.entries(proc.results || {}).sort()) rows.push(h("dt", {}, k), h("dd", {}, v));
+    for (const [k, v] of Object.entries(proc.results || {}).sort()) {
+      rows.push(h("dt", {}, k), h("dd", { class: /^[0-9a-f]{40,}$/.test(v) ? "hash" : "" }, v));
+    }
   }
   el.replaceChildren(h("dl", { class: "meta", id: "processing-results" }, rows));
 }
