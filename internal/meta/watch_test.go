@@ -38,10 +38,9 @@ func TestWatchChanges(t *testing.T) {
 
 	// Commit new contents until the watch has seen one: it may start
 	// after the first commit.
-	var content dfs.Content
 	var first meta.Change
 	for i := uint64(0); first.Kind == ""; i++ {
-		content = dfs.Content{Hash: dfs.Sum([]byte{byte(i), byte(i >> 8)}), Size: 7, Chunks: chunks(1, 7, i)}
+		content := dfs.Content{Hash: dfs.Sum([]byte{byte(i), byte(i >> 8)}), Size: 7, Chunks: chunks(1, 7, i)}
 		if _, _, err := s.CommitFile(ctx, meta.Commit{File: dfs.FileInfo{Path: "w/a"}, Content: content, QueueJob: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -50,16 +49,33 @@ func TestWatchChanges(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	seen := map[meta.ChangeKind]meta.Change{first.Kind: first}
-	for len(seen) < 2 {
-		c := next()
-		seen[c.Kind] = c
-	}
-	if f := seen[meta.FileWritten]; f.File.Path != "w/a" || f.File.Content != content.Hash || f.File.Size != 7 || f.Revision == 0 {
-		t.Fatalf("file change: %+v", f)
-	}
-	if j := seen[meta.JobChanged]; j.Content != content.Hash || j.Job == nil || j.Job.State != "queued" {
-		t.Fatalf("job change: %+v", j)
+	// The file and the job of one commit come together (one transaction).
+	files, jobs := map[dfs.Hash]meta.Change{}, map[dfs.Hash]meta.Change{}
+	for c := first; ; c = next() {
+		switch c.Kind {
+		case meta.FileWritten:
+			files[c.File.Content] = c
+		case meta.JobChanged:
+			jobs[c.Content] = c
+		default:
+			t.Fatalf("unexpected change %+v", c)
+		}
+		h := c.Content
+		if c.Kind == meta.FileWritten {
+			h = c.File.Content
+		}
+		f, okf := files[h]
+		j, okj := jobs[h]
+		if !okf || !okj {
+			continue
+		}
+		if f.File.Path != "w/a" || f.File.Size != 7 || f.Revision == 0 || f.Revision != j.Revision {
+			t.Fatalf("file change: %+v (job at revision %d)", f, j.Revision)
+		}
+		if j.Job == nil || j.Job.State != "queued" {
+			t.Fatalf("job change: %+v", j)
+		}
+		break
 	}
 	for len(changes) > 0 {
 		<-changes // later commits of the same path
