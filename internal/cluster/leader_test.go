@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
 	"github.com/dfs-store/dfs/internal/rpc"
@@ -78,18 +80,26 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 		}
 		return nil
 	})
-	put(t, c, "fence/garbage", randomBytes(3<<20, 90))
-	loc, err := c.Locate(ctx, "fence/garbage")
+	standby, err := cluster.StartCoordinator(ctx, cluster.CoordinatorConfig{
+		Listen:        "127.0.0.1:0",
+		EtcdEndpoints: cl.Coordinator.Etcd.Endpoints(),
+		Coordinator:   coordinator.Config{ElectionTTL: time.Second, GCGrace: 100 * time.Millisecond, GCInterval: time.Hour},
+		Logger:        quiet(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Delete(ctx, "fence/garbage"); err != nil {
+	defer standby.Close()
+	kept := randomBytes(3<<20, 91)
+	put(t, c, "fence/kept", kept)
+	keptLoc, err := c.Locate(ctx, "fence/kept")
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // let the grace period pass: the condition under test
 
 	// Depose the leader behind its back: its election key vanishes, as it
-	// does when its lease expires while it is paused.
+	// does when its lease expires while it is paused. The standby takes
+	// over.
 	old := srv.Fence()
 	if old.IsZero() {
 		t.Fatal("the leader has no fence")
@@ -97,7 +107,8 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	if _, err := cl.Coordinator.Client.Delete(ctx, old.Key); err != nil {
 		t.Fatal(err)
 	}
-	// Its etcd writes fail the fence.
+	// Its etcd writes fail the fence: not even a live content's record can
+	// be deleted with it.
 	contents, _, err := cl.Coordinator.Meta.Contents(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -107,27 +118,26 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 			t.Fatalf("delete content with an ended term: %v, want ErrFenced", err)
 		}
 	}
-	// Its next collection finds the term over and deletes nothing.
+	// Its next round of leader work finds the term over.
 	if err := srv.CollectGarbage(ctx); !errors.Is(err, dfs.ErrFenced) && !errors.Is(err, dfs.ErrNotLeader) {
 		t.Fatalf("garbage collection by a deposed leader: %v, want fenced", err)
 	}
-	for _, ch := range loc.Chunks {
-		for _, n := range cl.Nodes {
-			if _, err := os.Stat(chunkFile(n, ch.Hash)); err != nil {
-				t.Fatalf("chunk %s on %s after the deposed leader's collection: %v", ch.Hash.Short(), n.ID(), err)
-			}
-		}
+	if srv.IsLeader() && srv.Term() == old.Rev {
+		t.Fatal("the deposed leader still leads under its old term")
 	}
+	mustRead(t, c, "fence/kept", kept)
 
-	// It campaigns again and wins a newer term; the datanodes learn it from
-	// heartbeats and refuse the old one.
 	eventually(t, 15*time.Second, func() error {
-		if srv.Term() <= old.Rev {
-			return fmt.Errorf("term %d, want a new one after %d", srv.Term(), old.Rev)
+		if !standby.Server.IsLeader() {
+			return fmt.Errorf("the standby has not taken over")
 		}
 		return nil
 	})
-	newTerm := srv.Term()
+	newTerm := standby.Server.Term()
+	if newTerm <= old.Rev {
+		t.Fatalf("new term %d is not after %d", newTerm, old.Rev)
+	}
+	// The datanodes learn the new term from heartbeats and refuse the old.
 	eventually(t, 10*time.Second, func() error {
 		nodes, err := c.Nodes(ctx)
 		if err != nil {
@@ -140,29 +150,44 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 		}
 		return nil
 	})
-	n := cl.Nodes[0]
-	dn, err := rpc.Dial(n.GRPCAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dn.Close()
-	h := loc.Chunks[0].Hash
-	_, err = api.NewDatanodeClient(dn).DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{h[:]}, Term: old.Rev})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "fenced") {
-		t.Fatalf("delete with the old term: %v, want refused as fenced", err)
-	}
-	if _, err := os.Stat(chunkFile(n, h)); err != nil {
-		t.Fatalf("chunk deleted by a refused command: %v", err)
-	}
-	// The current leader collects as usual.
-	if err := srv.CollectGarbage(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, ch := range loc.Chunks {
-		for _, n := range cl.Nodes {
-			if _, err := os.Stat(chunkFile(n, ch.Hash)); err == nil {
-				t.Fatalf("garbage chunk %s still on %s after the leader's collection", ch.Hash.Short(), n.ID())
-			}
+	h := keptLoc.Chunks[0].Hash
+	for _, n := range cl.Nodes {
+		dn, err := rpc.Dial(n.GRPCAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = api.NewDatanodeClient(dn).DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{h[:]}, Term: old.Rev})
+		dn.Close()
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "fenced") {
+			t.Fatalf("delete on %s with the old term: %v, want refused as fenced", n.ID(), err)
 		}
 	}
+	for _, n := range cl.Nodes {
+		if _, err := os.Stat(chunkFile(n, h)); err != nil && keptOn(keptLoc, h, n.ID()) {
+			t.Fatalf("chunk deleted on %s by a refused command: %v", n.ID(), err)
+		}
+	}
+	mustRead(t, c, "fence/kept", kept)
+	eventually(t, 10*time.Second, func() error {
+		nodes, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.FencedCommands == 0 {
+				return fmt.Errorf("datanode %s counts no refused command", n.ID)
+			}
+		}
+		return nil
+	})
+}
+
+// keptOn reports whether loc lists node id as a holder of chunk h.
+func keptOn(loc client.Location, h dfs.Hash, id dfs.NodeID) bool {
+	for _, ch := range loc.Chunks {
+		if ch.Hash == h && slices.ContainsFunc(ch.Replicas, func(r dfs.Replica) bool { return r.Node == id }) {
+			return true
+		}
+	}
+	return false
 }

@@ -55,9 +55,24 @@ func AddMember(ctx context.Context, cli *clientv3.Client, name, peerURL string) 
 	if name == "" || peerURL == "" {
 		return "", fmt.Errorf("etcd member add: a name and a peer URL are needed")
 	}
-	resp, err := cli.MemberAdd(ctx, []string{peerURL})
-	if err != nil {
-		return "", fmt.Errorf("etcd member add %s %s: %w", name, peerURL, err)
+	var resp *clientv3.MemberAddResponse
+	for {
+		var err error
+		resp, err = cli.MemberAdd(ctx, []string{peerURL})
+		if err == nil {
+			break
+		}
+		// etcd refuses a new member until its leader has been in touch with
+		// a quorum for a few seconds (after a member's loss, a leader
+		// change): wait that out.
+		if !strings.Contains(err.Error(), "unhealthy cluster") || ctx.Err() != nil {
+			return "", fmt.Errorf("etcd member add %s %s: %w", name, peerURL, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("etcd member add %s %s: %w", name, peerURL, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	var parts []string
 	for _, m := range resp.Members {

@@ -318,7 +318,7 @@ func median(ds []time.Duration) time.Duration {
 func TestHAPausedLeader(t *testing.T) {
 	skipShort(t)
 	const (
-		grace = 10 * time.Second
+		grace = 16 * time.Second
 		ttl   = 2 * time.Second // haFlags' --election-ttl
 		// Datanodes delete a garbage copy only if untouched for the grace
 		// period plus a clock-skew margin of half of it.
@@ -369,8 +369,9 @@ func TestHAPausedLeader(t *testing.T) {
 			p.cmd.Process.Signal(syscall.SIGCONT)
 		}
 	}()
+	c.waitLeaderNamed(t, c.coords[old])
+	t.Logf("leader %s (term %d) paused; a new leader named after %v", c.coords[old], term, time.Since(pausedAt).Round(time.Millisecond))
 	_, newTerm := c.waitLeader(t, c.coords[old])
-	t.Logf("leader %s (term %d) paused; new leader term %d after %v", c.coords[old], term, newTerm, time.Since(pausedAt).Round(time.Millisecond))
 	if n := copiesOnDisk(); n != copies {
 		t.Fatalf("%d garbage chunk copies deleted before they were old enough", copies-n)
 	}
