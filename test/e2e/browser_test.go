@@ -64,7 +64,8 @@ func artifactDir(t *testing.T) string {
 // TestBrowser drives the web UI of a real dfs server in headless Chromium:
 // two uploads through the page's file picker (the second with the first's
 // bytes), their statuses, a download compared byte for byte, the detail
-// view, a delete, and the cluster view with three live nodes.
+// view, a delete, and the cluster view with three live nodes; then, on a
+// separate dfs gateway with an API token, a delete that asks for it.
 func TestBrowser(t *testing.T) {
 	skipShort(t)
 	chromium := chromiumPath(t)
@@ -217,6 +218,41 @@ func TestBrowser(t *testing.T) {
 	shot("files-phone.png")
 	step("phone cluster view", chromedp.Click("#nav-cluster"), chromedp.WaitVisible(`#nodes tbody tr`))
 	shot("cluster-phone.png")
+
+	// A separate dfs gateway with an API token: the page asks for the
+	// token before a delete, and asks again when it is refused.
+	gwAddr := c.pickAddr(t)
+	gw, err := startProc(filepath.Join(c.dir, "logs"), "gateway", "gateway", "--coordinator", c.coord, "--http", gwAddr, "--api-token", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := gw.stop(); err != nil {
+			t.Errorf("dfs gateway: %v\n%s", err, gw.logTail(20))
+		}
+	}()
+	if err := gw.waitReady(); err != nil {
+		t.Fatalf("%v\n%s", err, gw.logTail(20))
+	}
+	step("desktop viewport", chromedp.EmulateViewport(1280, 900))
+	step("open the gateway with a token", chromedp.Navigate("http://"+gwAddr+"/#/files/"), chromedp.WaitVisible(`#files tr[data-path="report.bin"]`), chromedp.WaitVisible("#token-button"))
+	prompt := func(textHas, token string) {
+		t.Helper()
+		waitJS("the token prompt", `document.querySelector('#prompt-dialog').open && document.querySelector('#prompt-text').textContent.includes(`+fmt.Sprintf("%q", textHas)+`)`)
+		step("enter a token", chromedp.SendKeys("#prompt-input", token), chromedp.Click("#prompt-ok"))
+	}
+	step("delete with a token gateway", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	prompt("needs its API token", "wrong")
+	prompt("refused", "s3cret")
+	waitJS("report.bin deleted with the token", `!document.querySelector('#files tr[data-path="report.bin"]')`)
+	resp, err := http.Head(base + "/api/v1/files/report.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("after the delete with the token, HEAD report.bin: %d, want 404", resp.StatusCode)
+	}
 
 	if t.Failed() {
 		return
