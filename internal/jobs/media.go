@@ -32,17 +32,21 @@ func (Media) Name() string { return "media" }
 const maxTableBox = 16 << 20
 
 func (Media) Process(ctx context.Context, c *Content) (map[string]string, error) {
-	ra := c.ReaderAt(ctx)
-	head := make([]byte, min(512, c.Size))
+	return probeMedia(ctx, c.ReaderAt(ctx), c.Size)
+}
+
+// probeMedia reads the metadata of the size bytes ra holds.
+func probeMedia(ctx context.Context, ra io.ReaderAt, size int64) (map[string]string, error) {
+	head := make([]byte, min(512, size))
 	if _, err := ra.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	switch {
-	case isMP4(head, c.Size):
-		return probeMP4(io.NewSectionReader(ra, 0, c.Size), c.Size)
+	case isMP4(head, size):
+		return probeMP4(io.NewSectionReader(ra, 0, size), size)
 	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")), bytes.HasPrefix(head, []byte("\xff\xd8\xff")),
 		bytes.HasPrefix(head, []byte("GIF87a")), bytes.HasPrefix(head, []byte("GIF89a")):
-		cfg, format, err := image.DecodeConfig(io.NewSectionReader(ra, 0, c.Size))
+		cfg, format, err := image.DecodeConfig(io.NewSectionReader(ra, 0, size))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -59,18 +63,20 @@ func (Media) Process(ctx context.Context, c *Content) (map[string]string, error)
 }
 
 // isMP4 recognises an ISO base media file (MP4, MOV, M4A, 3GP): a first
-// box of a top-level type whose size fits the file.
+// box of type ftyp or moov, or of another top-level type whose size fits
+// the file (those names are too common to go by alone).
 func isMP4(head []byte, size int64) bool {
 	if len(head) < 8 {
 		return false
 	}
 	switch string(head[4:8]) {
-	case "ftyp", "moov", "mdat", "wide", "free", "skip":
-	default:
-		return false
+	case "ftyp", "moov":
+		return true
+	case "mdat", "wide", "free", "skip":
+		n := int64(head[0])<<24 | int64(head[1])<<16 | int64(head[2])<<8 | int64(head[3])
+		return n == 1 || (n >= 8 && n <= size)
 	}
-	n := int64(head[0])<<24 | int64(head[1])<<16 | int64(head[2])<<8 | int64(head[3])
-	return n == 1 || (n >= 8 && n <= size) || n == 0
+	return false
 }
 
 func probeMP4(r io.ReadSeeker, size int64) (map[string]string, error) {
