@@ -380,3 +380,115 @@ func TestWorkerPausedIsFenced(t *testing.T) {
 		t.Errorf("dfs stat processing: %+v", st.Processing)
 	}
 }
+
+// dfs server runs three workers: a real MP4 stored through the CLI gets
+// its duration and resolution, a truncated one ends in error with a
+// message, and dfs stat and dfs jobs show both as the contract says.
+func TestProcessingMediaCLI(t *testing.T) {
+	skipShort(t)
+	c := sharedCluster(t, topoServer)
+	movie := filepath.Join("..", "..", "internal", "jobs", "testdata", "tiny.mp4")
+	b, err := os.ReadFile(movie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.mp4")
+	if err := os.WriteFile(cut, b[:len(b)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := c.put(t, movie, "media/tiny.mp4")
+	bad := c.put(t, cut, "media/cut.mp4")
+	if again := c.put(t, movie, "media/again.mp4"); !again.Duplicate {
+		t.Errorf("the same movie again: not reported duplicate")
+	}
+
+	type statProcessing struct {
+		SHA256     string `json:"sha256"`
+		Processing *struct {
+			State   string            `json:"state"`
+			Results map[string]string `json:"results"`
+			Error   string            `json:"error"`
+		} `json:"processing"`
+	}
+	finished := func(path string) statProcessing {
+		var st statProcessing
+		eventually(t, time.Minute, path+" processed", func() error {
+			st = decodeJSON[statProcessing](t, c.mustDFS(t, "stat", "--json", path))
+			if st.Processing == nil {
+				return fmt.Errorf("no processing in dfs stat --json")
+			}
+			if s := st.Processing.State; s != "done" && s != "error" {
+				return fmt.Errorf("state %s", s)
+			}
+			return nil
+		})
+		return st
+	}
+	st := finished("media/tiny.mp4")
+	r := st.Processing.Results
+	if st.Processing.State != "done" || r["media.duration_seconds"] != "2.000" || r["media.width"] != "160" ||
+		r["media.height"] != "120" || r["media.format"] != "mp4" || r["verify.sha256"] != good.SHA256 {
+		t.Errorf("tiny.mp4 processing: %+v", st.Processing)
+	}
+	if dup := finished("media/again.mp4"); dup.SHA256 != good.SHA256 || dup.Processing.State != "done" {
+		t.Errorf("the duplicate's processing: %+v", dup.Processing)
+	}
+	st = finished("media/cut.mp4")
+	if st.Processing.State != "error" || !strings.Contains(st.Processing.Error, "truncated") {
+		t.Errorf("cut.mp4 processing: %+v", st.Processing)
+	}
+
+	// dfs jobs --json: exactly the contract's keys; --state filters.
+	rows := decodeJSON[[]map[string]any](t, c.mustDFS(t, "jobs", "--json"))
+	found := 0
+	for _, row := range rows {
+		var keys []string
+		for k := range row {
+			keys = append(keys, k)
+		}
+		if len(keys) != 6 {
+			t.Errorf("dfs jobs --json row with keys %v, want sha256 state worker attempts error results", keys)
+		}
+		switch row["sha256"] {
+		case good.SHA256, bad.SHA256:
+			found++
+		}
+	}
+	if found != 2 {
+		t.Errorf("dfs jobs --json lists %d of the 2 movies' jobs (no job for the duplicate)", found)
+	}
+	var inError []jobRow
+	for _, j := range c.jobs(t, "--state", "error") {
+		if j.State != "error" {
+			t.Errorf("--state error listed %+v", j)
+		}
+		if j.SHA256 == bad.SHA256 {
+			inError = append(inError, j)
+		}
+	}
+	if len(inError) != 1 || inError[0].Attempts != 1 || !strings.HasPrefix(inError[0].Worker, "worker-") || inError[0].Error == "" {
+		t.Errorf("the truncated movie's job in dfs jobs --state error: %+v", inError)
+	}
+	if r := c.dfs(t, "jobs", "--state", "finished"); r.code != 2 {
+		t.Errorf("dfs jobs --state finished: %s; want exit 2", r)
+	}
+	// The human stat shows processing too.
+	if out := c.mustDFS(t, "stat", "media/tiny.mp4").stdout; !strings.Contains(out, "processing: done by worker-") ||
+		!strings.Contains(out, "media.duration_seconds") {
+		t.Errorf("dfs stat shows no processing:\n%s", out)
+	}
+}
+
+// dfs worker refuses to start without what it needs.
+func TestWorkerUsage(t *testing.T) {
+	skipShort(t)
+	for _, args := range [][]string{
+		{"worker", "--coordinator", "127.0.0.1:1"},
+		{"worker", "--etcd-endpoints", "http://127.0.0.1:1", "--workers", "0"},
+		{"worker", "--etcd-endpoints", "http://127.0.0.1:1", "--lock-ttl", "100ms"},
+	} {
+		if r := runDFS(t, cmdTimeout, nil, nil, args...); r.code != 2 || r.stderr == "" {
+			t.Errorf("%s: want exit 2 with a message", r)
+		}
+	}
+}
