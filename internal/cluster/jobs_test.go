@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +140,75 @@ func TestProcessingQueuedWithoutWorkers(t *testing.T) {
 	_, p, err := c.StatProcessing(ctx, "q.txt")
 	if err != nil || p == nil || p.State != dfs.JobQueued || p.Content != res.File.Content || p.Queued.IsZero() {
 		t.Fatalf("stat processing %+v, %v; want queued", p, err)
+	}
+}
+
+// Workers stop with the cluster, every goroutine of theirs with them.
+func TestNoGoroutinesLeftAfterWorkersClose(t *testing.T) {
+	base := runtime.NumGoroutine()
+	func() {
+		cl, c := startCluster(t, func(cfg *cluster.Config) {
+			cfg.Jobs = jobs.Config{Workers: 3, LockTTL: 2 * time.Second}
+		})
+		if _, err := c.Put(context.Background(), "x", strings.NewReader("x"), client.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitJobs(t, c, 1)
+		// And one in hand at the close: it goes back to the queue.
+		cl.Workers.Close()
+		c.Close()
+		cl.Close()
+	}()
+	const slack = 5
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > base+slack {
+		if time.Now().After(deadline) {
+			var buf bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// A worker stopped while it holds a job gives it back: queued again, the
+// attempt not counted, and the lock released at once for the next worker.
+func TestWorkerCloseRequeues(t *testing.T) {
+	ctx := context.Background()
+	cl, c := startCluster(t, func(cfg *cluster.Config) {
+		cfg.Jobs = jobs.Config{Workers: 1, LockTTL: 30 * time.Second, ProcessDelay: time.Hour}
+	})
+	res, err := c.Put(ctx, "held.txt", strings.NewReader("held"), client.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, p, err := c.StatProcessing(ctx, "held.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.State == dfs.JobProcessing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never claimed: %+v", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cl.Workers.Close()
+	_, p, err := c.StatProcessing(ctx, "held.txt")
+	if err != nil || p.State != dfs.JobQueued || p.Attempts != 0 || p.Worker != "" {
+		t.Fatalf("after close: %+v, %v; want queued, 0 attempts", p, err)
+	}
+	// The lock is gone with the session, not after its 30s TTL: a new pool
+	// takes the job at once.
+	more, err := jobs.Start(jobs.Config{Etcd: cl.Coordinator.Client, Schema: cl.Coordinator.Meta.Schema(), Client: c, Workers: 1, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer more.Close()
+	if j := waitJobs(t, c, 1)[res.File.Content]; j.State != dfs.JobDone || j.Attempts != 1 {
+		t.Fatalf("after a new pool: %+v", j)
 	}
 }

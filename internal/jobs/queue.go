@@ -50,7 +50,7 @@ func (q *queue) signalLocked() {
 
 // next blocks until a job is available, marks it busy and returns it.
 func (q *queue) next(ctx context.Context) (dfs.Hash, bool) {
-	for {
+	for ctx.Err() == nil {
 		q.mu.Lock()
 		for h, e := range q.pending { // map order: workers spread over the jobs
 			if e.available() {
@@ -64,9 +64,9 @@ func (q *queue) next(ctx context.Context) (dfs.Hash, bool) {
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return dfs.Hash{}, false
 		}
 	}
+	return dfs.Hash{}, false
 }
 
 // release ends a worker's try at a job: finished drops it (it is done or
