@@ -231,7 +231,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // startWorkers starts the post-upload workers, reading content through
 // the SDK like workers on other hosts.
 func (cl *Cluster) startWorkers() (err error) {
-	if cl.workerCli, err = cl.Client(client.Config{}); err != nil {
+	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads}); err != nil {
 		return err
 	}
 	jc := cl.cfg.Jobs

@@ -25,6 +25,10 @@ type WorkersConfig struct {
 	Logger        *slog.Logger
 }
 
+// workerDownloads is the chunks a worker's reads fetch at once: processing
+// is not latency-bound, and each worker's memory stays a few chunks.
+const workerDownloads = 4
+
 // Workers is a running pool with its connections.
 type Workers struct {
 	Pool *jobs.Pool
@@ -56,7 +60,7 @@ func StartWorkers(ctx context.Context, cfg WorkersConfig) (_ *Workers, err error
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: not reachable: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
 	}
-	if w.cli, err = client.New(client.Config{Coordinators: cfg.Coordinators, Logger: cfg.Logger}); err != nil {
+	if w.cli, err = client.New(client.Config{Coordinators: cfg.Coordinators, Downloads: workerDownloads, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	jc := cfg.Jobs
