@@ -16,8 +16,10 @@ import (
 )
 
 // errFenced says a write was rejected because the worker no longer holds
-// the job's lock (or someone else changed the job): its result is dropped.
-var errFenced = errors.New("write rejected by the fence: the job's lock is no longer this worker's")
+// the job's lock, or the job changed since the worker read it (another
+// worker took it over, or garbage collection deleted it with its content):
+// the result is dropped.
+var errFenced = errors.New("write rejected by the fence: the job's lock is no longer this worker's, or the job changed")
 
 type worker struct {
 	id   string
