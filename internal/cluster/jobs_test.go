@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +213,53 @@ func TestWorkerCloseRequeues(t *testing.T) {
 	defer more.Close()
 	if j := waitJobs(t, c, 1)[res.File.Content]; j.State != dfs.JobDone || j.Attempts != 1 {
 		t.Fatalf("after a new pool: %+v", j)
+	}
+}
+
+// flaky fails the first fails[h] runs on content h, then succeeds.
+type flaky struct {
+	mu    sync.Mutex
+	fails map[dfs.Hash]int
+	runs  map[dfs.Hash]int
+}
+
+func (f *flaky) Name() string { return "flaky" }
+
+func (f *flaky) Process(ctx context.Context, c *jobs.Content) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs[c.Hash]++
+	if n := f.runs[c.Hash]; n <= f.fails[c.Hash] {
+		return nil, fmt.Errorf("transient failure %d", n)
+	}
+	return map[string]string{"runs": strconv.Itoa(f.runs[c.Hash])}, nil
+}
+
+// A failed attempt is retried after a backoff; after the last attempt the
+// job ends in error with the last message and the attempts made.
+func TestProcessingRetries(t *testing.T) {
+	ctx := context.Background()
+	twice, always := []byte("fails twice"), []byte("fails always")
+	f := &flaky{fails: map[dfs.Hash]int{dfs.Sum(twice): 2, dfs.Sum(always): 1 << 30}, runs: map[dfs.Hash]int{}}
+	_, c := startCluster(t, func(cfg *cluster.Config) {
+		cfg.Jobs = jobs.Config{Workers: 2, MaxAttempts: 3, Backoff: 10 * time.Millisecond,
+			Processors: []jobs.Processor{jobs.Verify{}, f}}
+	})
+	for name, data := range map[string][]byte{"twice": twice, "always": always} {
+		if _, err := c.Put(ctx, name, bytes.NewReader(data), client.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := waitJobs(t, c, 2)
+	if j := all[dfs.Sum(twice)]; j.State != dfs.JobDone || j.Attempts != 3 || j.Results["flaky.runs"] != "3" || j.Error != "" {
+		t.Errorf("fails twice: %+v; want done on the third attempt", j)
+	}
+	if j := all[dfs.Sum(always)]; j.State != dfs.JobError || j.Attempts != 3 || j.Error != "flaky: transient failure 3" {
+		t.Errorf("fails always: %+v; want error after 3 attempts with the last message", j)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.runs[dfs.Sum(always)] != 3 {
+		t.Errorf("the failing processor ran %d times, want 3", f.runs[dfs.Sum(always)])
 	}
 }

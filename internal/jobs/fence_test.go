@@ -134,3 +134,26 @@ func TestFenceRejectsChangedJob(t *testing.T) {
 		t.Fatalf("start over a changed job: err = %v, want rejected", err)
 	}
 }
+
+// A job whose every attempt ended with its worker gone ends in error when
+// the next worker takes it, without running again.
+func TestGiveUpAfterDeadWorkers(t *testing.T) {
+	ctx := context.Background()
+	cli := startEtcd(t)
+	schema := meta.NewSchema("/fence-test")
+	h := dfs.Sum([]byte("poison"))
+	val, _ := proto.Marshal(&api.JobRecord{ContentHash: h[:], State: string(dfs.JobProcessing), Worker: "w9", Attempts: 3})
+	if _, err := cli.Put(ctx, schema.Job(h), string(val)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := claimAs(t, cli, schema, "a", h)
+	c.w.cfg.MaxAttempts = 3
+	finished, _, err := c.run(ctx) // no content client: processing would panic
+	if err != nil || !finished {
+		t.Fatalf("run: finished %v, err %v", finished, err)
+	}
+	rec, _ := readJob(t, cli, schema.Job(h))
+	if rec.State != string(dfs.JobError) || rec.Attempts != 3 || rec.Error != "gave up after 3 attempts: worker w9 stopped during the last one" {
+		t.Fatalf("job %v", rec)
+	}
+}
