@@ -27,7 +27,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a whole cluster in one process: etcd, a coordinator and three datanodes",
+		Short: "Run a whole cluster in one process: etcd, a coordinator, three datanodes and three workers",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
 an embedded etcd, a coordinator, three datanodes and three post-upload
 workers (worker-1 to worker-3), each datanode with its own
