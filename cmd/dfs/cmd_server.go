@@ -23,12 +23,14 @@ func newServerCmd(g *globals) *cobra.Command {
 		endpoints string
 		keyRoot   string
 		cc        coordinatorFlags
+		wf        workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a whole cluster in one process: etcd, a coordinator and three datanodes",
+		Short: "Run a whole cluster in one process: etcd, a coordinator, three datanodes and three workers",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
-an embedded etcd, a coordinator, and three datanodes, each with its own
+an embedded etcd, a coordinator, three datanodes and three post-upload
+workers (worker-1 to worker-3), each datanode with its own
 directory and ports so that three replicas really are three copies. All data
 lives under --data and comes back after a restart.`,
 		Args: cobra.NoArgs,
@@ -36,6 +38,10 @@ lives under --data and comes back after a restart.`,
 			res, err := humanize.ParseBytes(reserve)
 			if err != nil {
 				return usagef("--reserve %q: %v", reserve, err)
+			}
+			jc, err := wf.config()
+			if err != nil {
+				return err
 			}
 			start := time.Now()
 			cl, err := cluster.Start(cmd.Context(), cluster.Config{
@@ -47,14 +53,19 @@ lives under --data and comes back after a restart.`,
 				EtcdEndpoints:   splitList(endpoints),
 				KeyRoot:         keyRoot,
 				Coordinator:     cc.config(),
+				Jobs:            jc,
 				Logger:          slog.Default(),
 			})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, data in %s\n",
-				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), data)
+			workers := 0
+			if cl.Workers != nil {
+				workers = len(cl.Workers.Workers())
+			}
+			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, %d workers, data in %s\n",
+				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), workers, data)
 			if cl.Addr() != client.DefaultCoordinator {
 				fmt.Printf("  clients: export DFS_COORDINATOR=%s\n", cl.Addr())
 			}
@@ -71,6 +82,7 @@ lives under --data and comes back after a restart.`,
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	cc.register(cmd)
+	wf.register(cmd)
 	return cmd
 }
 
