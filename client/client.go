@@ -288,6 +288,8 @@ type Location struct {
 	Content dfs.ContentHash
 	Size    int64
 	Chunks  []dfs.ChunkLocation
+	// Processing is the content's post-upload job; nil if it has none.
+	Processing *dfs.Processing
 }
 
 // Locate returns a file's chunks and where they live.
@@ -325,7 +327,8 @@ func locationFromAPI(resp *api.LookupResponse) (Location, error) {
 	if err != nil {
 		return Location{}, err
 	}
-	loc := Location{Content: h, Size: resp.Size, Chunks: make([]dfs.ChunkLocation, len(resp.Chunks))}
+	loc := Location{Content: h, Size: resp.Size, Chunks: make([]dfs.ChunkLocation, len(resp.Chunks)),
+		Processing: processingFromAPI(h, resp.Processing)}
 	if resp.File != nil {
 		loc.File = fileFromAPI(resp.File)
 	}

@@ -25,7 +25,7 @@ type Event struct {
 	Size    int64           `json:"size,omitempty"`
 	// Processing is the job's new state, for EventJob; nil when the job
 	// record was removed.
-	Processing *api.Processing `json:"processing,omitempty"`
+	Processing *dfs.Processing `json:"processing,omitempty"`
 	Time       time.Time       `json:"time"`
 }
 
@@ -69,10 +69,11 @@ func (e *EventStream) Recv() (Event, error) {
 	if err != nil {
 		return Event{}, rpc.FromStatus(err)
 	}
-	out := Event{Kind: ev.Kind, Path: ev.Path, Size: ev.Size, Processing: ev.Processing}
+	out := Event{Kind: ev.Kind, Path: ev.Path, Size: ev.Size}
 	if len(ev.ContentHash) > 0 {
 		out.Content, _ = dfs.HashFromBytes(ev.ContentHash)
 	}
+	out.Processing = processingFromAPI(out.Content, ev.Processing)
 	if ev.UnixNano != 0 {
 		out.Time = time.Unix(0, ev.UnixNano)
 	}

@@ -25,20 +25,26 @@ func newServerCmd(g *globals) *cobra.Command {
 		httpAddr  string
 		cc        coordinatorFlags
 		gf        gatewayFlags
+		wf        workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run a whole cluster in one process: etcd, a coordinator and three datanodes",
+		Short: "Run a whole cluster in one process: etcd, a coordinator, three datanodes, three workers and a gateway",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
 an embedded etcd, a coordinator, three datanodes, each with its own
-directory and ports so that three replicas really are three copies, and a
-gateway serving the REST API and the web UI on --http. All data lives under
---data and comes back after a restart.`,
+directory and ports so that three replicas really are three copies, three
+post-upload workers (worker-1 to worker-3), and a gateway serving the REST
+API and the web UI on --http. All data lives under --data and comes back
+after a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := humanize.ParseBytes(reserve)
 			if err != nil {
 				return usagef("--reserve %q: %v", reserve, err)
+			}
+			jc, err := wf.config()
+			if err != nil {
+				return err
 			}
 			start := time.Now()
 			cl, err := cluster.Start(cmd.Context(), cluster.Config{
@@ -53,14 +59,19 @@ gateway serving the REST API and the web UI on --http. All data lives under
 				HTTP:            httpAddr,
 				APIToken:        gf.token,
 				HTTPPublic:      gf.public,
+				Jobs:            jc,
 				Logger:          slog.Default(),
 			})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, data in %s\n",
-				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), data)
+			workers := 0
+			if cl.Workers != nil {
+				workers = len(cl.Workers.Workers())
+			}
+			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, %d workers, data in %s\n",
+				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), workers, data)
 			if cl.Addr() != client.DefaultCoordinator {
 				fmt.Printf("  clients: export DFS_COORDINATOR=%s\n", cl.Addr())
 			}
@@ -82,6 +93,7 @@ gateway serving the REST API and the web UI on --http. All data lives under
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
 	cc.register(cmd)
 	gf.register(cmd)
+	wf.register(cmd)
 	return cmd
 }
 

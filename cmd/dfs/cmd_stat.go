@@ -27,6 +27,15 @@ type statOutput struct {
 	Created     time.Time   `json:"created"`
 	Modified    time.Time   `json:"modified"`
 	Chunks      []statChunk `json:"chunks"`
+	// Processing is the content's post-upload job; absent when it has none.
+	Processing *statProcessing `json:"processing,omitempty"`
+}
+
+// statProcessing is the processing part of stat --json.
+type statProcessing struct {
+	State   dfs.JobState      `json:"state"`
+	Results map[string]string `json:"results"`
+	Error   string            `json:"error,omitempty"`
 }
 
 func newStatCmd(g *globals) *cobra.Command {
@@ -56,6 +65,9 @@ func newStatCmd(g *globals) *cobra.Command {
 				}
 				out.Chunks = append(out.Chunks, sc)
 			}
+			if p := loc.Processing; p != nil {
+				out.Processing = &statProcessing{State: p.State, Results: p.Results, Error: p.Error}
+			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -72,6 +84,9 @@ func newStatCmd(g *globals) *cobra.Command {
 			printf("chunks:   %d\n", len(out.Chunks))
 			for i, ch := range out.Chunks {
 				printf("  %4d  %s  %8s  %v\n", i, ch.Hash.Short(), humanize.IBytes(uint64(ch.Size)), ch.Replicas)
+			}
+			if p := loc.Processing; p != nil {
+				printProcessing(p)
 			}
 			return nil
 		},

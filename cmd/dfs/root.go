@@ -71,6 +71,8 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newDrainCmd(g),
 		newStatusCmd(g),
 		newEtcdCmd(),
+		newWorkerCmd(g),
+		newJobsCmd(g),
 	)
 	return root
 }
@@ -94,7 +96,7 @@ func applyEnv(cmd *cobra.Command) error {
 }
 
 // roleCommands log at info by default; client commands only warn.
-var roleCommands = map[string]bool{"server": true, "coordinator": true, "datanode": true}
+var roleCommands = map[string]bool{"server": true, "coordinator": true, "datanode": true, "worker": true}
 
 func setupLogging(level string, cmd *cobra.Command) error {
 	if level == "" {

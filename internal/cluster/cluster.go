@@ -24,6 +24,7 @@ import (
 	"github.com/dfs-store/dfs/internal/coordinator"
 	"github.com/dfs-store/dfs/internal/datanode"
 	"github.com/dfs-store/dfs/internal/etcdserver"
+	"github.com/dfs-store/dfs/internal/jobs"
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -171,14 +172,19 @@ type Config struct {
 	HTTP       string
 	APIToken   string
 	HTTPPublic bool
-	Logger     *slog.Logger
+	// Jobs configures the post-upload workers; none run if Jobs.Workers
+	// is 0. The etcd and dfs clients and the key schema are filled in.
+	Jobs   jobs.Config
+	Logger *slog.Logger
 }
 
 // Cluster is a coordinator and its datanodes in one process.
 type Cluster struct {
 	Coordinator *Coordinator
 	Nodes       []*datanode.Node
-	Gateway     *Gateway // nil unless Config.HTTP is set
+	Gateway     *Gateway   // nil unless Config.HTTP is set
+	Workers     *jobs.Pool // nil without workers
+	workerCli   *client.Client
 	cfg         Config
 }
 
@@ -231,7 +237,24 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Jobs.Workers > 0 {
+		if err := cl.startWorkers(); err != nil {
+			return nil, err
+		}
+	}
 	return cl, nil
+}
+
+// startWorkers starts the post-upload workers, reading content through
+// the SDK like workers on other hosts.
+func (cl *Cluster) startWorkers() (err error) {
+	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads}); err != nil {
+		return err
+	}
+	jc := cl.cfg.Jobs
+	jc.Etcd, jc.Client, jc.Schema, jc.Logger = cl.Coordinator.Client, cl.workerCli, cl.Coordinator.Meta.Schema(), cl.cfg.Logger
+	cl.Workers, err = jobs.Start(jc)
+	return err
 }
 
 // AddDatanode starts one more datanode with its data in dir.
@@ -297,11 +320,17 @@ func (cl *Cluster) Client(cfg client.Config) (*client.Client, error) {
 	return client.New(cfg)
 }
 
-// Close stops every role: the gateway, then datanodes, so none reports to a
-// coordinator that is gone.
+// Close stops every role: the gateway and the workers first, then
+// datanodes, so none reports to a coordinator that is gone.
 func (cl *Cluster) Close() error {
 	if cl.Gateway != nil {
 		cl.Gateway.Close()
+	}
+	if cl.Workers != nil {
+		cl.Workers.Close()
+	}
+	if cl.workerCli != nil {
+		cl.workerCli.Close()
 	}
 	for _, n := range cl.Nodes {
 		n.Close()

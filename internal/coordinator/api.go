@@ -309,7 +309,8 @@ func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash) (*api.Loo
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{}}
+	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{},
+		Processing: s.processing(ctx, h)}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -345,7 +346,7 @@ func (s *Server) Stat(ctx context.Context, req *api.StatRequest) (*api.StatRespo
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &api.StatResponse{File: fileToAPI(info)}, nil
+	return &api.StatResponse{File: fileToAPI(info), Processing: s.processing(ctx, info.Content)}, nil
 }
 
 // List implements api.CoordinatorServer.

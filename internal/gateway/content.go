@@ -41,12 +41,12 @@ func (s *Server) serveContent(w http.ResponseWriter, r *http.Request, rest strin
 		return
 	}
 	methods(w, r, func(w http.ResponseWriter, r *http.Request) {
-		loc, proc, err := s.cl.LocateContentWithJob(r.Context(), h)
+		loc, err := s.cl.LocateContent(r.Context(), h)
 		if err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}
-		out := ContentInfo{Hash: loc.Content, Size: loc.Size, Chunks: loc.Chunks, Processing: processingFromAPI(proc)}
+		out := ContentInfo{Hash: loc.Content, Size: loc.Size, Chunks: loc.Chunks, Processing: processingOf(loc.Processing)}
 		if out.Chunks == nil {
 			out.Chunks = []dfs.ChunkLocation{}
 		}

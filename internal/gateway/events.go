@@ -195,7 +195,7 @@ func (s *Server) publishEvent(ev client.Event) {
 	case client.EventFileDeleted:
 		s.hub.publish(ev.Kind, map[string]any{"path": ev.Path, "time": ev.Time})
 	case client.EventJob:
-		s.hub.publish(ev.Kind, map[string]any{"sha256": ev.Content, "processing": processingFromAPI(ev.Processing), "time": ev.Time})
+		s.hub.publish(ev.Kind, map[string]any{"sha256": ev.Content, "processing": processingOf(ev.Processing), "time": ev.Time})
 	}
 }
 

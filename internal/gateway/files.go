@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/dfs-store/dfs"
-	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
 )
 
@@ -45,7 +44,7 @@ type File struct {
 type Processing struct {
 	State    string            `json:"state"` // queued, processing, done, error, duplicate
 	Worker   string            `json:"worker,omitempty"`
-	Attempts int32             `json:"attempts,omitempty"`
+	Attempts int               `json:"attempts,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	Results  map[string]string `json:"results,omitempty"`
 	Queued   time.Time         `json:"queued,omitzero"`
@@ -53,20 +52,12 @@ type Processing struct {
 	Updated  time.Time         `json:"updated,omitzero"`
 }
 
-func processingFromAPI(p *api.Processing) *Processing {
+func processingOf(p *dfs.Processing) *Processing {
 	if p == nil {
 		return nil
 	}
-	out := &Processing{State: p.State, Worker: p.Worker, Attempts: p.Attempts, Error: p.Error, Results: p.Results}
-	for _, t := range []struct {
-		dst *time.Time
-		ns  int64
-	}{{&out.Queued, p.QueuedUnixNano}, {&out.Started, p.StartedUnixNano}, {&out.Updated, p.UpdatedUnixNano}} {
-		if t.ns != 0 {
-			*t.dst = time.Unix(0, t.ns)
-		}
-	}
-	return out
+	return &Processing{State: string(p.State), Worker: p.Worker, Attempts: p.Attempts, Error: p.Error, Results: p.Results,
+		Queued: p.Queued, Started: p.Started, Updated: p.Updated}
 }
 
 // UploadResult is the answer to an upload.
@@ -392,8 +383,8 @@ func (s *Server) addProcessing(ctx context.Context, files []File) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, p, err := s.cl.StatWithJob(ctx, files[i].Path); err == nil {
-				files[i].Processing = processingFromAPI(p)
+			if _, p, err := s.cl.StatProcessing(ctx, files[i].Path); err == nil {
+				files[i].Processing = processingOf(p)
 			}
 		}()
 	}
@@ -406,12 +397,12 @@ func (s *Server) serveStat(w http.ResponseWriter, r *http.Request, escaped strin
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	f, proc, err := s.cl.StatWithJob(r.Context(), p)
+	f, proc, err := s.cl.StatProcessing(r.Context(), p)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, File{FileInfo: f, Processing: processingFromAPI(proc)})
+	writeJSON(w, http.StatusOK, File{FileInfo: f, Processing: processingOf(proc)})
 }
 
 // serveUpload takes a multipart/form-data body of one or more files, as a

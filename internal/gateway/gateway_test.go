@@ -24,6 +24,7 @@ import (
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/gateway"
+	"github.com/dfs-store/dfs/internal/jobs"
 )
 
 func quiet() *slog.Logger {
@@ -44,7 +45,7 @@ type env struct {
 
 func startEnv(t *testing.T, token string) *env {
 	t.Helper()
-	cl, err := cluster.Start(context.Background(), cluster.Config{Dir: t.TempDir(), GRPC: "127.0.0.1:0", Logger: quiet()})
+	cl, err := cluster.Start(context.Background(), cluster.Config{Dir: t.TempDir(), GRPC: "127.0.0.1:0", Jobs: jobs.Config{Workers: 2}, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +242,20 @@ func TestFiles(t *testing.T) {
 		if f.Content.String() != sum(data) || f.Size != int64(len(data)) || f.ContentType != "application/pdf" {
 			t.Fatalf("stat: %+v", f)
 		}
-		if f.Processing == nil || f.Processing.State == "" {
-			t.Logf("stat carries no processing state (no job record): %+v", f)
+		// The workers process the new content: its job ends done, with
+		// the verifier's results.
+		for deadline := time.Now().Add(30 * time.Second); f.Processing == nil || f.Processing.State != "done"; {
+			if f.Processing != nil && f.Processing.State == "error" {
+				t.Fatalf("processing failed: %+v", f.Processing)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("processing not done within 30s: %+v", f.Processing)
+			}
+			time.Sleep(50 * time.Millisecond)
+			f = decode[gateway.File](t, e.do(t, "GET", "/api/v1/stat/docs/report.pdf", nil))
+		}
+		if f.Processing.Worker == "" || f.Processing.Results["verify.sha256"] != sum(data) {
+			t.Fatalf("done processing without its worker or verify result: %+v", f.Processing)
 		}
 		if a := e.do(t, "GET", "/api/v1/stat/nope", nil); a.code != http.StatusNotFound || a.errMsg(t) == "" {
 			t.Fatalf("stat of a missing file: %d", a.code)
@@ -251,7 +264,7 @@ func TestFiles(t *testing.T) {
 
 	t.Run("content", func(t *testing.T) {
 		ci := decode[gateway.ContentInfo](t, e.do(t, "GET", "/api/v1/content/"+sum(data), nil))
-		if ci.Hash.String() != sum(data) || ci.Size != int64(len(data)) || len(ci.Chunks) < 2 {
+		if ci.Hash.String() != sum(data) || ci.Size != int64(len(data)) || len(ci.Chunks) < 2 || ci.Processing == nil || ci.Processing.State != "done" {
 			t.Fatalf("content: %+v", ci)
 		}
 		var off int64
@@ -294,6 +307,11 @@ func TestFiles(t *testing.T) {
 		l := decode[gateway.Listing](t, e.do(t, "GET", "/api/v1/files?prefix=photos/&delimiter=/&processing=1", nil))
 		if fmt.Sprint(l.Prefixes) != "[photos/2024/]" || len(l.Files) != 2 || l.Files[0].Path != "photos/Beach.png" || l.Files[1].Path != "photos/c.jpg" {
 			t.Fatalf("listing photos/: %+v", l)
+		}
+		for _, f := range l.Files {
+			if f.Processing == nil || f.Processing.State == "" {
+				t.Errorf("%s listed without its processing state", f.Path)
+			}
 		}
 		root := decode[gateway.Listing](t, e.do(t, "GET", "/api/v1/files?delimiter=/", nil))
 		if fmt.Sprint(root.Prefixes) != "[docs/ photos/]" || len(root.Files) != 1 {
@@ -652,7 +670,7 @@ func TestEvents(t *testing.T) {
 		switch {
 		case kind == "file" && ev.Path == "w/one.txt" && ev.SHA256 == sum(data) && ev.Size == int64(len(data)):
 			sawFile = true
-		case kind == "job" && ev.SHA256 == sum(data) && ev.Processing != nil && ev.Processing.State != "":
+		case kind == "job" && ev.SHA256 == sum(data) && ev.Processing != nil && ev.Processing.State == "done":
 			sawJob = true
 		}
 		return sawFile && sawJob

@@ -22,9 +22,9 @@ import (
 )
 
 // browserProcessed is the state the browser test waits for on a new
-// upload. dfs server runs no workers yet, so a new content's job stays
-// queued; once workers process jobs inside dfs server, this is "done".
-const browserProcessed = "queued"
+// upload: the workers inside dfs server verify the content and read its
+// media metadata, and the job ends done.
+const browserProcessed = "done"
 
 // chromiumPath finds Debian's chromium (or $DFS_CHROMIUM). The browser test
 // fails rather than skips without it: CI installs it (.ci/run).

@@ -51,14 +51,14 @@ type cluster struct {
 	dnGRPC   []string
 	etcdURLs []string // client, peer
 	// ha only: each coordinator's gRPC address, etcd client and peer URL
-	coords            []string
-	etcdClient, peers []string
-	restarts          int // of single coordinators, for their log names
-	picked            map[string]bool
-	gen               int     // how many times the cluster was launched
-	procs             []*proc // processes of the current launch, in start order
-	past              []*proc // processes of earlier launches, for their logs
-	broken            string  // why a shared cluster is unusable, if it is
+	coords                []string
+	etcdClientURLs, peers []string
+	restarts              int // of single coordinators, for their log names
+	picked                map[string]bool
+	gen                   int     // how many times the cluster was launched
+	procs                 []*proc // processes of the current launch, in start order
+	past                  []*proc // processes of earlier launches, for their logs
+	broken                string  // why a shared cluster is unusable, if it is
 
 	mu    sync.Mutex
 	files map[string]string // remote path -> sha256 of every file put and not removed
@@ -155,7 +155,7 @@ func (c *cluster) start(t *testing.T) {
 	if c.spec.topo == topoHA {
 		c.coords = []string{c.coord, c.pickAddr(t), c.pickAddr(t)}
 		for range c.coords {
-			c.etcdClient = append(c.etcdClient, "http://"+c.pickAddr(t))
+			c.etcdClientURLs = append(c.etcdClientURLs, "http://"+c.pickAddr(t))
 			c.peers = append(c.peers, "http://"+c.pickAddr(t))
 		}
 		c.coord = strings.Join(c.coords, ",")
@@ -258,7 +258,7 @@ func (c *cluster) haCoordArgs(i int) []string {
 	}
 	args := []string{"coordinator", "--etcd-embed", "--etcd-name", fmt.Sprintf("c%d", i),
 		"--etcd-initial-cluster", strings.Join(initial, ","),
-		"--etcd-peer-url", c.peers[i], "--etcd-client-url", c.etcdClient[i],
+		"--etcd-peer-url", c.peers[i], "--etcd-client-url", c.etcdClientURLs[i],
 		"--data", filepath.Join(c.dir, fmt.Sprintf("coordinator%d", i)), "--grpc", c.coords[i]}
 	return append(args, c.spec.coordFlags...)
 }

@@ -513,7 +513,7 @@ func TestHAReplaceCoordinator(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(c.dir, fmt.Sprintf("coordinator%d", dead))); err != nil {
 		t.Fatal(err)
 	}
-	live := "--etcd-endpoints=" + c.etcdClient[0]
+	live := "--etcd-endpoints=" + c.etcdClientURLs[0]
 	runDFS(t, cmdTimeout, nil, nil, "etcd", "members", live)
 	if r := runDFS(t, cmdTimeout, nil, nil, "etcd", "remove", fmt.Sprintf("c%d", dead), live); r.code != 0 {
 		t.Fatalf("etcd remove: %s", r)

@@ -1,0 +1,57 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// Jobs implements api.CoordinatorServer: the post-upload processing jobs,
+// optionally in one state, in content-hash order.
+func (s *Server) Jobs(ctx context.Context, req *api.JobsRequest) (*api.JobsResponse, error) {
+	switch dfs.JobState(req.State) {
+	case "", dfs.JobQueued, dfs.JobProcessing, dfs.JobDone, dfs.JobError:
+	default:
+		return nil, rpc.ToStatus(fmt.Errorf("%w: jobs: state %q: want queued, processing, done or error", dfs.ErrInvalid, req.State))
+	}
+	recs, err := s.meta.Jobs(ctx, req.State, int(req.Limit))
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	resp := &api.JobsResponse{Jobs: make([]*api.Job, 0, len(recs))}
+	for _, r := range recs {
+		resp.Jobs = append(resp.Jobs, &api.Job{ContentHash: r.ContentHash, Processing: processingToAPI(r)})
+	}
+	return resp, nil
+}
+
+// processing returns the state of a content's job, or nil when it has none
+// (content committed before processing existed) or it cannot be read now:
+// a lookup does not fail for want of its processing state.
+func (s *Server) processing(ctx context.Context, h dfs.ContentHash) *api.Processing {
+	rec, err := s.meta.GetJob(ctx, h)
+	if err != nil {
+		if !errors.Is(err, dfs.ErrNotFound) {
+			s.log.Debug("read job", "sha256", h.Short(), "err", err)
+		}
+		return nil
+	}
+	return processingToAPI(rec)
+}
+
+func processingToAPI(r *api.JobRecord) *api.Processing {
+	return &api.Processing{
+		State:           r.State,
+		Worker:          r.Worker,
+		Attempts:        r.Attempts,
+		Error:           r.Error,
+		Results:         r.Results,
+		QueuedUnixNano:  r.QueuedUnixNano,
+		UpdatedUnixNano: r.UpdatedUnixNano,
+		StartedUnixNano: r.StartedUnixNano,
+	}
+}

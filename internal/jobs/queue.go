@@ -1,0 +1,220 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
+)
+
+// queue is a pool's view of the jobs still to do (queued, or processing by
+// a worker that may have died), kept from one listing and then etcd's
+// watch. It is only a hint of what to try: the truth is read again under
+// the job's lock.
+type queue struct {
+	etcd   *clientv3.Client
+	schema meta.Schema
+
+	mu      sync.Mutex
+	pending map[dfs.Hash]*entry
+	wake    chan struct{} // closed and replaced when a job may have become available
+}
+
+type entry struct {
+	busy bool // a worker of this pool is on it
+	// heldRev is the revision at which another worker was seen holding
+	// the job's lock, freedRev the revision of the last lock key deleted:
+	// the job is worth another try only once a lock key went after the
+	// holder was seen.
+	heldRev, freedRev int64
+}
+
+func (e *entry) available() bool { return !e.busy && (e.heldRev == 0 || e.freedRev > e.heldRev) }
+
+func newQueue(cli *clientv3.Client, schema meta.Schema) *queue {
+	return &queue{etcd: cli, schema: schema, pending: map[dfs.Hash]*entry{}, wake: make(chan struct{})}
+}
+
+func (q *queue) signalLocked() {
+	close(q.wake)
+	q.wake = make(chan struct{})
+}
+
+// next blocks until a job is available, marks it busy and returns it.
+func (q *queue) next(ctx context.Context) (dfs.Hash, bool) {
+	for ctx.Err() == nil {
+		q.mu.Lock()
+		for h, e := range q.pending { // map order: workers spread over the jobs
+			if e.available() {
+				e.busy = true
+				q.mu.Unlock()
+				return h, true
+			}
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+		}
+	}
+	return dfs.Hash{}, false
+}
+
+// release ends a worker's try at a job: finished drops it (it is done or
+// in error, or gone), heldRev > 0 says another worker held its lock at that
+// revision.
+func (q *queue) release(h dfs.Hash, finished bool, heldRev int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e := q.pending[h]
+	if e == nil {
+		return
+	}
+	if finished {
+		delete(q.pending, h)
+		return
+	}
+	e.busy = false
+	if heldRev > 0 {
+		e.heldRev = heldRev
+	}
+	q.signalLocked()
+}
+
+// run keeps the queue: list, then watch jobs and locks, listing again every
+// resync (and whenever the watch breaks) in case an event was missed.
+func (q *queue) run(ctx context.Context, resync time.Duration, log *slog.Logger) {
+	for ctx.Err() == nil {
+		rev, err := q.list(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("list jobs", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		q.watch(ctx, rev, resync, log)
+	}
+}
+
+// list replaces the view with every job still to do, and returns the
+// revision it read at.
+func (q *queue) list(ctx context.Context) (int64, error) {
+	prefix := q.schema.JobsPrefix()
+	start, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	todo := map[dfs.Hash]bool{}
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := q.etcd.Get(ctx, start, opts...)
+		if err != nil {
+			return 0, err
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			if h, ok := q.hashOf(string(kv.Key), prefix); ok && toDo(kv.Value) {
+				todo[h] = true
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for h, e := range q.pending {
+		if !todo[h] && !e.busy {
+			delete(q.pending, h)
+		}
+	}
+	for h := range todo {
+		if e := q.pending[h]; e != nil {
+			e.heldRev = 0 // try once more: a lock may have gone unseen
+		} else {
+			q.pending[h] = &entry{}
+		}
+	}
+	q.signalLocked()
+	return rev, nil
+}
+
+// watch follows jobs and locks from rev+1 (one watch over both prefixes,
+// so their events come in one order) until resync passes or the watch
+// breaks.
+func (q *queue) watch(ctx context.Context, rev int64, resync time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), resync)
+	defer cancel()
+	jobs, locks := q.schema.JobsPrefix(), q.schema.LocksPrefix()
+	// jobs/ sorts before locks/, and nothing else lies between them.
+	wch := q.etcd.Watch(ctx, jobs, clientv3.WithRange(clientv3.GetPrefixRangeEnd(locks)), clientv3.WithRev(rev+1))
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			if ctx.Err() == nil {
+				log.Debug("watch jobs", "err", err)
+			}
+			return
+		}
+		q.mu.Lock()
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			if h, ok := q.hashOf(key, jobs); ok {
+				if ev.Type == clientv3.EventTypePut && toDo(ev.Kv.Value) {
+					if q.pending[h] == nil {
+						q.pending[h] = &entry{}
+					}
+				} else if e := q.pending[h]; e != nil && !e.busy {
+					delete(q.pending, h)
+				}
+				continue
+			}
+			if ev.Type != clientv3.EventTypeDelete || !strings.HasPrefix(key, locks) {
+				continue
+			}
+			// <locks>/<sha256>/<lease>: a holder or a contender let go.
+			rest := strings.TrimPrefix(key, locks)
+			if i := strings.IndexByte(rest, '/'); i > 0 {
+				if h, err := dfs.ParseHash(rest[:i]); err == nil {
+					if e := q.pending[h]; e != nil {
+						e.freedRev = ev.Kv.ModRevision
+					}
+				}
+			}
+		}
+		q.signalLocked()
+		q.mu.Unlock()
+	}
+}
+
+func (q *queue) hashOf(key, prefix string) (dfs.Hash, bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return dfs.Hash{}, false
+	}
+	h, err := dfs.ParseHash(rest)
+	return h, err == nil
+}
+
+// toDo reports whether a job record still needs a worker.
+func toDo(val []byte) bool {
+	var rec api.JobRecord
+	if proto.Unmarshal(val, &rec) != nil {
+		return false
+	}
+	return rec.State == string(dfs.JobQueued) || rec.State == string(dfs.JobProcessing)
+}
