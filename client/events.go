@@ -4,10 +4,18 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
+
+// eventsOpenHeader is coordinator.EventsOpenHeader (the client does not
+// import the coordinator).
+const eventsOpenHeader = "dfs-events"
 
 // Kinds of Event.
 const (
@@ -46,9 +54,16 @@ func (c *Client) Events(ctx context.Context) (*EventStream, error) {
 		sctx, cancel := context.WithCancel(ctx)
 		s, err := cc.Events(sctx, &api.EventsRequest{})
 		if err == nil {
-			// The coordinator sends headers as soon as its watch is set
-			// up: an unreachable coordinator fails here, not later.
-			_, err = s.Header()
+			// The coordinator sends its open header at once: an
+			// unreachable coordinator fails here, not later, and one that
+			// refused the stream answered with no headers but a status,
+			// which Recv returns.
+			var md metadata.MD
+			if md, err = s.Header(); err == nil && len(md.Get(eventsOpenHeader)) == 0 {
+				if _, err = s.Recv(); err == nil {
+					err = status.Error(codes.Internal, "events: the coordinator sent no open header")
+				}
+			}
 		}
 		if err != nil {
 			cancel()

@@ -33,6 +33,11 @@ func (s *Server) StopEvents() {
 	s.events.cancel()
 }
 
+// EventsOpenHeader is the header an Events stream sends once it is open. A
+// refused stream has no headers of its own (gRPC's trailers-only answer),
+// so a client tells the two apart by it.
+const EventsOpenHeader = "dfs-events"
+
 // Events implements api.CoordinatorServer: it streams paths written and
 // deleted and processing jobs changing state, from an etcd watch on the
 // files and jobs prefixes. Any coordinator serves it (the watch is etcd's,
@@ -56,7 +61,7 @@ func (s *Server) Events(req *api.EventsRequest, stream api.Coordinator_EventsSer
 	// Headers tell the client at once that the stream is open, before any
 	// event: it can then fail over to another coordinator when this one
 	// cannot serve.
-	if err := stream.SendHeader(metadata.MD{}); err != nil {
+	if err := stream.SendHeader(metadata.Pairs(EventsOpenHeader, "1")); err != nil {
 		return err
 	}
 	err := s.meta.WatchChanges(ctx, func(c meta.Change) error {

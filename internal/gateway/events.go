@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -23,32 +24,58 @@ import (
 //	cluster       ClusterInfo                 counters or leader changed
 //	resync        {}                          events may have been missed
 //	                                          (the coordinator stream was
-//	                                          reconnected): re-read everything
+//	                                          opened or reopened): re-read
+//	                                          everything
 //
 // A subscriber too slow to keep up is dropped; its browser reconnects and
 // re-reads the page, as after any reconnect.
 
-// hub fans messages out to the event streams.
+// hub fans messages out to the event streams. It also keeps the state so
+// far (the last message of each node, and of the cluster), which a new
+// subscriber gets first: under the same lock as publishing, so none is
+// missed between the two.
 type hub struct {
 	mu     sync.Mutex
 	subs   map[chan []byte]struct{}
+	state  map[string][]byte
 	closed bool
 }
 
-func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
+func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}, state: map[string][]byte{}} }
 
-// subscribe returns a channel of formatted messages, closed when the
-// subscriber is dropped or the hub closes.
+// subscribe returns a channel of formatted messages, starting with the
+// state so far, closed when the subscriber is dropped or the hub closes.
 func (h *hub) subscribe() chan []byte {
-	ch := make(chan []byte, 256)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	ch := make(chan []byte, 256+len(h.state))
 	if h.closed {
 		close(ch)
 		return ch
 	}
+	keys := make([]string, 0, len(h.state))
+	for k := range h.state {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ch <- h.state[k]
+	}
 	h.subs[ch] = struct{}{}
 	return ch
+}
+
+// setState publishes msg and keeps it as the state of key; with a nil
+// keep, key is dropped from the state.
+func (h *hub) setState(key string, msg, keep []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if keep == nil {
+		delete(h.state, key)
+	} else {
+		h.state[key] = keep
+	}
+	h.send(msg)
 }
 
 func (h *hub) unsubscribe(ch chan []byte) {
@@ -81,6 +108,10 @@ func (h *hub) publish(kind string, v any) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.send(msg)
+}
+
+func (h *hub) send(msg []byte) {
 	for ch := range h.subs {
 		select {
 		case ch <- msg:
@@ -114,10 +145,6 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.unsubscribe(ch)
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\nevent: hello\ndata: {}\n\n")
-	// The state so far, so that a new page need not wait for a change.
-	for _, msg := range s.snapshot() {
-		w.Write(msg)
-	}
 	if err := rc.Flush(); err != nil {
 		return
 	}
@@ -168,10 +195,12 @@ func (s *Server) relayEvents() {
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
+		// Changes made while there was no stream (before the first one,
+		// too) are not replayed: tell the browsers to read again.
 		if !first {
 			s.log.Info("events: coordinator stream reconnected")
-			s.hub.publish("resync", struct{}{})
 		}
+		s.hub.publish("resync", struct{}{})
 		first = false
 		backoff = 100 * time.Millisecond
 		for {
@@ -216,25 +245,25 @@ func (s *Server) pollCluster() {
 				seen[n.ID] = true
 				if old, ok := last[n.ID]; !ok || nodeChanged(old, n) {
 					last[n.ID] = n
-					s.hub.publish("node", n)
+					msg := message("node", n)
+					s.hub.setState("node/"+string(n.ID), msg, msg)
 				}
 			}
 			for id := range last {
 				if !seen[id] {
 					delete(last, id)
-					s.hub.publish("node_removed", map[string]any{"id": id})
+					s.hub.setState("node/"+string(id), message("node_removed", map[string]any{"id": id}), nil)
 				}
 			}
 		}
-		s.setSnapshot(last, lastCluster)
 		if time.Since(countersAt) >= s.cfg.CounterPoll {
 			countersAt = time.Now()
 			if ci, err := s.clusterInfo(ctx, s.cfg.CounterPoll/2); err == nil {
 				if lastCluster == nil || clusterChanged(*lastCluster, *ci) {
-					s.hub.publish("cluster", ci)
+					msg := message("cluster", ci)
+					s.hub.setState("cluster", msg, msg)
 				}
 				lastCluster = ci
-				s.setSnapshot(last, lastCluster)
 			}
 		}
 		cancel()
@@ -259,24 +288,4 @@ func clusterChanged(a, b ClusterInfo) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) != string(jb)
-}
-
-// snapshot is what the poller saw last, as messages for a new stream.
-func (s *Server) snapshot() [][]byte {
-	s.snapMu.Lock()
-	defer s.snapMu.Unlock()
-	return s.snap
-}
-
-func (s *Server) setSnapshot(nodes map[dfs.NodeID]dfs.NodeInfo, ci *ClusterInfo) {
-	var msgs [][]byte
-	for _, n := range nodes {
-		msgs = append(msgs, message("node", n))
-	}
-	if ci != nil {
-		msgs = append(msgs, message("cluster", ci))
-	}
-	s.snapMu.Lock()
-	s.snap = msgs
-	s.snapMu.Unlock()
 }

@@ -58,9 +58,6 @@ type Server struct {
 	clusterAt  time.Time
 	clusterVal *ClusterInfo
 
-	snapMu sync.Mutex
-	snap   [][]byte // the last node table and cluster info, as events
-
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -575,9 +575,11 @@ func TestFiles(t *testing.T) {
 	})
 }
 
-// sse reads server-sent events into a channel.
+// sse reads server-sent events into a channel, and keeps every event read
+// so far: a wait matches any event of the stream, whatever its order.
 type sse struct {
-	ch <-chan event
+	ch   <-chan event
+	seen []event
 }
 
 type event struct {
@@ -628,6 +630,11 @@ func (e *env) events(t *testing.T) *sse {
 // before d passed.
 func (s *sse) within(t *testing.T, d time.Duration, match func(kind string, data []byte) bool) bool {
 	t.Helper()
+	for _, ev := range s.seen {
+		if match(ev.kind, ev.data) {
+			return true
+		}
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -636,6 +643,7 @@ func (s *sse) within(t *testing.T, d time.Duration, match func(kind string, data
 			if !ok {
 				t.Fatal("event stream ended")
 			}
+			s.seen = append(s.seen, ev)
 			if match(ev.kind, ev.data) {
 				return true
 			}
@@ -645,11 +653,38 @@ func (s *sse) within(t *testing.T, d time.Duration, match func(kind string, data
 	}
 }
 
+// waitCount reads events until n of the stream's events are of kind,
+// failing after a deadline.
+func (s *sse) waitCount(t *testing.T, kind string, n int) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		got := 0
+		for _, ev := range s.seen {
+			if ev.kind == kind {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case ev, ok := <-s.ch:
+			if !ok {
+				t.Fatal("event stream ended")
+			}
+			s.seen = append(s.seen, ev)
+		case <-deadline:
+			t.Fatalf("%d %s events within a minute, want %d", got, kind, n)
+		}
+	}
+}
+
 // waitFor reads events until match accepts one, failing after a deadline.
 func (s *sse) waitFor(t *testing.T, what string, match func(kind string, data []byte) bool) {
 	t.Helper()
-	if !s.within(t, 30*time.Second, match) {
-		t.Fatalf("no %s event within 30s", what)
+	if !s.within(t, time.Minute, match) {
+		t.Fatalf("no %s event within a minute", what)
 	}
 }
 
@@ -705,6 +740,8 @@ func TestEventsReconnect(t *testing.T) {
 	t.Cleanup(func() { cl.Close() })
 	e := gatewayOn(t, cl, "")
 	s := e.events(t)
+	// The gateway says resync once its first coordinator stream is open.
+	s.waitCount(t, "resync", 1)
 
 	// Stop the coordinator (and its etcd) and start it again on the same
 	// address and data; the datanodes find it again.
@@ -713,13 +750,14 @@ func TestEventsReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor(t, "resync", func(kind string, _ []byte) bool { return kind == "resync" })
+	// And again once it has reopened one.
+	s.waitCount(t, "resync", 2)
 	if err := cl.WaitNodes(context.Background(), 3); err != nil {
 		t.Fatal(err)
 	}
 	// The gateway may still be between attempts: write until a write is
 	// seen, within a deadline.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for i := 0; ; i++ {
 		p := fmt.Sprintf("after-%d.txt", i)
 		if a := e.do(t, "PUT", "/api/v1/files/"+p, strings.NewReader("after the restart")); a.code != http.StatusCreated {
@@ -731,7 +769,7 @@ func TestEventsReconnect(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no file event within 30s of the coordinator's restart")
+			t.Fatal("no file event within a minute of the coordinator's restart")
 		}
 	}
 }
