@@ -592,6 +592,7 @@ func TestHAReplaceCoordinator(t *testing.T) {
 		return nil
 	})
 	only.checkGet(t, "ha-replace/before.bin", sum)
+	only.waitNodes(t, 4, nil)
 	local2, sum2 := randomFile(t, dir, "after", 3<<20)
 	only.put(t, local2, "ha-replace/after.bin")
 	c.checkGet(t, "ha-replace/after.bin", sum2)
