@@ -236,7 +236,10 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	if err != nil {
 		return err
 	}
-	args := []string{"server", "--data", filepath.Join(dir, "data"), "--grpc", addr, "--log-level", "warn"}
+	// No workers: post-upload processing reads every new content back,
+	// which would compete with the workload for the same two cores; the
+	// figures are those of the storage path.
+	args := []string{"server", "--data", filepath.Join(dir, "data"), "--grpc", addr, "--log-level", "warn", "--workers", "0"}
 	if noSync {
 		args = append(args, "--no-fsync")
 	}

@@ -21,8 +21,10 @@ import (
 func healing(t *testing.T, mod func(*cluster.Config)) (*cluster.Cluster, *client.Client) {
 	return startCluster(t, func(c *cluster.Config) {
 		c.Datanodes = 4
-		c.Coordinator.DeadAfter = 2 * time.Second
-		c.Coordinator.SuspectAfter = time.Second
+		// Short, but with room for a heartbeat or two coming late on a
+		// loaded machine (the race detector, two cores).
+		c.Coordinator.DeadAfter = 3 * time.Second
+		c.Coordinator.SuspectAfter = 2 * time.Second
 		c.Coordinator.RepairInterval = 500 * time.Millisecond
 		c.Coordinator.GCInterval = time.Hour
 		c.Coordinator.GCGrace = time.Hour

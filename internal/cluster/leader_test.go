@@ -24,7 +24,7 @@ import (
 // Of several coordinators sharing one etcd, exactly one leads, and when it
 // stops another takes over.
 func TestOneLeaderAmongCoordinators(t *testing.T) {
-	cl, _ := startCluster(t, func(c *cluster.Config) { c.Coordinator.ElectionTTL = time.Second })
+	cl, _ := startCluster(t, func(c *cluster.Config) { c.Coordinator.ElectionTTL = 3 * time.Second })
 	first := cl.Coordinator.Server
 	eventually(t, 10*time.Second, func() error {
 		if !first.IsLeader() {
@@ -35,7 +35,7 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 	second, err := cluster.StartCoordinator(context.Background(), cluster.CoordinatorConfig{
 		Listen:        "127.0.0.1:0",
 		EtcdEndpoints: cl.Coordinator.Etcd.Endpoints(),
-		Coordinator:   coordinator.Config{ElectionTTL: time.Second},
+		Coordinator:   coordinator.Config{ElectionTTL: 3 * time.Second},
 		Logger:        quiet(),
 	})
 	if err != nil {
@@ -68,7 +68,7 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 // term, and on its next round of work it finds out and steps down.
 func TestDeposedLeaderIsFenced(t *testing.T) {
 	cl, c := startCluster(t, func(c *cluster.Config) {
-		c.Coordinator.ElectionTTL = time.Second
+		c.Coordinator.ElectionTTL = 3 * time.Second
 		c.Coordinator.GCGrace = 100 * time.Millisecond
 		c.Coordinator.GCInterval = time.Hour
 	})
@@ -83,7 +83,7 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	standby, err := cluster.StartCoordinator(ctx, cluster.CoordinatorConfig{
 		Listen:        "127.0.0.1:0",
 		EtcdEndpoints: cl.Coordinator.Etcd.Endpoints(),
-		Coordinator:   coordinator.Config{ElectionTTL: time.Second, GCGrace: 100 * time.Millisecond, GCInterval: time.Hour},
+		Coordinator:   coordinator.Config{ElectionTTL: 3 * time.Second, GCGrace: 100 * time.Millisecond, GCInterval: time.Hour},
 		Logger:        quiet(),
 	})
 	if err != nil {

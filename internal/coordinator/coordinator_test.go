@@ -300,7 +300,7 @@ func TestNoChunkOnANodeWithoutRoom(t *testing.T) {
 }
 
 func TestZonesAreDistinctWhenLabelled(t *testing.T) {
-	h := start(t, Config{})
+	h := start(t, Config{SuspectAfter: time.Minute, DeadAfter: 2 * time.Minute}) // heartbeats come only from the test
 	for _, z := range []string{"a", "b", "c"} {
 		// Zone c's nodes have far more room: weighting must not put two
 		// copies in it.

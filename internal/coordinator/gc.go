@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/meta"
@@ -128,7 +125,9 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 		s.heal.doomed[h] = struct{}{}
 		doomed = append(doomed, h)
 		for _, id := range ids {
-			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead {
+			// Only nodes that know this term, so that they would refuse a
+			// deposed leader's deletes too.
+			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead && n.stats.LeaderTerm >= fence.Rev {
 				byNode[id] = append(byNode[id], h)
 			}
 		}
@@ -173,7 +172,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			resp, err := dn.DeleteChunks(cctx, req)
 			cancel()
-			if status.Code(err) == codes.FailedPrecondition {
+			if fencedErr(err) {
 				// The node knows a newer leader term: this one is over.
 				s.stepDown(fence.Rev)
 				return st, fmt.Errorf("garbage collection: node %s: %w", id, rpc.FromStatus(err))

@@ -44,6 +44,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -239,10 +240,13 @@ type repairJob struct {
 // endangered first; when none is left, it trims extra copies and finishes
 // drains.
 func (s *Server) repairScan(ctx context.Context) {
-	if _, err := s.confirmLeader(ctx); err != nil {
+	fence, err := s.confirmLeader(ctx)
+	if err != nil {
 		s.log.Warn("repair scan", "err", err)
 		return
 	}
+	// Everything below is done under this term and stops with it.
+	ctx = s.termContext(fence.Rev)
 	now := time.Now()
 	var jobs []repairJob
 	var over []repairJob
@@ -319,17 +323,17 @@ func (s *Server) repairScan(ctx context.Context) {
 		s.setAdminState(ctx, id, "drained")
 	}
 	if len(jobs) == 0 {
-		s.trim(ctx, over)
+		s.trim(ctx, fence, over)
 		return
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].good < jobs[j].good })
 	s.log.Info("repair scan", "under_replicated", len(jobs), "most_endangered_copies", jobs[0].good)
-	s.runRepairs(ctx, jobs)
+	s.runRepairs(ctx, fence, jobs)
 }
 
 // runRepairs copies chunks with at most CopiesPerNode copies in flight from
 // and to each node.
-func (s *Server) runRepairs(ctx context.Context, jobs []repairJob) {
+func (s *Server) runRepairs(ctx context.Context, fence meta.Fence, jobs []repairJob) {
 	var (
 		mu    sync.Mutex
 		busy  = map[dfs.NodeID]int{}
@@ -377,7 +381,7 @@ func (s *Server) runRepairs(ctx context.Context, jobs []repairJob) {
 			go func() {
 				defer wg.Done()
 				defer release(ids...)
-				s.copyChunk(ctx, j.hash, src, chain)
+				s.copyChunk(ctx, fence, j.hash, src, chain)
 			}()
 		}
 		jobs = rest
@@ -436,7 +440,7 @@ func (s *Server) planCopy(j repairJob, free func(dfs.NodeID) bool) (src dfs.Node
 	return src, chain, true
 }
 
-func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chain []*api.Node) {
+func (s *Server) copyChunk(ctx context.Context, fence meta.Fence, h dfs.Hash, src dfs.NodeID, chain []*api.Node) {
 	dn, err := s.control(src)
 	if err != nil {
 		s.log.Warn("repair: reach source", "chunk", h.Short(), "node", src, "err", err)
@@ -444,7 +448,10 @@ func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chai
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain, Term: s.Term()})
+	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain, Term: fence.Rev})
+	if fencedErr(err) {
+		s.stepDown(fence.Rev)
+	}
 	if err != nil {
 		s.log.Warn("repair: copy failed", "chunk", h.Short(), "from", src, "err", err)
 		return
@@ -457,9 +464,24 @@ func (s *Server) copyChunk(ctx context.Context, h dfs.Hash, src dfs.NodeID, chai
 
 // trim deletes copies beyond the replication factor, from the fullest
 // nodes first.
-func (s *Server) trim(ctx context.Context, over []repairJob) {
+//
+// Two leaders trimming at once could each delete a different copy, so a
+// chunk is trimmed only once every node holding it has reported knowing
+// this leader's term: a deposed leader's trim is then refused on all of
+// them.
+func (s *Server) trim(ctx context.Context, fence meta.Fence, over []repairJob) {
 	for _, j := range over {
 		s.mu.Lock()
+		known := true
+		for _, id := range j.holders {
+			if n := s.nodes[id]; n == nil || n.stats.LeaderTerm < fence.Rev {
+				known = false
+			}
+		}
+		if !known {
+			s.mu.Unlock()
+			continue // the next scan, once the holders know the term
+		}
 		ids := append([]dfs.NodeID(nil), j.holders...)
 		sort.Slice(ids, func(a, b int) bool {
 			return s.nodes[ids[a]].stats.FreeBytes < s.nodes[ids[b]].stats.FreeBytes
@@ -471,7 +493,12 @@ func (s *Server) trim(ctx context.Context, over []repairJob) {
 			if err != nil {
 				continue
 			}
-			if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}, Term: s.Term()}); err != nil {
+			_, err = dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}, Term: fence.Rev})
+			if fencedErr(err) {
+				s.stepDown(fence.Rev)
+				return
+			}
+			if err != nil {
 				s.log.Warn("trim: delete failed", "chunk", j.hash.Short(), "node", id, "err", err)
 				continue
 			}

@@ -3,8 +3,12 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -66,6 +70,8 @@ type leaderInfo struct {
 // leadership is the state of the election loop.
 type leadership struct {
 	mu     sync.Mutex
+	term   int64
+	ctx    context.Context    // ends with the term
 	cancel context.CancelFunc // ends the current term early (step down)
 }
 
@@ -93,17 +99,35 @@ func (s *Server) confirmLeader(ctx context.Context) (meta.Fence, error) {
 
 // stepDown ends the term if it is still the current one.
 func (s *Server) stepDown(term int64) {
-	if s.Term() != term {
+	f := s.fence.Load()
+	if f == nil || f.Rev != term || !s.fence.CompareAndSwap(f, nil) {
 		return
 	}
 	s.log.Warn("stepping down: leader term ended", "term", term)
-	s.fence.Store(nil)
 	s.leader.Store(false)
 	s.lead.mu.Lock()
-	if s.lead.cancel != nil {
+	if s.lead.term == term && s.lead.cancel != nil {
 		s.lead.cancel()
 	}
 	s.lead.mu.Unlock()
+}
+
+// termContext returns a context that ends with the given term (at once if
+// it is not the current one), for the leader-only work done under it.
+func (s *Server) termContext(term int64) context.Context {
+	s.lead.mu.Lock()
+	defer s.lead.mu.Unlock()
+	if s.lead.term == term && s.lead.ctx != nil {
+		return s.lead.ctx
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	cancel()
+	return ctx
+}
+
+// fencedErr reports whether a datanode refused a command for its term.
+func fencedErr(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), dfs.ErrFenced.Error())
 }
 
 // noteTerm records a leader term seen in the election.
@@ -134,7 +158,8 @@ func (s *Server) campaign() {
 // leadOnce campaigns with a fresh session and, once elected, leads until
 // the session ends, the term is found ended, or the coordinator closes.
 func (s *Server) leadOnce() error {
-	sess, err := concurrency.NewSession(s.meta.Client(), concurrency.WithTTL(int(s.cfg.ElectionTTL/time.Second)), concurrency.WithContext(s.ctx))
+	ttl := int((s.cfg.ElectionTTL + time.Second - 1) / time.Second) // whole seconds, rounded up
+	sess, err := concurrency.NewSession(s.meta.Client(), concurrency.WithTTL(ttl), concurrency.WithContext(s.ctx))
 	if err != nil {
 		return err
 	}
@@ -143,13 +168,13 @@ func (s *Server) leadOnce() error {
 	if err := e.Campaign(s.ctx, s.cfg.Addr); err != nil {
 		return err
 	}
+	term := e.Rev()
 	lctx, lcancel := context.WithCancel(s.ctx)
 	defer lcancel()
 	s.lead.mu.Lock()
-	s.lead.cancel = lcancel
+	s.lead.term, s.lead.ctx, s.lead.cancel = term, lctx, lcancel
 	s.lead.mu.Unlock()
 
-	term := e.Rev()
 	s.noteTerm(term)
 	s.fence.Store(&meta.Fence{Key: e.Key(), Rev: term})
 	s.leader.Store(true)
@@ -195,6 +220,11 @@ func (s *Server) observeLeader() {
 		if len(resp.Kvs) == 1 {
 			li = leaderInfo{addr: string(resp.Kvs[0].Value), term: resp.Kvs[0].CreateRevision}
 			s.noteTerm(li.term)
+		}
+		if own := s.Term(); own != 0 && li.term > own {
+			// Another coordinator was elected after us: our term is over,
+			// whatever our session says.
+			s.stepDown(own)
 		}
 		if !s.IsLeader() || li.term >= s.Term() {
 			s.leaderSeen.Store(li)

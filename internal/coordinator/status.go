@@ -101,6 +101,9 @@ func (s *Server) peer(addr string) (*grpc.ClientConn, error) {
 	if c := s.peers[addr]; c != nil {
 		return c, nil
 	}
+	if s.ctx.Err() != nil {
+		return nil, fmt.Errorf("coordinator %s is closing", s.cfg.Addr)
+	}
 	c, err := rpc.Dial(addr)
 	if err != nil {
 		return nil, err

@@ -453,6 +453,7 @@ func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 	resp, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{
 		Hashes:                      [][]byte{hIdle[:], hReused[:], hTouched[:], never[:]},
 		UnlessModifiedSinceUnixNano: since.UnixNano(),
+		Term:                        1,
 	})
 	if err != nil {
 		t.Fatalf("DeleteChunks: %v", err)
@@ -475,7 +476,7 @@ func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 	}
 
 	// Without a time, deletion is unconditional.
-	resp, err = dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{hReused[:], hIdle[:]}})
+	resp, err = dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{hReused[:], hIdle[:]}, Term: 1})
 	if err != nil {
 		t.Fatalf("DeleteChunks: %v", err)
 	}
@@ -485,7 +486,7 @@ func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 	if fc.holds(hReused) {
 		t.Errorf("coordinator still believes the node holds a deleted chunk")
 	}
-	if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{[]byte("short")}}); status.Code(err) != codes.InvalidArgument {
+	if _, err := dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{[]byte("short")}, Term: 1}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("DeleteChunks of a malformed hash: err = %v, want InvalidArgument", err)
 	}
 }
@@ -505,7 +506,7 @@ func TestReplicateChunk(t *testing.T) {
 	ctx := context.Background()
 	target := []*api.Node{{Id: string(dst.ID()), Addr: dst.Addr()}}
 
-	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hGood[:], Targets: target})
+	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hGood[:], Targets: target, Term: 1})
 	if err != nil {
 		t.Fatalf("ReplicateChunk of a good chunk: %v", err)
 	}
@@ -516,7 +517,7 @@ func TestReplicateChunk(t *testing.T) {
 		t.Errorf("target after ReplicateChunk: %v", err)
 	}
 
-	_, err = dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hBad[:], Targets: target})
+	_, err = dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: hBad[:], Targets: target, Term: 1})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("ReplicateChunk of a corrupt copy: err = %v; want FailedPrecondition naming the corruption", err)
 	}
@@ -585,5 +586,47 @@ func TestBadScrubRate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "scrub rate") {
 			t.Errorf("Start with scrub rate %v: err = %v, want one naming the scrub rate", r, err)
 		}
+	}
+}
+
+// Leader-only commands are fenced by the sender's term: none is refused,
+// an older one than the newest seen is, and the newest survives a restart.
+func TestLeaderTermFence(t *testing.T) {
+	dir := t.TempDir()
+	n, err := datanode.Start(datanode.Config{Dir: dir, Listen: "127.0.0.1:0", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	del := func(n *datanode.Node, term int64) error {
+		conn, err := rpc.Dial(n.GRPCAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		h := dfs.Sum([]byte("not stored"))
+		_, err = api.NewDatanodeClient(conn).DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{h[:]}, Term: term})
+		return err
+	}
+	if err := del(n, 0); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("delete without a term: %v, want refused", err)
+	}
+	if err := del(n, 7); err != nil {
+		t.Fatalf("delete with term 7: %v", err)
+	}
+	if err := del(n, 6); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("delete with the older term 6: %v, want refused", err)
+	}
+	if err := del(n, 7); err != nil {
+		t.Fatalf("delete with the current term again: %v", err)
+	}
+	n.Close()
+	n, err = datanode.Start(datanode.Config{Dir: dir, Listen: "127.0.0.1:0", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := del(n, 6); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("after a restart, delete with the older term 6: %v, want refused", err)
 	}
 }

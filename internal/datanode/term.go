@@ -72,11 +72,7 @@ func (t *terms) raiseLocked(term int64) error {
 	if term <= t.max {
 		return nil
 	}
-	tmp := t.path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(term, 10)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("datanode: save leader term: %w", err)
-	}
-	if err := os.Rename(tmp, t.path); err != nil {
+	if err := writeFileSync(t.path, []byte(strconv.FormatInt(term, 10)+"\n")); err != nil {
 		return fmt.Errorf("datanode: save leader term: %w", err)
 	}
 	t.max = term
@@ -88,9 +84,49 @@ func (t *terms) raiseLocked(term int64) error {
 func (t *terms) admit(term int64, what string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if term <= 0 {
+		t.refused++
+		return fmt.Errorf("%w: %s carries no leader term", dfs.ErrFenced, what)
+	}
 	if term < t.max {
 		t.refused++
 		return fmt.Errorf("%w: %s with leader term %d, but term %d is newer", dfs.ErrFenced, what, term, t.max)
 	}
-	return t.raiseLocked(term)
+	if err := t.raiseLocked(term); err != nil {
+		// Keep the newer term in memory and act: refusing would stop the
+		// leader's deletes that might free the disk that failed the save.
+		t.max = term
+		return nil
+	}
+	return nil
+}
+
+// writeFileSync replaces path durably: a temporary file, fsynced, renamed,
+// and the directory fsynced, so a crash leaves the old or the new content.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

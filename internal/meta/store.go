@@ -5,6 +5,7 @@
 package meta
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,17 +60,32 @@ type Commit struct {
 // already stored (the file then points at the existing record and no job is
 // queued). A path that exists is replaced; its created time is kept.
 func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
-	// Every step is idempotent: a retry after an attempt that did commit
-	// finds the content stored and points the path at it again.
+	// The record is fixed once, so that a retry writes the same one and can
+	// recognise it as already written.
+	if c.File.Modified.IsZero() {
+		c.File.Modified = time.Now()
+	}
+	var st commitState
 	err = retryWrite(ctx, func(ctx context.Context) error {
 		var err error
-		info, duplicate, err = s.commitFile(ctx, c)
+		info, duplicate, err = s.commitFile(ctx, c, &st)
 		return err
 	})
 	return info, duplicate, err
 }
 
-func (s *Store) commitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
+// commitState is what the attempts of one commit know of each other.
+type commitState struct {
+	// sent: an attempt sent its writes and did not learn their outcome,
+	// so they may have been applied.
+	sent bool
+	// As the first attempt that sent its writes found them: whether the
+	// content was stored already, and the path's revision (0: absent).
+	contentExisted bool
+	fileRev        int64
+}
+
+func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
 	ckey := s.schema.Content(h)
 	exists, err := s.cli.Get(ctx, ckey, clientv3.WithCountOnly())
@@ -81,18 +97,38 @@ func (s *Store) commitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 	info = c.File
 	info.Content = h
 	info.Size = c.Content.Size
-	if info.Modified.IsZero() {
-		info.Modified = now
-	}
 	if info.Created.IsZero() {
 		info.Created = info.Modified
 	}
 	fkey := s.schema.File(info.Path)
-	if old, err := s.cli.Get(ctx, fkey); err == nil && len(old.Kvs) == 1 {
+	old, err := s.cli.Get(ctx, fkey)
+	if err != nil {
+		return info, false, fmt.Errorf("commit %s: read path: %w", c.File.Path, etcdErr(err))
+	}
+	var fileRev int64
+	if len(old.Kvs) == 1 {
+		fileRev = old.Kvs[0].ModRevision
 		var rec api.FileRecord
-		if proto.Unmarshal(old.Kvs[0].Value, &rec) == nil && rec.CreatedUnixNano != 0 {
-			info.Created = time.Unix(0, rec.CreatedUnixNano)
+		if proto.Unmarshal(old.Kvs[0].Value, &rec) == nil {
+			if st.sent && bytes.Equal(rec.ContentHash, h[:]) && rec.ModifiedUnixNano == info.Modified.UnixNano() {
+				// An earlier attempt of this commit went through.
+				info.Created = time.Unix(0, rec.CreatedUnixNano)
+				return info, st.contentExisted, nil
+			}
+			if rec.CreatedUnixNano != 0 {
+				info.Created = time.Unix(0, rec.CreatedUnixNano)
+			}
 		}
+	}
+	if st.sent && fileRev != st.fileRev {
+		// The path was written after our earlier attempt read it, and not
+		// with our record: whether or not that attempt went through, a
+		// newer file holds the path and must stay. This commit took effect
+		// before it.
+		return info, st.contentExisted, nil
+	}
+	if !st.sent {
+		st.contentExisted, st.fileRev = exists.Count > 0, fileRev
 	}
 	fileVal, err := proto.Marshal(fileRecord(info))
 	if err != nil {
@@ -103,6 +139,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 	if c.Session != "" {
 		common = append(common, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
+	st.sent = true
 	if exists.Count > 0 {
 		// The content is known: point the path at it, and rewrite its
 		// reference mark so a garbage collection that found it unreferenced
@@ -312,17 +349,35 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 
 // DeleteFile removes a path, or fails with an error wrapping dfs.ErrNotFound.
 func (s *Store) DeleteFile(ctx context.Context, path string) error {
-	tries := 0
+	key := s.schema.File(path)
+	var rev int64 // the version being deleted
+	sent := false // a delete of it went out without an answer
 	return retryWrite(ctx, func(ctx context.Context) error {
-		tries++
-		resp, err := s.cli.Delete(ctx, s.schema.File(path))
+		resp, err := s.cli.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
-		if resp.Deleted == 0 && tries == 1 {
+		if len(resp.Kvs) == 0 {
+			if sent {
+				return nil // the earlier attempt deleted it
+			}
 			return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 		}
-		// Gone on a retry: the attempt that timed out deleted it.
+		if sent && resp.Kvs[0].ModRevision != rev {
+			// Written anew since: that newer file stays, and this delete
+			// took effect before it.
+			return nil
+		}
+		rev, sent = resp.Kvs[0].ModRevision, true
+		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+		}
+		if !txn.Succeeded {
+			sent = false // a commit came between the read and the delete: delete what it wrote
+			return errChanged
+		}
 		return nil
 	})
 }
@@ -586,6 +641,10 @@ const (
 	writeBudget  = 30 * time.Second
 )
 
+// errChanged makes retryWrite try again at once: what the write depends on
+// changed under it.
+var errChanged = errors.New("changed meanwhile")
+
 // retryWrite runs an idempotent write until it succeeds, fails for good,
 // or its time is up.
 func retryWrite(ctx context.Context, write func(ctx context.Context) error) error {
@@ -599,7 +658,7 @@ func retryWrite(ctx context.Context, write func(ctx context.Context) error) erro
 			return err
 		}
 		msg := err.Error()
-		retry := timedOut || strings.Contains(msg, "request timed out") || strings.Contains(msg, "leader changed")
+		retry := timedOut || errors.Is(err, errChanged) || strings.Contains(msg, "request timed out") || strings.Contains(msg, "leader changed")
 		if noLeader(err) {
 			retry = time.Since(start) < noQuorumFor
 		}
