@@ -238,8 +238,9 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	}
 	// No workers: post-upload processing reads every new content back,
 	// which would compete with the workload for the same two cores; the
-	// figures are those of the storage path.
-	args := []string{"server", "--data", filepath.Join(dir, "data"), "--grpc", addr, "--log-level", "warn", "--workers", "0"}
+	// figures are those of the storage path. No gateway either: it would
+	// take the default web port from a server already running.
+	args := []string{"server", "--data", filepath.Join(dir, "data"), "--grpc", addr, "--log-level", "warn", "--workers", "0", "--http", ""}
 	if noSync {
 		args = append(args, "--no-fsync")
 	}
