@@ -61,16 +61,55 @@ func (p *pending) data() []byte { return (*p.buf)[:p.ref.Size] }
 // was read and every new chunk is stored with enough replicas: a failed or
 // cancelled Put leaves the path's previous version intact.
 func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions) (PutResult, error) {
-	clean, err := dfs.CleanPath(path)
+	st, err := c.Stage(ctx, path, r, o)
 	if err != nil {
 		return PutResult{}, err
+	}
+	return st.Commit(ctx)
+}
+
+// Staged is an upload whose chunks are all stored but which is not
+// committed yet: the path still shows its previous version. Its upload
+// session keeps the chunks from garbage collection until Commit or Abort.
+// Several uploads can be staged and then committed together, so that a
+// batch cut off halfway commits none of them.
+type Staged struct {
+	c   *Client
+	req *api.CommitRequest
+	res PutResult
+}
+
+// Path is the staged upload's path.
+func (s *Staged) Path() string { return s.req.Path }
+
+// Commit makes the path point at the staged content.
+func (s *Staged) Commit(ctx context.Context) (PutResult, error) {
+	resp, err := s.c.commit(ctx, s.req)
+	if err != nil {
+		s.c.abort(s.req.SessionId)
+		return s.res, fmt.Errorf("put %s: commit: %w", s.req.Path, err)
+	}
+	res := s.res
+	res.File = fileFromAPI(resp.File)
+	res.Duplicate = resp.Duplicate
+	return res, nil
+}
+
+// Abort drops the staged upload; its chunks become garbage.
+func (s *Staged) Abort() { s.c.abort(s.req.SessionId) }
+
+// Stage stores the bytes of r as Put does, but does not commit them.
+func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptions) (*Staged, error) {
+	clean, err := dfs.CleanPath(path)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(rpc.WithRequestID(ctx))
 	defer cancel(nil)
 
 	split, err := chunker.New(r, c.chunks)
 	if err != nil {
-		return PutResult{}, err
+		return nil, err
 	}
 	var (
 		res     PutResult
@@ -230,26 +269,19 @@ func (c *Client) Put(ctx context.Context, path string, r io.Reader, o PutOptions
 		c.abort(sid)
 		// Name the path: the cause may come from any stage (the source, an
 		// allocation, a chunk write) and only some of them know it.
-		return res, fmt.Errorf("put %s: %w", clean, err)
+		return nil, fmt.Errorf("put %s: %w", clean, err)
 	}
-	resp, err := c.commit(ctx, &api.CommitRequest{
+	res.Chunks = len(chunks)
+	res.NewChunks = int(nsent.Load())
+	res.SentBytes = sent.Load()
+	return &Staged{c: c, res: res, req: &api.CommitRequest{
 		SessionId:   sid,
 		Path:        clean,
 		ContentHash: hashBytes(split.Sum()),
 		Size:        split.Size(),
 		Chunks:      specs(chunks),
 		ContentType: o.ContentType,
-	})
-	if err != nil {
-		c.abort(sid)
-		return res, fmt.Errorf("put %s: commit: %w", clean, err)
-	}
-	res.File = fileFromAPI(resp.File)
-	res.Duplicate = resp.Duplicate
-	res.Chunks = len(chunks)
-	res.NewChunks = int(nsent.Load())
-	res.SentBytes = sent.Load()
-	return res, nil
+	}}, nil
 }
 
 func hashBytes(h dfs.Hash) []byte { return append([]byte(nil), h[:]...) }

@@ -114,21 +114,39 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // before its end commits nothing: the SDK commits only after reading to
 // EOF.
 func (s *Server) put(ctx context.Context, p string, r io.Reader, contentType string) (UploadResult, int, error) {
+	st, code, err := s.stage(ctx, p, r, contentType)
+	if err != nil {
+		return UploadResult{}, code, err
+	}
+	res, err := st.Commit(ctx)
+	if err != nil {
+		return UploadResult{}, statusOf(err), err
+	}
+	return s.uploaded(res), http.StatusCreated, nil
+}
+
+// stage streams one upload's bytes to the datanodes without committing.
+func (s *Server) stage(ctx context.Context, p string, r io.Reader, contentType string) (*client.Staged, int, error) {
 	br := &bodyReader{r: r}
-	res, err := s.cl.Put(ctx, p, br, client.PutOptions{ContentType: contentType})
+	st, err := s.cl.Stage(ctx, p, br, client.PutOptions{ContentType: contentType})
 	s.metrics.bytesIn.Add(float64(br.n))
 	if err != nil {
 		if br.err != nil {
-			return UploadResult{}, http.StatusBadRequest, fmt.Errorf("upload %s: request body ended early after %d bytes (%v); nothing was stored", p, br.n, br.err)
+			return nil, http.StatusBadRequest, fmt.Errorf("upload %s: request body ended early after %d bytes (%v); nothing was stored", p, br.n, br.err)
 		}
-		return UploadResult{}, statusOf(err), err
+		return nil, statusOf(err), err
 	}
+	return st, http.StatusCreated, nil
+}
+
+// uploaded is the answer for a committed upload.
+func (s *Server) uploaded(res client.PutResult) UploadResult {
 	s.metrics.chunksIn.Add(float64(res.NewChunks))
 	out := UploadResult{FileInfo: res.File, Status: "queued", Chunks: res.Chunks, NewChunks: res.NewChunks, SentBytes: res.SentBytes}
 	if res.Duplicate {
 		out.Status = "duplicate"
 	}
-	return out, http.StatusCreated, nil
+	return out
 }
 
 func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
@@ -408,9 +426,10 @@ func (s *Server) serveStat(w http.ResponseWriter, r *http.Request, escaped strin
 // serveUpload takes a multipart/form-data body of one or more files, as a
 // browser's form or FormData sends it, and stores each under the prefix
 // given by the "prefix" query parameter (or a "prefix" field before the
-// files) with the file's own name. Each file is streamed as it arrives. A
-// file cut off halfway is not stored; the files before it in the same body
-// are, and the error answer lists them.
+// files) with the file's own name. Each file is streamed to the datanodes
+// as it arrives, but none is committed until the whole body has arrived:
+// a body cut off halfway, or with a bad part anywhere, commits nothing and
+// leaves every path's previous version intact.
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -418,13 +437,15 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix")
-	var stored []UploadResult
+	var staged []*client.Staged
 	fail := func(code int, err error) {
-		if stored == nil {
-			writeError(w, code, err)
-			return
+		for _, st := range staged {
+			st.Abort()
 		}
-		writeJSON(w, code, map[string]any{"error": err.Error(), "stored": stored})
+		if len(staged) > 0 {
+			err = fmt.Errorf("%w; none of the %d files before it was committed", err, len(staged))
+		}
+		writeError(w, code, err)
 	}
 	for {
 		part, err := mr.NextPart()
@@ -432,7 +453,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if err != nil {
-			fail(http.StatusBadRequest, fmt.Errorf("upload: malformed multipart body: %v; nothing more was stored", err))
+			fail(http.StatusBadRequest, fmt.Errorf("upload: malformed multipart body: %v", err))
 			return
 		}
 		if part.FileName() == "" {
@@ -462,17 +483,29 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, err)
 			return
 		}
-		res, code, err := s.put(r.Context(), p, part, ct)
+		st, code, err := s.stage(r.Context(), p, part, ct)
 		part.Close()
 		if err != nil {
 			fail(code, err)
 			return
 		}
-		stored = append(stored, res)
+		staged = append(staged, st)
 	}
-	if len(stored) == 0 {
+	if len(staged) == 0 {
 		writeError(w, http.StatusBadRequest, errors.New("upload: the body holds no file"))
 		return
+	}
+	var stored []UploadResult
+	for i, st := range staged {
+		res, err := st.Commit(r.Context())
+		if err != nil {
+			for _, rest := range staged[i+1:] {
+				rest.Abort()
+			}
+			writeJSON(w, statusOf(err), map[string]any{"error": err.Error(), "stored": stored})
+			return
+		}
+		stored = append(stored, s.uploaded(res))
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"files": stored})
 }

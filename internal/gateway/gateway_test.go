@@ -462,6 +462,26 @@ func TestFiles(t *testing.T) {
 			t.Fatalf("cut-off multipart: %d %s, want 400", a.code, a.body)
 		}
 		e.mustHold(t, "up/one.bin", one)
+		// Two files, the second cut off: the first, complete, is not
+		// committed either — neither the new path nor the overwrite.
+		{
+			var b bytes.Buffer
+			mw := multipart.NewWriter(&b)
+			w, _ := mw.CreateFormFile("file", "batch-new.bin")
+			w.Write(randomBytes(300<<10, 5))
+			w, _ = mw.CreateFormFile("file", "one.bin")
+			w.Write(randomBytes(900<<10, 6))
+			mw.Close()
+			body := b.Bytes()
+			a := e.do(t, "POST", "/api/v1/upload?prefix=up/", bytes.NewReader(body[:len(body)-200<<10]), "Content-Type", mw.FormDataContentType())
+			if a.code != http.StatusBadRequest || !strings.Contains(a.errMsg(t), "none of the 1 files before it was committed") {
+				t.Fatalf("multipart of two files cut off in the second: %d %s, want 400 saying nothing was committed", a.code, a.body)
+			}
+			if a := e.do(t, "GET", "/api/v1/files/up/batch-new.bin", nil); a.code != http.StatusNotFound {
+				t.Fatalf("the complete first file of a cut-off body: GET %d, want 404", a.code)
+			}
+			e.mustHold(t, "up/one.bin", one)
+		}
 		// Whole, it replaces the file.
 		if a := e.do(t, "POST", "/api/v1/upload?prefix=up/", bytes.NewReader(full), "Content-Type", ct); a.code != http.StatusCreated {
 			t.Fatalf("multipart overwrite: %d %s", a.code, a.body)
