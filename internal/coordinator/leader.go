@@ -103,7 +103,11 @@ func (s *Server) stepDown(term int64) {
 	if f == nil || f.Rev != term || !s.fence.CompareAndSwap(f, nil) {
 		return
 	}
-	s.log.Warn("stepping down: leader term ended", "term", term)
+	if s.ctx.Err() != nil {
+		s.log.Info("resigning leadership: shutting down", "term", term)
+	} else {
+		s.log.Warn("stepping down: leader term ended", "term", term)
+	}
 	s.leader.Store(false)
 	s.lead.mu.Lock()
 	if s.lead.term == term && s.lead.cancel != nil {
