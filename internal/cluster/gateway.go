@@ -42,7 +42,7 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 		ln.Close()
 		return nil, err
 	}
-	srv, err := gateway.New(gateway.Config{Client: cl, Token: cfg.Token, Logger: cfg.Logger})
+	srv, err := gateway.New(gateway.Config{Client: cl, Token: cfg.Token, Public: cfg.Public, Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
 		cl.Close()

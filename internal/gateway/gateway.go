@@ -37,6 +37,11 @@ type Config struct {
 	Client *client.Client
 	// Token, if set, is required on every mutating request.
 	Token string
+	// Public: the gateway serves other hosts' names too. Without it and
+	// without a token, only requests naming a loopback host are served, so
+	// a web page on another site cannot reach the gateway through a DNS
+	// name it rebinds to 127.0.0.1.
+	Public bool
 	// NodePoll is how often the node table is read for node events
 	// (default 1s); CounterPoll how often the cluster's repair and GC
 	// counters are (default 5s).
@@ -53,6 +58,7 @@ type Server struct {
 	metrics *metrics
 	hub     *hub
 	web     http.Handler
+	origins *http.CrossOriginProtection
 
 	clusterMu  sync.Mutex
 	clusterAt  time.Time
@@ -84,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: newMetrics(),
 		hub:     newHub(),
 		web:     webHandler(),
+		origins: http.NewCrossOriginProtection(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
@@ -175,6 +182,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) route(w *recorder, r *http.Request) string {
 	p := r.URL.EscapedPath()
+	if s.cfg.Token == "" && !s.cfg.Public && !loopbackHost(r.Host) {
+		writeError(w, http.StatusMisdirectedRequest, fmt.Errorf("this gateway serves loopback names only, not %q (start it with a token to serve others)", clip(r.Host)))
+		return "wrong-host"
+	}
+	// A browser's cross-site request (a form on another site posting
+	// here) is refused whatever the token: only the web UI itself, and
+	// clients that are not browsers, may change things.
+	if err := s.origins.Check(r); err != nil {
+		writeError(w, http.StatusForbidden, fmt.Errorf("cross-origin request refused: %v", err))
+		return "cross-origin"
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dfs"`)
@@ -232,6 +250,20 @@ func (s *Server) route(w *recorder, r *http.Request) string {
 }
 
 // authorized reports whether a mutating request may proceed.
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: localhost or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (s *Server) authorized(r *http.Request) bool {
 	if s.cfg.Token == "" {
 		return true

@@ -100,6 +100,10 @@ func (e *env) do(t *testing.T, method, path string, body io.Reader, hdr ...strin
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := e.srv.Client().Do(req)
@@ -404,7 +408,7 @@ func TestFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		fmt.Fprintf(conn, "PUT /api/v1/files/cut/file.bin HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 4<<20)
+		fmt.Fprintf(conn, "PUT /api/v1/files/cut/file.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n", 4<<20)
 		conn.Write(randomBytes(3<<19, 7))
 		conn.(*net.TCPConn).CloseWrite()
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -801,6 +805,33 @@ func TestEventsReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeSeen("after")
+}
+
+// A web page on another site cannot use the gateway through the browser:
+// a cross-site form post is refused, and without a token a request naming
+// a host other than loopback (DNS rebinding) is too. Nothing is stored.
+func TestCrossSite(t *testing.T) {
+	e := startEnv(t, "")
+	form := "--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"evil.txt\"\r\n\r\nowned\r\n--x--\r\n"
+	for name, hdr := range map[string][]string{
+		"cross-site fetch": {"Sec-Fetch-Site", "cross-site"},
+		"foreign origin":   {"Origin", "http://evil.example"},
+	} {
+		a := e.do(t, "POST", "/api/v1/upload?prefix=x/", strings.NewReader(form), append(hdr, "Content-Type", "multipart/form-data; boundary=x")...)
+		if a.code != http.StatusForbidden || !strings.Contains(a.errMsg(t), "cross-origin") {
+			t.Errorf("%s: %d %s, want 403 cross-origin", name, a.code, a.body)
+		}
+	}
+	if a := e.do(t, "DELETE", "/api/v1/files/x/evil.txt", nil, "Host", "rebound.example:8080"); a.code != http.StatusMisdirectedRequest {
+		t.Errorf("request naming a foreign host: %d %s, want 421", a.code, a.body)
+	}
+	if a := e.do(t, "GET", "/api/v1/files/x/evil.txt", nil); a.code != http.StatusNotFound {
+		t.Fatalf("a refused cross-site upload was stored: GET %d", a.code)
+	}
+	// The web UI's own requests (same origin) and other clients still work.
+	if a := e.do(t, "PUT", "/api/v1/files/x/ok.txt", strings.NewReader("ok"), "Sec-Fetch-Site", "same-origin", "Host", "localhost"); a.code != http.StatusCreated {
+		t.Fatalf("same-origin PUT: %d %s", a.code, a.body)
+	}
 }
 
 func TestAuth(t *testing.T) {
