@@ -158,10 +158,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			// A client that stays connected but stops reading is dropped
+			// rather than holding this handler forever.
+			rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := w.Write(msg); err != nil {
 				return
 			}
 		case <-keep.C:
+			rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
@@ -202,7 +206,7 @@ func (s *Server) relayEvents() {
 		}
 		s.hub.publish("resync", struct{}{})
 		first = false
-		backoff = 100 * time.Millisecond
+		opened := time.Now()
 		for {
 			ev, err := es.Recv()
 			if err != nil {
@@ -214,6 +218,17 @@ func (s *Server) relayEvents() {
 			s.publishEvent(ev)
 		}
 		es.Close()
+		// A stream that ends at once (etcd without a leader) must not
+		// make a busy loop of resyncs: back off unless it had lasted.
+		if time.Since(opened) > 5*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-time.After(backoff):
+		case <-s.ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

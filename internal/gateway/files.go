@@ -495,9 +495,13 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("upload: the body holds no file"))
 		return
 	}
+	// The whole body is here: commit every file even if the client goes
+	// away now, so that the batch is not left half committed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+	defer cancel()
 	var stored []UploadResult
 	for i, st := range staged {
-		res, err := st.Commit(r.Context())
+		res, err := st.Commit(cctx)
 		if err != nil {
 			for _, rest := range staged[i+1:] {
 				rest.Abort()

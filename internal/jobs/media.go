@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	mp4 "github.com/abema/go-mp4"
 )
@@ -35,8 +36,47 @@ func (Media) Process(ctx context.Context, c *Content) (map[string]string, error)
 	return probeMedia(ctx, c.ReaderAt(ctx), c.Size)
 }
 
-// probeMedia reads the metadata of the size bytes ra holds.
+// probeMedia reads the metadata of the size bytes ra holds. A failure to
+// read them (a datanode gone) is returned as it is, to be retried; only
+// bytes that were read and make no sense are bad input.
 func probeMedia(ctx context.Context, ra io.ReaderAt, size int64) (map[string]string, error) {
+	rec := &readErrors{ra: ra}
+	out, err := probeMediaAt(ctx, rec, size)
+	if err != nil {
+		if rerr := rec.first(); rerr != nil {
+			return nil, fmt.Errorf("read content: %w", rerr)
+		}
+	}
+	return out, err
+}
+
+// readErrors remembers the first error, other than the end of the data, of
+// the reads made through it.
+type readErrors struct {
+	ra  io.ReaderAt
+	mu  sync.Mutex
+	err error
+}
+
+func (r *readErrors) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.ra.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+func (r *readErrors) first() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func probeMediaAt(ctx context.Context, ra io.ReaderAt, size int64) (map[string]string, error) {
 	head := make([]byte, min(512, size))
 	if _, err := ra.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err

@@ -68,7 +68,7 @@ func (w *worker) session(ctx context.Context) (*concurrency.Session, error) {
 		}
 	}
 	ttl := int((w.cfg.LockTTL + time.Second - 1) / time.Second)
-	s, err := concurrency.NewSession(w.cfg.Etcd, concurrency.WithTTL(ttl))
+	s, err := concurrency.NewSession(w.cfg.Etcd, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("etcd session: %w", err)
 	}
@@ -193,6 +193,12 @@ func (c *claim) process(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A datanode that stalls mid-read must not hold the job (and its lock,
+	// kept alive by this worker's session) forever: the attempt has a
+	// deadline generous for the content's size, and running out of it is
+	// an error to retry.
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout(content.Size))
+	defer cancel()
 	results := map[string]string{}
 	for _, p := range cfg.Processors {
 		r, err := runProcessor(ctx, p, content)
@@ -277,4 +283,10 @@ func (c *claim) write(ctx context.Context) error {
 	}
 	c.rev = resp.Header.Revision
 	return nil
+}
+
+// attemptTimeout bounds one processing attempt of a content of size bytes:
+// ten minutes, or the time to read it at 5 MiB/s if that is longer.
+func attemptTimeout(size int64) time.Duration {
+	return max(10*time.Minute, time.Duration(size/(5<<20))*time.Second)
 }
