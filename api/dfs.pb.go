@@ -3252,8 +3252,9 @@ func (x *Processing) GetStartedUnixNano() int64 {
 
 type JobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`  // "" for every state
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: no limit
+	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`                             // "" for every state
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`                            // at most this many (0, or more than 1000: a page of 1000)
+	StartAfter    string                 `protobuf:"bytes,3,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"` // hex content hash: list the jobs after it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3300,6 +3301,13 @@ func (x *JobsRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *JobsRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
 }
 
 type Job struct {
@@ -3355,10 +3363,12 @@ func (x *Job) GetProcessing() *Processing {
 }
 
 type JobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Set when more jobs follow: pass it as start_after for the next page.
+	NextStartAfter string `protobuf:"bytes,2,opt,name=next_start_after,json=nextStartAfter,proto3" json:"next_start_after,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobsResponse) Reset() {
@@ -3396,6 +3406,13 @@ func (x *JobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *JobsResponse) GetNextStartAfter() string {
+	if x != nil {
+		return x.NextStartAfter
+	}
+	return ""
 }
 
 type EventsRequest struct {
@@ -3778,17 +3795,20 @@ const file_dfs_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\b \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"9\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
 	"\vJobsRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\\\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1f\n" +
+	"\vstart_after\x18\x03 \x01(\tR\n" +
+	"startAfter\"\\\n" +
 	"\x03Job\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\x122\n" +
 	"\n" +
 	"processing\x18\x02 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
-	"processing\"/\n" +
+	"processing\"Y\n" +
 	"\fJobsResponse\x12\x1f\n" +
-	"\x04jobs\x18\x01 \x03(\v2\v.dfs.v1.JobR\x04jobs\"\x0f\n" +
+	"\x04jobs\x18\x01 \x03(\v2\v.dfs.v1.JobR\x04jobs\x12(\n" +
+	"\x10next_start_after\x18\x02 \x01(\tR\x0enextStartAfter\"\x0f\n" +
 	"\rEventsRequest\"\xb7\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +

@@ -14,25 +14,36 @@ type JobsOptions struct {
 	Limit int          // 0: no limit
 }
 
-// Jobs lists post-upload processing jobs, in content-hash order.
+// Jobs lists post-upload processing jobs, in content-hash order, asking
+// the coordinator for them a page at a time.
 func (c *Client) Jobs(ctx context.Context, o JobsOptions) ([]dfs.Processing, error) {
-	var resp *api.JobsResponse
-	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.Jobs(ctx, &api.JobsRequest{State: string(o.State), Limit: int32(o.Limit)})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]dfs.Processing, 0, len(resp.Jobs))
-	for _, j := range resp.Jobs {
-		h, err := dfs.HashFromBytes(j.ContentHash)
+	var out []dfs.Processing
+	after := ""
+	for {
+		req := &api.JobsRequest{State: string(o.State), StartAfter: after}
+		if o.Limit > 0 {
+			req.Limit = int32(min(o.Limit-len(out), 1000))
+		}
+		var resp *api.JobsResponse
+		err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+			resp, err = cc.Jobs(ctx, req)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, *processingFromAPI(h, j.Processing))
+		for _, j := range resp.Jobs {
+			h, err := dfs.HashFromBytes(j.ContentHash)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *processingFromAPI(h, j.Processing))
+		}
+		if resp.NextStartAfter == "" || (o.Limit > 0 && len(out) >= o.Limit) {
+			return out, nil
+		}
+		after = resp.NextStartAfter
 	}
-	return out, nil
 }
 
 // StatProcessing returns a file's record and the processing state of its

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/jobs"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // waitJobs polls until no job is queued or processing and returns them all.
@@ -109,6 +112,38 @@ func TestProcessing(t *testing.T) {
 	}
 	if one, err := c.Jobs(ctx, client.JobsOptions{Limit: 1}); err != nil || len(one) != 1 {
 		t.Errorf("jobs limit 1: %d, %v", len(one), err)
+	}
+	// The coordinator answers a page at a time: walking pages of one job
+	// each finds every job once, in order.
+	conn, err := rpc.Dial(cl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var walked []string
+	after := ""
+	for range 10 {
+		resp, err := api.NewCoordinatorClient(conn).Jobs(ctx, &api.JobsRequest{Limit: 1, StartAfter: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range resp.Jobs {
+			walked = append(walked, fmt.Sprintf("%x", j.ContentHash))
+		}
+		if after = resp.NextStartAfter; after == "" {
+			break
+		}
+	}
+	everyJob, err := c.Jobs(ctx, client.JobsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, j := range everyJob {
+		want = append(want, j.Content.String())
+	}
+	if !slices.Equal(walked, want) || len(want) < 2 {
+		t.Errorf("jobs walked a page of one at a time: %v; all at once: %v", walked, want)
 	}
 	if _, err := c.Jobs(ctx, client.JobsOptions{State: "finished"}); !errors.Is(err, dfs.ErrInvalid) {
 		t.Errorf("jobs in state finished: err = %v, want invalid", err)

@@ -10,6 +10,9 @@ import (
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
+// jobsPage is the most jobs one Jobs answer carries.
+const jobsPage = 1000
+
 // Jobs implements api.CoordinatorServer: the post-upload processing jobs,
 // optionally in one state, in content-hash order.
 func (s *Server) Jobs(ctx context.Context, req *api.JobsRequest) (*api.JobsResponse, error) {
@@ -18,11 +21,29 @@ func (s *Server) Jobs(ctx context.Context, req *api.JobsRequest) (*api.JobsRespo
 	default:
 		return nil, rpc.ToStatus(fmt.Errorf("%w: jobs: state %q: want queued, processing, done or error", dfs.ErrInvalid, req.State))
 	}
-	recs, err := s.meta.Jobs(ctx, req.State, int(req.Limit))
+	if req.StartAfter != "" {
+		if _, err := dfs.ParseHash(req.StartAfter); err != nil {
+			return nil, rpc.ToStatus(fmt.Errorf("%w: jobs: start after: %v", dfs.ErrInvalid, err))
+		}
+	}
+	// One page at a time, so an answer (and this coordinator's memory)
+	// does not grow with the number of jobs stored.
+	limit := int(req.Limit)
+	if limit <= 0 || limit > jobsPage {
+		limit = jobsPage
+	}
+	recs, err := s.meta.Jobs(ctx, req.State, req.StartAfter, limit+1)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp := &api.JobsResponse{Jobs: make([]*api.Job, 0, len(recs))}
+	resp := &api.JobsResponse{}
+	if len(recs) > limit {
+		recs = recs[:limit]
+		if h, err := dfs.HashFromBytes(recs[limit-1].ContentHash); err == nil {
+			resp.NextStartAfter = h.String()
+		}
+	}
+	resp.Jobs = make([]*api.Job, 0, len(recs))
 	for _, r := range recs {
 		resp.Jobs = append(resp.Jobs, &api.Job{ContentHash: r.ContentHash, Processing: processingToAPI(r)})
 	}

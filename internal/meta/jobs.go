@@ -29,12 +29,16 @@ func (s *Store) GetJob(ctx context.Context, h dfs.ContentHash) (*api.JobRecord, 
 }
 
 // Jobs returns the jobs in state (every state if empty), in content-hash
-// order, at most limit of them (no limit if limit <= 0). It reads the jobs
+// order after startAfter (a hex content hash, or ""), at most limit of
+// them (no limit if limit <= 0). It reads the jobs
 // a page at a time, so memory follows what is returned, not what is stored.
-func (s *Store) Jobs(ctx context.Context, state string, limit int) ([]*api.JobRecord, error) {
+func (s *Store) Jobs(ctx context.Context, state string, startAfter string, limit int) ([]*api.JobRecord, error) {
 	const page = 1000
 	var out []*api.JobRecord
 	start, end := s.schema.JobsPrefix(), clientv3.GetPrefixRangeEnd(s.schema.JobsPrefix())
+	if startAfter != "" {
+		start = s.schema.JobsPrefix() + startAfter + "\x00"
+	}
 	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
