@@ -936,16 +936,7 @@ func TestNoGoroutinesLeftAfterClose(t *testing.T) {
 		c.Close()
 		cl.Close()
 	}()
-	const slack = 5
-	deadline := time.Now().Add(15 * time.Second)
-	for runtime.NumGoroutine() > base+slack {
-		if time.Now().After(deadline) {
-			var buf bytes.Buffer
-			pprof.Lookup("goroutine").WriteTo(&buf, 1)
-			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	waitGoroutines(t, base)
 	t.Logf("%d goroutines before the cluster, %d after it closed", base, runtime.NumGoroutine())
 }
 
@@ -1092,5 +1083,22 @@ func TestNodeRefusingWritesCostsARetry(t *testing.T) {
 				mustRead(t, c, path, data)
 			}
 		})
+	}
+}
+
+// waitGoroutines waits until no more than a few goroutines are left beyond
+// base (what ran before the code under test started), and fails with
+// every goroutine's stack if they do not go within a deadline.
+func waitGoroutines(t *testing.T, base int) {
+	t.Helper()
+	const slack = 5
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > base+slack {
+		if time.Now().After(deadline) {
+			var buf bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 }

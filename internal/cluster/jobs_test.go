@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,16 +196,7 @@ func TestNoGoroutinesLeftAfterWorkersClose(t *testing.T) {
 		c.Close()
 		cl.Close()
 	}()
-	const slack = 5
-	deadline := time.Now().Add(15 * time.Second)
-	for runtime.NumGoroutine() > base+slack {
-		if time.Now().After(deadline) {
-			var buf bytes.Buffer
-			pprof.Lookup("goroutine").WriteTo(&buf, 1)
-			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	waitGoroutines(t, base)
 }
 
 // A worker stopped while it holds a job gives it back: queued again, the
