@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/rpc"
@@ -39,18 +38,7 @@ func (c *Client) Status(ctx context.Context) (*api.StatusResponse, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cs := &api.CoordinatorStatus{Addr: addr}
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			r, err := c.coords[i].Status(pctx, &api.StatusRequest{Local: true})
-			if err != nil {
-				cs.Error = rpc.FromStatus(err).Error()
-			} else {
-				cs.Alive = true
-				if len(r.Coordinators) == 1 {
-					cs.Leader, cs.Term = r.Coordinators[0].Leader, r.Coordinators[0].Term
-				}
-			}
+			cs := rpc.ProbeCoordinator(ctx, c.coords[i], addr)
 			mu.Lock()
 			resp.Coordinators = append(resp.Coordinators, cs)
 			mu.Unlock()

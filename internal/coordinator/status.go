@@ -21,9 +21,6 @@ import (
 // coordinators prefix on their session lease, so a crashed one drops out of
 // the list once its lease expires; until then it is listed as not alive.
 
-// probeTimeout bounds each call made to find out who is alive.
-const probeTimeout = 2 * time.Second
-
 // Status implements api.CoordinatorServer.
 func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.StatusResponse, error) {
 	resp := &api.StatusResponse{Addr: s.cfg.Addr}
@@ -33,7 +30,7 @@ func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.Statu
 		resp.Coordinators = []*api.CoordinatorStatus{self}
 		return resp, nil
 	}
-	lctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	lctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
 	addrs, err := s.meta.Coordinators(lctx)
 	cancel()
 	if err != nil {
@@ -74,24 +71,11 @@ func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.Statu
 
 // probeCoordinator asks another coordinator for its own view.
 func (s *Server) probeCoordinator(ctx context.Context, addr string) *api.CoordinatorStatus {
-	cs := &api.CoordinatorStatus{Addr: addr}
 	conn, err := s.peer(addr)
 	if err != nil {
-		cs.Error = err.Error()
-		return cs
+		return &api.CoordinatorStatus{Addr: addr, Error: err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	r, err := api.NewCoordinatorClient(conn).Status(ctx, &api.StatusRequest{Local: true})
-	if err != nil {
-		cs.Error = rpc.FromStatus(err).Error()
-		return cs
-	}
-	cs.Alive = true
-	if len(r.Coordinators) == 1 {
-		cs.Leader, cs.Term = r.Coordinators[0].Leader, r.Coordinators[0].Term
-	}
-	return cs
+	return rpc.ProbeCoordinator(ctx, api.NewCoordinatorClient(conn), addr)
 }
 
 // peer returns a connection to another coordinator, kept for reuse.
@@ -129,13 +113,13 @@ func (s *Server) closePeers() {
 func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 	cli := s.meta.Client()
 	es := &api.EtcdStatus{}
-	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 2*rpc.ProbeTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		qctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), probeTimeout)
+		qctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), rpc.ProbeTimeout)
 		defer cancel()
 		if _, err := cli.Get(qctx, s.meta.Schema().Election(), clientv3.WithCountOnly()); err != nil {
 			es.Error = fmt.Sprintf("no quorum: %v", err)
@@ -163,7 +147,7 @@ func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			mctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
 			defer cancel()
 			st, err := cli.Status(mctx, m.ClientURLs[0])
 			switch {
