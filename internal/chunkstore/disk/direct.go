@@ -46,7 +46,7 @@ func createTemp(dir, name string) (*os.File, bool, error) {
 	var r [6]byte
 	rand.Read(r[:])
 	path := filepath.Join(dir, name+"."+hex.EncodeToString(r[:]))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_DIRECT, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_DIRECT, 0o600)
 	if err == nil {
 		return f, true, nil
 	}
@@ -54,7 +54,7 @@ func createTemp(dir, name string) (*os.File, bool, error) {
 		return nil, false, err
 	}
 	// No direct I/O here (tmpfs, for one): write through the page cache.
-	f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	return f, false, err
 }
 

@@ -23,10 +23,24 @@
 // dir/quarantine/<hash>.<unix-nano> (Quarantine), for an operator to look at
 // and remove; nothing in the store ever reads it again.
 //
-// A Store keeps its chunk count and byte total in memory, computed by a walk
-// at Open and kept exact by Put, Delete and Quarantine. It assumes it is the
-// only writer of its directory: one Store per directory, and no other process
-// adding or removing chunk files while it runs.
+// A Store keeps an index of its chunks in memory (hash and size, see
+// index.go), so Walk, Usage and lookups of absent chunks cost no disk access.
+// Open builds it by one walk of the fan-out directories or, after a clean
+// Close, loads it from dir/chunk-index, which Close writes with a checksum
+// and Open deletes before the store takes any write: the file's presence is
+// the mark of a clean shutdown, so after a crash the next Open walks again.
+// Put, Delete, DeleteIfUnmodifiedSince and Quarantine keep the index exact.
+//
+// The Store assumes it is the only writer of its directory: one Store per
+// directory, and no other process adding or removing chunk files while it
+// runs. A chunk file that vanishes anyway (removed by hand) is never served:
+// Open, Stat, Verify and Put find it missing, drop it from the index and
+// tell the observer it was removed. A chunk file added by hand is not seen
+// until a walk: delete dir/chunk-index while the store is stopped to make
+// the next Open walk.
+//
+// Chunk files are created 0600 and directories 0700: chunks are the
+// cluster's data, readable by the datanode's user alone.
 package disk
 
 import (
@@ -39,7 +53,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -89,9 +102,16 @@ type Store struct {
 	// same chunk race.
 	locks [256]sync.Mutex
 
-	mu      sync.Mutex // guards nChunks and nBytes
-	nChunks int64
-	nBytes  int64
+	idx index
+
+	// closed is set by Close: changes are refused from then on, so the
+	// index Close saves stays true. temps counts Puts that may hold a
+	// temporary file; Close saves no index while one does, as the next
+	// Open then walks and removes what it left.
+	closed atomic.Bool
+	temps  atomic.Int64
+
+	openStats OpenStats
 
 	// dirMu serialises creating fan-out directories; dirMade remembers
 	// those known to exist.
@@ -103,9 +123,31 @@ type observerBox struct{ o dfs.ChunkObserver }
 
 var _ dfs.ChunkStore = (*Store)(nil)
 
-// Open opens the store in dir, creating dir if needed. It removes temporary
-// files left by an earlier run and counts the chunks already stored.
+// ErrClosed is wrapped by the errors of changes asked of a closed Store.
+var ErrClosed = fmt.Errorf("chunk store closed: %w", dfs.ErrUnavailable)
+
+// OpenStats says how Open learnt what the store holds.
+type OpenStats struct {
+	// Loaded is true if Open read the index the last clean Close saved,
+	// false if it walked the chunk directories.
+	Loaded bool
+	// IndexErr says why a saved index was found but not used (damaged or
+	// unreadable); empty if there was none or it was used.
+	IndexErr string
+	// Dirs is the number of fan-out directories the walk listed, and
+	// Statted the number of files it statted; both 0 when Loaded.
+	Dirs    int
+	Statted int64
+	// Chunks is the number of chunks found.
+	Chunks   int64
+	Duration time.Duration
+}
+
+// Open opens the store in dir, creating dir if needed. It loads the index
+// saved by the last clean Close, or else walks the chunk directories, which
+// also removes the temporary files a crash left behind.
 func Open(dir string, opts Options) (*Store, error) {
+	start := time.Now()
 	s := &Store{
 		dir:        dir,
 		chunks:     filepath.Join(dir, "chunks"),
@@ -115,7 +157,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.SetObserver(opts.Observer)
 	for _, d := range []string{s.chunks, s.tmp, s.quarantine} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 		}
 	}
@@ -127,18 +169,53 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.clearTmp(); err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	err := s.walk(context.Background(), func(_ dfs.ChunkHash, size int64) error {
-		s.nChunks++
-		s.nBytes += size
-		return nil
-	}, func(path string) {
-		// A temporary a crash left behind.
-		os.Remove(path)
-	})
+	loaded, found, err := s.loadIndex()
 	if err != nil {
-		return nil, fmt.Errorf("open chunk store %s: count chunks: %w", dir, err)
+		s.openStats.IndexErr = err.Error()
 	}
+	if found {
+		// From here on the store may change: the saved index would be
+		// stale after a crash, so it must be gone before the first write.
+		if err := s.dropSavedIndex(); err != nil {
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+	}
+	if !loaded {
+		if err := s.walkDisk(); err != nil {
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+	}
+	s.openStats.Loaded = loaded
+	s.openStats.Chunks, _ = s.Usage()
+	s.openStats.Duration = time.Since(start)
 	return s, nil
+}
+
+// OpenStats says how Open learnt what the store holds.
+func (s *Store) OpenStats() OpenStats { return s.openStats }
+
+// Close saves the index to dir/chunk-index, so the next Open need not walk
+// the disk, and refuses changes from then on (their errors wrap ErrClosed);
+// reads still work. Close waits for changes in progress, but not for a Put
+// still receiving its bytes: if one is, no index is saved and the next Open
+// walks. Closing a closed Store does nothing.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	// Any change that took its chunk's lock before closed was set ends
+	// before this loop passes its lock; any later one sees closed.
+	for i := range s.locks {
+		s.locks[i].Lock()
+		s.locks[i].Unlock()
+	}
+	if s.temps.Load() > 0 {
+		return nil
+	}
+	if err := s.saveIndex(); err != nil {
+		return fmt.Errorf("close chunk store %s: %w", s.dir, err)
+	}
+	return nil
 }
 
 // clearTmp removes everything in dir/tmp: at Open no Put is in flight, so
@@ -195,8 +272,21 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
 	}
-	if fi, err := os.Stat(s.path(h)); err == nil {
-		return s.verifyStored(ctx, h, fi.Size(), r)
+	// Counted before closed is read, as Close sets closed before it reads
+	// the count: either this Put sees closed, or Close sees the Put.
+	s.temps.Add(1)
+	defer s.temps.Add(-1)
+	if s.closed.Load() {
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), ErrClosed)
+	}
+	if _, ok := s.idx.get(h); ok {
+		fi, err := os.Stat(s.path(h))
+		if err == nil {
+			return s.verifyStored(ctx, h, fi.Size(), r)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			s.vanished(h)
+		}
 	}
 
 	var need int64
@@ -365,6 +455,10 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 	l.Lock()
 	defer l.Unlock()
 
+	if s.closed.Load() {
+		os.Remove(tmpName)
+		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), ErrClosed)
+	}
 	final := s.path(h)
 	fi, err := os.Lstat(final)
 	if err == nil {
@@ -375,6 +469,8 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 		if err := s.syncFile(h); err != nil {
 			return 0, err
 		}
+		// A file the index did not know (put there by hand) is a chunk now.
+		s.indexAdded(h, fi.Size())
 		return fi.Size(), nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -390,11 +486,43 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 			return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 		}
 	}
-	s.account(1, size)
-	if o := s.observer(); o != nil {
-		o.ChunkAdded(h, size)
-	}
+	s.indexAdded(h, size)
 	return size, nil
+}
+
+// indexAdded indexes chunk h, now on disk, and tells the observer if the
+// index did not have it. An entry already there is a chunk whose file
+// vanished and came back before anyone noticed: nothing changed for the
+// observer. The caller holds h's lock.
+func (s *Store) indexAdded(h dfs.ChunkHash, size int64) {
+	if s.idx.add(h, size) {
+		if o := s.observer(); o != nil {
+			o.ChunkAdded(h, size)
+		}
+	}
+}
+
+// indexRemoved drops chunk h, no longer on disk, from the index and tells
+// the observer if the index had it. The caller holds h's lock.
+func (s *Store) indexRemoved(h dfs.ChunkHash) {
+	if s.idx.remove(h) {
+		if o := s.observer(); o != nil {
+			o.ChunkRemoved(h)
+		}
+	}
+}
+
+// vanished handles chunk h's file found missing while the index has it:
+// removed behind the store's back. If it is still missing under h's lock
+// (not a Delete or Put racing), h leaves the index and the observer hears
+// of it, so the coordinators stop sending readers here.
+func (s *Store) vanished(h dfs.ChunkHash) {
+	l := s.lock(h)
+	l.Lock()
+	defer l.Unlock()
+	if _, err := os.Lstat(s.path(h)); errors.Is(err, fs.ErrNotExist) {
+		s.indexRemoved(h)
+	}
 }
 
 // makeFanout creates the directory of h's file and makes its entry
@@ -422,17 +550,10 @@ func (s *Store) makeFanout(h dfs.ChunkHash) error {
 }
 
 func mkdir(dir string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return nil
-}
-
-func (s *Store) account(chunks, bytes int64) {
-	s.mu.Lock()
-	s.nChunks += chunks
-	s.nBytes += bytes
-	s.mu.Unlock()
 }
 
 // checkReserve fails with dfs.ErrNoSpace if writing need more bytes would
@@ -512,8 +633,12 @@ func noSpace(err error) error {
 // Open returns chunk h for reading, and its size. The file stays readable
 // after a concurrent Delete until it is closed.
 func (s *Store) Open(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
+	if _, ok := s.idx.get(h); !ok {
+		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
 	f, err := os.Open(s.path(h))
 	if errors.Is(err, fs.ErrNotExist) {
+		s.vanished(h)
 		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), dfs.ErrNotFound)
 	}
 	if err != nil {
@@ -528,9 +653,15 @@ func (s *Store) Open(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
 }
 
 // Stat returns the size of chunk h, or an error wrapping dfs.ErrNotFound.
+// A chunk the index lacks costs no disk access; one it has is checked on
+// the disk, so a file removed by hand is reported missing.
 func (s *Store) Stat(h dfs.ChunkHash) (int64, error) {
+	if _, ok := s.idx.get(h); !ok {
+		return 0, fmt.Errorf("stat chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
 	fi, err := os.Stat(s.path(h))
 	if errors.Is(err, fs.ErrNotExist) {
+		s.vanished(h)
 		return 0, fmt.Errorf("stat chunk %s: %w", h.Short(), dfs.ErrNotFound)
 	}
 	if err != nil {
@@ -576,9 +707,13 @@ func (s *Store) remove(h dfs.ChunkHash, cond func(fs.FileInfo) bool) (bool, erro
 	l.Lock()
 	defer l.Unlock()
 
+	if s.closed.Load() {
+		return false, fmt.Errorf("delete chunk %s: %w", h.Short(), ErrClosed)
+	}
 	final := s.path(h)
 	fi, err := os.Lstat(final)
 	if errors.Is(err, fs.ErrNotExist) {
+		s.indexRemoved(h) // if it vanished behind the store's back
 		return false, nil
 	}
 	if err != nil {
@@ -592,10 +727,7 @@ func (s *Store) remove(h dfs.ChunkHash, cond func(fs.FileInfo) bool) (bool, erro
 	}
 	// The chunk is gone from view whether or not the directory sync below
 	// succeeds, so account for it first.
-	s.account(-1, -fi.Size())
-	if o := s.observer(); o != nil {
-		o.ChunkRemoved(h)
-	}
+	s.indexRemoved(h)
 	if !s.opts.NoSync {
 		if err := syncDir(filepath.Dir(final)); err != nil {
 			return true, fmt.Errorf("delete chunk %s: %w", h.Short(), err)
@@ -620,9 +752,13 @@ func (s *Store) Quarantine(h dfs.ChunkHash) error {
 	l.Lock()
 	defer l.Unlock()
 
+	if s.closed.Load() {
+		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), ErrClosed)
+	}
 	final := s.path(h)
-	fi, err := os.Lstat(final)
+	_, err := os.Lstat(final)
 	if errors.Is(err, fs.ErrNotExist) {
+		s.indexRemoved(h) // if it vanished behind the store's back
 		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), dfs.ErrNotFound)
 	}
 	if err != nil {
@@ -632,10 +768,7 @@ func (s *Store) Quarantine(h dfs.ChunkHash) error {
 	if err := os.Rename(final, dst); err != nil {
 		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), err)
 	}
-	s.account(-1, -fi.Size())
-	if o := s.observer(); o != nil {
-		o.ChunkRemoved(h)
-	}
+	s.indexRemoved(h)
 	if !s.opts.NoSync {
 		for _, d := range []string{s.quarantine, filepath.Dir(final)} {
 			if err := syncDir(d); err != nil {
@@ -653,10 +786,20 @@ func (s *Store) Quarantine(h dfs.ChunkHash) error {
 // file could not be opened). The bytes are read around the page cache where
 // the file system allows, so a copy rotting on the disk is found even while
 // a good copy is cached, and scrubbing does not evict what readers use.
+//
+// A chunk the index lacks is not present, and costs no disk access; one
+// whose file is missing is dropped from the index, as by Open.
 func (s *Store) Verify(ctx context.Context, h dfs.ChunkHash) (present, ok bool, err error) {
+	if _, ok := s.idx.get(h); !ok {
+		if err := ctx.Err(); err != nil {
+			return false, false, fmt.Errorf("verify chunk %s: %w", h.Short(), err)
+		}
+		return false, false, nil
+	}
 	got, err := hashFile(ctx, s.path(h))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		s.vanished(h)
 		return false, false, nil
 	case errors.Is(err, syscall.EIO):
 		return true, false, nil
@@ -666,62 +809,21 @@ func (s *Store) Verify(ctx context.Context, h dfs.ChunkHash) (present, ok bool, 
 	return true, got == h, nil
 }
 
-// Walk calls fn for every stored chunk until fn returns an error, which Walk
-// returns. Files in the chunk tree whose names are not a lower-case hash in
-// its proper fan-out directory are not chunks and are skipped. Chunks put or
+// Walk calls fn for every stored chunk, in hash order, until fn returns an
+// error, which Walk returns. It reads the index, not the disk, and holds no
+// lock while fn runs, so fn may call any method of the store. Chunks put or
 // deleted during a Walk may or may not be seen.
 func (s *Store) Walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error) error {
-	return s.walk(ctx, fn, nil)
-}
-
-// walk is Walk that also hands every temporary file it meets to temp, if
-// not nil.
-func (s *Store) walk(ctx context.Context, fn func(h dfs.ChunkHash, size int64) error, temp func(path string)) error {
-	dirs, err := os.ReadDir(s.chunks)
-	if err != nil {
-		return fmt.Errorf("walk chunks: %w", err)
-	}
-	for _, d := range dirs {
-		if !d.IsDir() || !isFanoutName(d.Name()) {
-			continue
-		}
+	buf := make([]indexEntry, 0, 256)
+	for i := range indexShards {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("walk chunks: %w", err)
 		}
-		if err := s.walkLeaf(filepath.Join(s.chunks, d.Name()), d.Name(), fn, temp); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Store) walkLeaf(dir, prefix string, fn func(h dfs.ChunkHash, size int64) error, temp func(path string)) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("walk chunks: %w", err)
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if temp != nil && e.Type().IsRegular() && strings.HasPrefix(name, tempPrefix) {
-			temp(filepath.Join(dir, name))
-			continue
-		}
-		if !e.Type().IsRegular() || len(name) != 64 || name[:3] != prefix {
-			continue
-		}
-		h, err := dfs.ParseHash(name)
-		if err != nil || h.String() != name {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // deleted since the directory was read
-		}
-		if err != nil {
-			return fmt.Errorf("walk chunks: %w", err)
-		}
-		if err := fn(h, fi.Size()); err != nil {
-			return err
+		buf = s.idx.snapshot(i, buf[:0])
+		for _, e := range buf {
+			if err := fn(e.h, e.size); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -735,12 +837,9 @@ func isFanoutName(s string) bool {
 
 func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
 
-// Usage returns the number of chunks stored and their total size.
-func (s *Store) Usage() (chunks, bytes int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nChunks, s.nBytes
-}
+// Usage returns the number of chunks stored and their total size, from the
+// index.
+func (s *Store) Usage() (chunks, bytes int64) { return s.idx.usage() }
 
 // Free returns the bytes Put may still use (the file system's space
 // available to unprivileged users, less the reserve, never negative) and the
