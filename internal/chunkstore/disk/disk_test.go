@@ -33,6 +33,25 @@ func TestConformanceReserve(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{Reserve: 1 << 20}) })
 }
 
+func TestConformanceDurable(t *testing.T) {
+	for _, nosync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSync=%v", nosync), func(t *testing.T) {
+			storetest.RunDurable(t, storetest.Durable{
+				Open: func(t *testing.T, dir string) dfs.ChunkStore {
+					return open(t, dir, disk.Options{NoSync: nosync})
+				},
+				Close: func(s dfs.ChunkStore) error { return s.(*disk.Store).Close() },
+				RemoveBehind: func(t *testing.T, dir string, h dfs.ChunkHash) {
+					if err := os.Remove(chunkPath(dir, h)); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Loaded: func(s dfs.ChunkStore) bool { return s.(*disk.Store).OpenStats().Loaded },
+			}, func(t *testing.T) string { return t.TempDir() })
+		})
+	}
+}
+
 func open(t *testing.T, dir string, opts disk.Options) *disk.Store {
 	t.Helper()
 	s, err := disk.Open(dir, opts)
@@ -514,5 +533,242 @@ func TestVerify(t *testing.T) {
 	cancel()
 	if _, _, err := s.Verify(cctx, hashes[1]); !errors.Is(err, context.Canceled) {
 		t.Errorf("Verify with a cancelled context: err = %v, want context.Canceled", err)
+	}
+}
+
+// chunkFiles counts the files in the fan-out directories.
+func chunkFiles(t *testing.T, dir string) (files, dirs int) {
+	t.Helper()
+	leaves, err := filepath.Glob(filepath.Join(dir, "chunks", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaves {
+		ents, err := os.ReadDir(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files += len(ents)
+		dirs++
+	}
+	return files, dirs
+}
+
+// Open after a clean Close reads no chunk file; after a crash it stats each
+// file once, and nothing else.
+func TestOpenWork(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{NoSync: true})
+	if st := s.OpenStats(); st.Loaded || st.Statted != 0 || st.Chunks != 0 {
+		t.Errorf("Open of a new store: %+v; want a walk of nothing", st)
+	}
+	const n = 200
+	for i := range n {
+		data, _ := randomChunk(uint64(i), 10+i)
+		put(t, s, data)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, dirs := chunkFiles(t, dir)
+
+	s = open(t, dir, disk.Options{NoSync: true})
+	if st := s.OpenStats(); !st.Loaded || st.Statted != 0 || st.Dirs != 0 || st.Chunks != n || st.IndexErr != "" {
+		t.Errorf("Open after a clean Close: %+v; want the saved index loaded, %d chunks, no file statted", st, n)
+	}
+	// A crash now: the next Open walks, one stat per file.
+	s = open(t, dir, disk.Options{NoSync: true})
+	if st := s.OpenStats(); st.Loaded || st.Statted != int64(files) || st.Dirs != dirs || st.Chunks != n {
+		t.Errorf("Open after a crash: %+v; want a walk statting %d files in %d directories, finding %d chunks", st, files, dirs, n)
+	}
+}
+
+// The saved index is gone once Open returns, so a crash from then on makes
+// the next Open walk rather than trust a stale list.
+func TestSavedIndexDroppedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	put(t, s, []byte("a"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	saved := filepath.Join(dir, "chunk-index")
+	if _, err := os.Stat(saved); err != nil {
+		t.Fatalf("Close saved no index: %v", err)
+	}
+	open(t, dir, disk.Options{})
+	if _, err := os.Stat(saved); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("saved index still there after Open: err = %v, want it gone", err)
+	}
+}
+
+// A damaged saved index is not used: Open walks, says why, and finds what
+// is on the disk.
+func TestDamagedIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		want   string
+	}{
+		{"flipped bit", func(b []byte) []byte { b[len(b)/2] ^= 1; return b }, "checksum mismatch"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-50] }, "bytes for"},
+		{"trailing junk", func(b []byte) []byte { return append(b, "junk"...) }, "bytes for"},
+		{"empty", func([]byte) []byte { return nil }, "header"},
+		{"bad magic", func(b []byte) []byte { b[0] = 'X'; return b }, "bad magic"},
+		{"count too large", func(b []byte) []byte { b[len("dfs chunk index 1\n")+7] = 0x7f; return b }, "bytes for"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, disk.Options{NoSync: true})
+			want := make(map[dfs.ChunkHash]int)
+			for i := range 20 {
+				data, _ := randomChunk(uint64(i), 100+i)
+				want[put(t, s, data)] = len(data)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			saved := filepath.Join(dir, "chunk-index")
+			b, err := os.ReadFile(saved)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(saved, tc.damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, dir, disk.Options{NoSync: true})
+			st := s.OpenStats()
+			if st.Loaded || !strings.Contains(st.IndexErr, tc.want) || st.Chunks != int64(len(want)) {
+				t.Errorf("Open with a damaged index: %+v; want a walk finding %d chunks, IndexErr naming %q", st, len(want), tc.want)
+			}
+			for h, size := range want {
+				if got, err := s.Stat(h); err != nil || got != int64(size) {
+					t.Errorf("Stat %s = %d, %v; want %d", h.Short(), got, err, size)
+				}
+			}
+			if _, err := os.Stat(saved); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("damaged index left in place: %v", err)
+			}
+		})
+	}
+}
+
+// Walk, Usage and lookups of absent chunks read the index, not the disk:
+// they answer the same with the chunk directory out of reach.
+func TestWalkReadsIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{NoSync: true})
+	want := make(map[dfs.ChunkHash]bool)
+	for i := range 30 {
+		data, _ := randomChunk(uint64(i), 100+i)
+		want[put(t, s, data)] = true
+	}
+	chunks := filepath.Join(dir, "chunks")
+	if err := os.Rename(chunks, chunks+".away"); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Rename(chunks+".away", chunks)
+	seen := 0
+	err := s.Walk(context.Background(), func(h dfs.ChunkHash, _ int64) error {
+		if !want[h] {
+			t.Errorf("Walk yields %s, never stored", h.Short())
+		}
+		seen++
+		return nil
+	})
+	if err != nil || seen != len(want) {
+		t.Errorf("Walk with the chunk directory away: %d chunks, %v; want %d, nil", seen, err, len(want))
+	}
+	if c, _ := s.Usage(); c != int64(len(want)) {
+		t.Errorf("Usage = %d chunks, want %d", c, len(want))
+	}
+	if _, err := s.Stat(dfs.Sum([]byte("never"))); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Stat of a chunk never stored: %v, want ErrNotFound", err)
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	h := put(t, s, []byte("private"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		chunkPath(dir, h):                 0o600,
+		filepath.Dir(chunkPath(dir, h)):   0o700 | os.ModeDir,
+		filepath.Join(dir, "chunks"):      0o700 | os.ModeDir,
+		filepath.Join(dir, "quarantine"):  0o700 | os.ModeDir,
+		filepath.Join(dir, "tmp"):         0o700 | os.ModeDir,
+		filepath.Join(dir, "chunk-index"): 0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
+		}
+	}
+}
+
+// blockingReader gives half its bytes, then waits for release.
+type blockingReader struct {
+	data    []byte
+	started chan struct{}
+	release chan struct{}
+	off     int
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if r.off == len(r.data)/2 {
+		close(r.started)
+		<-r.release
+	}
+	if r.off == len(r.data) {
+		return 0, io.EOF
+	}
+	end := len(r.data)
+	if r.off < len(r.data)/2 {
+		end = len(r.data) / 2
+	}
+	n := copy(p, r.data[r.off:end])
+	r.off += n
+	return n, nil
+}
+
+// A Put still receiving its bytes at Close fails, and Close saves no index,
+// so the next Open walks and removes the temporary the Put left.
+func TestCloseDuringPut(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{NoSync: true})
+	kept := put(t, s, []byte("kept"))
+	data, h := randomChunk(1, 3<<20)
+	r := &blockingReader{data: data, started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Put(context.Background(), h, r)
+		done <- err
+	}()
+	<-r.started
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "chunk-index")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close with a Put in flight saved an index (%v)", err)
+	}
+	close(r.release)
+	if err := <-done; !errors.Is(err, disk.ErrClosed) {
+		t.Errorf("Put across Close: err = %v, want ErrClosed", err)
+	}
+	s = open(t, dir, disk.Options{NoSync: true})
+	if st := s.OpenStats(); st.Loaded || st.Chunks != 1 {
+		t.Errorf("Open after Close with a Put in flight: %+v; want a walk finding 1 chunk", st)
+	}
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("temporaries left: %v", left)
+	}
+	if _, err := s.Stat(kept); err != nil {
+		t.Errorf("Stat of the kept chunk: %v", err)
 	}
 }

@@ -65,11 +65,12 @@ func (s *Store) loadIndex() (loaded, found bool, err error) {
 
 func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 	sum := sha256.New()
-	r := bufio.NewReaderSize(io.TeeReader(f, sum), 1<<20)
+	r := bufio.NewReaderSize(f, 1<<20)
 	head := make([]byte, len(indexMagic)+8)
 	if _, err := io.ReadFull(r, head); err != nil {
 		return fmt.Errorf("header: %w", err)
 	}
+	sum.Write(head)
 	if string(head[:len(indexMagic)]) != indexMagic {
 		return errors.New("not a chunk index (bad magic)")
 	}
@@ -98,6 +99,7 @@ func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 		if _, err := io.ReadFull(r, rec[:]); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
+		sum.Write(rec[:])
 		var e indexEntry
 		copy(e.h[:], rec[:32])
 		e.size = int64(binary.LittleEndian.Uint64(rec[32:]))

@@ -30,9 +30,10 @@ type Store struct {
 	// the hash space, so the observer hears of changes to one chunk in order.
 	locks [256]sync.Mutex
 
-	mu     sync.RWMutex
-	chunks map[dfs.ChunkHash][]byte
-	nBytes int64
+	mu          sync.RWMutex
+	chunks      map[dfs.ChunkHash][]byte
+	nBytes      int64
+	quarantined map[dfs.ChunkHash][][]byte
 }
 
 type observerBox struct{ o dfs.ChunkObserver }
@@ -208,6 +209,43 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 		}
 	}
 	return nil
+}
+
+// Quarantine removes chunk h from the store and keeps its bytes aside
+// (Quarantined), as the disk store moves a corrupt copy to its quarantine
+// directory. The observer hears of it as a removal. It fails with an error
+// wrapping dfs.ErrNotFound if the chunk is not stored.
+func (s *Store) Quarantine(h dfs.ChunkHash) error {
+	l := &s.locks[h[0]]
+	l.Lock()
+	defer l.Unlock()
+
+	s.mu.Lock()
+	b, ok := s.chunks[h]
+	if ok {
+		delete(s.chunks, h)
+		s.nBytes -= int64(len(b))
+		if s.quarantined == nil {
+			s.quarantined = make(map[dfs.ChunkHash][][]byte)
+		}
+		s.quarantined[h] = append(s.quarantined[h], b)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if o := s.observer(); o != nil {
+		o.ChunkRemoved(h)
+	}
+	return nil
+}
+
+// Quarantined returns the copies of chunk h moved aside by Quarantine,
+// oldest first.
+func (s *Store) Quarantined(h dfs.ChunkHash) [][]byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([][]byte(nil), s.quarantined[h]...)
 }
 
 // Walk calls fn for every chunk stored when Walk began, until fn returns an

@@ -4,6 +4,11 @@
 // its name is never stored, a failed or cancelled Put leaves nothing behind,
 // Put is idempotent, Usage stays exact under concurrent Puts and Deletes, and
 // an observer hears of each actual change exactly once.
+//
+// Stores that keep their chunks across a close (on disk) also run
+// RunDurable: what Walk, Usage, Stat and Open say survives a clean close
+// and a crash alike, and a chunk whose bytes vanish behind the store's back
+// is reported missing, never served.
 package storetest
 
 import (
@@ -25,6 +30,17 @@ import (
 // checks observer behaviour only for stores that implement it.
 type Observable interface {
 	SetObserver(dfs.ChunkObserver)
+}
+
+// Quarantiner is implemented by stores that can move a corrupt copy aside.
+// Run checks it only for stores that implement it.
+type Quarantiner interface {
+	Quarantine(h dfs.ChunkHash) error
+}
+
+// Verifier is implemented by stores that can re-read a chunk and check it.
+type Verifier interface {
+	Verify(ctx context.Context, h dfs.ChunkHash) (present, ok bool, err error)
 }
 
 // Run runs the conformance suite. newStore must return a new, empty store
@@ -51,6 +67,8 @@ func Run(t *testing.T, newStore func(t *testing.T) dfs.ChunkStore) {
 		{"CancelledDuringPut", testCancelledDuringPut},
 		{"Observer", testObserver},
 		{"Free", testFree},
+		{"Quarantine", testQuarantine},
+		{"RandomChanges", testRandomChanges},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -629,4 +647,364 @@ func testFree(t *testing.T, s dfs.ChunkStore) {
 	if capacity <= 0 || free < 0 || free > capacity {
 		t.Errorf("Free = %d free of %d; want 0 <= free <= capacity, capacity > 0", free, capacity)
 	}
+}
+
+func testQuarantine(t *testing.T, s dfs.ChunkStore) {
+	q, ok := s.(Quarantiner)
+	if !ok {
+		t.Skip("store does not quarantine")
+	}
+	rec := &recorder{}
+	if o, ok := s.(Observable); ok {
+		o.SetObserver(rec)
+	} else {
+		rec = nil
+	}
+	bad, hBad := chunk(1, 7000)
+	good, hGood := chunk(2, 3000)
+	mustPut(t, s, hBad, bad)
+	mustPut(t, s, hGood, good)
+	if err := q.Quarantine(hBad); err != nil {
+		t.Fatalf("Quarantine: %v", err)
+	}
+	checkAbsent(t, s, hBad)
+	checkContent(t, s, hGood, good)
+	checkUsage(t, s, 1, int64(len(good)))
+	if err := q.Quarantine(hBad); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Quarantine of a chunk no longer stored: err = %v, want ErrNotFound", err)
+	}
+	if rec != nil {
+		if evs := rec.of(hBad); len(evs) != 2 || evs[1].added {
+			t.Errorf("observer heard %v for the quarantined chunk, want its addition then one removal", evs)
+		}
+	}
+	// It may be stored again.
+	mustPut(t, s, hBad, bad)
+	checkContent(t, s, hBad, bad)
+	checkUsage(t, s, 2, int64(len(good)+len(bad)))
+}
+
+// testRandomChanges applies a random sequence of Puts, Deletes and (where
+// the store has it) Quarantines, and checks after every few steps that
+// Walk, Usage, Stat and Open agree with what was done.
+func testRandomChanges(t *testing.T, s dfs.ChunkStore) {
+	q, _ := s.(Quarantiner)
+	rng := rand.New(rand.NewPCG(7, 11))
+	type item struct {
+		data []byte
+		h    dfs.ChunkHash
+	}
+	var items []item
+	for i := range 30 {
+		data, h := chunk(uint64(100+i), 1+rng.IntN(20000))
+		items = append(items, item{data, h})
+	}
+	want := make(map[dfs.ChunkHash]int64)
+	for step := range 300 {
+		it := items[rng.IntN(len(items))]
+		switch op := rng.IntN(5); {
+		case op < 3:
+			mustPut(t, s, it.h, it.data)
+			want[it.h] = int64(len(it.data))
+		case op == 3:
+			if err := s.Delete(it.h); err != nil {
+				t.Fatalf("step %d: Delete: %v", step, err)
+			}
+			delete(want, it.h)
+		case q != nil:
+			_, stored := want[it.h]
+			err := q.Quarantine(it.h)
+			if stored && err != nil || !stored && !errors.Is(err, dfs.ErrNotFound) {
+				t.Fatalf("step %d: Quarantine of a chunk stored=%v: %v", step, stored, err)
+			}
+			delete(want, it.h)
+		}
+		if step%25 == 24 {
+			checkState(t, s, want)
+		}
+	}
+	checkState(t, s, want)
+	for _, it := range items {
+		if _, ok := want[it.h]; ok {
+			checkContent(t, s, it.h, it.data)
+		} else {
+			checkAbsent(t, s, it.h)
+		}
+	}
+}
+
+// checkState asserts that s holds exactly the chunks in want, by Walk,
+// Usage and Stat.
+func checkState(t *testing.T, s dfs.ChunkStore, want map[dfs.ChunkHash]int64) {
+	t.Helper()
+	var total int64
+	for _, size := range want {
+		total += size
+	}
+	got := walkAll(t, s)
+	if len(got) != len(want) {
+		t.Errorf("Walk found %d chunks, want %d", len(got), len(want))
+	}
+	for h, size := range want {
+		if g, ok := got[h]; !ok || g != size {
+			t.Errorf("Walk: chunk %s size %d (listed %v), want %d", h.Short(), g, ok, size)
+		}
+		if st, err := s.Stat(h); err != nil || st != size {
+			t.Errorf("Stat %s = %d, %v; want %d, nil", h.Short(), st, err, size)
+		}
+	}
+	if chunks, bytes := s.Usage(); chunks != int64(len(want)) || bytes != total {
+		t.Errorf("Usage = %d chunks, %d bytes; want %d, %d", chunks, bytes, len(want), total)
+	}
+}
+
+// Durable describes a store that keeps its chunks in a place (a directory)
+// across a close.
+type Durable struct {
+	// Open opens the store kept in place, creating it if need be.
+	Open func(t *testing.T, place string) dfs.ChunkStore
+	// Close closes a store cleanly.
+	Close func(dfs.ChunkStore) error
+	// RemoveBehind removes chunk h's bytes from place without the store
+	// knowing, as an operator's rm would.
+	RemoveBehind func(t *testing.T, place string, h dfs.ChunkHash)
+	// Loaded, if not nil, reports whether a freshly opened store learnt its
+	// chunks from what its last clean close saved rather than by looking
+	// at every chunk.
+	Loaded func(dfs.ChunkStore) bool
+}
+
+// RunDurable runs the conformance cases for stores that keep their chunks
+// across a close. Each subtest gets its own place from newPlace.
+func RunDurable(t *testing.T, d Durable, newPlace func(t *testing.T) string) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, d Durable, place string)
+	}{
+		{"CleanReopen", testCleanReopen},
+		{"UncleanReopen", testUncleanReopen},
+		{"RemovedBehind", testRemovedBehind},
+		{"RemovedWhileClosed", testRemovedWhileClosed},
+		{"ClosedRefusesChanges", testClosedRefusesChanges},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, d, newPlace(t))
+		})
+	}
+}
+
+// fill puts n chunks into s, and deletes every third, quarantining every
+// fifth where the store can; it returns what is left stored.
+func fill(t *testing.T, s dfs.ChunkStore, seed uint64, n int) map[dfs.ChunkHash][]byte {
+	t.Helper()
+	q, _ := s.(Quarantiner)
+	left := make(map[dfs.ChunkHash][]byte)
+	for i := range n {
+		data, h := chunk(seed*1000+uint64(i), 100+i*37)
+		mustPut(t, s, h, data)
+		switch {
+		case i%3 == 0:
+			if err := s.Delete(h); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+		case i%5 == 0 && q != nil:
+			if err := q.Quarantine(h); err != nil {
+				t.Fatalf("Quarantine: %v", err)
+			}
+		default:
+			left[h] = data
+		}
+	}
+	return left
+}
+
+func sizes(m map[dfs.ChunkHash][]byte) map[dfs.ChunkHash]int64 {
+	out := make(map[dfs.ChunkHash]int64, len(m))
+	for h, b := range m {
+		out[h] = int64(len(b))
+	}
+	return out
+}
+
+func mustClose(t *testing.T, d Durable, s dfs.ChunkStore) {
+	t.Helper()
+	if err := d.Close(s); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func checkLoaded(t *testing.T, d Durable, s dfs.ChunkStore, want bool, when string) {
+	t.Helper()
+	if d.Loaded != nil && d.Loaded(s) != want {
+		t.Errorf("%s: store learnt its chunks from what a clean close saved: %v, want %v", when, d.Loaded(s), want)
+	}
+}
+
+func testCleanReopen(t *testing.T, d Durable, place string) {
+	s := d.Open(t, place)
+	want := fill(t, s, 1, 40)
+	mustClose(t, d, s)
+
+	s = d.Open(t, place)
+	checkLoaded(t, d, s, true, "after a clean close")
+	checkState(t, s, sizes(want))
+	for h, data := range want {
+		checkContent(t, s, h, data)
+	}
+	// It keeps working, and a second clean close saves the changes.
+	more := fill(t, s, 2, 10)
+	for h, b := range more {
+		want[h] = b
+	}
+	mustClose(t, d, s)
+	s = d.Open(t, place)
+	checkLoaded(t, d, s, true, "after a second clean close")
+	checkState(t, s, sizes(want))
+}
+
+// After a crash (no Close) the store is rebuilt from what it holds, even if
+// it had been opened from a saved state that the crash made stale.
+func testUncleanReopen(t *testing.T, d Durable, place string) {
+	s := d.Open(t, place)
+	want := fill(t, s, 1, 30)
+	mustClose(t, d, s)
+
+	s = d.Open(t, place)
+	checkLoaded(t, d, s, true, "after a clean close")
+	for h := range want {
+		if err := s.Delete(h); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		delete(want, h)
+		break
+	}
+	for h, b := range fill(t, s, 3, 9) {
+		want[h] = b
+	}
+	// A crash: s is dropped without Close.
+
+	s = d.Open(t, place)
+	checkLoaded(t, d, s, false, "after a crash")
+	checkState(t, s, sizes(want))
+	for h, data := range want {
+		checkContent(t, s, h, data)
+	}
+}
+
+func testRemovedBehind(t *testing.T, d Durable, place string) {
+	s := d.Open(t, place)
+	rec := &recorder{}
+	if o, ok := s.(Observable); ok {
+		o.SetObserver(rec)
+	} else {
+		rec = nil
+	}
+	a, ha := chunk(1, 5000)
+	b, hb := chunk(2, 6000)
+	c, hc := chunk(3, 7000)
+	mustPut(t, s, ha, a)
+	mustPut(t, s, hb, b)
+	mustPut(t, s, hc, c)
+	for _, h := range []dfs.ChunkHash{ha, hb, hc} {
+		d.RemoveBehind(t, place, h)
+	}
+
+	// Each way of looking finds the chunk missing, once the store has
+	// looked at the disk.
+	if _, err := s.Stat(ha); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Stat of a chunk removed behind the store's back: err = %v, want ErrNotFound", err)
+	}
+	if r, _, err := s.Open(hb); !errors.Is(err, dfs.ErrNotFound) {
+		if err == nil {
+			r.Close()
+		}
+		t.Errorf("Open of a chunk removed behind the store's back: err = %v, want ErrNotFound", err)
+	}
+	if v, ok := s.(Verifier); ok {
+		if present, _, err := v.Verify(context.Background(), hc); present || err != nil {
+			t.Errorf("Verify of a chunk removed behind the store's back = present %v, %v; want absent, nil", present, err)
+		}
+	} else if _, err := s.Stat(hc); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Stat of a chunk removed behind the store's back: err = %v, want ErrNotFound", err)
+	}
+	for _, h := range []dfs.ChunkHash{ha, hb, hc} {
+		checkAbsent(t, s, h)
+		if rec != nil {
+			if evs := rec.of(h); len(evs) != 2 || evs[1].added {
+				t.Errorf("chunk %s: observer heard %v, want its addition then one removal", h.Short(), evs)
+			}
+		}
+	}
+	checkUsage(t, s, 0, 0)
+
+	// Deleting it is no error and no news; storing it again is news.
+	if err := s.Delete(ha); err != nil {
+		t.Errorf("Delete of a chunk found missing: %v", err)
+	}
+	mustPut(t, s, ha, a)
+	checkContent(t, s, ha, a)
+	checkUsage(t, s, 1, int64(len(a)))
+	if rec != nil {
+		if evs := rec.of(ha); len(evs) != 3 || !evs[2].added {
+			t.Errorf("chunk %s: observer heard %v, want addition, removal, addition", ha.Short(), evs)
+		}
+	}
+}
+
+// A chunk removed while the store was closed cleanly is not served by the
+// store opened next, whatever its saved state says.
+func testRemovedWhileClosed(t *testing.T, d Durable, place string) {
+	s := d.Open(t, place)
+	a, ha := chunk(1, 5000)
+	b, hb := chunk(2, 6000)
+	mustPut(t, s, ha, a)
+	mustPut(t, s, hb, b)
+	mustClose(t, d, s)
+	d.RemoveBehind(t, place, ha)
+
+	s = d.Open(t, place)
+	rec := &recorder{}
+	if o, ok := s.(Observable); ok {
+		o.SetObserver(rec)
+	} else {
+		rec = nil
+	}
+	if r, _, err := s.Open(ha); !errors.Is(err, dfs.ErrNotFound) {
+		if err == nil {
+			r.Close()
+		}
+		t.Fatalf("Open of a chunk removed while the store was closed: err = %v, want ErrNotFound", err)
+	}
+	checkAbsent(t, s, ha)
+	checkContent(t, s, hb, b)
+	checkUsage(t, s, 1, int64(len(b)))
+	if rec != nil {
+		if evs := rec.of(ha); len(evs) != 1 || evs[0].added {
+			t.Errorf("observer heard %v for the removed chunk, want one removal", evs)
+		}
+	}
+}
+
+// A closed store takes no changes, so what it saved stays true.
+func testClosedRefusesChanges(t *testing.T, d Durable, place string) {
+	s := d.Open(t, place)
+	a, ha := chunk(1, 5000)
+	b, hb := chunk(2, 6000)
+	mustPut(t, s, ha, a)
+	mustClose(t, d, s)
+	if _, err := s.Put(context.Background(), hb, bytes.NewReader(b)); err == nil {
+		t.Errorf("Put into a closed store succeeded")
+	}
+	if err := s.Delete(ha); err == nil {
+		t.Errorf("Delete from a closed store succeeded")
+	}
+	if err := d.Close(s); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	s = d.Open(t, place)
+	checkLoaded(t, d, s, true, "after a clean close")
+	checkState(t, s, map[dfs.ChunkHash]int64{ha: int64(len(a))})
+	checkAbsent(t, s, hb)
 }
