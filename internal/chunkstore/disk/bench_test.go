@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/internal/chunkstore/disk"
@@ -160,6 +162,41 @@ func BenchmarkOpen(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkVerify re-reads and checks one small chunk after another, as
+// the scrubber does, and reports the CPU each costs the process (user and
+// system), which is what a scrub chunk rate buys.
+func BenchmarkVerify(b *testing.B) {
+	for _, size := range []int{4 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			s, err := disk.Open(b.TempDir(), disk.Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const n = 256
+			hashes := make([]dfs.ChunkHash, n)
+			for i := range hashes {
+				data, h := randomChunk(uint64(i), size)
+				if _, err := s.Put(context.Background(), h, bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+				hashes[i] = h
+			}
+			var r0, r1 syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+			i := 0
+			for b.Loop() {
+				if present, ok, err := s.Verify(context.Background(), hashes[i%n]); !present || !ok || err != nil {
+					b.Fatalf("Verify = %v, %v, %v", present, ok, err)
+				}
+				i++
+			}
+			syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+			cpu := time.Duration(r1.Utime.Nano() - r0.Utime.Nano() + r1.Stime.Nano() - r0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(i), "cpu-µs/op")
 		})
 	}
 }
