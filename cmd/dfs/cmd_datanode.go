@@ -23,9 +23,15 @@ func newDatanodeCmd(g *globals) *cobra.Command {
 PUT/GET/HEAD /chunks/{sha256}), and reports to every coordinator in
 --coordinator. Its id is made at first start and kept in --data.
 
-In the background it re-reads every chunk at --scrub-rate MiB/s and checks
-its bytes against its name; a corrupt copy is moved to --data/quarantine/
-and reported, so the coordinator has a good copy made elsewhere.`,
+In the background it re-reads every chunk and checks its bytes against its
+name, at most --scrub-rate MiB/s and --scrub-chunks chunks a second; a pass
+starts at most once every --scrub-interval. A corrupt copy is moved to
+--data/quarantine/ and reported, so the coordinator has a good copy made
+elsewhere.
+
+A clean stop saves the list of chunks to --data/chunk-index, so the next
+start reads one file instead of every chunk's; after a crash the datanode
+walks its chunk directories once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Dir == "" {
@@ -33,6 +39,9 @@ and reported, so the coordinator has a good copy made elsewhere.`,
 			}
 			if cfg.ScrubRate < 0 || cfg.ScrubRate != cfg.ScrubRate {
 				return usagef("--scrub-rate %v: want 0 (off) or more MiB/s", cfg.ScrubRate)
+			}
+			if !(cfg.ScrubChunks > 0) {
+				return usagef("--scrub-chunks %v: want more than 0 chunks a second", cfg.ScrubChunks)
 			}
 			r, err := humanize.ParseBytes(reserve)
 			if err != nil {
@@ -58,7 +67,16 @@ and reported, so the coordinator has a good copy made elsewhere.`,
 	f.StringVar(&cfg.Zone, "zone", "", "failure zone label; copies of a chunk go to distinct zones")
 	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
 	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
-	f.Float64Var(&cfg.ScrubRate, "scrub-rate", 20, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
-	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", 30*time.Second, "least time between the starts of two scrub passes")
+	registerScrubFlags(cmd, &cfg.ScrubRate, &cfg.ScrubChunks, &cfg.ScrubInterval, datanode.DefaultScrubRate, datanode.DefaultScrubChunks)
 	return cmd
+}
+
+// registerScrubFlags adds the scrub flags, with the given defaults, to a
+// command that runs datanodes.
+func registerScrubFlags(cmd *cobra.Command, rate, chunks *float64, interval *time.Duration, defRate, defChunks float64) {
+	f := cmd.Flags()
+	f.Float64Var(rate, "scrub-rate", defRate, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
+	f.Float64Var(chunks, "scrub-chunks", defChunks,
+		"most chunks a second to re-read, whatever their size: each costs a file open and read (about 150µs of CPU for a small chunk), so this bounds scrubbing's CPU when chunks are small")
+	f.DurationVar(interval, "scrub-interval", datanode.DefaultScrubInterval, "least time between the starts of two scrub passes")
 }

@@ -160,8 +160,12 @@ type Config struct {
 	// DatanodeReserve is disk space each datanode leaves free.
 	DatanodeReserve int64
 	// DatanodeScrubRate is how fast, in MiB/s, each datanode re-reads its
-	// chunks to find corrupt ones; 0 disables scrubbing.
+	// chunks to find corrupt ones; 0 disables scrubbing unless
+	// DatanodeScrub.Rate is set.
 	DatanodeScrubRate float64
+	// DatanodeScrub, if its Rate is set, is how each datanode scrubs; it
+	// takes precedence over DatanodeScrubRate.
+	DatanodeScrub Scrub
 	// EtcdEndpoints, if set, replaces the embedded etcd.
 	EtcdEndpoints []string
 	KeyRoot       string
@@ -176,6 +180,14 @@ type Config struct {
 	// is 0. The etcd and dfs clients and the key schema are filled in.
 	Jobs   jobs.Config
 	Logger *slog.Logger
+}
+
+// Scrub is how a datanode scrubs: see the Scrub fields of datanode.Config.
+// Zero values take the datanode's defaults; a zero Rate disables scrubbing.
+type Scrub struct {
+	Rate     float64 // MiB/s
+	Chunks   float64 // chunks/s
+	Interval time.Duration
 }
 
 // Cluster is a coordinator and its datanodes in one process.
@@ -274,6 +286,9 @@ func (cl *Cluster) AddDatanodeWith(dir string, mod func(*datanode.Config)) error
 		Reserve:      cl.cfg.DatanodeReserve,
 		ScrubRate:    cl.cfg.DatanodeScrubRate,
 		Logger:       cl.cfg.Logger,
+	}
+	if sc := cl.cfg.DatanodeScrub; sc.Rate > 0 {
+		cfg.ScrubRate, cfg.ScrubChunks, cfg.ScrubInterval = sc.Rate, sc.Chunks, sc.Interval
 	}
 	if mod != nil {
 		mod(&cfg)

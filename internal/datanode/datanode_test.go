@@ -48,7 +48,7 @@ type fakeCoordinator struct {
 	stats     *api.NodeStats // from the last heartbeat
 }
 
-func startFakeCoordinator(t *testing.T) *fakeCoordinator {
+func startFakeCoordinator(t testing.TB) *fakeCoordinator {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
