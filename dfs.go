@@ -253,7 +253,11 @@ type ChunkStore interface {
 	Delete(h ChunkHash) error
 
 	// Walk calls fn for every stored chunk, in no particular order, until fn
-	// returns an error (which Walk returns).
+	// returns an error (which Walk returns). It must be cheap, reading what
+	// the store keeps in memory rather than the disk: a datanode walks its
+	// store at each registration with each coordinator, and throughout
+	// scrubbing. fn may call the store's methods; chunks stored or deleted
+	// during a Walk may or may not be seen.
 	Walk(ctx context.Context, fn func(h ChunkHash, size int64) error) error
 
 	// Usage returns the number of chunks stored and their total size.

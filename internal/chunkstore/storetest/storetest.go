@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) dfs.ChunkStore) {
 		{"CancelledDuringPut", testCancelledDuringPut},
 		{"Observer", testObserver},
 		{"Free", testFree},
+		{"WalkWhileChanging", testWalkWhileChanging},
 		{"Quarantine", testQuarantine},
 		{"RandomChanges", testRandomChanges},
 	}
@@ -1007,4 +1008,52 @@ func testClosedRefusesChanges(t *testing.T, d Durable, place string) {
 	checkLoaded(t, d, s, true, "after a clean close")
 	checkState(t, s, map[dfs.ChunkHash]int64{ha: int64(len(a))})
 	checkAbsent(t, s, hb)
+}
+
+// fn may change the store while Walk runs: Walk holds no lock across fn.
+// Every chunk stored throughout the Walk is seen once.
+func testWalkWhileChanging(t *testing.T, s dfs.ChunkStore) {
+	want := make(map[dfs.ChunkHash][]byte)
+	var before []dfs.ChunkHash
+	for i := range 50 {
+		data, h := chunk(uint64(300+i), 200+i)
+		mustPut(t, s, h, data)
+		want[h] = data
+		before = append(before, h)
+	}
+	seen := make(map[dfs.ChunkHash]bool)
+	i := 0
+	err := s.Walk(context.Background(), func(h dfs.ChunkHash, size int64) error {
+		if seen[h] {
+			return fmt.Errorf("chunk %s walked twice", h.Short())
+		}
+		seen[h] = true
+		if _, err := s.Stat(h); err != nil && !errors.Is(err, dfs.ErrNotFound) {
+			return err
+		}
+		// Delete every other chunk as it is walked, and add new ones.
+		i++
+		if i%2 == 0 {
+			if err := s.Delete(h); err != nil {
+				return err
+			}
+			delete(want, h)
+		}
+		data, nh := chunk(uint64(1000+i), 100)
+		if _, err := s.Put(context.Background(), nh, bytes.NewReader(data)); err != nil {
+			return err
+		}
+		want[nh] = data
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Walk calling the store: %v", err)
+	}
+	// Each was stored until the Walk had seen it.
+	for _, h := range before {
+		if !seen[h] {
+			t.Errorf("Walk missed chunk %s, stored throughout", h.Short())
+		}
+	}
+	checkState(t, s, sizes(want))
 }
