@@ -304,6 +304,15 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
 	f, direct, err := createTemp(filepath.Dir(s.path(h)), tempPrefix+h.String())
+	if errors.Is(err, fs.ErrNotExist) {
+		// The fan-out directory was removed behind the store's back: make
+		// it again.
+		s.dirMade[shardOf(h)].Store(false)
+		if err := s.makeFanout(h); err != nil {
+			return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
+		}
+		f, direct, err = createTemp(filepath.Dir(s.path(h)), tempPrefix+h.String())
+	}
 	if err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), noSpace(err))
 	}
@@ -528,7 +537,7 @@ func (s *Store) vanished(h dfs.ChunkHash) {
 // makeFanout creates the directory of h's file and makes its entry
 // durable. Directories are never removed, so once made they stay.
 func (s *Store) makeFanout(h dfs.ChunkHash) error {
-	idx := uint16(h[0])<<4 | uint16(h[1]>>4)
+	idx := shardOf(h)
 	if s.dirMade[idx].Load() {
 		return nil
 	}

@@ -772,3 +772,33 @@ func TestCloseDuringPut(t *testing.T) {
 		t.Errorf("Stat of the kept chunk: %v", err)
 	}
 }
+
+// A fan-out directory removed by hand while the store was stopped: its
+// chunks are reported missing, and new chunks go into it again.
+func TestFanoutRemovedWhileClosed(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, disk.Options{})
+	data, h := randomChunk(1, 1000)
+	put(t, s, data)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Dir(chunkPath(dir, h))); err != nil {
+		t.Fatal(err)
+	}
+	obs := &countingObserver{}
+	s = open(t, dir, disk.Options{Observer: obs})
+	if !s.OpenStats().Loaded {
+		t.Fatalf("saved index not loaded: %+v", s.OpenStats())
+	}
+	if _, _, err := s.Open(h); !errors.Is(err, dfs.ErrNotFound) {
+		t.Errorf("Open of a chunk whose directory was removed: err = %v, want ErrNotFound", err)
+	}
+	if obs.removed != 1 {
+		t.Errorf("observer heard %d removals, want 1", obs.removed)
+	}
+	put(t, s, data)
+	if got := readAll(t, s, h); !bytes.Equal(got, data) {
+		t.Errorf("chunk put again reads back different bytes")
+	}
+}

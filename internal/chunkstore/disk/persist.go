@@ -91,6 +91,7 @@ func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 			// Its own slab, with room to grow, so no shard's inserts
 			// move a neighbour's entries.
 			s.idx.setShard(curSh, append(make([]indexEntry, 0, len(cur)+len(cur)/8+1), cur...))
+			s.dirMade[curSh].Store(true) // it holds chunks, so it exists
 		}
 		cur = cur[:0]
 	}
