@@ -8,6 +8,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/datanode"
 )
 
@@ -15,6 +16,7 @@ func newDatanodeCmd(g *globals) *cobra.Command {
 	var (
 		cfg     datanode.Config
 		reserve string
+		scrub   scrubFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "datanode",
@@ -37,12 +39,10 @@ walks its chunk directories once.`,
 			if cfg.Dir == "" {
 				return usagef("--data is required")
 			}
-			if cfg.ScrubRate < 0 || cfg.ScrubRate != cfg.ScrubRate {
-				return usagef("--scrub-rate %v: want 0 (off) or more MiB/s", cfg.ScrubRate)
+			if err := scrub.check(); err != nil {
+				return err
 			}
-			if !(cfg.ScrubChunks > 0) {
-				return usagef("--scrub-chunks %v: want more than 0 chunks a second", cfg.ScrubChunks)
-			}
+			cfg.ScrubRate, cfg.ScrubChunks, cfg.ScrubInterval = scrub.rate, scrub.chunks, scrub.interval
 			r, err := humanize.ParseBytes(reserve)
 			if err != nil {
 				return usagef("--reserve %q: %v", reserve, err)
@@ -67,16 +67,37 @@ walks its chunk directories once.`,
 	f.StringVar(&cfg.Zone, "zone", "", "failure zone label; copies of a chunk go to distinct zones")
 	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
 	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
-	registerScrubFlags(cmd, &cfg.ScrubRate, &cfg.ScrubChunks, &cfg.ScrubInterval, datanode.DefaultScrubRate, datanode.DefaultScrubChunks)
+	scrub.register(cmd, datanode.DefaultScrubRate, datanode.DefaultScrubChunks)
 	return cmd
 }
 
-// registerScrubFlags adds the scrub flags, with the given defaults, to a
-// command that runs datanodes.
-func registerScrubFlags(cmd *cobra.Command, rate, chunks *float64, interval *time.Duration, defRate, defChunks float64) {
+// scrubFlags are the scrub flags shared by datanode and server.
+type scrubFlags struct {
+	rate, chunks float64
+	interval     time.Duration
+}
+
+func (s *scrubFlags) register(cmd *cobra.Command, defRate, defChunks float64) {
 	f := cmd.Flags()
-	f.Float64Var(rate, "scrub-rate", defRate, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
-	f.Float64Var(chunks, "scrub-chunks", defChunks,
+	f.Float64Var(&s.rate, "scrub-rate", defRate, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
+	f.Float64Var(&s.chunks, "scrub-chunks", defChunks,
 		"most chunks a second to re-read, whatever their size: each costs a file open and read (about 150µs of CPU for a small chunk), so this bounds scrubbing's CPU when chunks are small")
-	f.DurationVar(interval, "scrub-interval", datanode.DefaultScrubInterval, "least time between the starts of two scrub passes")
+	f.DurationVar(&s.interval, "scrub-interval", datanode.DefaultScrubInterval, "least time between the starts of two scrub passes")
+}
+
+func (s *scrubFlags) check() error {
+	if s.rate < 0 || s.rate != s.rate {
+		return usagef("--scrub-rate %v: want 0 (off) or more MiB/s", s.rate)
+	}
+	if !(s.chunks > 0) {
+		return usagef("--scrub-chunks %v: want more than 0 chunks a second", s.chunks)
+	}
+	if s.interval <= 0 {
+		return usagef("--scrub-interval %v: want more than 0", s.interval)
+	}
+	return nil
+}
+
+func (s *scrubFlags) config() cluster.Scrub {
+	return cluster.Scrub{Rate: s.rate, Chunks: s.chunks, Interval: s.interval}
 }

@@ -33,13 +33,10 @@ func newServerCmd(g *globals) *cobra.Command {
 		endpoints string
 		keyRoot   string
 		httpAddr  string
-		scrub     struct {
-			rate, chunks float64
-			interval     time.Duration
-		}
-		cc coordinatorFlags
-		gf gatewayFlags
-		wf workerFlags
+		scrub     scrubFlags
+		cc        coordinatorFlags
+		gf        gatewayFlags
+		wf        workerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -57,11 +54,8 @@ the background at modest rates, as they share the machine.`,
 			if err != nil {
 				return usagef("--reserve %q: %v", reserve, err)
 			}
-			if scrub.rate < 0 || scrub.rate != scrub.rate {
-				return usagef("--scrub-rate %v: want 0 (off) or more MiB/s", scrub.rate)
-			}
-			if !(scrub.chunks > 0) {
-				return usagef("--scrub-chunks %v: want more than 0 chunks a second", scrub.chunks)
+			if err := scrub.check(); err != nil {
+				return err
 			}
 			jc, err := wf.config()
 			if err != nil {
@@ -74,17 +68,15 @@ the background at modest rates, as they share the machine.`,
 				Datanodes:       nodes,
 				NoSync:          noSync,
 				DatanodeReserve: int64(res),
-				DatanodeScrub: cluster.Scrub{
-					Rate: scrub.rate, Chunks: scrub.chunks, Interval: scrub.interval,
-				},
-				EtcdEndpoints: splitList(endpoints),
-				KeyRoot:       keyRoot,
-				Coordinator:   cc.config(),
-				HTTP:          httpAddr,
-				APIToken:      gf.token,
-				HTTPPublic:    gf.public,
-				Jobs:          jc,
-				Logger:        slog.Default(),
+				DatanodeScrub:   scrub.config(),
+				EtcdEndpoints:   splitList(endpoints),
+				KeyRoot:         keyRoot,
+				Coordinator:     cc.config(),
+				HTTP:            httpAddr,
+				APIToken:        gf.token,
+				HTTPPublic:      gf.public,
+				Jobs:            jc,
+				Logger:          slog.Default(),
 			})
 			if err != nil {
 				return err
@@ -115,7 +107,7 @@ the background at modest rates, as they share the machine.`,
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
-	registerScrubFlags(cmd, &scrub.rate, &scrub.chunks, &scrub.interval, serverScrubRate, serverScrubChunks)
+	scrub.register(cmd, serverScrubRate, serverScrubChunks)
 	cc.register(cmd)
 	gf.register(cmd)
 	wf.register(cmd)
