@@ -18,7 +18,7 @@ import (
 	"github.com/dfs-store/dfs/internal/meta"
 )
 
-func startEtcd(t *testing.T) *clientv3.Client {
+func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
 	e, err := etcdserver.Start(context.Background(), etcdserver.Config{Dir: t.TempDir()})
 	if err != nil {

@@ -153,6 +153,16 @@ func (q *queue) list(ctx context.Context, log *slog.Logger) (int64, error) {
 		switch state(kv.Value) {
 		case toDo:
 			todo[h] = true
+			if moved > 0 {
+				// A long listing (moving old records): workers need not
+				// wait for its end.
+				q.mu.Lock()
+				if q.pending[h] == nil {
+					q.pending[h] = &entry{}
+					q.signalLocked()
+				}
+				q.mu.Unlock()
+			}
 		case done:
 			finished = append(finished, meta.FinishedJob{Content: h, ModRev: kv.ModRevision, Value: kv.Value})
 			if len(finished) == listPage {

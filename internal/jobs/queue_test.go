@@ -83,7 +83,7 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // putJobs writes one record per hash under the key key(h), many per
 // transaction.
-func putJobs(t *testing.T, cli *clientv3.Client, hs []dfs.Hash, key func(dfs.Hash) string, rec func(dfs.Hash) *api.JobRecord) {
+func putJobs(t testing.TB, cli *clientv3.Client, hs []dfs.Hash, key func(dfs.Hash) string, rec func(dfs.Hash) *api.JobRecord) {
 	t.Helper()
 	for len(hs) > 0 {
 		n := min(len(hs), 100)

@@ -184,8 +184,8 @@ type FinishedJob struct {
 }
 
 // moveBatch is the most jobs one moving transaction carries: two
-// operations each, within etcd's 128 per transaction.
-const moveBatch = 32
+// operations each, etcd's default limit of 128 per transaction.
+const moveBatch = 64
 
 // MoveFinishedJobs moves finished jobs from jobs/ to job-results/, each
 // only if its jobs/ key is still the record read (its mod revision), so a

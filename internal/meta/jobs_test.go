@@ -310,7 +310,7 @@ func TestMoveFinishedJobs(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	sc := s.Schema()
-	hs := hashes(70, "move") // more than one transaction's worth
+	hs := hashes(150, "move") // more than two transactions' worth
 	for _, h := range hs {
 		putAll(t, []string{sc.Job(h)}, jobVal(t, &api.JobRecord{ContentHash: h[:], State: "done", Worker: "old", Results: map[string]string{"r": h.Short()}}))
 	}
