@@ -422,3 +422,31 @@ func TestWatchJobChanges(t *testing.T) {
 		t.Fatalf("changes %v, want %v", got, want)
 	}
 }
+
+// A content deleted by garbage collection takes its finished job along.
+func TestDeleteContentDeletesItsResult(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	c := content(chunks(1, 10, 80), "gc-result")
+	commit(t, s, "a", c)
+	done := jobVal(t, &api.JobRecord{State: "done"})
+	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(s.Schema().Job(c.Hash)), clientv3.OpPut(s.Schema().Result(c.Hash), done)).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFile(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := s.Contents(ctx)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("contents: %v, %v", entries, err)
+	}
+	if ok, err := s.DeleteContent(ctx, meta.Fence{}, entries[0]); err != nil || !ok {
+		t.Fatalf("delete content: %v, %v", ok, err)
+	}
+	if _, err := s.GetJob(ctx, c.Hash); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("job of a deleted content: %v, want not found", err)
+	}
+	if n := keyCount(t, s.Schema().ResultsPrefix()); n != 0 {
+		t.Fatalf("%d results left after the content was deleted", n)
+	}
+}
