@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
@@ -83,6 +85,15 @@ func TestProcessing(t *testing.T) {
 	}
 
 	all := waitJobs(t, c, 3) // three contents, four files: no job for the duplicate
+	// Finished jobs have left the queue's prefix; their records stay, with
+	// the results, under their own.
+	schema, etcd := cl.Coordinator.Meta.Schema(), cl.Coordinator.Client
+	for prefix, want := range map[string]int64{schema.JobsPrefix(): 0, schema.ResultsPrefix(): 3} {
+		resp, err := etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil || resp.Count != want {
+			t.Errorf("%s holds %d keys (%v) once every job is finished, want %d", prefix, resp.Count, err, want)
+		}
+	}
 	m := all[mp4.File.Content]
 	if m.State != dfs.JobDone || m.Attempts != 1 || !strings.HasPrefix(m.Worker, "worker-") {
 		t.Fatalf("mp4 job %+v", m)
@@ -175,7 +186,7 @@ func TestProcessingQueuedWithoutWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, p, err := c.StatProcessing(ctx, "q.txt")
-	if err != nil || p == nil || p.State != dfs.JobQueued || p.Content != res.File.Content || p.Queued.IsZero() {
+	if err != nil || p == nil || p.State != dfs.JobQueued || p.Content != res.File.Content || p.Queued.IsZero() || !p.Updated.Equal(p.Queued) {
 		t.Fatalf("stat processing %+v, %v; want queued", p, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -26,26 +27,21 @@ func (s *Server) Jobs(ctx context.Context, req *api.JobsRequest) (*api.JobsRespo
 			return nil, rpc.ToStatus(fmt.Errorf("%w: jobs: start after: %v", dfs.ErrInvalid, err))
 		}
 	}
-	// One page at a time, so an answer (and this coordinator's memory)
-	// does not grow with the number of jobs stored.
+	// One page at a time, each reading a bounded number of records, so an
+	// answer (and this coordinator's memory and time) does not grow with
+	// the number of jobs stored. An answer may hold fewer jobs than asked
+	// for, even none, and still name the next page.
 	limit := int(req.Limit)
 	if limit <= 0 || limit > jobsPage {
 		limit = jobsPage
 	}
-	recs, err := s.meta.Jobs(ctx, req.State, req.StartAfter, limit+1)
+	page, err := s.meta.Jobs(ctx, req.State, req.StartAfter, limit)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp := &api.JobsResponse{}
-	if len(recs) > limit {
-		recs = recs[:limit]
-		if h, err := dfs.HashFromBytes(recs[limit-1].ContentHash); err == nil {
-			resp.NextStartAfter = h.String()
-		}
-	}
-	resp.Jobs = make([]*api.Job, 0, len(recs))
-	for _, r := range recs {
-		resp.Jobs = append(resp.Jobs, &api.Job{ContentHash: r.ContentHash, Processing: processingToAPI(r)})
+	resp := &api.JobsResponse{NextStartAfter: page.Next, Jobs: make([]*api.Job, 0, len(page.Jobs))}
+	for _, r := range page.Jobs {
+		resp.Jobs = append(resp.Jobs, &api.Job{ContentHash: r.ContentHash, Processing: meta.ProcessingFromJob(r)})
 	}
 	return resp, nil
 }
@@ -61,18 +57,5 @@ func (s *Server) processing(ctx context.Context, h dfs.ContentHash) *api.Process
 		}
 		return nil
 	}
-	return processingToAPI(rec)
-}
-
-func processingToAPI(r *api.JobRecord) *api.Processing {
-	return &api.Processing{
-		State:           r.State,
-		Worker:          r.Worker,
-		Attempts:        r.Attempts,
-		Error:           r.Error,
-		Results:         r.Results,
-		QueuedUnixNano:  r.QueuedUnixNano,
-		UpdatedUnixNano: r.UpdatedUnixNano,
-		StartedUnixNano: r.StartedUnixNano,
-	}
+	return meta.ProcessingFromJob(rec)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/dfs-store/dfs/internal/meta"
 )
 
-func startEtcd(t *testing.T) *clientv3.Client {
+func startEtcd(t testing.TB) *clientv3.Client {
 	t.Helper()
 	e, err := etcdserver.Start(context.Background(), etcdserver.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -46,6 +46,19 @@ func readJob(t *testing.T, cli *clientv3.Client, key string) (*api.JobRecord, in
 	return &rec, resp.Kvs[0].ModRevision
 }
 
+// noJob fails the test if key (a pending job) exists: a finished job
+// leaves the queue.
+func noJob(t *testing.T, cli *clientv3.Client, key string) {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), key, clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 0 {
+		t.Fatalf("%s still exists: a finished job stays in the queue", key)
+	}
+}
+
 // claimAs takes the job's lock in its own session and reads the job, as a
 // worker does.
 func claimAs(t *testing.T, cli *clientv3.Client, schema meta.Schema, id string, h dfs.Hash) (*claim, *concurrency.Session) {
@@ -63,7 +76,7 @@ func claimAs(t *testing.T, cli *clientv3.Client, schema meta.Schema, id string, 
 		t.Fatalf("%s: lock: %v", id, err)
 	}
 	w := &worker{id: id, cfg: &Config{Etcd: cli, Schema: schema}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c := &claim{w: w, h: h, m: m, key: schema.Job(h)}
+	c := &claim{w: w, h: h, m: m, key: schema.Job(h), result: schema.Result(h)}
 	c.rec, c.rev = readJob(t, cli, c.key)
 	return c, sess
 }
@@ -99,7 +112,8 @@ func TestFenceRejectsStaleHolder(t *testing.T) {
 	if err := b.finish(ctx, map[string]string{"verify.sha256": "from-b"}); err != nil {
 		t.Fatalf("b: finish: %v", err)
 	}
-	_, revDone := readJob(t, cli, schema.Job(h))
+	_, revDone := readJob(t, cli, schema.Result(h))
+	noJob(t, cli, schema.Job(h))
 
 	// a wakes up and writes its result: rejected.
 	err := a.finish(ctx, map[string]string{"verify.sha256": "from-a"})
@@ -109,7 +123,8 @@ func TestFenceRejectsStaleHolder(t *testing.T) {
 	if err := a.fail(ctx, "late failure"); !errors.Is(err, errFenced) {
 		t.Fatalf("a: fail after losing the lock: err = %v, want the fence to reject it", err)
 	}
-	rec, rev := readJob(t, cli, schema.Job(h))
+	noJob(t, cli, schema.Job(h))
+	rec, rev := readJob(t, cli, schema.Result(h))
 	if rev != revDone || rec.State != string(dfs.JobDone) || rec.Worker != "b" || rec.Results["verify.sha256"] != "from-b" || rec.Attempts != 2 {
 		t.Fatalf("job after the stale writes: %v at revision %d (done at %d); want b's result untouched", rec, rev, revDone)
 	}
@@ -152,7 +167,8 @@ func TestGiveUpAfterDeadWorkers(t *testing.T) {
 	if err != nil || !finished {
 		t.Fatalf("run: finished %v, err %v", finished, err)
 	}
-	rec, _ := readJob(t, cli, schema.Job(h))
+	noJob(t, cli, schema.Job(h))
+	rec, _ := readJob(t, cli, schema.Result(h))
 	if rec.State != string(dfs.JobError) || rec.Attempts != 3 || rec.Error != "gave up after 3 attempts: worker w9 stopped during the last one" {
 		t.Fatalf("job %v", rec)
 	}

@@ -14,6 +14,10 @@
 // worker whose lock is gone has every later write rejected, and its result
 // never lands. Processors are idempotent (they only read the content and
 // return results), so a run whose result is rejected leaves no trace.
+//
+// The transaction that finishes a job (done, or error for good) also moves
+// it out of the queue's prefix into the results (see meta/jobs.go), so the
+// queue, listed by every pool, holds only what is still to do.
 package jobs
 
 import (
@@ -52,8 +56,9 @@ type Config struct {
 	// Backoff is the wait before the first retry of a failed job; it
 	// doubles with every retry, up to 30s (default 1s).
 	Backoff time.Duration
-	// Resync is how often the pool lists every job again, in case a watch
-	// event was missed (default 30s).
+	// Resync is how often the pool lists the pending jobs again, in case a
+	// watch event was missed (default 30s). Finished jobs are not under
+	// the listed prefix, so this costs what is pending.
 	Resync time.Duration
 	// ProcessDelay holds every job for this long after it is claimed and
 	// before it is processed. It is a testing aid, to keep jobs in hand

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -21,7 +22,12 @@ import (
 // the job's lock.
 type queue struct {
 	etcd   *clientv3.Client
+	kv     clientv3.KV // the listing's reads (etcd, or a wrapper in tests)
+	store  *meta.Store
 	schema meta.Schema
+	// afterList, if set, runs after each listing, before the watch starts
+	// (tests: compact etcd there).
+	afterList func(rev int64)
 
 	mu      sync.Mutex
 	pending map[dfs.Hash]*entry
@@ -40,7 +46,11 @@ type entry struct {
 func (e *entry) available() bool { return !e.busy && (e.heldRev == 0 || e.freedRev > e.heldRev) }
 
 func newQueue(cli *clientv3.Client, schema meta.Schema) *queue {
-	return &queue{etcd: cli, schema: schema, pending: map[dfs.Hash]*entry{}, wake: make(chan struct{})}
+	q := &queue{etcd: cli, schema: schema, pending: map[dfs.Hash]*entry{}, wake: make(chan struct{})}
+	if cli != nil {
+		q.kv, q.store = cli, meta.New(cli, schema)
+	}
+	return q
 }
 
 func (q *queue) signalLocked() {
@@ -90,11 +100,14 @@ func (q *queue) release(h dfs.Hash, finished bool, heldRev int64) {
 	q.signalLocked()
 }
 
-// run keeps the queue: list, then watch jobs and locks, listing again every
-// resync (and whenever the watch breaks) in case an event was missed.
+// run keeps the queue: list, then watch jobs and locks from the revision
+// the listing started at, listing again every resync (and whenever the
+// watch breaks, as when etcd compacted the revision it was to start from)
+// in case an event was missed. Since jobs/ holds only pending jobs, a
+// listing costs what is pending, not what was ever processed.
 func (q *queue) run(ctx context.Context, resync time.Duration, log *slog.Logger) {
 	for ctx.Err() == nil {
-		rev, err := q.list(ctx)
+		rev, err := q.list(ctx, log)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("list jobs", "err", err)
@@ -105,36 +118,67 @@ func (q *queue) run(ctx context.Context, resync time.Duration, log *slog.Logger)
 			}
 			continue
 		}
+		if q.afterList != nil {
+			q.afterList(rev)
+		}
 		q.watch(ctx, rev, resync, log)
 	}
 }
 
+// listPage is the most job records one read of the listing returns.
+const listPage = 1000
+
 // list replaces the view with every job still to do, and returns the
-// revision it read at.
-func (q *queue) list(ctx context.Context) (int64, error) {
+// revision its first read was at. The listing is not pinned to that
+// revision: a change after it may or may not be seen, and the watch from
+// it replays it either way. Finished jobs still under jobs/ (written
+// before finished jobs had their own prefix, or by a worker that predates
+// it) are moved to job-results/ on the way.
+func (q *queue) list(ctx context.Context, log *slog.Logger) (int64, error) {
 	prefix := q.schema.JobsPrefix()
-	start, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	todo := map[dfs.Hash]bool{}
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(1000)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	var finished []meta.FinishedJob
+	moved := 0
+	move := func() error {
+		n, err := q.store.MoveFinishedJobs(ctx, finished)
+		moved += n
+		finished = finished[:0]
+		return err
+	}
+	rev, err := meta.ScanHex(ctx, q.kv, prefix, "", listPage, func(kv *mvccpb.KeyValue) (bool, error) {
+		h, ok := q.hashOf(string(kv.Key), prefix)
+		if !ok {
+			return true, nil
 		}
-		resp, err := q.etcd.Get(ctx, start, opts...)
-		if err != nil {
-			return 0, err
-		}
-		rev = resp.Header.Revision
-		for _, kv := range resp.Kvs {
-			if h, ok := q.hashOf(string(kv.Key), prefix); ok && toDo(kv.Value) {
-				todo[h] = true
+		switch state(kv.Value) {
+		case toDo:
+			todo[h] = true
+			if moved > 0 {
+				// A long listing (moving old records): workers need not
+				// wait for its end.
+				q.mu.Lock()
+				if q.pending[h] == nil {
+					q.pending[h] = &entry{}
+					q.signalLocked()
+				}
+				q.mu.Unlock()
+			}
+		case done:
+			finished = append(finished, meta.FinishedJob{Content: h, ModRev: kv.ModRevision, Value: kv.Value})
+			if len(finished) == listPage {
+				return true, move()
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return true, nil
+	})
+	if err == nil && len(finished) > 0 {
+		err = move()
+	}
+	if moved > 0 {
+		log.Info("moved finished jobs out of the queue", "jobs", moved, "to", q.schema.ResultsPrefix())
+	}
+	if err != nil {
+		return 0, err
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -170,16 +214,24 @@ func (q *queue) watch(ctx context.Context, rev int64, resync time.Duration, log 
 			}
 			return
 		}
+		var finished []meta.FinishedJob
 		q.mu.Lock()
 		for _, ev := range resp.Events {
 			key := string(ev.Kv.Key)
 			if h, ok := q.hashOf(key, jobs); ok {
-				if ev.Type == clientv3.EventTypePut && toDo(ev.Kv.Value) {
+				st := gone
+				if ev.Type == clientv3.EventTypePut {
+					st = state(ev.Kv.Value)
+				}
+				if st == toDo {
 					if q.pending[h] == nil {
 						q.pending[h] = &entry{}
 					}
 				} else if e := q.pending[h]; e != nil && !e.busy {
 					delete(q.pending, h)
+				}
+				if st == done {
+					finished = append(finished, meta.FinishedJob{Content: h, ModRev: ev.Kv.ModRevision, Value: ev.Kv.Value})
 				}
 				continue
 			}
@@ -198,6 +250,12 @@ func (q *queue) watch(ctx context.Context, rev int64, resync time.Duration, log 
 		}
 		q.signalLocked()
 		q.mu.Unlock()
+		if len(finished) > 0 {
+			// A worker of an older version finished a job in place.
+			if _, err := q.store.MoveFinishedJobs(ctx, finished); err != nil && ctx.Err() == nil {
+				log.Warn("move finished jobs out of the queue", "err", err)
+			}
+		}
 	}
 }
 
@@ -210,11 +268,25 @@ func (q *queue) hashOf(key, prefix string) (dfs.Hash, bool) {
 	return h, err == nil
 }
 
-// toDo reports whether a job record still needs a worker.
-func toDo(val []byte) bool {
+// jobState is what the queue makes of a job record.
+type jobState int
+
+const (
+	gone jobState = iota // deleted, or not a job record
+	toDo                 // queued, or processing by a worker that may have died
+	done                 // finished (done or error) but still under jobs/
+)
+
+func state(val []byte) jobState {
 	var rec api.JobRecord
 	if proto.Unmarshal(val, &rec) != nil {
-		return false
+		return gone
 	}
-	return rec.State == string(dfs.JobQueued) || rec.State == string(dfs.JobProcessing)
+	switch {
+	case rec.State == string(dfs.JobQueued) || rec.State == string(dfs.JobProcessing):
+		return toDo
+	case meta.JobFinished(rec.State):
+		return done
+	}
+	return gone
 }

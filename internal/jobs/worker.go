@@ -13,6 +13,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
 )
 
 // errFenced says a write was rejected because the worker no longer holds
@@ -107,18 +108,19 @@ func (w *worker) try(ctx context.Context, h dfs.Hash) (finished bool, heldRev in
 		defer cancel()
 		m.Unlock(uctx)
 	}()
-	c := &claim{w: w, h: h, m: m, key: w.cfg.Schema.Job(h)}
+	c := &claim{w: w, h: h, m: m, key: w.cfg.Schema.Job(h), result: w.cfg.Schema.Result(h)}
 	return c.run(ctx)
 }
 
 // claim is a job in a worker's hands, under its lock.
 type claim struct {
-	w   *worker
-	h   dfs.Hash
-	m   *concurrency.Mutex
-	key string
-	rec *api.JobRecord
-	rev int64 // the job key's mod revision as last read or written
+	w      *worker
+	h      dfs.Hash
+	m      *concurrency.Mutex
+	key    string // of the pending job
+	result string // of the finished job
+	rec    *api.JobRecord
+	rev    int64 // the job key's mod revision as last read or written
 }
 
 func (c *claim) run(ctx context.Context) (finished bool, heldRev int64, err error) {
@@ -130,15 +132,15 @@ func (c *claim) run(ctx context.Context) (finished bool, heldRev int64, err erro
 	if len(resp.Kvs) == 0 {
 		return true, 0, nil
 	}
-	c.rec = &api.JobRecord{}
-	if err := proto.Unmarshal(resp.Kvs[0].Value, c.rec); err != nil {
-		return true, 0, fmt.Errorf("decode job: %w", err)
+	if c.rec, err = meta.DecodeJob(c.h, resp.Kvs[0].Value); err != nil {
+		return true, 0, err
 	}
+	c.rec.ContentHash = nil // the key names it
 	c.rev = resp.Kvs[0].ModRevision
 	switch dfs.JobState(c.rec.State) {
 	case dfs.JobQueued, dfs.JobProcessing:
 	default:
-		return true, 0, nil
+		return true, 0, nil // finished in place by an older worker: the queue moves it
 	}
 	cfg := c.w.cfg
 	if dfs.JobState(c.rec.State) == dfs.JobProcessing && c.rec.Attempts >= int32(cfg.MaxAttempts) {
@@ -238,7 +240,7 @@ func (c *claim) finish(ctx context.Context, results map[string]string) error {
 	c.rec.Error = ""
 	c.rec.Results = results
 	c.rec.UpdatedUnixNano = time.Now().UnixNano()
-	return c.write(ctx)
+	return c.writeFinal(ctx)
 }
 
 func (c *claim) fail(ctx context.Context, msg string) error {
@@ -248,7 +250,7 @@ func (c *claim) fail(ctx context.Context, msg string) error {
 	c.rec.Error = msg
 	c.rec.Results = nil
 	c.rec.UpdatedUnixNano = time.Now().UnixNano()
-	return c.write(ctx)
+	return c.writeFinal(ctx)
 }
 
 // requeue gives the job back on shutdown: queued, this attempt not counted.
@@ -270,9 +272,24 @@ func (c *claim) write(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return c.commit(ctx, clientv3.OpPut(c.key, string(val)))
+}
+
+// writeFinal ends the job under the same fence as write: the finished
+// record goes to the results, and the job leaves the queue's prefix, in
+// one transaction.
+func (c *claim) writeFinal(ctx context.Context) error {
+	val, err := proto.Marshal(c.rec)
+	if err != nil {
+		return err
+	}
+	return c.commit(ctx, clientv3.OpDelete(c.key), clientv3.OpPut(c.result, string(val)))
+}
+
+func (c *claim) commit(ctx context.Context, ops ...clientv3.Op) error {
 	resp, err := c.w.cfg.Etcd.Txn(ctx).
 		If(c.m.IsOwner(), clientv3.Compare(clientv3.ModRevision(c.key), "=", c.rev)).
-		Then(clientv3.OpPut(c.key, string(val))).
+		Then(ops...).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("write job %s: %w", c.rec.State, err)

@@ -191,7 +191,8 @@ func (s *Store) ReferencedContents(ctx context.Context) (map[dfs.Hash]int, error
 	return out, err
 }
 
-// DeleteContent deletes a content record, its pages, its job and its
+// DeleteContent deletes a content record, its pages, its job (pending or
+// finished) and its
 // reference mark, unless the record or the mark changed since e was read.
 // It reports whether it deleted.
 func (s *Store) DeleteContent(ctx context.Context, f Fence, e ContentEntry) (bool, error) {
@@ -207,6 +208,7 @@ func (s *Store) DeleteContent(ctx context.Context, f Fence, e ContentEntry) (boo
 		clientv3.OpDelete(key),
 		clientv3.OpDelete(key+"/", clientv3.WithPrefix()),
 		clientv3.OpDelete(s.schema.Job(h)),
+		clientv3.OpDelete(s.schema.Result(h)),
 		clientv3.OpDelete(ref),
 	).Commit()
 	if err != nil {

@@ -24,7 +24,13 @@ import (
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
-//	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing
+//	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing still to
+//	                                        do (queued, processing, to retry)
+//	<root>/v1/job-results/<sha256>          JobRecord: a finished job (done or error),
+//	                                        moved out of jobs/ by the transaction that
+//	                                        finished it; deleted with its content.
+//	                                        job-results/ sorts just before jobs/, so
+//	                                        one watch follows both in order
 //	<root>/v1/coordinators/<grpc addr>      empty; on the lease of a running
 //	                                        coordinator, so the live ones can be listed
 //	<root>/v1/election/coordinator          etcd election: the leader coordinator
@@ -100,6 +106,13 @@ func (s Schema) JobsPrefix() string { return s.root + "jobs/" }
 
 // Job is the key of a content's processing job.
 func (s Schema) Job(h dfs.ContentHash) string { return s.JobsPrefix() + h.String() }
+
+// ResultsPrefix holds finished jobs. Nothing else lies between it and
+// JobsPrefix in key order: [ResultsPrefix, end of JobsPrefix) holds both.
+func (s Schema) ResultsPrefix() string { return s.root + "job-results/" }
+
+// Result is the key of a content's finished job.
+func (s Schema) Result(h dfs.ContentHash) string { return s.ResultsPrefix() + h.String() }
 
 // CoordinatorsPrefix holds the running coordinators.
 func (s Schema) CoordinatorsPrefix() string { return s.root + "coordinators/" }

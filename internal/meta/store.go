@@ -173,12 +173,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	}
 	create := []clientv3.Op{clientv3.OpPut(ckey, string(recVal))}
 	if c.QueueJob {
-		job, err := proto.Marshal(&api.JobRecord{
-			ContentHash:     h[:],
-			State:           "queued",
-			QueuedUnixNano:  now.UnixNano(),
-			UpdatedUnixNano: now.UnixNano(),
-		})
+		job, err := proto.Marshal(QueuedJob(now))
 		if err != nil {
 			return info, false, err
 		}

@@ -37,9 +37,15 @@ type Change struct {
 }
 
 // WatchChanges calls fn for every path written or deleted and every job
-// record changed from now on, in etcd's order within each prefix, until ctx
-// ends, fn fails, or the watch breaks (etcd compacted the revision it was
-// at, or lost its leader). It returns the reason; ctx's error once ctx ends.
+// changed from now on, in etcd's order within the paths and within the
+// jobs, until ctx ends, fn fails, or the watch breaks (etcd compacted the
+// revision it was at, or lost its leader). It returns the reason; ctx's
+// error once ctx ends.
+//
+// A job's changes are reported in order whether it is pending (jobs/) or
+// finished (job-results/): one watch follows both prefixes. The finish
+// that moves a job from one to the other is one change, the finished
+// record; a job deleted with its content is a change with no record.
 //
 // Records that do not decode are skipped rather than ending the watch: one
 // bad key must not blind every watcher.
@@ -55,7 +61,8 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 		return fmt.Errorf("watch: %w", etcdErr(err))
 	}
 	files := s.cli.Watch(ctx, s.schema.FilesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev))
-	jobs := s.cli.Watch(ctx, s.schema.JobsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	// job-results/ sorts just before jobs/, with nothing between them.
+	jobs := s.cli.Watch(ctx, s.schema.ResultsPrefix(), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.schema.JobsPrefix())), clientv3.WithRev(rev))
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
@@ -74,7 +81,26 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("%w: watch: %v", dfs.ErrUnavailable, err)
 		}
+		// A finish deletes the pending key and writes the result in one
+		// transaction, whose events come in one response: the delete is
+		// no change of its own.
+		var finished map[string]int64
 		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypePut {
+				if name, ok := strings.CutPrefix(string(ev.Kv.Key), s.schema.ResultsPrefix()); ok {
+					if finished == nil {
+						finished = map[string]int64{}
+					}
+					finished[name] = ev.Kv.ModRevision
+				}
+			}
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				if name, ok := strings.CutPrefix(string(ev.Kv.Key), s.schema.JobsPrefix()); ok && finished[name] == ev.Kv.ModRevision {
+					continue
+				}
+			}
 			c, ok := s.change(ev)
 			if !ok {
 				continue
@@ -89,8 +115,7 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 func (s *Store) change(ev *clientv3.Event) (Change, bool) {
 	key := string(ev.Kv.Key)
 	c := Change{Revision: ev.Kv.ModRevision}
-	switch {
-	case strings.HasPrefix(key, s.schema.FilesPrefix()):
+	if strings.HasPrefix(key, s.schema.FilesPrefix()) {
 		if ev.Type == clientv3.EventTypeDelete {
 			c.Kind = FileDeleted
 			c.File.Path = s.schema.PathOf(key)
@@ -106,23 +131,28 @@ func (s *Store) change(ev *clientv3.Event) (Change, bool) {
 		}
 		c.Kind, c.File = FileWritten, f
 		return c, true
-	case strings.HasPrefix(key, s.schema.JobsPrefix()):
-		h, err := dfs.ParseHash(strings.TrimPrefix(key, s.schema.JobsPrefix()))
-		if err != nil {
-			return c, false // not a job record (a key below one)
-		}
-		c.Kind, c.Content = JobChanged, h
-		if ev.Type == clientv3.EventTypeDelete {
-			return c, true
-		}
-		var rec api.JobRecord
-		if err := proto.Unmarshal(ev.Kv.Value, &rec); err != nil {
-			return c, false
-		}
-		c.Job = &rec
+	}
+	name, ok := strings.CutPrefix(key, s.schema.JobsPrefix())
+	if !ok {
+		name, ok = strings.CutPrefix(key, s.schema.ResultsPrefix())
+	}
+	if !ok {
+		return c, false
+	}
+	h, err := dfs.ParseHash(name)
+	if err != nil {
+		return c, false // not a job record (a key below one)
+	}
+	c.Kind, c.Content = JobChanged, h
+	if ev.Type == clientv3.EventTypeDelete {
 		return c, true
 	}
-	return c, false
+	rec, err := DecodeJob(h, ev.Kv.Value)
+	if err != nil {
+		return c, false
+	}
+	c.Job = rec
+	return c, true
 }
 
 // ProcessingFromJob converts a job record to the API's processing state.

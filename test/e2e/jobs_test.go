@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,8 +23,13 @@ import (
 	"github.com/dfs-store/dfs/client"
 )
 
-// jobsPrefix is where the jobs of a cluster with the default key root live.
-const jobsPrefix = "/dfs/v1/jobs/"
+// Where the pending and the finished jobs of a cluster with the default
+// key root live. job-results/ sorts just before jobs/: one watch over
+// [resultsPrefix, end of jobsPrefix) sees both, in order.
+const (
+	jobsPrefix    = "/dfs/v1/jobs/"
+	resultsPrefix = "/dfs/v1/job-results/"
+)
 
 // jobRow is a row of dfs jobs --json.
 type jobRow struct {
@@ -101,8 +107,9 @@ type jobHistory struct {
 }
 
 type jobWrite struct {
-	rev int64
-	rec *api.JobRecord
+	rev      int64
+	rec      *api.JobRecord // nil: a delete, or a value that is no job
+	finished bool           // written to job-results/, not jobs/
 }
 
 func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
@@ -113,7 +120,7 @@ func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wch := cli.Watch(ctx, jobsPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	wch := cli.Watch(ctx, resultsPrefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(jobsPrefix)), clientv3.WithRev(resp.Header.Revision+1))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -125,10 +132,14 @@ func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
 			for _, ev := range r.Events {
 				rec := &api.JobRecord{}
 				if ev.Type != clientv3.EventTypePut || proto.Unmarshal(ev.Kv.Value, rec) != nil {
-					rec = nil // a delete, or a value that is no job: both wrong
+					rec = nil
 				}
-				sha := strings.TrimPrefix(string(ev.Kv.Key), jobsPrefix)
-				h.writes[sha] = append(h.writes[sha], jobWrite{ev.Kv.ModRevision, rec})
+				key := string(ev.Kv.Key)
+				sha, finished := strings.CutPrefix(key, resultsPrefix)
+				if !finished {
+					sha = strings.TrimPrefix(key, jobsPrefix)
+				}
+				h.writes[sha] = append(h.writes[sha], jobWrite{ev.Kv.ModRevision, rec, finished})
 			}
 			h.seen = max(h.seen, r.Header.Revision)
 			h.mu.Unlock()
@@ -160,24 +171,40 @@ func (h *jobHistory) sync(t *testing.T) {
 }
 
 // checkOnce fails the test unless the job of sha went queued -> processing
-// ... -> done exactly once, with nothing written after it, and returns the
-// done record.
+// ... -> done exactly once, the done record written to job-results/ in the
+// transaction that took the job out of jobs/, with nothing written after
+// it, and returns the done record.
 func (h *jobHistory) checkOnce(t *testing.T, sha string) *api.JobRecord {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var done *api.JobRecord
 	var states []string
-	for _, w := range h.writes[sha] {
+	writes := h.writes[sha]
+	for i, w := range writes {
 		if w.rec == nil {
-			t.Errorf("job %s: deleted or undecodable at revision %d", sha[:12], w.rev)
+			// The only delete allowed: the job leaving jobs/ as its result
+			// is written, in one transaction.
+			leaving := !w.finished && slices.ContainsFunc(writes, func(o jobWrite) bool {
+				return o.finished && o.rec != nil && o.rev == w.rev
+			})
+			if !leaving {
+				t.Errorf("job %s: deleted or undecodable at revision %d (write %d)", sha[:12], w.rev, i)
+			}
 			continue
 		}
-		states = append(states, w.rec.State+"("+w.rec.Worker+")")
+		where := ""
+		if w.finished {
+			where = "->results"
+		}
+		states = append(states, w.rec.State+"("+w.rec.Worker+")"+where)
 		if done != nil {
 			t.Errorf("job %s: written at revision %d after it was done: %s", sha[:12], w.rev, strings.Join(states, " "))
 		}
 		if w.rec.State == string(dfs.JobDone) {
+			if !w.finished {
+				t.Errorf("job %s: done but left in jobs/: %s", sha[:12], strings.Join(states, " "))
+			}
 			done = w.rec
 		}
 	}
@@ -336,7 +363,7 @@ func TestWorkerPausedIsFenced(t *testing.T) {
 		t.Fatalf("job after wb: %+v; want done by wb/worker-1 on the second attempt", j)
 	}
 	hist.sync(t)
-	before, err := etcd.Get(context.Background(), jobsPrefix+sha)
+	before, err := etcd.Get(context.Background(), resultsPrefix+sha)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +380,7 @@ func TestWorkerPausedIsFenced(t *testing.T) {
 		}
 		return nil
 	})
-	after, err := etcd.Get(context.Background(), jobsPrefix+sha)
+	after, err := etcd.Get(context.Background(), resultsPrefix+sha)
 	if err != nil {
 		t.Fatal(err)
 	}
