@@ -40,16 +40,16 @@ type fakeCoordinator struct {
 	mu          sync.Mutex
 	gen         uint64
 	registers   int
-	incarnation uint64 // of the node whose state it holds
-	reported    bool   // it holds a full report of that incarnation
-	reports     int    // full reports received
-	failBeats   int    // heartbeats to fail, as a network cut would
-	view      map[dfs.Hash]bool // chunks the node holds, as far as we know
-	pending   map[dfs.Hash]bool // the full report being received
-	added     map[dfs.Hash]int  // from heartbeats
-	removed   map[dfs.Hash]int
-	corrupt   map[dfs.Hash]int
-	stats     *api.NodeStats // from the last heartbeat
+	incarnation uint64            // of the node whose state it holds
+	reported    bool              // it holds a full report of that incarnation
+	reports     int               // full reports received
+	failBeats   int               // heartbeats to fail, as a network cut would
+	view        map[dfs.Hash]bool // chunks the node holds, as far as we know
+	pending     map[dfs.Hash]bool // the full report being received
+	added       map[dfs.Hash]int  // from heartbeats
+	removed     map[dfs.Hash]int
+	corrupt     map[dfs.Hash]int
+	stats       *api.NodeStats // from the last heartbeat
 }
 
 func startFakeCoordinator(t *testing.T) *fakeCoordinator {

@@ -43,8 +43,8 @@ type link struct {
 	pending map[dfs.Hash]change // chunks whose latest state the coordinator has not acknowledged
 	corrupt []dfs.Hash          // quarantined or found bad; kept until a heartbeat delivers them
 	seq     uint64              // changes queued so far
-	acked   uint64        // changes the coordinator has acknowledged
-	ackCh   chan struct{} // closed and replaced when acked grows
+	acked   uint64              // changes the coordinator has acknowledged
+	ackCh   chan struct{}       // closed and replaced when acked grows
 	kick    chan struct{}
 	gen     uint64 // 0: not registered; owned by run
 
