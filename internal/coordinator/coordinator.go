@@ -136,7 +136,9 @@ type Server struct {
 
 	heal healState   // repair, drain and garbage collection (heal.go)
 	hl   healthState // chunk health, kept as it changes (health.go)
-	fc   fileCount   // files and bytes, kept from the etcd watch (files.go)
+	fc   fileCount   // files, kept from the etcd watch (files.go)
+
+	fsckPages atomic.Int64 // Fsck pages served (gc.go)
 
 	// Leadership (leader.go).
 	leader     atomic.Bool                // elected, and not found deposed
