@@ -161,7 +161,7 @@ func (r *reportStream) Recv() (*api.ChunkReport, error) {
 }
 
 func (r *reportStream) SendAndClose(*api.ChunkReportResponse) error { return nil }
-func (r *reportStream) Context() context.Context                   { return context.Background() }
+func (r *reportStream) Context() context.Context                    { return context.Background() }
 
 // fullReport registers id (incarnation inc) and merges a full report of
 // hashes in batches, as the gRPC calls would.
