@@ -189,8 +189,9 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(7)
+	s.wg.Add(8)
 	go s.countFiles()
+	go s.healthLoop()
 	go s.maintain()
 	go s.campaign()
 	go s.observeLeader()

@@ -198,8 +198,6 @@ func (s *Server) repairLoop() {
 			last = time.Time{}
 		}
 		died := s.newlyDead()
-		// Every coordinator keeps its counters, leader or not.
-		s.reclassNodes(time.Now())
 		if !s.IsLeader() {
 			continue // a standby keeps its map warm and leaves the work to the leader
 		}
@@ -568,6 +566,7 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 		upd := proto.Clone(n.rec).(*api.NodeRecord)
 		upd.AdminState = state
 		n.rec = upd
+		s.reclassQuickLocked(n, time.Now())
 	}
 	s.mu.Unlock()
 	s.log.Info("datanode state", "node", id, "state", state)

@@ -66,7 +66,8 @@ type healthState struct {
 	over      map[dfs.Hash]struct{}   // more than Replicas good copies
 	drainNeed map[uint16]int64        // draining node -> chunks below Replicas it holds
 
-	walkMu sync.Mutex // one re-classing at a time
+	walkMu sync.Mutex    // one re-classing at a time
+	kick   chan struct{} // runs the node check at once
 }
 
 func (hs *healthState) init(replicas int) {
@@ -77,6 +78,49 @@ func (hs *healthState) init(replicas int) {
 	}
 	hs.over = map[dfs.Hash]struct{}{}
 	hs.drainNeed = map[uint16]int64{}
+	hs.kick = make(chan struct{}, 1)
+}
+
+// healthLoop runs the node check every second, and at once when kicked (a
+// registration, a drain).
+func (s *Server) healthLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.hl.kick:
+		}
+		s.reclassNodes(time.Now())
+	}
+}
+
+// kickHealth runs the node check without waiting for the second.
+func (s *Server) kickHealth() {
+	select {
+	case s.hl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reclassQuickLocked brings n's class up to date at once if that costs
+// nothing (n holds no chunk: a node registering with a coordinator that
+// has just started), and otherwise leaves it to the node check, which it
+// kicks. s.mu is held.
+func (s *Server) reclassQuickLocked(n *node, now time.Time) {
+	nh := &s.hl.nodes[n.idx]
+	c := classOfState(s.stateLocked(n, now))
+	if c == nh.cur {
+		return
+	}
+	if n.chunks == 0 && nh.walked == locShards {
+		nh.prev, nh.cur = c, c
+		return
+	}
+	s.kickHealth()
 }
 
 // addNode gives index i a record; a new node is dead until it registers.

@@ -252,6 +252,7 @@ func (s *Server) applyNodeRecord(val []byte) {
 			upd.Id = rec.Id
 		}
 		n.rec = upd
+		s.reclassQuickLocked(n, time.Now())
 	}
 }
 
