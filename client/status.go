@@ -69,26 +69,27 @@ func (c *Client) Leader(ctx context.Context) (string, int64, error) {
 // Counters returns the cluster's chunk-health counters, read in O(1) from
 // a coordinator's memory: the leader's when it answers (it runs repair and
 // garbage collection, so its work counts are the ones that move), or else
-// the first coordinator's that answers. Every coordinator is asked at once.
+// the first coordinator's that answers. Every coordinator is asked at once;
+// the leader's answer ends the wait, and no coordinator is waited for
+// longer than a liveness probe.
 func (c *Client) Counters(ctx context.Context) (*api.CountersResponse, error) {
 	type answer struct {
 		resp *api.CountersResponse
 		err  error
 	}
-	out := make([]answer, len(c.coords))
-	var wg sync.WaitGroup
-	for i, cc := range c.coords {
-		wg.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
+	defer cancel()
+	answers := make(chan answer, len(c.coords))
+	for _, cc := range c.coords {
 		go func() {
-			defer wg.Done()
 			r, err := cc.Counters(ctx, &api.CountersRequest{})
-			out[i] = answer{r, err}
+			answers <- answer{r, err}
 		}()
 	}
-	wg.Wait()
 	var first *api.CountersResponse
 	var err error
-	for _, a := range out {
+	for range c.coords {
+		a := <-answers
 		switch {
 		case a.err != nil:
 			err = a.err

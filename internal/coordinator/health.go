@@ -194,6 +194,12 @@ func (s *Server) applyLocked(h dfs.Hash, b, a chunkView) {
 	if ub, ua := s.underBucket(b), s.underBucket(a); ub != ua {
 		if ub >= 0 {
 			delete(s.hl.under[ub], h)
+			if len(s.hl.under[ub]) == 0 {
+				// Go maps do not shrink: a set emptied after a node's
+				// death (or a coordinator's start, when chunks are short
+				// until every report is in) gives its memory back.
+				s.hl.under[ub] = map[dfs.Hash]struct{}{}
+			}
 		}
 		if ua >= 0 {
 			s.hl.under[ua][h] = struct{}{}
@@ -202,8 +208,8 @@ func (s *Server) applyLocked(h dfs.Hash, b, a chunkView) {
 	if ob, oa := s.isOver(b), s.isOver(a); ob != oa {
 		if oa {
 			s.hl.over[h] = struct{}{}
-		} else {
-			delete(s.hl.over, h)
+		} else if delete(s.hl.over, h); len(s.hl.over) == 0 {
+			s.hl.over = map[dfs.Hash]struct{}{}
 		}
 	}
 }
