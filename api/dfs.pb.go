@@ -1722,11 +1722,14 @@ func (x *RegisterResponse) GetFullReport() bool {
 }
 
 type ChunkReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Hashes        [][]byte               `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
-	Last          bool                   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Hashes     [][]byte               `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	Last       bool                   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	// More hashes, concatenated (32 bytes each): a batch costs one buffer,
+	// not one per hash, on either side.
+	PackedHashes  []byte `protobuf:"bytes,5,opt,name=packed_hashes,json=packedHashes,proto3" json:"packed_hashes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1787,6 +1790,13 @@ func (x *ChunkReport) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *ChunkReport) GetPackedHashes() []byte {
+	if x != nil {
+		return x.PackedHashes
+	}
+	return nil
 }
 
 type ChunkReportResponse struct {
@@ -3953,14 +3963,15 @@ const file_dfs_proto_rawDesc = "" +
 	"\vleader_term\x18\x02 \x01(\x03R\n" +
 	"leaderTerm\x12\x1f\n" +
 	"\vfull_report\x18\x03 \x01(\bR\n" +
-	"fullReport\"r\n" +
+	"fullReport\"\x97\x01\n" +
 	"\vChunkReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12\x16\n" +
 	"\x06hashes\x18\x03 \x03(\fR\x06hashes\x12\x12\n" +
-	"\x04last\x18\x04 \x01(\bR\x04last\"\x15\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\x12#\n" +
+	"\rpacked_hashes\x18\x05 \x01(\fR\fpackedHashes\"\x15\n" +
 	"\x13ChunkReportResponse\"\xbe\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +

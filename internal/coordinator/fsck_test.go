@@ -197,3 +197,35 @@ func TestFullReportOnlyForANewIncarnation(t *testing.T) {
 		t.Fatal("registration after locations were dropped not asked for a full report")
 	}
 }
+
+// TestPackedReport checks a report of concatenated hashes, and that one
+// whose length is not a whole number of hashes is refused.
+func TestPackedReport(t *testing.T) {
+	h := start(t, Config{})
+	resp, err := h.reg.Register(h.ctx, &api.RegisterRequest{Node: &api.Node{Id: "dn0", Addr: "dn0.test:1", GrpcAddr: "dn0.test:2"}, Incarnation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := hashOf(newChunks(1, 1)[0]), hashOf(newChunks(1, 1)[0])
+	send := func(packed []byte) error {
+		stream, err := h.reg.ReportChunks(h.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream.Send(&api.ChunkReport{NodeId: "dn0", Generation: resp.Generation, PackedHashes: packed, Last: true})
+		_, err = stream.CloseAndRecv()
+		return err
+	}
+	if err := send(append(a[:], 0)); !errors.Is(rpc.FromStatus(err), dfs.ErrInvalid) {
+		t.Fatalf("report of 33 packed bytes: %v, want invalid", err)
+	}
+	if err := send(append(a[:], b[:]...)); err != nil {
+		t.Fatal(err)
+	}
+	h.s.mu.Lock()
+	la, lb := h.s.holdersLocked(a), h.s.holdersLocked(b)
+	h.s.mu.Unlock()
+	if len(la) != 1 || len(lb) != 1 {
+		t.Fatalf("after a packed report of a and b: a on %v, b on %v", la, lb)
+	}
+}

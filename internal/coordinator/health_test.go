@@ -481,7 +481,7 @@ func BenchmarkReportMerge(b *testing.B) {
 			for i := 0; i < chunks; i += 16384 {
 				m := &api.ChunkReport{NodeId: id, Last: i+16384 >= chunks}
 				for _, h := range hashes[i:min(i+16384, chunks)] {
-					m.Hashes = append(m.Hashes, h[:])
+					m.PackedHashes = append(m.PackedHashes, h[:]...)
 				}
 				msgs[k] = append(msgs[k], m)
 			}

@@ -244,6 +244,13 @@ func (s *Server) ReportChunks(stream api.Registry_ReportChunksServer) error {
 			}
 			hashes = append(hashes, h)
 		}
+		if len(rep.PackedHashes)%len(dfs.Hash{}) != 0 {
+			return status.Errorf(codes.InvalidArgument, "chunk report of %s: %d packed bytes, not a whole number of %d-byte hashes",
+				id, len(rep.PackedHashes), len(dfs.Hash{}))
+		}
+		for p := rep.PackedHashes; len(p) > 0; p = p[len(dfs.Hash{}):] {
+			hashes = append(hashes, dfs.Hash(p[:len(dfs.Hash{})]))
+		}
 		s.mu.Lock()
 		cur := s.nodes[id]
 		if cur == nil || cur.gen != gen || (n != nil && cur != n) {

@@ -96,6 +96,9 @@ func (fc *fakeCoordinator) ReportChunks(stream api.Registry_ReportChunksServer) 
 			h, _ := dfs.HashFromBytes(b)
 			fc.pending[h] = true
 		}
+		for p := rep.PackedHashes; len(p) >= len(dfs.Hash{}); p = p[len(dfs.Hash{}):] {
+			fc.pending[dfs.Hash(p)] = true
+		}
 		if rep.Last {
 			fc.view, fc.pending = fc.pending, nil
 			fc.reported = true

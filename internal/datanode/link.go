@@ -226,15 +226,15 @@ func (l *link) report(ctx context.Context, gen uint64) error {
 	if err != nil {
 		return fmt.Errorf("chunk report: %w", err)
 	}
-	batch := make([][]byte, 0, reportBatch)
+	batch := make([]byte, 0, reportBatch*len(dfs.Hash{}))
 	send := func(last bool) error {
-		err := stream.Send(&api.ChunkReport{NodeId: string(l.n.id), Generation: gen, Hashes: batch, Last: last})
+		err := stream.Send(&api.ChunkReport{NodeId: string(l.n.id), Generation: gen, PackedHashes: batch, Last: last})
 		batch = batch[:0]
 		return err
 	}
 	err = l.n.store.Walk(ctx, func(h dfs.ChunkHash, _ int64) error {
-		batch = append(batch, append([]byte(nil), h[:]...))
-		if len(batch) == reportBatch {
+		batch = append(batch, h[:]...)
+		if len(batch) == cap(batch) {
 			return send(false)
 		}
 		return nil
