@@ -291,16 +291,14 @@ func (s *Server) reclassNodes(now time.Time) {
 func (s *Server) reclassNode(i uint16, c nodeClass) {
 	s.mu.Lock()
 	nh := &s.hl.nodes[i]
-	nh.prev, nh.cur, nh.walked = nh.cur, c, 0
-	held := s.nodes[s.locs.nodeID(i)].chunks
-	s.mu.Unlock()
-	if held == 0 {
+	if s.nodes[s.locs.nodeID(i)].chunks == 0 {
 		// Nothing to move: switch at once.
-		s.mu.Lock()
-		s.hl.nodes[i].walked = locShards
+		nh.prev, nh.cur, nh.walked = c, c, locShards
 		s.mu.Unlock()
 		return
 	}
+	nh.prev, nh.cur, nh.walked = nh.cur, c, 0
+	s.mu.Unlock()
 	var (
 		buf    []dfs.Hash
 		before []chunkView
