@@ -1596,9 +1596,12 @@ func (x *NodeStats) GetFencedCommands() int64 {
 }
 
 type RegisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Stats         *NodeStats             `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Stats *NodeStats             `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Chosen at random when the datanode process starts: a coordinator that
+	// holds the locations of this incarnation needs no full report.
+	Incarnation   uint64 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1647,12 +1650,22 @@ func (x *RegisterRequest) GetStats() *NodeStats {
 	return nil
 }
 
+func (x *RegisterRequest) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies this registration; reports and heartbeats carry it, and a
 	// heartbeat with a stale one is told to register again.
-	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
-	LeaderTerm    int64  `protobuf:"varint,2,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"` // as in HeartbeatResponse
+	Generation uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	LeaderTerm int64  `protobuf:"varint,2,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"` // as in HeartbeatResponse
+	// Send the full chunk list (ReportChunks) before any heartbeat: the
+	// coordinator has no complete state for this incarnation.
+	FullReport    bool `protobuf:"varint,3,opt,name=full_report,json=fullReport,proto3" json:"full_report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1701,12 +1714,22 @@ func (x *RegisterResponse) GetLeaderTerm() int64 {
 	return 0
 }
 
+func (x *RegisterResponse) GetFullReport() bool {
+	if x != nil {
+		return x.FullReport
+	}
+	return false
+}
+
 type ChunkReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Hashes        [][]byte               `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
-	Last          bool                   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NodeId     string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Hashes     [][]byte               `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	Last       bool                   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	// More hashes, concatenated (32 bytes each): a batch costs one buffer,
+	// not one per hash, on either side.
+	PackedHashes  []byte `protobuf:"bytes,5,opt,name=packed_hashes,json=packedHashes,proto3" json:"packed_hashes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1767,6 +1790,13 @@ func (x *ChunkReport) GetLast() bool {
 		return x.Last
 	}
 	return false
+}
+
+func (x *ChunkReport) GetPackedHashes() []byte {
+	if x != nil {
+		return x.PackedHashes
+	}
+	return nil
 }
 
 type ChunkReportResponse struct {
@@ -2490,9 +2520,13 @@ func (x *DrainResponse) GetChunks() int64 {
 }
 
 type FsckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Files         bool                   `protobuf:"varint,2,opt,name=files,proto3" json:"files,omitempty"` // list every file, not only the totals
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Files  bool                   `protobuf:"varint,2,opt,name=files,proto3" json:"files,omitempty"` // list the page's files, not only its totals
+	// The page starts after this path ("" from the start of the prefix) and
+	// holds at most limit files (0: 1000; at most 10000).
+	StartAfter    string `protobuf:"bytes,3,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2539,6 +2573,20 @@ func (x *FsckRequest) GetFiles() bool {
 		return x.Files
 	}
 	return false
+}
+
+func (x *FsckRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
+}
+
+func (x *FsckRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
 }
 
 type FsckFile struct {
@@ -2646,8 +2694,15 @@ type FsckResponse struct {
 	FileList         []*FsckFile            `protobuf:"bytes,9,rep,name=file_list,json=fileList,proto3" json:"file_list,omitempty"`
 	Repaired         int64                  `protobuf:"varint,10,opt,name=repaired,proto3" json:"repaired,omitempty"`                                         // copies made by repair since the coordinator started
 	GarbageCollected int64                  `protobuf:"varint,11,opt,name=garbage_collected,json=garbageCollected,proto3" json:"garbage_collected,omitempty"` // chunk copies deleted by GC since start
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The page's totals above count the page's files, and each chunk a file
+	// names once for that file. next_start_after is the last path of the
+	// page, to pass as start_after; truncated says there are more.
+	NextStartAfter string `protobuf:"bytes,12,opt,name=next_start_after,json=nextStartAfter,proto3" json:"next_start_after,omitempty"`
+	Truncated      bool   `protobuf:"varint,13,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// The cluster-wide counters at the time of the page.
+	Counters      *CountersResponse `protobuf:"bytes,14,opt,name=counters,proto3" json:"counters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FsckResponse) Reset() {
@@ -2757,6 +2812,237 @@ func (x *FsckResponse) GetGarbageCollected() int64 {
 	return 0
 }
 
+func (x *FsckResponse) GetNextStartAfter() string {
+	if x != nil {
+		return x.NextStartAfter
+	}
+	return ""
+}
+
+func (x *FsckResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *FsckResponse) GetCounters() *CountersResponse {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+type CountersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountersRequest) Reset() {
+	*x = CountersRequest{}
+	mi := &file_dfs_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountersRequest) ProtoMessage() {}
+
+func (x *CountersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountersRequest.ProtoReflect.Descriptor instead.
+func (*CountersRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{46}
+}
+
+type CountersResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Files             int64                  `protobuf:"varint,1,opt,name=files,proto3" json:"files,omitempty"`                                                  // paths in the namespace
+	Chunks            int64                  `protobuf:"varint,2,opt,name=chunks,proto3" json:"chunks,omitempty"`                                                // distinct chunks known (not counting those being collected)
+	Copies            int64                  `protobuf:"varint,3,opt,name=copies,proto3" json:"copies,omitempty"`                                                // their copies on any node
+	Healthy           int64                  `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`                                              // at least the replication factor of good copies
+	UnderReplicated   int64                  `protobuf:"varint,5,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`       // some good copies, fewer than the factor
+	MissingRepairable int64                  `protobuf:"varint,6,opt,name=missing_repairable,json=missingRepairable,proto3" json:"missing_repairable,omitempty"` // no good copy, one still readable (draining node)
+	MissingLost       int64                  `protobuf:"varint,7,opt,name=missing_lost,json=missingLost,proto3" json:"missing_lost,omitempty"`                   // no readable copy
+	Corrupt           int64                  `protobuf:"varint,8,opt,name=corrupt,proto3" json:"corrupt,omitempty"`                                              // chunks with a copy found corrupt, not yet replaced
+	OverReplicated    int64                  `protobuf:"varint,9,opt,name=over_replicated,json=overReplicated,proto3" json:"over_replicated,omitempty"`
+	PendingRepair     int64                  `protobuf:"varint,10,opt,name=pending_repair,json=pendingRepair,proto3" json:"pending_repair,omitempty"` // below the factor, with a copy to copy from
+	PendingGc         int64                  `protobuf:"varint,11,opt,name=pending_gc,json=pendingGc,proto3" json:"pending_gc,omitempty"`
+	Repaired          int64                  `protobuf:"varint,12,opt,name=repaired,proto3" json:"repaired,omitempty"`                                         // copies made by repair since this coordinator started
+	GarbageCollected  int64                  `protobuf:"varint,13,opt,name=garbage_collected,json=garbageCollected,proto3" json:"garbage_collected,omitempty"` // copies deleted by GC since it started
+	// Not every datanode has reported to this coordinator since it started:
+	// its chunk counters may be short.
+	Cold          bool   `protobuf:"varint,14,opt,name=cold,proto3" json:"cold,omitempty"`
+	FilesKnown    bool   `protobuf:"varint,15,opt,name=files_known,json=filesKnown,proto3" json:"files_known,omitempty"` // files is counted (etcd answered since start)
+	Addr          string `protobuf:"bytes,16,opt,name=addr,proto3" json:"addr,omitempty"`                                // the answering coordinator
+	Leader        bool   `protobuf:"varint,17,opt,name=leader,proto3" json:"leader,omitempty"`                           // it is the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountersResponse) Reset() {
+	*x = CountersResponse{}
+	mi := &file_dfs_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountersResponse) ProtoMessage() {}
+
+func (x *CountersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountersResponse.ProtoReflect.Descriptor instead.
+func (*CountersResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CountersResponse) GetFiles() int64 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetCopies() int64 {
+	if x != nil {
+		return x.Copies
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetHealthy() int64 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetUnderReplicated() int64 {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetMissingRepairable() int64 {
+	if x != nil {
+		return x.MissingRepairable
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetMissingLost() int64 {
+	if x != nil {
+		return x.MissingLost
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetCorrupt() int64 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetOverReplicated() int64 {
+	if x != nil {
+		return x.OverReplicated
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetPendingRepair() int64 {
+	if x != nil {
+		return x.PendingRepair
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetPendingGc() int64 {
+	if x != nil {
+		return x.PendingGc
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetRepaired() int64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetGarbageCollected() int64 {
+	if x != nil {
+		return x.GarbageCollected
+	}
+	return 0
+}
+
+func (x *CountersResponse) GetCold() bool {
+	if x != nil {
+		return x.Cold
+	}
+	return false
+}
+
+func (x *CountersResponse) GetFilesKnown() bool {
+	if x != nil {
+		return x.FilesKnown
+	}
+	return false
+}
+
+func (x *CountersResponse) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *CountersResponse) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
 type ReplicateChunkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Stored        []string               `protobuf:"bytes,1,rep,name=stored,proto3" json:"stored,omitempty"`
@@ -2766,7 +3052,7 @@ type ReplicateChunkResponse struct {
 
 func (x *ReplicateChunkResponse) Reset() {
 	*x = ReplicateChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +3064,7 @@ func (x *ReplicateChunkResponse) String() string {
 func (*ReplicateChunkResponse) ProtoMessage() {}
 
 func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +3077,7 @@ func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{46}
+	return file_dfs_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicateChunkResponse) GetStored() []string {
@@ -2810,7 +3096,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +3108,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +3121,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{47}
+	return file_dfs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StatusRequest) GetLocal() bool {
@@ -2858,7 +3144,7 @@ type CoordinatorStatus struct {
 
 func (x *CoordinatorStatus) Reset() {
 	*x = CoordinatorStatus{}
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3156,7 @@ func (x *CoordinatorStatus) String() string {
 func (*CoordinatorStatus) ProtoMessage() {}
 
 func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3169,7 @@ func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorStatus.ProtoReflect.Descriptor instead.
 func (*CoordinatorStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{48}
+	return file_dfs_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CoordinatorStatus) GetAddr() string {
@@ -2936,7 +3222,7 @@ type EtcdMember struct {
 
 func (x *EtcdMember) Reset() {
 	*x = EtcdMember{}
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3234,7 @@ func (x *EtcdMember) String() string {
 func (*EtcdMember) ProtoMessage() {}
 
 func (x *EtcdMember) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3247,7 @@ func (x *EtcdMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdMember.ProtoReflect.Descriptor instead.
 func (*EtcdMember) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{49}
+	return file_dfs_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *EtcdMember) GetName() string {
@@ -3024,7 +3310,7 @@ type EtcdStatus struct {
 
 func (x *EtcdStatus) Reset() {
 	*x = EtcdStatus{}
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3322,7 @@ func (x *EtcdStatus) String() string {
 func (*EtcdStatus) ProtoMessage() {}
 
 func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3335,7 @@ func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdStatus.ProtoReflect.Descriptor instead.
 func (*EtcdStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{50}
+	return file_dfs_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *EtcdStatus) GetMembers() []*EtcdMember {
@@ -3086,7 +3372,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3384,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3397,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{51}
+	return file_dfs_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StatusResponse) GetLeader() string {
@@ -3166,7 +3452,7 @@ type Processing struct {
 
 func (x *Processing) Reset() {
 	*x = Processing{}
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3464,7 @@ func (x *Processing) String() string {
 func (*Processing) ProtoMessage() {}
 
 func (x *Processing) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3477,7 @@ func (x *Processing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Processing.ProtoReflect.Descriptor instead.
 func (*Processing) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{52}
+	return file_dfs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Processing) GetState() string {
@@ -3261,7 +3547,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3559,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3572,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{53}
+	return file_dfs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *JobsRequest) GetState() string {
@@ -3320,7 +3606,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3618,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3631,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{54}
+	return file_dfs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Job) GetContentHash() []byte {
@@ -3373,7 +3659,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3671,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3684,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{55}
+	return file_dfs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *JobsResponse) GetJobs() []*Job {
@@ -3423,7 +3709,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3721,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3734,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{56}
+	return file_dfs_proto_rawDescGZIP(), []int{58}
 }
 
 type Event struct {
@@ -3465,7 +3751,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3763,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3776,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{57}
+	return file_dfs_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Event) GetKind() string {
@@ -3665,23 +3951,27 @@ const file_dfs_proto_rawDesc = "" +
 	"\vleader_term\x18\t \x01(\x03R\n" +
 	"leaderTerm\x12'\n" +
 	"\x0ffenced_commands\x18\n" +
-	" \x01(\x03R\x0efencedCommands\"\\\n" +
+	" \x01(\x03R\x0efencedCommands\"~\n" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
-	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\"S\n" +
+	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\x12 \n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"t\n" +
 	"\x10RegisterResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12\x1f\n" +
 	"\vleader_term\x18\x02 \x01(\x03R\n" +
-	"leaderTerm\"r\n" +
+	"leaderTerm\x12\x1f\n" +
+	"\vfull_report\x18\x03 \x01(\bR\n" +
+	"fullReport\"\x97\x01\n" +
 	"\vChunkReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12\x16\n" +
 	"\x06hashes\x18\x03 \x03(\fR\x06hashes\x12\x12\n" +
-	"\x04last\x18\x04 \x01(\bR\x04last\"\x15\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\x12#\n" +
+	"\rpacked_hashes\x18\x05 \x01(\fR\fpackedHashes\"\x15\n" +
 	"\x13ChunkReportResponse\"\xbe\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
@@ -3726,10 +4016,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x03R\x04term\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
-	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\";\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\"r\n" +
 	"\vFsckRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
-	"\x05files\x18\x02 \x01(\bR\x05files\"\xd2\x01\n" +
+	"\x05files\x18\x02 \x01(\bR\x05files\x12\x1f\n" +
+	"\vstart_after\x18\x03 \x01(\tR\n" +
+	"startAfter\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xd2\x01\n" +
 	"\bFsckFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x16\n" +
@@ -3737,7 +4030,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\x03R\ahealthy\x12)\n" +
 	"\x10under_replicated\x18\x05 \x01(\x03R\x0funderReplicated\x12\x18\n" +
 	"\amissing\x18\x06 \x01(\x03R\amissing\x12\x18\n" +
-	"\acorrupt\x18\a \x01(\x03R\acorrupt\"\xf3\x02\n" +
+	"\acorrupt\x18\a \x01(\x03R\acorrupt\"\xf1\x03\n" +
 	"\fFsckResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x18\n" +
@@ -3751,7 +4044,32 @@ const file_dfs_proto_rawDesc = "" +
 	"\tfile_list\x18\t \x03(\v2\x10.dfs.v1.FsckFileR\bfileList\x12\x1a\n" +
 	"\brepaired\x18\n" +
 	" \x01(\x03R\brepaired\x12+\n" +
-	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\"0\n" +
+	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\x12(\n" +
+	"\x10next_start_after\x18\f \x01(\tR\x0enextStartAfter\x12\x1c\n" +
+	"\ttruncated\x18\r \x01(\bR\ttruncated\x124\n" +
+	"\bcounters\x18\x0e \x01(\v2\x18.dfs.v1.CountersResponseR\bcounters\"\x11\n" +
+	"\x0fCountersRequest\"\xa2\x04\n" +
+	"\x10CountersResponse\x12\x14\n" +
+	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
+	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x16\n" +
+	"\x06copies\x18\x03 \x01(\x03R\x06copies\x12\x18\n" +
+	"\ahealthy\x18\x04 \x01(\x03R\ahealthy\x12)\n" +
+	"\x10under_replicated\x18\x05 \x01(\x03R\x0funderReplicated\x12-\n" +
+	"\x12missing_repairable\x18\x06 \x01(\x03R\x11missingRepairable\x12!\n" +
+	"\fmissing_lost\x18\a \x01(\x03R\vmissingLost\x12\x18\n" +
+	"\acorrupt\x18\b \x01(\x03R\acorrupt\x12'\n" +
+	"\x0fover_replicated\x18\t \x01(\x03R\x0eoverReplicated\x12%\n" +
+	"\x0epending_repair\x18\n" +
+	" \x01(\x03R\rpendingRepair\x12\x1d\n" +
+	"\n" +
+	"pending_gc\x18\v \x01(\x03R\tpendingGc\x12\x1a\n" +
+	"\brepaired\x18\f \x01(\x03R\brepaired\x12+\n" +
+	"\x11garbage_collected\x18\r \x01(\x03R\x10garbageCollected\x12\x12\n" +
+	"\x04cold\x18\x0e \x01(\bR\x04cold\x12\x1f\n" +
+	"\vfiles_known\x18\x0f \x01(\bR\n" +
+	"filesKnown\x12\x12\n" +
+	"\x04addr\x18\x10 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06leader\x18\x11 \x01(\bR\x06leader\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x03(\tR\x06stored\"%\n" +
 	"\rStatusRequest\x12\x14\n" +
@@ -3818,7 +4136,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"processing\x18\x05 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
 	"processing\x12\x1b\n" +
-	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xfd\x06\n" +
+	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xbc\a\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -3831,7 +4149,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05Nodes\x12\x14.dfs.v1.NodesRequest\x1a\x15.dfs.v1.NodesResponse\x12O\n" +
 	"\x0eReportBadChunk\x12\x1d.dfs.v1.ReportBadChunkRequest\x1a\x1e.dfs.v1.ReportBadChunkResponse\x124\n" +
 	"\x05Drain\x12\x14.dfs.v1.DrainRequest\x1a\x15.dfs.v1.DrainResponse\x121\n" +
-	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse\x127\n" +
+	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse\x12=\n" +
+	"\bCounters\x12\x17.dfs.v1.CountersRequest\x1a\x18.dfs.v1.CountersResponse\x127\n" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
 	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x012\xcf\x01\n" +
@@ -3858,7 +4177,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -3906,20 +4225,22 @@ var file_dfs_proto_goTypes = []any{
 	(*FsckRequest)(nil),            // 43: dfs.v1.FsckRequest
 	(*FsckFile)(nil),               // 44: dfs.v1.FsckFile
 	(*FsckResponse)(nil),           // 45: dfs.v1.FsckResponse
-	(*ReplicateChunkResponse)(nil), // 46: dfs.v1.ReplicateChunkResponse
-	(*StatusRequest)(nil),          // 47: dfs.v1.StatusRequest
-	(*CoordinatorStatus)(nil),      // 48: dfs.v1.CoordinatorStatus
-	(*EtcdMember)(nil),             // 49: dfs.v1.EtcdMember
-	(*EtcdStatus)(nil),             // 50: dfs.v1.EtcdStatus
-	(*StatusResponse)(nil),         // 51: dfs.v1.StatusResponse
-	(*Processing)(nil),             // 52: dfs.v1.Processing
-	(*JobsRequest)(nil),            // 53: dfs.v1.JobsRequest
-	(*Job)(nil),                    // 54: dfs.v1.Job
-	(*JobsResponse)(nil),           // 55: dfs.v1.JobsResponse
-	(*EventsRequest)(nil),          // 56: dfs.v1.EventsRequest
-	(*Event)(nil),                  // 57: dfs.v1.Event
-	nil,                            // 58: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 59: dfs.v1.Processing.ResultsEntry
+	(*CountersRequest)(nil),        // 46: dfs.v1.CountersRequest
+	(*CountersResponse)(nil),       // 47: dfs.v1.CountersResponse
+	(*ReplicateChunkResponse)(nil), // 48: dfs.v1.ReplicateChunkResponse
+	(*StatusRequest)(nil),          // 49: dfs.v1.StatusRequest
+	(*CoordinatorStatus)(nil),      // 50: dfs.v1.CoordinatorStatus
+	(*EtcdMember)(nil),             // 51: dfs.v1.EtcdMember
+	(*EtcdStatus)(nil),             // 52: dfs.v1.EtcdStatus
+	(*StatusResponse)(nil),         // 53: dfs.v1.StatusResponse
+	(*Processing)(nil),             // 54: dfs.v1.Processing
+	(*JobsRequest)(nil),            // 55: dfs.v1.JobsRequest
+	(*Job)(nil),                    // 56: dfs.v1.Job
+	(*JobsResponse)(nil),           // 57: dfs.v1.JobsResponse
+	(*EventsRequest)(nil),          // 58: dfs.v1.EventsRequest
+	(*Event)(nil),                  // 59: dfs.v1.Event
+	nil,                            // 60: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 61: dfs.v1.Processing.ResultsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -3929,10 +4250,10 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	58, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	52, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	60, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	54, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	52, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	54, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 11: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
 	1,  // 12: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
 	25, // 13: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
@@ -3944,65 +4265,68 @@ var file_dfs_proto_depIdxs = []int32{
 	25, // 19: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
 	1,  // 20: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
 	44, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	49, // 22: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	48, // 23: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	50, // 24: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	59, // 25: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	52, // 26: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	54, // 27: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	52, // 28: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	1,  // 29: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 30: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 31: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 32: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 33: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 34: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 35: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 36: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 37: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 38: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 39: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 40: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	43, // 41: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	47, // 42: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	53, // 43: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	56, // 44: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	26, // 45: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 46: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 47: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 48: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 49: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 50: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 51: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 52: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 53: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 54: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 55: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 56: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 57: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 58: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 59: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 60: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 61: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 62: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 63: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	45, // 64: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	51, // 65: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	55, // 66: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	57, // 67: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	27, // 68: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 69: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 70: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 71: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 72: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 73: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 74: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	46, // 75: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	53, // [53:76] is the sub-list for method output_type
-	30, // [30:53] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	47, // 22: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
+	51, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	50, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	52, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	61, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	54, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	56, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	54, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	1,  // 30: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 31: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 32: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 33: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 34: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 35: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 36: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 37: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 38: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 39: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 40: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 41: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	43, // 42: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	46, // 43: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	49, // 44: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	55, // 45: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	58, // 46: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	26, // 47: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 48: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 49: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 50: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 51: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 52: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 53: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 54: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 55: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 56: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 57: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 58: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 59: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 60: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 61: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 62: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 63: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 64: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 65: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	45, // 66: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	47, // 67: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	53, // 68: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	57, // 69: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	59, // 70: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	27, // 71: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 72: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 73: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 74: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 75: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 76: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 77: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	48, // 78: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	55, // [55:79] is the sub-list for method output_type
+	31, // [31:55] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -4016,7 +4340,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -37,6 +37,7 @@ const (
 	Coordinator_ReportBadChunk_FullMethodName = "/dfs.v1.Coordinator/ReportBadChunk"
 	Coordinator_Drain_FullMethodName          = "/dfs.v1.Coordinator/Drain"
 	Coordinator_Fsck_FullMethodName           = "/dfs.v1.Coordinator/Fsck"
+	Coordinator_Counters_FullMethodName       = "/dfs.v1.Coordinator/Counters"
 	Coordinator_Status_FullMethodName         = "/dfs.v1.Coordinator/Status"
 	Coordinator_Jobs_FullMethodName           = "/dfs.v1.Coordinator/Jobs"
 	Coordinator_Events_FullMethodName         = "/dfs.v1.Coordinator/Events"
@@ -76,9 +77,14 @@ type CoordinatorClient interface {
 	// Drain starts moving every chunk off a datanode; the node table shows
 	// its progress until the node is drained.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
-	// Fsck reports the health of the files under a prefix and the cluster's
-	// pending repair and garbage-collection work.
+	// Fsck reports the health of the files under a prefix, one page of files
+	// at a time (walk the pages with start_after), and the cluster's pending
+	// repair and garbage-collection work. It is an admin operation: its cost
+	// is a page of content reads; nothing should poll it.
 	Fsck(ctx context.Context, in *FsckRequest, opts ...grpc.CallOption) (*FsckResponse, error)
+	// Counters returns the answering coordinator's chunk-health counters,
+	// kept as locations change: it costs the same whatever the cluster holds.
+	Counters(ctx context.Context, in *CountersRequest, opts ...grpc.CallOption) (*CountersResponse, error)
 	// Status reports the control plane: the leader, every coordinator and
 	// whether it answers, and the etcd cluster's members and health.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
@@ -217,6 +223,16 @@ func (c *coordinatorClient) Fsck(ctx context.Context, in *FsckRequest, opts ...g
 	return out, nil
 }
 
+func (c *coordinatorClient) Counters(ctx context.Context, in *CountersRequest, opts ...grpc.CallOption) (*CountersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountersResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Counters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *coordinatorClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
@@ -290,9 +306,14 @@ type CoordinatorServer interface {
 	// Drain starts moving every chunk off a datanode; the node table shows
 	// its progress until the node is drained.
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
-	// Fsck reports the health of the files under a prefix and the cluster's
-	// pending repair and garbage-collection work.
+	// Fsck reports the health of the files under a prefix, one page of files
+	// at a time (walk the pages with start_after), and the cluster's pending
+	// repair and garbage-collection work. It is an admin operation: its cost
+	// is a page of content reads; nothing should poll it.
 	Fsck(context.Context, *FsckRequest) (*FsckResponse, error)
+	// Counters returns the answering coordinator's chunk-health counters,
+	// kept as locations change: it costs the same whatever the cluster holds.
+	Counters(context.Context, *CountersRequest) (*CountersResponse, error)
 	// Status reports the control plane: the leader, every coordinator and
 	// whether it answers, and the etcd cluster's members and health.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
@@ -346,6 +367,9 @@ func (UnimplementedCoordinatorServer) Drain(context.Context, *DrainRequest) (*Dr
 }
 func (UnimplementedCoordinatorServer) Fsck(context.Context, *FsckRequest) (*FsckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Fsck not implemented")
+}
+func (UnimplementedCoordinatorServer) Counters(context.Context, *CountersRequest) (*CountersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Counters not implemented")
 }
 func (UnimplementedCoordinatorServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
@@ -593,6 +617,24 @@ func _Coordinator_Fsck_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Counters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Counters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Counters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Counters(ctx, req.(*CountersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Coordinator_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatusRequest)
 	if err := dec(in); err != nil {
@@ -696,6 +738,10 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Coordinator_Fsck_Handler,
 		},
 		{
+			MethodName: "Counters",
+			Handler:    _Coordinator_Counters_Handler,
+		},
+		{
 			MethodName: "Status",
 			Handler:    _Coordinator_Status_Handler,
 		},
@@ -727,7 +773,8 @@ const (
 // Registry is what datanodes call on every coordinator.
 type RegistryClient interface {
 	// Register announces a node and starts a report generation; the node then
-	// sends its full chunk list with ReportChunks.
+	// sends its full chunk list with ReportChunks if the answer asks for it,
+	// and otherwise goes on with the changes it has not had acknowledged.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// ReportChunks carries a node's full chunk list, in batches.
 	ReportChunks(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ChunkReport, ChunkReportResponse], error)
@@ -785,7 +832,8 @@ func (c *registryClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, op
 // Registry is what datanodes call on every coordinator.
 type RegistryServer interface {
 	// Register announces a node and starts a report generation; the node then
-	// sends its full chunk list with ReportChunks.
+	// sends its full chunk list with ReportChunks if the answer asks for it,
+	// and otherwise goes on with the changes it has not had acknowledged.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// ReportChunks carries a node's full chunk list, in batches.
 	ReportChunks(grpc.ClientStreamingServer[ChunkReport, ChunkReportResponse]) error

@@ -374,12 +374,53 @@ func (c *Client) Drain(ctx context.Context, node dfs.NodeID) (chunks int64, err 
 
 // Fsck checks the files under prefix: how many of their chunks are healthy,
 // under-replicated, missing or corrupt, and what repair and garbage
-// collection still have to do. With files, every file is listed.
+// collection still have to do. With files, every file is listed. It walks
+// every page (see FsckPages) and sums them: its memory grows with the file
+// list, so a large check with files should use FsckPages.
 func (c *Client) Fsck(ctx context.Context, prefix string, files bool) (*api.FsckResponse, error) {
-	var resp *api.FsckResponse
-	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.Fsck(ctx, &api.FsckRequest{Prefix: prefix, Files: files})
-		return err
+	sum := &api.FsckResponse{}
+	err := c.FsckPages(ctx, prefix, files, 0, func(p *api.FsckResponse) error {
+		sum.Files += p.Files
+		sum.Chunks += p.Chunks
+		sum.Healthy += p.Healthy
+		sum.UnderReplicated += p.UnderReplicated
+		sum.Missing += p.Missing
+		sum.Corrupt += p.Corrupt
+		sum.FileList = append(sum.FileList, p.FileList...)
+		// The cluster's pending work and done counts are as of the last
+		// page.
+		sum.PendingRepair, sum.PendingGc = p.PendingRepair, p.PendingGc
+		sum.Repaired, sum.GarbageCollected = p.Repaired, p.GarbageCollected
+		sum.Counters = p.Counters
+		return nil
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// FsckPages checks the files under prefix a page of at most limit files at
+// a time (0: the coordinator's default), calling fn with each page in path
+// order. A page's totals count its own files, each chunk once per file
+// that names it. It stops at the first error, fn's included.
+func (c *Client) FsckPages(ctx context.Context, prefix string, files bool, limit int, fn func(*api.FsckResponse) error) error {
+	after := ""
+	for {
+		var resp *api.FsckResponse
+		err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+			resp, err = cc.Fsck(ctx, &api.FsckRequest{Prefix: prefix, Files: files, StartAfter: after, Limit: int32(limit)})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if err := fn(resp); err != nil {
+			return err
+		}
+		if !resp.Truncated || resp.NextStartAfter == "" || resp.NextStartAfter <= after {
+			return nil
+		}
+		after = resp.NextStartAfter
+	}
 }

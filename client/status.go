@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -62,4 +64,46 @@ func (c *Client) Leader(ctx context.Context) (string, int64, error) {
 		return "", 0, err
 	}
 	return resp.Leader, resp.Term, nil
+}
+
+// Counters returns the cluster's chunk-health counters, read in O(1) from
+// a coordinator's memory: the leader's when it answers (it runs repair and
+// garbage collection, so its work counts are the ones that move), or else
+// the first coordinator's that answers. Every coordinator is asked at once;
+// the leader's answer ends the wait, and no coordinator is waited for
+// longer than a liveness probe.
+func (c *Client) Counters(ctx context.Context) (*api.CountersResponse, error) {
+	type answer struct {
+		resp *api.CountersResponse
+		err  error
+	}
+	ctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
+	defer cancel()
+	answers := make(chan answer, len(c.coords))
+	for _, cc := range c.coords {
+		go func() {
+			r, err := cc.Counters(ctx, &api.CountersRequest{})
+			answers <- answer{r, err}
+		}()
+	}
+	var first *api.CountersResponse
+	var err error
+	for range c.coords {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			err = a.err
+		case a.resp.Leader:
+			return a.resp, nil
+		case first == nil:
+			first = a.resp
+		}
+	}
+	if first != nil {
+		return first, nil
+	}
+	if rpc.Unreachable(err) {
+		return nil, fmt.Errorf("%w: no coordinator reachable at %s: %v", dfs.ErrUnavailable, strings.Join(c.cfg.Coordinators, ","), rpc.FromStatus(err))
+	}
+	return nil, rpc.FromStatus(err)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
 )
 
 // fsckFile is a file in fsck --json.
@@ -22,23 +24,24 @@ type fsckFile struct {
 	Corrupt         int64    `json:"corrupt"`
 }
 
-// fsckOutput is fsck --json.
-type fsckOutput struct {
-	Files            int64      `json:"files"`
-	Chunks           int64      `json:"chunks"`
-	Healthy          int64      `json:"healthy"`
-	UnderReplicated  int64      `json:"under_replicated"`
-	Missing          int64      `json:"missing"`
-	Corrupt          int64      `json:"corrupt"`
-	PendingRepair    int64      `json:"pending_repair"`
-	PendingGC        int64      `json:"pending_gc"`
-	Repaired         int64      `json:"repaired"`
-	GarbageCollected int64      `json:"garbage_collected"`
-	FileList         []fsckFile `json:"file_list"`
+// fsckTotals is fsck --json after the file list: the sums over every page,
+// and the cluster's pending work as of the last page.
+type fsckTotals struct {
+	Files            int64 `json:"files"`
+	Chunks           int64 `json:"chunks"` // chunk references: a chunk two files share counts twice
+	Healthy          int64 `json:"healthy"`
+	UnderReplicated  int64 `json:"under_replicated"`
+	Missing          int64 `json:"missing"`
+	Corrupt          int64 `json:"corrupt"`
+	PendingRepair    int64 `json:"pending_repair"`
+	PendingGC        int64 `json:"pending_gc"`
+	Repaired         int64 `json:"repaired"`
+	GarbageCollected int64 `json:"garbage_collected"`
 }
 
 func newFsckCmd(g *globals) *cobra.Command {
 	var asJSON, files bool
+	var pageSize int
 	cmd := &cobra.Command{
 		Use:   "fsck [PREFIX]",
 		Short: "Check the health of files: chunks healthy, under-replicated, missing, corrupt",
@@ -46,7 +49,12 @@ func newFsckCmd(g *globals) *cobra.Command {
 (at full replication), under-replicated, missing (no copy on a live node) or
 corrupt (a copy failed its hash and is not replaced yet). It also shows the
 repair and garbage-collection work pending in the cluster. It exits 1 when a
-chunk is missing or corrupt.`,
+chunk is missing or corrupt.
+
+It asks for a page of files at a time and prints as it goes, so it starts
+at once and holds one page in memory however many files there are. With
+--json it prints one object: "file_list" first, streamed, then the totals.
+For the cluster's counters without checking every file, see 'dfs status'.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prefix := ""
@@ -58,37 +66,66 @@ chunk is missing or corrupt.`,
 				return err
 			}
 			defer c.Close()
-			r, err := c.Fsck(cmd.Context(), prefix, files || asJSON)
+			w := bufio.NewWriter(os.Stdout)
+			defer w.Flush()
+			var out fsckTotals
+			listed := 0
+			if asJSON {
+				w.WriteString("{\n  \"file_list\": [")
+			} else if files {
+				fmt.Fprintln(w, "PATH\tCHUNKS\tHEALTHY\tUNDER\tMISSING\tCORRUPT")
+			}
+			err = c.FsckPages(cmd.Context(), prefix, files || asJSON, pageSize, func(r *api.FsckResponse) error {
+				out.Files += r.Files
+				out.Chunks += r.Chunks
+				out.Healthy += r.Healthy
+				out.UnderReplicated += r.UnderReplicated
+				out.Missing += r.Missing
+				out.Corrupt += r.Corrupt
+				out.PendingRepair, out.PendingGC = r.PendingRepair, r.PendingGc
+				out.Repaired, out.GarbageCollected = r.Repaired, r.GarbageCollected
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				for _, f := range r.FileList {
+					h, _ := dfs.HashFromBytes(f.ContentHash)
+					ff := fsckFile{Path: f.Path, SHA256: h, Chunks: f.Chunks, Healthy: f.Healthy,
+						UnderReplicated: f.UnderReplicated, Missing: f.Missing, Corrupt: f.Corrupt}
+					if asJSON {
+						b, err := json.Marshal(ff)
+						if err != nil {
+							return err
+						}
+						if listed > 0 {
+							w.WriteString(",")
+						}
+						w.WriteString("\n    ")
+						w.Write(b)
+					} else {
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", ff.Path, ff.Chunks, ff.Healthy, ff.UnderReplicated, ff.Missing, ff.Corrupt)
+					}
+					listed++
+				}
+				tw.Flush()
+				return w.Flush()
+			})
 			if err != nil {
 				return err
 			}
-			out := fsckOutput{Files: r.Files, Chunks: r.Chunks, Healthy: r.Healthy, UnderReplicated: r.UnderReplicated,
-				Missing: r.Missing, Corrupt: r.Corrupt, PendingRepair: r.PendingRepair, PendingGC: r.PendingGc,
-				Repaired: r.Repaired, GarbageCollected: r.GarbageCollected, FileList: []fsckFile{}}
-			for _, f := range r.FileList {
-				h, _ := dfs.HashFromBytes(f.ContentHash)
-				out.FileList = append(out.FileList, fsckFile{Path: f.Path, SHA256: h, Chunks: f.Chunks, Healthy: f.Healthy,
-					UnderReplicated: f.UnderReplicated, Missing: f.Missing, Corrupt: f.Corrupt})
-			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
+				b, err := json.MarshalIndent(out, "", "  ")
+				if err != nil {
 					return err
 				}
+				w.WriteString("\n  ],\n")
+				w.Write(b[2:]) // the totals' fields, after the list
+				w.WriteString("\n")
 			} else {
-				if files {
-					tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "PATH\tCHUNKS\tHEALTHY\tUNDER\tMISSING\tCORRUPT")
-					for _, f := range out.FileList {
-						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", f.Path, f.Chunks, f.Healthy, f.UnderReplicated, f.Missing, f.Corrupt)
-					}
-					tw.Flush()
-				}
-				printf("%d files, %d chunks: %d healthy, %d under-replicated, %d missing, %d corrupt\n",
+				fmt.Fprintf(w, "%d files, %d chunks: %d healthy, %d under-replicated, %d missing, %d corrupt\n",
 					out.Files, out.Chunks, out.Healthy, out.UnderReplicated, out.Missing, out.Corrupt)
-				printf("pending: %d chunks to repair, %d chunks of garbage; done since start: %d copies repaired, %d collected\n",
+				fmt.Fprintf(w, "pending: %d chunks to repair, %d chunks of garbage; done since start: %d copies repaired, %d collected\n",
 					out.PendingRepair, out.PendingGC, out.Repaired, out.GarbageCollected)
+			}
+			if err := w.Flush(); err != nil {
+				return err
 			}
 			if out.Missing > 0 || out.Corrupt > 0 {
 				return errSilent
@@ -98,6 +135,7 @@ chunk is missing or corrupt.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON, with every file")
 	cmd.Flags().BoolVar(&files, "files", false, "list every file")
+	cmd.Flags().IntVar(&pageSize, "page", 0, "files per request (0: the coordinator's default)")
 	return cmd
 }
 

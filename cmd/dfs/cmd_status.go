@@ -19,6 +19,36 @@ type statusOutput struct {
 	Coordinators []coordinatorOutput `json:"coordinators"`
 	Etcd         etcdOutput          `json:"etcd"`
 	AnsweredBy   string              `json:"answered_by"`
+	// Counters are chunk health as a coordinator keeps it (the leader's
+	// when it answers); CountersError says why they are missing.
+	Counters      *countersOutput `json:"counters,omitempty"`
+	CountersError string          `json:"counters_error,omitempty"`
+}
+
+// countersOutput is the cluster's counters in status --json.
+type countersOutput struct {
+	From              string `json:"from"` // the coordinator that counted
+	Cold              bool   `json:"cold"` // it has not heard every datanode since it started
+	Files             int64  `json:"files"`
+	Chunks            int64  `json:"chunks"`
+	Copies            int64  `json:"copies"`
+	Healthy           int64  `json:"healthy"`
+	UnderReplicated   int64  `json:"under_replicated"`
+	MissingRepairable int64  `json:"missing_repairable"`
+	MissingLost       int64  `json:"missing_lost"`
+	Corrupt           int64  `json:"corrupt"`
+	OverReplicated    int64  `json:"over_replicated"`
+	PendingRepair     int64  `json:"pending_repair"`
+	PendingGC         int64  `json:"pending_gc"`
+	Repaired          int64  `json:"repaired"`
+	GarbageCollected  int64  `json:"garbage_collected"`
+}
+
+func countersFromAPI(r *api.CountersResponse) *countersOutput {
+	return &countersOutput{From: r.Addr, Cold: r.Cold, Files: r.Files, Chunks: r.Chunks, Copies: r.Copies,
+		Healthy: r.Healthy, UnderReplicated: r.UnderReplicated, MissingRepairable: r.MissingRepairable,
+		MissingLost: r.MissingLost, Corrupt: r.Corrupt, OverReplicated: r.OverReplicated,
+		PendingRepair: r.PendingRepair, PendingGC: r.PendingGc, Repaired: r.Repaired, GarbageCollected: r.GarbageCollected}
 }
 
 type coordinatorOutput struct {
@@ -78,6 +108,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			out := statusFromAPI(r)
+			if cr, err := c.Counters(cmd.Context()); err != nil {
+				out.CountersError = err.Error()
+			} else {
+				out.Counters = countersFromAPI(cr)
+			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -120,7 +155,24 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, strings.Join(m.ClientURLs, ","), state)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if k := out.Counters; k != nil {
+				cold := ""
+				if k.Cold {
+					cold = " (not every datanode has reported to it yet: the counts may be short)"
+				}
+				fmt.Printf("\nchunks, as %s counts them%s:\n", k.From, cold)
+				fmt.Printf("%d files, %d chunks, %d copies: %d healthy, %d under-replicated, %d missing (%d repairable, %d lost), %d corrupt, %d over-replicated\n",
+					k.Files, k.Chunks, k.Copies, k.Healthy, k.UnderReplicated, k.MissingRepairable+k.MissingLost,
+					k.MissingRepairable, k.MissingLost, k.Corrupt, k.OverReplicated)
+				fmt.Printf("pending: %d chunks to repair, %d chunks of garbage; done since it started: %d copies repaired, %d collected\n",
+					k.PendingRepair, k.PendingGC, k.Repaired, k.GarbageCollected)
+			} else {
+				fmt.Printf("\ncounters: %s\n", out.CountersError)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")

@@ -5,9 +5,12 @@
 //
 // Its only state is soft: which node holds which chunk, and when each node
 // was last heard from. Both are rebuilt from the datanodes' reports (a full
-// report on every registration, deltas on every heartbeat), so a restarted
-// coordinator is correct again once the live datanodes have reported. What
-// must survive (paths, contents, the node registry) is in etcd.
+// report when the coordinator has no state for the datanode's process,
+// deltas on every heartbeat), so a restarted coordinator is correct again
+// once the live datanodes have reported. What must survive (paths,
+// contents, the node registry) is in etcd. Chunk health is counted as the
+// locations and node states change (health.go), so status answers and
+// repair cost what changed, not what is stored.
 package coordinator
 
 import (
@@ -126,12 +129,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	nodes    map[dfs.NodeID]*node
-	locs     map[dfs.Hash][]dfs.NodeID // soft state: who holds each chunk
-	changed  chan struct{}             // closed and replaced when locs grow
-	gen      uint64                    // last registration generation
-	sessions map[string]*session       // sessions this coordinator opened
+	locs     *locMap             // soft state: who holds each chunk (locmap.go)
+	changed  chan struct{}       // closed and replaced when locs grow
+	gen      uint64              // last registration generation
+	sessions map[string]*session // sessions this coordinator opened
 
-	heal healState // repair, drain and garbage collection (heal.go)
+	heal healState   // repair, drain and garbage collection (heal.go)
+	hl   healthState // chunk health, kept as it changes (health.go)
+	fc   fileCount   // files, kept from the etcd watch (files.go)
+
+	fsckPages atomic.Int64 // Fsck pages served (gc.go)
 
 	// Leadership (leader.go).
 	leader     atomic.Bool                // elected, and not found deposed
@@ -162,24 +169,29 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		meta:     m,
 		log:      cfg.Logger.With("role", "coordinator"),
 		nodes:    map[dfs.NodeID]*node{},
-		locs:     map[dfs.Hash][]dfs.NodeID{},
+		locs:     newLocMap(),
 		changed:  make(chan struct{}),
 		sessions: map[string]*session{},
 		started:  time.Now(),
 	}
+	s.heal.init()
+	s.hl.init(cfg.Replicas)
 	recs, err := m.Nodes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: load node registry: %w", err)
 	}
 	for _, r := range recs {
-		s.nodes[dfs.NodeID(r.Id)] = &node{rec: r, stats: &api.NodeStats{}}
+		if _, err := s.newNodeLocked(dfs.NodeID(r.Id), r); err != nil {
+			return nil, fmt.Errorf("coordinator: load node registry: %w", err)
+		}
 	}
 	if err := s.renewLease(ctx); err != nil {
 		return nil, err
 	}
-	s.heal.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(6)
+	s.wg.Add(8)
+	go s.countFiles()
+	go s.healthLoop()
 	go s.maintain()
 	go s.campaign()
 	go s.observeLeader()

@@ -576,7 +576,7 @@ func TestStaleRegistrations(t *testing.T) {
 	h.register("dn1", "", gib, hashOf(a))
 	h.register("dn1", "", gib, hashOf(b))
 	h.s.mu.Lock()
-	la, lb := h.s.locs[hashOf(a)], h.s.locs[hashOf(b)]
+	la, lb := h.s.holdersLocked(hashOf(a)), h.s.holdersLocked(hashOf(b))
 	h.s.mu.Unlock()
 	if len(la) != 0 || len(lb) != 1 || lb[0] != "dn1" {
 		t.Fatalf("after a second full report: a on %v, b on %v", la, lb)

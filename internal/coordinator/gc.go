@@ -107,30 +107,32 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			inSession[h] = struct{}{}
 		}
 	}
-	for h, ids := range s.locs {
-		if _, ok := live[h]; ok {
-			continue
-		}
-		if _, ok := inSession[h]; ok {
-			continue
-		}
-		if s.heal.committing[h] > 0 {
-			continue
-		}
-		if t, ok := s.heal.touched[h]; ok && !t.Before(cutoff) {
-			st.KeptYoungChunks++
-			continue
-		}
-		st.GarbageChunks++
-		s.heal.doomed[h] = struct{}{}
-		doomed = append(doomed, h)
-		for _, id := range ids {
-			// Only nodes that know this term, so that they would refuse a
-			// deposed leader's deletes too.
-			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead && n.stats.LeaderTerm >= fence.Rev {
-				byNode[id] = append(byNode[id], h)
+	for k := range locShards {
+		s.locs.eachInShard(k, func(h dfs.Hash) {
+			if _, ok := live[h]; ok {
+				return
 			}
-		}
+			if _, ok := inSession[h]; ok {
+				return
+			}
+			if s.heal.committing[h] > 0 {
+				return
+			}
+			if t, ok := s.heal.touched[h]; ok && !t.Before(cutoff) {
+				st.KeptYoungChunks++
+				return
+			}
+			st.GarbageChunks++
+			s.doomLocked(h)
+			doomed = append(doomed, h)
+			for _, id := range s.holdersLocked(h) {
+				// Only nodes that know this term, so that they would refuse a
+				// deposed leader's deletes too.
+				if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead && n.stats.LeaderTerm >= fence.Rev {
+					byNode[id] = append(byNode[id], h)
+				}
+			}
+		})
 	}
 	// Forget touches older than the grace period: they protect nothing.
 	for h, t := range s.heal.touched {
@@ -144,7 +146,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	defer func() {
 		s.mu.Lock()
 		for _, h := range doomed {
-			delete(s.heal.doomed, h)
+			s.undoomLocked(h)
 		}
 		s.notifyLocked() // kept copies count again
 		s.heal.collected += int64(st.DeletedCopies)
@@ -187,6 +189,7 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 					for _, h := range batch {
 						s.removeLocLocked(h, id, n)
 					}
+					s.wantFullReportLocked(n)
 				}
 				s.mu.Unlock()
 				break
@@ -234,92 +237,83 @@ func (s *Server) collectPages(ctx context.Context, fence meta.Fence, orphans []s
 	s.heal.orphanPages = seen
 }
 
-// Fsck implements api.CoordinatorServer: every file under the prefix, its
-// chunks classed as healthy (Replicas good copies or more),
-// under-replicated, missing (no copy on a live node), or corrupt (a copy
-// was found corrupt and is not yet replaced).
+// Fsck implements api.CoordinatorServer: one page of the files under the
+// prefix, their chunks classed as healthy (Replicas good copies or more),
+// under-replicated, missing (no good copy), or corrupt (a copy was found
+// corrupt and is not yet replaced). The page's contents are read without
+// the lock; the lock is taken once per page to class the chunks.
 func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckResponse, error) {
-	resp := &api.FsckResponse{}
-	seen := map[dfs.Hash]bool{}
-	startAfter := ""
-	for {
-		l, err := s.meta.List(ctx, req.Prefix, "", startAfter, 1000)
+	s.fsckPages.Add(1)
+	limit := int(req.Limit)
+	switch {
+	case limit < 0:
+		return nil, rpc.ToStatus(fmt.Errorf("%w: fsck: limit %d is negative", dfs.ErrInvalid, limit))
+	case limit == 0:
+		limit = fsckPage
+	case limit > maxFsckPage:
+		limit = maxFsckPage
+	}
+	l, err := s.meta.List(ctx, req.Prefix, "", req.StartAfter, limit)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	contents := make([]dfs.Content, len(l.Files))
+	for i, f := range l.Files {
+		c, err := s.meta.GetContent(ctx, f.Content)
 		if err != nil {
-			return nil, rpc.ToStatus(err)
+			return nil, rpc.ToStatus(fmt.Errorf("fsck %s: %w", f.Path, err))
 		}
-		for _, f := range l.Files {
-			c, err := s.meta.GetContent(ctx, f.Content)
-			if err != nil {
-				return nil, rpc.ToStatus(err)
-			}
-			ff := &api.FsckFile{Path: f.Path, ContentHash: f.Content[:], Chunks: int64(len(c.Chunks))}
-			now := time.Now()
-			s.mu.Lock()
-			for _, ch := range c.Chunks {
-				var class *int64
-				var total *int64
-				good := 0
-				for _, id := range s.locs[ch.Hash] {
-					if n := s.nodes[id]; n != nil && s.goodLocked(n, now) {
-						good++
-					}
-				}
-				switch {
-				case len(s.heal.corrupt[ch.Hash]) > 0:
-					class, total = &ff.Corrupt, &resp.Corrupt
-				case good >= s.cfg.Replicas:
-					class, total = &ff.Healthy, &resp.Healthy
-				case good == 0:
-					class, total = &ff.Missing, &resp.Missing
-				default:
-					class, total = &ff.UnderReplicated, &resp.UnderReplicated
-				}
-				*class++
-				if !seen[ch.Hash] {
-					seen[ch.Hash] = true
-					*total++
-					resp.Chunks++
-				}
-			}
-			s.mu.Unlock()
-			resp.Files++
-			if req.Files {
-				resp.FileList = append(resp.FileList, ff)
-			}
-		}
-		if !l.Truncated {
-			break
-		}
-		startAfter = l.Next
+		contents[i] = c
+	}
+	resp := &api.FsckResponse{Files: int64(len(l.Files)), Truncated: l.Truncated}
+	if n := len(l.Files); n > 0 {
+		resp.NextStartAfter = l.Files[n-1].Path
 	}
 	now := time.Now()
 	s.mu.Lock()
-	// Repair work pending now: chunks below the replication factor with a
-	// copy left to make more from.
-	for h, ids := range s.locs {
-		if _, doomed := s.heal.doomed[h]; doomed {
-			continue
-		}
-		good, usable := 0, 0
-		for _, id := range ids {
-			if n := s.nodes[id]; n != nil {
-				if s.goodLocked(n, now) {
-					good++
-				} else if s.usableLocked(n, now) {
-					usable++
-				}
+	for i, f := range l.Files {
+		c := contents[i]
+		ff := &api.FsckFile{Path: f.Path, ContentHash: f.Content[:], Chunks: int64(len(c.Chunks))}
+		for _, ch := range c.Chunks {
+			var class, total *int64
+			switch good := len(s.goodReplicasLocked(ch.Hash, now)); {
+			case len(s.heal.corrupt[ch.Hash]) > 0:
+				class, total = &ff.Corrupt, &resp.Corrupt
+			case good >= s.cfg.Replicas:
+				class, total = &ff.Healthy, &resp.Healthy
+			case good == 0:
+				class, total = &ff.Missing, &resp.Missing
+			default:
+				class, total = &ff.UnderReplicated, &resp.UnderReplicated
 			}
+			*class++
+			*total++
+			resp.Chunks++
 		}
-		if good < s.cfg.Replicas && good+usable > 0 {
-			resp.PendingRepair++
+		if req.Files {
+			resp.FileList = append(resp.FileList, ff)
 		}
 	}
-	resp.PendingGc = s.heal.pendingGC
-	resp.Repaired = s.heal.repaired
-	resp.GarbageCollected = s.heal.collected
+	resp.Counters = s.countersAPILocked(now)
 	s.mu.Unlock()
+	resp.PendingRepair = resp.Counters.PendingRepair
+	resp.PendingGc = resp.Counters.PendingGc
+	resp.Repaired = resp.Counters.Repaired
+	resp.GarbageCollected = resp.Counters.GarbageCollected
 	return resp, nil
 }
+
+// FsckPages returns the number of Fsck pages this coordinator has served.
+// Fsck reads every file it checks: status answers and pollers read the
+// counters instead, and this shows that they do.
+func (s *Server) FsckPages() int64 { return s.fsckPages.Load() }
+
+// fsckPage is the default number of files in a page of Fsck; maxFsckPage
+// the most.
+const (
+	fsckPage    = 1000
+	maxFsckPage = 10000
+)
 
 // skewMargin is how far a datanode's clock may lag the coordinator's before
 // a chunk written on it within the grace period could look older than the

@@ -3,17 +3,21 @@ package coordinator
 // Keeping data safe: re-replication, trimming, draining and garbage
 // collection, run by the coordinator in the background.
 //
-// Repair. Every RepairInterval, and at once when a node dies, a scan walks
-// the location map and finds chunks with fewer than Replicas good copies (on
-// nodes that are alive or suspect, not draining): most endangered first (one
-// copy before two), it tells a holder to copy the chunk to nodes that lack
-// it, as a chain the receivers verify by hash. At most CopiesPerNode copies
-// run from and to each node at once. When nothing is under-replicated,
-// copies beyond Replicas (a dead node that came back) are trimmed.
+// Repair. Every RepairInterval, and at once when a node dies, a scan takes
+// the chunks with fewer than Replicas good copies (on nodes that are alive
+// or suspect, not draining) from the under-replicated set kept as locations
+// change (health.go), never walking the location map: most endangered first
+// (one copy before two), it tells a holder to copy the chunk to nodes that
+// lack it, as a chain the receivers verify by hash. At most CopiesPerNode
+// copies run from and to each node at once, and at most maxRepairBatch
+// chunks are planned per scan (the next scan follows at once). When nothing
+// is under-replicated, copies beyond Replicas (a dead node that came back)
+// are trimmed, from the over-replicated set.
 //
 // Drain. Copies on a draining node do not count, so repair copies its chunks
 // away (using the draining node itself as a source); once none of them
-// needs it, the node is marked drained.
+// needs it (its count of chunks below Replicas is zero), the node is marked
+// drained.
 //
 // Garbage collection, mark and sweep with a grace period. Mark reads every
 // file record, then every content record: contents no file refers to and
@@ -234,6 +238,7 @@ type repairJob struct {
 	hash    dfs.Hash
 	good    int
 	holders []dfs.NodeID // usable copies, good ones first
+	suspect bool         // a good copy is on a suspect node
 }
 
 // repairScan finds under-replicated chunks and copies them, most
@@ -248,9 +253,6 @@ func (s *Server) repairScan(ctx context.Context) {
 	// Everything below is done under this term and stops with it.
 	ctx = s.termContext(fence.Rev)
 	now := time.Now()
-	var jobs []repairJob
-	var over []repairJob
-	drainLeft := map[dfs.NodeID]int64{}
 	s.mu.Lock()
 	// Chunks an upload is still writing have one or two copies reported
 	// until its chains finish: leave them to the upload for a while.
@@ -263,64 +265,66 @@ func (s *Server) repairScan(ctx context.Context) {
 			}
 		}
 	}
-	for h, ids := range s.locs {
-		if _, doomed := s.heal.doomed[h]; doomed {
-			continue
-		}
-		var good, usable []dfs.NodeID
-		suspect := false
-		for _, id := range ids {
-			n := s.nodes[id]
-			if n == nil {
+	var jobs, over []repairJob
+	more := false
+	for good, set := range s.hl.under {
+		for h := range set {
+			if _, ok := writing[h]; ok {
 				continue
 			}
-			if s.goodLocked(n, now) {
-				good = append(good, id)
-				suspect = suspect || s.stateLocked(n, now) == dfs.NodeSuspect
-			} else if s.usableLocked(n, now) {
-				usable = append(usable, id)
+			if s.heal.committing[h] > 0 {
+				continue
 			}
-		}
-		if len(good) < s.cfg.Replicas {
-			// A draining node is done only when none of its chunks needs
-			// it, whatever else holds this chunk back below.
-			for _, id := range usable {
-				if s.stateLocked(s.nodes[id], now) == dfs.NodeDraining {
-					drainLeft[id]++
-				}
+			if len(jobs) == maxRepairBatch {
+				more = true
+				break
 			}
+			jobs = append(jobs, s.repairJobLocked(h, good, now))
 		}
-		if _, ok := writing[h]; ok {
-			continue
-		}
-		if s.heal.committing[h] > 0 {
-			continue
-		}
-		if len(good) < s.cfg.Replicas {
-			if len(good)+len(usable) == 0 {
-				continue // no copy left to make one from
+	}
+	if len(jobs) == 0 {
+		for h := range s.hl.over {
+			if len(over) == maxRepairBatch {
+				more = true
+				break
 			}
-			jobs = append(jobs, repairJob{hash: h, good: len(good), holders: append(good, usable...)})
-		} else if len(good) > s.cfg.Replicas && !suspect {
-			// Trim only when every copy's node is answering: a suspect
-			// node may be about to die.
-			over = append(over, repairJob{hash: h, good: len(good), holders: good})
-		} else if len(s.heal.corrupt[h]) > 0 {
-			// Back at full strength: the corrupt copies are repaired.
+			j := s.repairJobLocked(h, 0, now)
+			if j.suspect || j.good <= s.cfg.Replicas {
+				// Trim only when every copy's node is answering: a suspect
+				// node may be about to die.
+				continue
+			}
+			j.holders = j.holders[:j.good]
+			over = append(over, j)
+		}
+	}
+	// Corrupt copies of chunks back at full strength are repaired.
+	for h := range s.heal.corrupt {
+		if v := s.viewLocked(h); v.good >= s.cfg.Replicas {
 			delete(s.heal.corrupt, h)
 		}
 	}
-	s.heal.drainLeft = drainLeft
+	drainLeft := map[dfs.NodeID]int64{}
 	var finished []dfs.NodeID
 	for id, n := range s.nodes {
-		if s.stateLocked(n, now) == dfs.NodeDraining && drainLeft[id] == 0 {
+		nh := s.hl.nodes[n.idx]
+		if nh.cur != classDraining || nh.walked != locShards {
+			continue // not draining, or its chunks are not all counted yet
+		}
+		if left := s.hl.drainNeed[n.idx]; left > 0 {
+			drainLeft[id] = left
+		} else if s.stateLocked(n, now) == dfs.NodeDraining {
 			finished = append(finished, id)
 		}
 	}
+	s.heal.drainLeft = drainLeft
 	s.mu.Unlock()
 
 	for _, id := range finished {
 		s.setAdminState(ctx, id, "drained")
+	}
+	if more {
+		defer s.kickRepair()
 	}
 	if len(jobs) == 0 {
 		s.trim(ctx, fence, over)
@@ -329,6 +333,33 @@ func (s *Server) repairScan(ctx context.Context) {
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].good < jobs[j].good })
 	s.log.Info("repair scan", "under_replicated", len(jobs), "most_endangered_copies", jobs[0].good)
 	s.runRepairs(ctx, fence, jobs)
+}
+
+// maxRepairBatch bounds the chunks one repair scan plans, so that the lock
+// is held briefly however many chunks a node's death left short.
+const maxRepairBatch = 10000
+
+// repairJobLocked describes h as repair sees it now: its good copies first,
+// then the other readable ones. s.mu is held.
+func (s *Server) repairJobLocked(h dfs.Hash, good int, now time.Time) repairJob {
+	j := repairJob{hash: h}
+	var usable []dfs.NodeID
+	s.locs.eachHolder(h, func(i uint16) {
+		id := s.locs.nodeID(i)
+		n := s.nodes[id]
+		if n == nil {
+			return
+		}
+		if s.goodLocked(n, now) {
+			j.holders = append(j.holders, id)
+			j.suspect = j.suspect || s.stateLocked(n, now) == dfs.NodeSuspect
+		} else if s.usableLocked(n, now) {
+			usable = append(usable, id)
+		}
+	})
+	j.good = len(j.holders)
+	j.holders = append(j.holders, usable...)
+	return j
 }
 
 // runRepairs copies chunks with at most CopiesPerNode copies in flight from
@@ -426,7 +457,7 @@ func (s *Server) planCopy(j repairJob, free func(dfs.NodeID) bool) (src dfs.Node
 			busy[id] = true
 		}
 	}
-	holders := s.locs[j.hash]
+	holders := s.locs.holders(j.hash)
 	targets := s.pickLocked(s.cfg.Replicas-j.good, maxChunk, holders, busy, now)
 	if len(targets) == 0 {
 		if len(s.pickLocked(1, maxChunk, holders, nil, now)) > 0 {
@@ -535,6 +566,7 @@ func (s *Server) setAdminState(ctx context.Context, id dfs.NodeID, state string)
 		upd := proto.Clone(n.rec).(*api.NodeRecord)
 		upd.AdminState = state
 		n.rec = upd
+		s.reclassQuickLocked(n, time.Now())
 	}
 	s.mu.Unlock()
 	s.log.Info("datanode state", "node", id, "state", state)
@@ -596,6 +628,13 @@ func (s *Server) verifyReported(h dfs.Hash, id dfs.NodeID) {
 	resp, err := dn.VerifyChunk(ctx, &api.VerifyChunkRequest{Hash: h[:]})
 	if err != nil {
 		s.log.Warn("verify reported copy", "chunk", h.Short(), "node", id, "err", err)
+		// Whether the node still holds the copy is unknown: have it report
+		// in full.
+		s.mu.Lock()
+		if n := s.nodes[id]; n != nil {
+			s.wantFullReportLocked(n)
+		}
+		s.mu.Unlock()
 		return
 	}
 	switch {

@@ -16,15 +16,39 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // node is what the coordinator knows of a datanode.
 type node struct {
 	rec      *api.NodeRecord // as in the registry
+	idx      uint16          // its index in the location map
 	gen      uint64          // generation of its current registration; 0: not registered
 	lastBeat time.Time
 	stats    *api.NodeStats // never nil
 	chunks   int64          // entries of the location map naming this node
+
+	// incarnation is the datanode process the locations came from;
+	// reported says they are complete (a full report was merged, and
+	// deltas since). A registration of the same incarnation then needs no
+	// full report, unless resync says the coordinator dropped locations it
+	// is unsure of.
+	incarnation uint64
+	reported    bool
+	resync      bool
+}
+
+// newNodeLocked adds a datanode to the node table. s.mu is held (or s is
+// not shared yet).
+func (s *Server) newNodeLocked(id dfs.NodeID, rec *api.NodeRecord) (*node, error) {
+	i, ok := s.locs.nodeIndex(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: datanode %s: the coordinator knows %d datanodes, its most", dfs.ErrNoSpace, id, maxNodes)
+	}
+	s.hl.addNode(i)
+	n := &node{rec: rec, idx: i, stats: &api.NodeStats{}}
+	s.nodes[id] = n
+	return n, nil
 }
 
 // stateLocked returns a node's state at now. s.mu is held.
@@ -48,35 +72,62 @@ func (s *Server) stateLocked(n *node, now time.Time) dfs.NodeState {
 	return dfs.NodeAlive
 }
 
-// addLocLocked records that id holds h. s.mu is held.
+// addLocLocked records that id holds h, keeping the health counters in
+// step. It reports whether the copy was new. s.mu is held.
 func (s *Server) addLocLocked(h dfs.Hash, id dfs.NodeID, n *node) bool {
-	ids := s.locs[h]
-	for _, x := range ids {
-		if x == id {
-			return false
-		}
+	return s.addLoc(h, n, false)
+}
+
+// markLocLocked is addLocLocked for a full report replacing what n held
+// before: the copy is flagged as reported, and sweepNode removes the
+// unflagged ones. s.mu is held.
+func (s *Server) markLocLocked(h dfs.Hash, n *node) {
+	s.addLoc(h, n, true)
+}
+
+func (s *Server) addLoc(h dfs.Hash, n *node, mark bool) bool {
+	before := s.viewLocked(h)
+	var added, isNew bool
+	if mark {
+		added, isNew = s.locs.mark(h, n.idx)
+	} else {
+		added, isNew = s.locs.add(h, n.idx)
 	}
-	s.locs[h] = append(ids, id)
+	if !added {
+		return false
+	}
 	n.chunks++
+	if isNew {
+		s.gcNoteNewLocked(h, time.Now())
+	}
+	s.applyLocked(h, before, s.viewLocked(h))
 	return true
 }
 
 // removeLocLocked records that id no longer holds h. s.mu is held.
 func (s *Server) removeLocLocked(h dfs.Hash, id dfs.NodeID, n *node) {
-	ids := s.locs[h]
-	for i, x := range ids {
-		if x == id {
-			ids[i] = ids[len(ids)-1]
-			ids = ids[:len(ids)-1]
-			if len(ids) == 0 {
-				delete(s.locs, h)
-			} else {
-				s.locs[h] = ids
-			}
-			n.chunks--
-			return
-		}
+	if !s.locs.has(h) {
+		return
 	}
+	before := s.viewLocked(h)
+	if removed, _ := s.locs.remove(h, n.idx); !removed {
+		return
+	}
+	n.chunks--
+	s.applyLocked(h, before, s.viewLocked(h))
+}
+
+// holdersLocked returns the nodes holding h, whatever their state. s.mu is
+// held.
+func (s *Server) holdersLocked(h dfs.Hash) []dfs.NodeID {
+	return s.locs.holders(h)
+}
+
+// wantFullReportLocked makes n send a full report at its next heartbeat
+// (by registering again): the coordinator dropped locations of n's it is
+// not sure of. s.mu is held.
+func (s *Server) wantFullReportLocked(n *node) {
+	n.resync = true
 }
 
 // notifyLocked wakes commits waiting for replicas. s.mu is held.
@@ -118,8 +169,10 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	defer s.mu.Unlock()
 	n = s.nodes[id]
 	if n == nil {
-		n = &node{stats: &api.NodeStats{}}
-		s.nodes[id] = n
+		var err error
+		if n, err = s.newNodeLocked(id, rec); err != nil {
+			return nil, rpc.ToStatus(err)
+		}
 	}
 	s.gen++
 	if n.rec != nil && !fromEtcd {
@@ -130,8 +183,19 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	if req.Stats != nil {
 		n.stats = cloneStats(req.Stats)
 	}
-	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen)
-	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm()}, nil
+	// The locations held for this node are complete if they come from the
+	// same datanode process, were reported in full and kept up by deltas
+	// since: the datanode then goes on with deltas (it keeps those not
+	// acknowledged). Otherwise (a new coordinator, a restarted datanode, or
+	// locations dropped) it sends everything.
+	full := req.Incarnation == 0 || req.Incarnation != n.incarnation || !n.reported || n.resync
+	if full {
+		n.reported = false
+	}
+	n.incarnation = req.Incarnation
+	s.reclassQuickLocked(n, time.Now())
+	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen, "full_report", full)
+	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm(), FullReport: full}, nil
 }
 
 func cloneStats(st *api.NodeStats) *api.NodeStats {
@@ -139,13 +203,28 @@ func cloneStats(st *api.NodeStats) *api.NodeStats {
 }
 
 // ReportChunks implements api.RegistryServer: a node's full chunk list
-// replaces what the coordinator believed it held.
+// replaces what the coordinator believed it held. Each batch is merged as
+// it arrives, under the lock for that batch only. When the coordinator held
+// no locations for the node (a coordinator start), merging costs the
+// report's size; when it replaces older ones (a datanode restart), the
+// report flags each copy it names, and the end of the report walks the map
+// once, a shard at a time, to remove the copies it did not name.
 func (s *Server) ReportChunks(stream api.Registry_ReportChunksServer) error {
 	var (
-		id  dfs.NodeID
-		gen uint64
-		set = map[dfs.Hash]struct{}{}
+		id       dfs.NodeID
+		gen      uint64
+		n        *node
+		replace  bool
+		total    int
+		hashes   []dfs.Hash
+		finished bool
 	)
+	defer func() {
+		if replace && !finished {
+			// Leave no flag behind for the next report to trip on.
+			s.sweepNode(n, false)
+		}
+	}()
 	for {
 		rep, err := stream.Recv()
 		if err == io.EOF {
@@ -157,40 +236,72 @@ func (s *Server) ReportChunks(stream api.Registry_ReportChunksServer) error {
 		if id == "" {
 			id, gen = dfs.NodeID(rep.NodeId), rep.Generation
 		}
+		hashes = hashes[:0]
 		for _, b := range rep.Hashes {
 			h, err := dfs.HashFromBytes(b)
 			if err != nil {
 				return status.Errorf(codes.InvalidArgument, "chunk report of %s: %v", id, err)
 			}
-			set[h] = struct{}{}
+			hashes = append(hashes, h)
 		}
+		if len(rep.PackedHashes)%len(dfs.Hash{}) != 0 {
+			return status.Errorf(codes.InvalidArgument, "chunk report of %s: %d packed bytes, not a whole number of %d-byte hashes",
+				id, len(rep.PackedHashes), len(dfs.Hash{}))
+		}
+		for p := rep.PackedHashes; len(p) > 0; p = p[len(dfs.Hash{}):] {
+			hashes = append(hashes, dfs.Hash(p[:len(dfs.Hash{})]))
+		}
+		s.mu.Lock()
+		cur := s.nodes[id]
+		if cur == nil || cur.gen != gen || (n != nil && cur != n) {
+			s.mu.Unlock()
+			return status.Errorf(codes.FailedPrecondition, "chunk report of %s: stale registration %d", id, gen)
+		}
+		if n == nil {
+			n, replace = cur, cur.chunks > 0
+		}
+		for _, h := range hashes {
+			if replace {
+				s.markLocLocked(h, n)
+			} else {
+				s.addLocLocked(h, id, n)
+			}
+		}
+		total += len(hashes)
+		s.notifyLocked()
+		s.mu.Unlock()
 		if rep.Last {
 			break
 		}
 	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.nodes[id]
-	if n == nil || n.gen != gen {
-		return status.Errorf(codes.FailedPrecondition, "chunk report of %s: stale registration %d", id, gen)
+	if replace {
+		s.sweepNode(n, true)
 	}
-	for h, ids := range s.locs {
-		for _, x := range ids {
-			if x == id {
-				if _, ok := set[h]; !ok {
-					s.removeLocLocked(h, id, n)
-				}
-				break
+	finished = true
+	s.mu.Lock()
+	if n.gen == gen {
+		n.reported, n.resync = true, false
+	}
+	s.mu.Unlock()
+	s.log.Info("datanode reported", "node", id, "chunks", total, "replaced", replace)
+	return stream.SendAndClose(&api.ChunkReportResponse{})
+}
+
+// sweepNode ends a full report that replaced n's locations: with remove,
+// the copies the report did not name are removed; either way the report's
+// flags are cleared. It walks the map a shard at a time.
+func (s *Server) sweepNode(n *node, remove bool) {
+	var stale []dfs.Hash
+	for k := range locShards {
+		s.mu.Lock()
+		stale = s.locs.sweepShard(k, n.idx, stale[:0])
+		if remove {
+			for _, h := range stale {
+				s.removeLocLocked(h, "", n)
 			}
 		}
+		s.mu.Unlock()
 	}
-	for h := range set {
-		s.addLocLocked(h, id, n)
-	}
-	s.notifyLocked()
-	s.log.Info("datanode reported", "node", id, "chunks", len(set))
-	return stream.SendAndClose(&api.ChunkReportResponse{})
 }
 
 // Heartbeat implements api.RegistryServer.
@@ -199,7 +310,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.nodes[id]
-	if n == nil || n.gen == 0 || n.gen != req.Generation {
+	if n == nil || n.gen == 0 || n.gen != req.Generation || n.resync {
+		// A node told to register again because of resync is asked for a
+		// full report then.
 		return &api.HeartbeatResponse{Reregister: true, LeaderTerm: s.KnownTerm()}, nil
 	}
 	n.lastBeat = time.Now()
@@ -266,13 +379,12 @@ func (s *Server) liveReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
 		// Garbage collection is deleting it: it no longer counts.
 		return nil
 	}
-	ids := s.locs[h]
-	out := make([]dfs.NodeID, 0, len(ids))
-	var suspect []dfs.NodeID
-	for _, id := range ids {
+	var out, suspect []dfs.NodeID
+	s.locs.eachHolder(h, func(i uint16) {
+		id := s.locs.nodeID(i)
 		n := s.nodes[id]
 		if n == nil {
-			continue
+			return
 		}
 		switch s.stateLocked(n, now) {
 		case dfs.NodeDead:
@@ -281,7 +393,7 @@ func (s *Server) liveReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
 		default:
 			out = append(out, id)
 		}
-	}
+	})
 	return append(out, suspect...)
 }
 
@@ -415,15 +527,15 @@ func (s *Server) notEnoughNodesLocked(have, need int, size int64, holders []dfs.
 }
 
 // coldLocked reports whether this coordinator may still be missing chunk
-// locations: some datanode of the registry has not registered with it
-// since it started, and it started less than a dead-node timeout ago. s.mu
+// locations: some datanode of the registry has not registered with it and
+// reported since it started, and it started less than a dead-node timeout ago. s.mu
 // is held.
 func (s *Server) coldLocked(now time.Time) bool {
 	if now.Sub(s.started) >= s.cfg.DeadAfter {
 		return false
 	}
 	for _, n := range s.nodes {
-		if n.gen == 0 && n.rec.GetAdminState() != "drained" {
+		if (n.gen == 0 || !n.reported) && n.rec.GetAdminState() != "drained" {
 			return true
 		}
 	}

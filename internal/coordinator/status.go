@@ -237,7 +237,9 @@ func (s *Server) applyNodeRecord(val []byte) {
 	defer s.mu.Unlock()
 	n := s.nodes[dfs.NodeID(rec.Id)]
 	if n == nil {
-		s.nodes[dfs.NodeID(rec.Id)] = &node{rec: &rec, stats: &api.NodeStats{}}
+		if _, err := s.newNodeLocked(dfs.NodeID(rec.Id), &rec); err != nil {
+			s.log.Warn("node registry", "err", err)
+		}
 		return
 	}
 	if n.rec == nil || n.rec.AdminState != rec.AdminState {
@@ -250,5 +252,41 @@ func (s *Server) applyNodeRecord(val []byte) {
 			upd.Id = rec.Id
 		}
 		n.rec = upd
+		s.reclassQuickLocked(n, time.Now())
+	}
+}
+
+// Counters implements api.CoordinatorServer: this coordinator's own
+// counters, read in O(1). A standby answers too, from its own map; clients
+// ask the leader when they can.
+func (s *Server) Counters(ctx context.Context, req *api.CountersRequest) (*api.CountersResponse, error) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countersAPILocked(now), nil
+}
+
+// countersAPILocked returns the counters as the API carries them. s.mu is
+// held.
+func (s *Server) countersAPILocked(now time.Time) *api.CountersResponse {
+	c := s.countersLocked(now)
+	return &api.CountersResponse{
+		Files:             s.fc.files.Load(),
+		FilesKnown:        s.fc.known.Load(),
+		Chunks:            c.Chunks,
+		Copies:            c.Copies,
+		Healthy:           c.Healthy,
+		UnderReplicated:   c.UnderReplicated,
+		MissingRepairable: c.MissingRepairable,
+		MissingLost:       c.MissingLost,
+		Corrupt:           c.Corrupt,
+		OverReplicated:    c.OverReplicated,
+		PendingRepair:     c.PendingRepair,
+		PendingGc:         c.PendingGC,
+		Repaired:          c.Repaired,
+		GarbageCollected:  c.GarbageCollected,
+		Cold:              c.Cold,
+		Addr:              s.cfg.Addr,
+		Leader:            s.IsLeader(),
 	}
 }

@@ -20,6 +20,7 @@ package datanode
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -112,6 +113,9 @@ type Node struct {
 
 	links []*link
 	terms *terms // the newest leader term seen (term.go)
+	// incarnation names this process to the coordinators: one that holds
+	// its chunk locations already needs no full report from it.
+	incarnation uint64
 
 	scrub        *scrubber // nil when scrubbing is off
 	corruptFound atomic.Int64
@@ -168,7 +172,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id),
-		quarantining: make(map[dfs.ChunkHash]int), terms: terms}
+		quarantining: make(map[dfs.ChunkHash]int), terms: terms, incarnation: newIncarnation()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n})
 	if err != nil {
@@ -368,6 +372,17 @@ func (n *Node) stats() *api.NodeStats {
 
 func (n *Node) apiNode() *api.Node {
 	return &api.Node{Id: string(n.id), Addr: n.addr, GrpcAddr: n.grpcAddr, Zone: n.cfg.Zone}
+}
+
+// newIncarnation returns a random non-zero number for this process.
+func newIncarnation() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if x := binary.LittleEndian.Uint64(b[:]); x != 0 {
+			return x
+		}
+	}
 }
 
 // loadID reads the node id kept in dir, making one on first start.

@@ -37,15 +37,19 @@ type fakeCoordinator struct {
 	srv *grpc.Server
 	ln  net.Listener
 
-	mu        sync.Mutex
-	gen       uint64
-	registers int
-	view      map[dfs.Hash]bool // chunks the node holds, as far as we know
-	pending   map[dfs.Hash]bool // the full report being received
-	added     map[dfs.Hash]int  // from heartbeats
-	removed   map[dfs.Hash]int
-	corrupt   map[dfs.Hash]int
-	stats     *api.NodeStats // from the last heartbeat
+	mu          sync.Mutex
+	gen         uint64
+	registers   int
+	incarnation uint64            // of the node whose state it holds
+	reported    bool              // it holds a full report of that incarnation
+	reports     int               // full reports received
+	failBeats   int               // heartbeats to fail, as a network cut would
+	view        map[dfs.Hash]bool // chunks the node holds, as far as we know
+	pending     map[dfs.Hash]bool // the full report being received
+	added       map[dfs.Hash]int  // from heartbeats
+	removed     map[dfs.Hash]int
+	corrupt     map[dfs.Hash]int
+	stats       *api.NodeStats // from the last heartbeat
 }
 
 func startFakeCoordinator(t testing.TB) *fakeCoordinator {
@@ -70,8 +74,12 @@ func (fc *fakeCoordinator) Register(ctx context.Context, req *api.RegisterReques
 	defer fc.mu.Unlock()
 	fc.gen++
 	fc.registers++
-	fc.pending = map[dfs.Hash]bool{}
-	return &api.RegisterResponse{Generation: fc.gen}, nil
+	full := req.Incarnation == 0 || req.Incarnation != fc.incarnation || !fc.reported
+	fc.incarnation = req.Incarnation
+	if full {
+		fc.pending, fc.reported = map[dfs.Hash]bool{}, false
+	}
+	return &api.RegisterResponse{Generation: fc.gen, FullReport: full}, nil
 }
 
 func (fc *fakeCoordinator) ReportChunks(stream api.Registry_ReportChunksServer) error {
@@ -88,8 +96,13 @@ func (fc *fakeCoordinator) ReportChunks(stream api.Registry_ReportChunksServer) 
 			h, _ := dfs.HashFromBytes(b)
 			fc.pending[h] = true
 		}
+		for p := rep.PackedHashes; len(p) >= len(dfs.Hash{}); p = p[len(dfs.Hash{}):] {
+			fc.pending[dfs.Hash(p)] = true
+		}
 		if rep.Last {
 			fc.view, fc.pending = fc.pending, nil
+			fc.reported = true
+			fc.reports++
 		}
 		fc.mu.Unlock()
 	}
@@ -100,6 +113,10 @@ func (fc *fakeCoordinator) Heartbeat(ctx context.Context, req *api.HeartbeatRequ
 	defer fc.mu.Unlock()
 	if req.Generation != fc.gen {
 		return &api.HeartbeatResponse{Reregister: true}, nil
+	}
+	if fc.failBeats > 0 {
+		fc.failBeats--
+		return nil, status.Error(codes.Unavailable, "cut")
 	}
 	for _, b := range req.Added {
 		h, _ := dfs.HashFromBytes(b)
@@ -628,5 +645,59 @@ func TestLeaderTermFence(t *testing.T) {
 	defer n.Close()
 	if err := del(n, 6); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("after a restart, delete with the older term 6: %v, want refused", err)
+	}
+}
+
+func (fc *fakeCoordinator) counts() (registers, reports int) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.registers, fc.reports
+}
+
+// TestReRegistrationSendsDeltasNotAFullReport checks that a coordinator
+// that holds this datanode process's state gets no full report when the
+// node registers again, and still learns the changes whose heartbeats
+// failed; and that a restarted node (a new incarnation) reports in full,
+// replacing what the coordinator held.
+func TestReRegistrationSendsDeltasNotAFullReport(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	dir := t.TempDir()
+	a, ha := randomChunk(1, 1000)
+	preload(t, dir, a)
+	n := startNode(t, dir, fc, nil)
+	waitFor(t, 10*time.Second, "registration", fc.registered)
+	if _, reports := fc.counts(); reports != 1 || !fc.holds(ha) {
+		t.Fatalf("first registration: %d full reports, holds a %v; want 1, true", reports, fc.holds(ha))
+	}
+
+	// Heartbeats fail (the node registers again after each failure) while
+	// a chunk is written: the change must arrive once they pass, without a
+	// full report.
+	fc.mu.Lock()
+	fc.failBeats = 3
+	fc.mu.Unlock()
+	b, _ := randomChunk(2, 1000)
+	hb := putChunk(t, n.Addr(), b)
+	waitFor(t, 10*time.Second, "the written chunk to reach the coordinator", func() bool { return fc.holds(hb) })
+	registers, reports := fc.counts()
+	if registers < 2 {
+		t.Fatalf("%d registrations; want the failed heartbeats to cause another", registers)
+	}
+	if reports != 1 {
+		t.Fatalf("%d full reports after re-registering with the same process, want 1", reports)
+	}
+
+	// A restart is a new incarnation: a full report replaces the old view.
+	n.Close()
+	if err := os.Remove(chunkFile(dir, ha)); err != nil {
+		t.Fatal(err)
+	}
+	startNode(t, dir, fc, nil)
+	waitFor(t, 10*time.Second, "a full report from the restarted node", func() bool {
+		_, r := fc.counts()
+		return r == 2 && fc.registered()
+	})
+	if fc.holds(ha) || !fc.holds(hb) {
+		t.Fatalf("after the restart's report: holds a %v, b %v; want false, true", fc.holds(ha), fc.holds(hb))
 	}
 }

@@ -17,10 +17,22 @@ import (
 // reportBatch is the number of hashes in one message of a full report.
 const reportBatch = 16384
 
-// link reports to one coordinator. It registers (with a full chunk report)
-// whenever it is not registered, and otherwise sends a heartbeat every
-// interval, or at once when kicked, carrying the changes queued since the
-// last one the coordinator acknowledged.
+// maxDelta is the number of changes one heartbeat carries at most; more
+// go in the heartbeats that follow at once.
+const maxDelta = 65536
+
+// link reports to one coordinator. It registers whenever it is not
+// registered, with a full chunk report when the coordinator asks for one
+// (it holds no complete state for this datanode process), and otherwise
+// sends a heartbeat every interval, or at once when kicked, carrying the
+// changes not yet acknowledged.
+//
+// Changes are kept as the latest state of each chunk (present or not) with
+// the sequence number of the change that set it, until a heartbeat that
+// carried that state is acknowledged. A heartbeat that failed (or whose
+// answer was lost) leaves them queued: they are sent again, after a
+// re-registration too, and applying a chunk's latest state twice is
+// harmless.
 type link struct {
 	n    *Node
 	addr string
@@ -28,12 +40,11 @@ type link struct {
 	reg  api.RegistryClient
 
 	mu      sync.Mutex
-	added   []dfs.Hash
-	removed []dfs.Hash
-	corrupt []dfs.Hash    // quarantined or found bad; kept until a heartbeat delivers them
-	seq     uint64        // changes queued so far
-	acked   uint64        // changes the coordinator has acknowledged
-	ackCh   chan struct{} // closed and replaced when acked grows
+	pending map[dfs.Hash]change // chunks whose latest state the coordinator has not acknowledged
+	corrupt []dfs.Hash          // quarantined or found bad; kept until a heartbeat delivers them
+	seq     uint64              // changes queued so far
+	acked   uint64              // changes the coordinator has acknowledged
+	ackCh   chan struct{}       // closed and replaced when acked grows
 	kick    chan struct{}
 	gen     uint64 // 0: not registered; owned by run
 
@@ -46,24 +57,30 @@ func newLink(n *Node, addr string) (*link, error) {
 		return nil, err
 	}
 	return &link{n: n, addr: addr, conn: conn, reg: api.NewRegistryClient(conn),
-		ackCh: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
+		pending: map[dfs.Hash]change{}, ackCh: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
+}
+
+// change is a chunk's latest state to report.
+type change struct {
+	present bool
+	seq     uint64
 }
 
 func (l *link) enqueueAdded(h dfs.Hash) {
 	l.mu.Lock()
-	l.added = append(l.added, h)
 	l.seq++
+	l.pending[h] = change{present: true, seq: l.seq}
 	l.mu.Unlock()
 }
 
 // enqueueRemoved queues a removal, and, if corrupt, the reason with it.
 func (l *link) enqueueRemoved(h dfs.Hash, corrupt bool) {
 	l.mu.Lock()
-	l.removed = append(l.removed, h)
+	l.seq++
+	l.pending[h] = change{present: false, seq: l.seq}
 	if corrupt {
 		l.corrupt = append(l.corrupt, h)
 	}
-	l.seq++
 	l.mu.Unlock()
 }
 
@@ -87,7 +104,7 @@ func (l *link) poke() {
 // acknowledged them, or ctx ends.
 func (l *link) flush(ctx context.Context) {
 	if !l.registered.Load() {
-		// Not registered: the full report at registration will carry it.
+		// Not registered: the change stays queued for after registration.
 		return
 	}
 	l.mu.Lock()
@@ -100,7 +117,7 @@ func (l *link) flush(ctx context.Context) {
 		l.mu.Unlock()
 		if done || !l.registered.Load() {
 			// Acknowledged; or the coordinator went away meanwhile, and
-			// its next registration's full report will carry the change.
+			// the change stays queued for after its next registration.
 			return
 		}
 		select {
@@ -173,36 +190,51 @@ func (l *link) run(ctx context.Context) {
 	}
 }
 
-// register announces the node and sends its full chunk list. Changes that
-// happen meanwhile stay queued and go with the next heartbeat; a chunk both
-// reported and queued is harmless. Quarantined chunks are no longer in the
-// store, so the report leaves them out; corrupt reports not yet delivered
-// are kept for the next heartbeat, as the full report does not carry them.
+// register announces the node and, if the coordinator asks for it, sends
+// its full chunk list. Changes that happen meanwhile stay queued and go
+// with the next heartbeat; a chunk both reported and queued is harmless.
+// Quarantined chunks are no longer in the store, so the report leaves them
+// out; corrupt reports not yet delivered are kept for the next heartbeat,
+// as the full report does not carry them.
 func (l *link) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	resp, err := l.reg.Register(ctx, &api.RegisterRequest{Node: l.n.apiNode(), Stats: l.n.stats()})
+	resp, err := l.reg.Register(ctx, &api.RegisterRequest{Node: l.n.apiNode(), Stats: l.n.stats(), Incarnation: l.n.incarnation})
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
+	if resp.FullReport {
+		if err := l.report(ctx, resp.Generation); err != nil {
+			return err
+		}
+	}
+	l.observeTerm(resp.LeaderTerm)
+	l.gen = resp.Generation
+	l.registered.Store(true)
+	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen, "full_report", resp.FullReport)
+	l.poke() // deliver what is queued now
+	return nil
+}
+
+// report sends the full chunk list for registration gen. The changes
+// queued before it are in it and need no heartbeat.
+func (l *link) report(ctx context.Context, gen uint64) error {
 	l.mu.Lock()
-	l.added, l.removed = nil, nil
 	snap := l.seq
 	l.mu.Unlock()
-
 	stream, err := l.reg.ReportChunks(ctx)
 	if err != nil {
 		return fmt.Errorf("chunk report: %w", err)
 	}
-	batch := make([][]byte, 0, reportBatch)
+	batch := make([]byte, 0, reportBatch*len(dfs.Hash{}))
 	send := func(last bool) error {
-		err := stream.Send(&api.ChunkReport{NodeId: string(l.n.id), Generation: resp.Generation, Hashes: batch, Last: last})
+		err := stream.Send(&api.ChunkReport{NodeId: string(l.n.id), Generation: gen, PackedHashes: batch, Last: last})
 		batch = batch[:0]
 		return err
 	}
 	err = l.n.store.Walk(ctx, func(h dfs.ChunkHash, _ int64) error {
-		batch = append(batch, append([]byte(nil), h[:]...))
-		if len(batch) == reportBatch {
+		batch = append(batch, h[:]...)
+		if len(batch) == cap(batch) {
 			return send(false)
 		}
 		return nil
@@ -216,18 +248,38 @@ func (l *link) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("chunk report: %w", err)
 	}
-	l.observeTerm(resp.LeaderTerm)
-	l.gen = resp.Generation
-	l.registered.Store(true)
+	l.mu.Lock()
+	for h, c := range l.pending {
+		if c.seq <= snap {
+			delete(l.pending, h)
+		}
+	}
+	l.mu.Unlock()
 	l.ack(snap)
-	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen)
 	return nil
 }
 
 func (l *link) heartbeat(ctx context.Context) error {
 	l.mu.Lock()
-	added, removed, corrupt, snap := l.added, l.removed, l.corrupt, l.seq
-	l.added, l.removed, l.corrupt = nil, nil, nil
+	var added, removed []dfs.Hash
+	sent := make(map[dfs.Hash]uint64, min(len(l.pending), maxDelta))
+	ackTo := l.seq
+	for h, c := range l.pending {
+		if len(sent) == maxDelta {
+			// Acknowledge only what is older than every change left.
+			ackTo = min(ackTo, c.seq-1)
+			continue
+		}
+		sent[h] = c.seq
+		if c.present {
+			added = append(added, h)
+		} else {
+			removed = append(removed, h)
+		}
+	}
+	corrupt := l.corrupt
+	l.corrupt = nil
+	more := len(sent) < len(l.pending)
 	l.mu.Unlock()
 	req := &api.HeartbeatRequest{NodeId: string(l.n.id), Generation: l.gen, Stats: l.n.stats(),
 		Added: hashBytes(added), Removed: hashBytes(removed), Corrupt: hashBytes(corrupt)}
@@ -235,9 +287,8 @@ func (l *link) heartbeat(ctx context.Context) error {
 	defer cancel()
 	resp, err := l.reg.Heartbeat(ctx, req)
 	if err != nil {
-		// Added and removed are lost with this heartbeat; the full report
-		// at the next registration carries them. Corrupt reports are not in
-		// a full report, so they wait for the next heartbeat.
+		// The changes stay queued for the next heartbeat, after a new
+		// registration if need be; so do the corrupt reports.
 		l.requeueCorrupt(corrupt)
 		return fmt.Errorf("heartbeat: %w", err)
 	}
@@ -249,7 +300,17 @@ func (l *link) heartbeat(ctx context.Context) error {
 		l.registered.Store(false)
 		return nil
 	}
-	l.ack(snap)
+	l.mu.Lock()
+	for h, seq := range sent {
+		if c, ok := l.pending[h]; ok && c.seq == seq {
+			delete(l.pending, h)
+		}
+	}
+	l.mu.Unlock()
+	l.ack(ackTo)
+	if more {
+		l.poke()
+	}
 	return nil
 }
 

@@ -29,19 +29,29 @@ type ClusterInfo struct {
 	UsedBytes     int64 `json:"used_bytes"`
 	ChunksStored  int64 `json:"chunks_stored"` // copies, over every node
 
-	// From a check of every file (fsck): distinct chunks by health, and
-	// the work repair and GC still have; CountersError says why they are
-	// missing.
-	Files            int64  `json:"files"`
-	Chunks           int64  `json:"chunks"`
-	UnderReplicated  int64  `json:"under_replicated"`
-	Missing          int64  `json:"missing"`
-	Corrupt          int64  `json:"corrupt"`
-	PendingRepair    int64  `json:"pending_repair"`
-	PendingGC        int64  `json:"pending_gc"`
-	Repaired         int64  `json:"repaired"`
-	GarbageCollected int64  `json:"garbage_collected"`
-	CountersError    string `json:"counters_error,omitempty"`
+	// From the counters a coordinator keeps as locations change (the
+	// leader's when it answers; never a check of every file): distinct
+	// chunks by health, and the work repair and GC still have.
+	// CountersError says why they are missing; CountersCold that the
+	// coordinator has not heard from every datanode since it started, so
+	// its chunk counts may be short.
+	Files             int64  `json:"files"`
+	Chunks            int64  `json:"chunks"`
+	Copies            int64  `json:"copies"`
+	Healthy           int64  `json:"healthy"`
+	UnderReplicated   int64  `json:"under_replicated"`
+	Missing           int64  `json:"missing"` // repairable and lost
+	MissingRepairable int64  `json:"missing_repairable"`
+	MissingLost       int64  `json:"missing_lost"`
+	Corrupt           int64  `json:"corrupt"`
+	OverReplicated    int64  `json:"over_replicated"`
+	PendingRepair     int64  `json:"pending_repair"`
+	PendingGC         int64  `json:"pending_gc"`
+	Repaired          int64  `json:"repaired"`
+	GarbageCollected  int64  `json:"garbage_collected"`
+	CountersFrom      string `json:"counters_from,omitempty"`
+	CountersCold      bool   `json:"counters_cold,omitempty"`
+	CountersError     string `json:"counters_error,omitempty"`
 
 	Time time.Time `json:"time"`
 }
@@ -82,7 +92,9 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 // clusterInfo reads the cluster's state, or returns the copy read less than
-// maxAge ago: a check of every file is not free, and many browsers may ask.
+// maxAge ago, as many browsers may ask. Every part of it costs the same
+// whatever the cluster holds: the node table, the control plane's status,
+// and the coordinator's counters.
 func (s *Server) clusterInfo(ctx context.Context, maxAge time.Duration) (*ClusterInfo, error) {
 	s.clusterMu.Lock()
 	defer s.clusterMu.Unlock()
@@ -115,16 +127,19 @@ func (s *Server) clusterInfo(ctx context.Context, maxAge time.Duration) (*Cluste
 			ci.LeaderError = "no leader elected"
 		}
 	}
-	if f, err := s.cl.Fsck(ctx, "", false); err != nil {
+	if k, err := s.cl.Counters(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, err
 		}
 		ci.CountersError = err.Error()
 	} else {
-		ci.Files, ci.Chunks = f.Files, f.Chunks
-		ci.UnderReplicated, ci.Missing, ci.Corrupt = f.UnderReplicated, f.Missing, f.Corrupt
-		ci.PendingRepair, ci.PendingGC = f.PendingRepair, f.PendingGc
-		ci.Repaired, ci.GarbageCollected = f.Repaired, f.GarbageCollected
+		ci.Files, ci.Chunks, ci.Copies, ci.Healthy = k.Files, k.Chunks, k.Copies, k.Healthy
+		ci.UnderReplicated, ci.Corrupt, ci.OverReplicated = k.UnderReplicated, k.Corrupt, k.OverReplicated
+		ci.MissingRepairable, ci.MissingLost = k.MissingRepairable, k.MissingLost
+		ci.Missing = k.MissingRepairable + k.MissingLost
+		ci.PendingRepair, ci.PendingGC = k.PendingRepair, k.PendingGc
+		ci.Repaired, ci.GarbageCollected = k.Repaired, k.GarbageCollected
+		ci.CountersFrom, ci.CountersCold = k.Addr, k.Cold
 	}
 	s.metrics.setCluster(ci)
 	s.clusterVal, s.clusterAt = ci, time.Now()

@@ -577,6 +577,14 @@ func TestFiles(t *testing.T) {
 		if ci.Leader != e.cl.Addr() || ci.LeaderError != "" || len(ci.Coordinators) != 1 || !ci.Coordinators[0].Leader {
 			t.Fatalf("cluster: leader %q (error %q), coordinators %+v; want the one coordinator %s as leader", ci.Leader, ci.LeaderError, ci.Coordinators, e.cl.Addr())
 		}
+		if ci.Healthy != ci.Chunks || ci.Chunks == 0 || ci.Copies != 3*ci.Chunks || ci.Missing != 0 || ci.CountersFrom != e.cl.Addr() {
+			t.Fatalf("cluster counters: %+v; want every chunk healthy with 3 copies, counted by %s", ci, e.cl.Addr())
+		}
+		// The counters come from the coordinator's memory: neither this
+		// answer nor the gateway's poll (every 200ms here) checks files.
+		if n := e.cl.Coordinator.Server.FsckPages(); n != 0 {
+			t.Fatalf("the coordinator served %d fsck pages to the gateway, want none", n)
+		}
 	})
 
 	t.Run("metrics", func(t *testing.T) {
