@@ -38,7 +38,7 @@ func (s *Store) scan(ctx context.Context, prefix string, fn func(kv *keyValue) e
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := s.cli.Get(ctx, start, opts...)
+		resp, err := s.kv.Get(ctx, start, opts...)
 		if err != nil {
 			return rev, fmt.Errorf("scan %s: %w", prefix, etcdErr(err))
 		}
@@ -82,7 +82,7 @@ func (s *Store) DeletePages(ctx context.Context, f Fence, prefix string) (bool, 
 		return false, fmt.Errorf("delete pages: bad prefix %q", prefix)
 	}
 	key := s.schema.Content(h)
-	resp, err := s.cli.Get(ctx, key)
+	resp, err := s.kv.Get(ctx, key)
 	if err != nil {
 		return false, fmt.Errorf("delete pages of %s: %w", h.Short(), etcdErr(err))
 	}
@@ -96,7 +96,7 @@ func (s *Store) DeletePages(ctx context.Context, f Fence, prefix string) (bool, 
 	if len(resp.Kvs) == 1 {
 		rev = resp.Kvs[0].ModRevision
 	}
-	txn, err := s.cli.Txn(ctx).
+	txn, err := s.kv.Txn(ctx).
 		If(append(f.cmps(), clientv3.Compare(clientv3.ModRevision(key), "=", rev))...).
 		Then(clientv3.OpDelete(prefix, clientv3.WithPrefix())).Commit()
 	if err != nil {
@@ -203,7 +203,7 @@ func (s *Store) DeleteContent(ctx context.Context, f Fence, e ContentEntry) (boo
 	} else {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(ref), "=", e.RefRev))
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(
 		clientv3.OpDelete(key),
 		clientv3.OpDelete(key+"/", clientv3.WithPrefix()),
 		clientv3.OpDelete(s.schema.Job(h)),

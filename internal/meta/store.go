@@ -31,12 +31,13 @@ const PageSize = 4096
 // Store reads and writes dfs metadata in etcd.
 type Store struct {
 	cli    *clientv3.Client
+	kv     clientv3.KV // cli, or a wrapper of it in tests
 	schema Schema
 }
 
 // New returns a Store over cli under the given schema.
 func New(cli *clientv3.Client, schema Schema) *Store {
-	return &Store{cli: cli, schema: schema}
+	return &Store{cli: cli, kv: cli, schema: schema}
 }
 
 // Client returns the etcd client.
@@ -88,7 +89,7 @@ type commitState struct {
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
 	ckey := s.schema.Content(h)
-	exists, err := s.cli.Get(ctx, ckey, clientv3.WithCountOnly())
+	exists, err := s.kv.Get(ctx, ckey, clientv3.WithCountOnly())
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read content %s: %w", c.File.Path, h.Short(), etcdErr(err))
 	}
@@ -101,7 +102,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		info.Created = info.Modified
 	}
 	fkey := s.schema.File(info.Path)
-	old, err := s.cli.Get(ctx, fkey)
+	old, err := s.kv.Get(ctx, fkey)
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read path: %w", c.File.Path, etcdErr(err))
 	}
@@ -145,7 +146,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		// reference mark so a garbage collection that found it unreferenced
 		// a moment ago cannot delete it now. The compare makes sure it still
 		// exists at the moment of the write.
-		resp, err := s.cli.Txn(ctx).
+		resp, err := s.kv.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0)).
 			Then(append(common, clientv3.OpPut(s.schema.Ref(h), ""))...).Commit()
 		if err != nil {
@@ -163,7 +164,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		if err != nil {
 			return info, false, err
 		}
-		if _, err := s.cli.Put(ctx, s.schema.ContentPage(h, rec.Layout, i), string(val)); err != nil {
+		if _, err := s.kv.Put(ctx, s.schema.ContentPage(h, rec.Layout, i), string(val)); err != nil {
 			return info, false, fmt.Errorf("commit %s: write chunk page %d of %s: %w", info.Path, i, h.Short(), etcdErr(err))
 		}
 	}
@@ -184,7 +185,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		}
 		create = append(create, clientv3.OpPut(s.schema.Job(h), string(job)))
 	}
-	resp, err := s.cli.Txn(ctx).
+	resp, err := s.kv.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
 		Then(append(create, common...)...).
 		Else(common...).
@@ -211,8 +212,8 @@ func layoutOf(chunks []dfs.ChunkRef) string {
 }
 
 func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.ChunkPage) {
+	// The hash is the key's; the record does not repeat it.
 	rec := &api.ContentRecord{
-		Hash:            c.Hash[:],
 		Size:            c.Size,
 		ChunkCount:      int64(len(c.Chunks)),
 		CreatedUnixNano: now.UnixNano(),
@@ -239,8 +240,8 @@ func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.Chu
 }
 
 func fileRecord(f dfs.FileInfo) *api.FileRecord {
+	// The path is the key's; the record does not repeat it.
 	return &api.FileRecord{
-		Path:             f.Path,
 		ContentHash:      f.Content[:],
 		Size:             f.Size,
 		ContentType:      f.ContentType,
@@ -274,10 +275,18 @@ func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) 
 	if len(resp.Kvs) == 0 {
 		return dfs.FileInfo{}, fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 	}
+	return s.fileFromKV(resp.Kvs[0].Key, resp.Kvs[0].Value)
+}
+
+// fileFromKV decodes a path's record. The path is the key's: records carry
+// none since the slim layout (older ones still do, and say the same).
+func (s *Store) fileFromKV(key, value []byte) (dfs.FileInfo, error) {
+	path := s.schema.PathOf(string(key))
 	var rec api.FileRecord
-	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return dfs.FileInfo{}, fmt.Errorf("get %s: decode: %w", path, err)
+	if err := proto.Unmarshal(value, &rec); err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("file %q: decode: %w", path, err)
 	}
+	rec.Path = path
 	return FileFromRecord(&rec)
 }
 
@@ -288,7 +297,7 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 	// A content record never changes once written, so a serializable read
 	// (this member's copy, no quorum round) is exact when it finds one; only
 	// a miss needs the linearizable read.
-	resp, err := s.cli.Get(ctx, key, clientv3.WithSerializable())
+	resp, err := s.kv.Get(ctx, key, clientv3.WithSerializable())
 	if err == nil && len(resp.Kvs) == 0 {
 		resp, err = s.read(ctx, key)
 	}
@@ -325,7 +334,7 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 		}
 		return c, nil
 	}
-	pages, err := s.cli.Get(ctx, key+"/"+rec.Layout+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	pages, err := s.kv.Get(ctx, key+"/"+rec.Layout+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return dfs.Content{}, fmt.Errorf("get content %s pages: %w", h.Short(), etcdErr(err))
 	}
@@ -353,7 +362,7 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 	var rev int64 // the version being deleted
 	sent := false // a delete of it went out without an answer
 	return retryWrite(ctx, func(ctx context.Context) error {
-		resp, err := s.cli.Get(ctx, key)
+		resp, err := s.kv.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
@@ -369,7 +378,7 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 			return nil
 		}
 		rev, sent = resp.Kvs[0].ModRevision, true
-		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 			Then(clientv3.OpDelete(key)).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
@@ -400,7 +409,6 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 	}
 	var out Listing
 	fp := s.schema.FilesPrefix()
-	end := clientv3.GetPrefixRangeEnd(fp + prefix)
 	start := fp + prefix
 	if startAfter != "" && startAfter >= prefix {
 		if delim != "" && strings.HasSuffix(startAfter, delim) {
@@ -409,14 +417,18 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 			start = fp + startAfter + "\x00"
 		}
 	}
+	pg := newPager(s.cli, fp+prefix, start, limit+1)
+	pg.get = s.read
 	count := 0
-	for start < end {
-		resp, err := s.read(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(int64(limit-count)+1))
+	for {
+		kvs, err := pg.next(ctx, int64(limit-count)+1)
 		if err != nil {
 			return out, fmt.Errorf("list %q: %w", prefix, etcdErr(err))
 		}
-		jumped := false
-		for _, kv := range resp.Kvs {
+		if len(kvs) == 0 {
+			break
+		}
+		for _, kv := range kvs {
 			if count == limit {
 				out.Truncated = true
 				return out, nil
@@ -428,27 +440,18 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 					out.Prefixes = append(out.Prefixes, cp)
 					out.Next = cp
 					count++
-					// Jump past every path under this common prefix.
-					start = clientv3.GetPrefixRangeEnd(fp + cp)
-					jumped = true
+					// Go on past every path under this common prefix.
+					pg.resume(clientv3.GetPrefixRangeEnd(fp + cp))
 					break
 				}
 			}
-			var rec api.FileRecord
-			if err := proto.Unmarshal(kv.Value, &rec); err != nil {
-				return out, fmt.Errorf("list %q: decode %q: %w", prefix, path, err)
-			}
-			fi, err := FileFromRecord(&rec)
+			fi, err := s.fileFromKV(kv.Key, kv.Value)
 			if err != nil {
-				return out, err
+				return out, fmt.Errorf("list %q: %w", prefix, err)
 			}
 			out.Files = append(out.Files, fi)
 			out.Next = path
 			count++
-			start = string(kv.Key) + "\x00"
-		}
-		if !jumped && !resp.More {
-			break
 		}
 	}
 	if !out.Truncated {
@@ -463,7 +466,7 @@ func (s *Store) PutNode(ctx context.Context, f Fence, rec *api.NodeRecord) error
 	if err != nil {
 		return err
 	}
-	resp, err := s.cli.Txn(ctx).If(f.cmps()...).
+	resp, err := s.kv.Txn(ctx).If(f.cmps()...).
 		Then(clientv3.OpPut(s.schema.Node(dfs.NodeID(rec.Id)), string(val))).Commit()
 	if err != nil {
 		return fmt.Errorf("put node %s: %w", rec.Id, etcdErr(err))
@@ -476,7 +479,7 @@ func (s *Store) PutNode(ctx context.Context, f Fence, rec *api.NodeRecord) error
 
 // Nodes returns every datanode in the registry, by id.
 func (s *Store) Nodes(ctx context.Context) ([]*api.NodeRecord, error) {
-	resp, err := s.cli.Get(ctx, s.schema.NodesPrefix(), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.schema.NodesPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", etcdErr(err))
 	}
@@ -500,7 +503,7 @@ func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease c
 		return err
 	}
 	return retryWrite(ctx, func(ctx context.Context) error {
-		if _, err := s.cli.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
+		if _, err := s.kv.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
 			return fmt.Errorf("open session: %w", etcdErr(err))
 		}
 		return nil
@@ -509,7 +512,7 @@ func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease c
 
 // CloseSession deletes a session record.
 func (s *Store) CloseSession(ctx context.Context, id string) error {
-	if _, err := s.cli.Delete(ctx, s.schema.Session(id)); err != nil {
+	if _, err := s.kv.Delete(ctx, s.schema.Session(id)); err != nil {
 		return fmt.Errorf("close session %s: %w", id, etcdErr(err))
 	}
 	return nil
@@ -517,7 +520,7 @@ func (s *Store) CloseSession(ctx context.Context, id string) error {
 
 // Sessions returns every open session.
 func (s *Store) Sessions(ctx context.Context) ([]*api.SessionRecord, error) {
-	resp, err := s.cli.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", etcdErr(err))
 	}
@@ -554,7 +557,7 @@ func etcdErr(err error) error {
 func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr, zone string) (*api.NodeRecord, error) {
 	key := s.schema.Node(id)
 	for {
-		resp, err := s.cli.Get(ctx, key)
+		resp, err := s.kv.Get(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
 		}
@@ -574,7 +577,7 @@ func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr,
 		if err != nil {
 			return nil, err
 		}
-		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 			Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
@@ -588,7 +591,7 @@ func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr,
 
 // AnnounceCoordinator records a running coordinator on its lease.
 func (s *Store) AnnounceCoordinator(ctx context.Context, addr string, lease clientv3.LeaseID) error {
-	if _, err := s.cli.Put(ctx, s.schema.Coordinator(addr), "", clientv3.WithLease(lease)); err != nil {
+	if _, err := s.kv.Put(ctx, s.schema.Coordinator(addr), "", clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("announce coordinator %s: %w", addr, etcdErr(err))
 	}
 	return nil
@@ -598,7 +601,7 @@ func (s *Store) AnnounceCoordinator(ctx context.Context, addr string, lease clie
 // local etcd member's state (serializable), so it answers even when etcd
 // has lost its quorum.
 func (s *Store) Coordinators(ctx context.Context) ([]string, error) {
-	resp, err := s.cli.Get(ctx, s.schema.CoordinatorsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+	resp, err := s.kv.Get(ctx, s.schema.CoordinatorsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
 	if err != nil {
 		return nil, fmt.Errorf("list coordinators: %w", etcdErr(err))
 	}
@@ -614,11 +617,11 @@ func (s *Store) Coordinators(ctx context.Context) ([]string, error) {
 // they were when the quorum was lost, and reads of committed files keep
 // working while writes cannot.
 func (s *Store) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, opts...)
+	resp, err := s.kv.Get(clientv3.WithRequireLeader(ctx), key, opts...)
 	if err == nil || ctx.Err() != nil || !noLeader(err) {
 		return resp, err
 	}
-	return s.cli.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+	return s.kv.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
 }
 
 // noLeader reports whether err says the etcd member has no leader (lost
