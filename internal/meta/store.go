@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -67,12 +69,88 @@ func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 		c.File.Modified = time.Now()
 	}
 	var st commitState
-	err = retryWrite(ctx, func(ctx context.Context) error {
-		var err error
-		info, duplicate, err = s.commitFile(ctx, c, &st)
-		return err
+	for range 10 {
+		if err := s.prepareContent(ctx, c.Content, &st); err != nil {
+			return info, false, fmt.Errorf("commit %s: %w", c.File.Path, err)
+		}
+		err = retryWrite(ctx, func(ctx context.Context) error {
+			var err error
+			info, duplicate, err = s.commitFile(ctx, c, &st)
+			return err
+		})
+		if !errors.Is(err, errPrepare) {
+			return info, duplicate, err
+		}
+	}
+	return info, false, fmt.Errorf("commit %s: %w: the content was collected and written again under it too often", c.File.Path, dfs.ErrConflict)
+}
+
+// errPrepare makes a commit write its content's references and pages
+// (again) before its transaction.
+var errPrepare = errors.New("content to prepare")
+
+// prepareContent writes what a new content needs before the transaction
+// that creates it: its chunk references, then its pages, each batch in
+// short attempts of its own. It notes the revision of the content's
+// collection marker it wrote them after; nothing if the content exists.
+func (s *Store) prepareContent(ctx context.Context, c dfs.Content, st *commitState) error {
+	st.prepared = false
+	var exists bool
+	err := retryWrite(ctx, func(ctx context.Context) error {
+		read, err := s.kv.Txn(ctx).Then(
+			clientv3.OpGet(s.schema.Content(c.Hash), clientv3.WithCountOnly()),
+			clientv3.OpGet(s.schema.DeadContent(c.Hash), clientv3.WithKeysOnly()),
+		).Commit()
+		if err != nil {
+			return fmt.Errorf("read content %s: %w", c.Hash.Short(), etcdErr(err))
+		}
+		exists = read.Responses[0].GetResponseRange().Count > 0
+		st.dead = revOf(read.Responses[1].GetResponseRange().Kvs)
+		return nil
 	})
-	return info, duplicate, err
+	if err != nil || exists {
+		return err
+	}
+	now := time.Now()
+	rec, pages := contentRecord(c, now)
+	err = s.batches(ctx, s.chunkRefOps(c, now), func(ctx context.Context, ops []clientv3.Op) error {
+		if _, err := s.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("write chunk references of %s: %w", c.Hash.Short(), etcdErr(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, p := range pages {
+		val, err := proto.Marshal(p)
+		if err != nil {
+			return err
+		}
+		err = retryWrite(ctx, func(ctx context.Context) error {
+			if _, err := s.kv.Put(ctx, s.schema.ContentPage(c.Hash, rec.Layout, i), string(val)); err != nil {
+				return fmt.Errorf("write chunk page %d of %s: %w", i, c.Hash.Short(), etcdErr(err))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	st.prepared = true
+	return nil
+}
+
+// batches runs write over ops, txnOps at a time, each batch in attempts
+// of its own.
+func (s *Store) batches(ctx context.Context, ops []clientv3.Op, write func(ctx context.Context, ops []clientv3.Op) error) error {
+	for i := 0; i < len(ops); i += txnOps {
+		batch := ops[i:min(i+txnOps, len(ops))]
+		if err := retryWrite(ctx, func(ctx context.Context) error { return write(ctx, batch) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // commitState is what the attempts of one commit know of each other.
@@ -84,15 +162,28 @@ type commitState struct {
 	// content was stored already, and the path's revision (0: absent).
 	contentExisted bool
 	fileRev        int64
+	// prepared: the content's references and pages are written, after
+	// its collection marker was at revision dead.
+	prepared bool
+	dead     int64
 }
 
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
-	ckey := s.schema.Content(h)
-	exists, err := s.kv.Get(ctx, ckey, clientv3.WithCountOnly())
+	ckey, fkey, rkey, dkey := s.schema.Content(h), s.schema.File(c.File.Path), s.schema.Ref(h), s.schema.DeadContent(h)
+	read, err := s.kv.Txn(ctx).Then(
+		clientv3.OpGet(ckey, clientv3.WithCountOnly()),
+		clientv3.OpGet(fkey),
+		clientv3.OpGet(rkey),
+		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
+	).Commit()
 	if err != nil {
-		return info, false, fmt.Errorf("commit %s: read content %s: %w", c.File.Path, h.Short(), etcdErr(err))
+		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
 	}
+	exists := read.Responses[0].GetResponseRange().Count > 0
+	old := read.Responses[1].GetResponseRange().Kvs
+	ref := countOf(read.Responses[2].GetResponseRange().Kvs)
+	dead := revOf(read.Responses[3].GetResponseRange().Kvs)
 
 	now := time.Now()
 	info = c.File
@@ -101,16 +192,12 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if info.Created.IsZero() {
 		info.Created = info.Modified
 	}
-	fkey := s.schema.File(info.Path)
-	old, err := s.kv.Get(ctx, fkey)
-	if err != nil {
-		return info, false, fmt.Errorf("commit %s: read path: %w", c.File.Path, etcdErr(err))
-	}
 	var fileRev int64
-	if len(old.Kvs) == 1 {
-		fileRev = old.Kvs[0].ModRevision
+	var oldContent dfs.ContentHash // what the path pointed at; zero if nothing
+	if len(old) == 1 {
+		fileRev = old[0].ModRevision
 		var rec api.FileRecord
-		if proto.Unmarshal(old.Kvs[0].Value, &rec) == nil {
+		if proto.Unmarshal(old[0].Value, &rec) == nil {
 			if st.sent && bytes.Equal(rec.ContentHash, h[:]) && rec.ModifiedUnixNano == info.Modified.UnixNano() {
 				// An earlier attempt of this commit went through.
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
@@ -119,6 +206,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 			if rec.CreatedUnixNano != 0 {
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
 			}
+			oldContent, _ = dfs.HashFromBytes(rec.ContentHash)
 		}
 	}
 	if st.sent && fileRev != st.fileRev {
@@ -128,73 +216,149 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		// before it.
 		return info, st.contentExisted, nil
 	}
-	if !st.sent {
-		st.contentExisted, st.fileRev = exists.Count > 0, fileRev
-	}
 	fileVal, err := proto.Marshal(fileRecord(info))
 	if err != nil {
 		return info, false, err
 	}
 
-	common := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
-	if c.Session != "" {
-		common = append(common, clientv3.OpDelete(s.schema.Session(c.Session)))
+	// The path, the counts of the content it points at now and of the one
+	// it pointed at, and the candidates of both change in one transaction,
+	// on condition that none of them changed since they were read.
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(fkey), "=", fileRev),
+		clientv3.Compare(clientv3.ModRevision(rkey), "=", ref.rev),
 	}
-	st.sent = true
-	if exists.Count > 0 {
-		// The content is known: point the path at it, and rewrite its
-		// reference mark so a garbage collection that found it unreferenced
-		// a moment ago cannot delete it now. The compare makes sure it still
-		// exists at the moment of the write.
-		resp, err := s.kv.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0)).
-			Then(append(common, clientv3.OpPut(s.schema.Ref(h), ""))...).Commit()
-		if err != nil {
-			return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
+	ops := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
+	if c.Session != "" {
+		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
+	}
+	if oldContent != h {
+		ops = append(ops, s.countOps(h, ref.n+1, now)...)
+		if !oldContent.IsZero() {
+			oref, err := s.kv.Get(ctx, s.schema.Ref(oldContent))
+			if err != nil {
+				return info, false, fmt.Errorf("commit %s: read count of %s: %w", c.File.Path, oldContent.Short(), etcdErr(err))
+			}
+			o := countOf(oref.Kvs)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(oldContent)), "=", o.rev))
+			ops = append(ops, s.countOps(oldContent, o.n-1, now)...)
 		}
-		if resp.Succeeded {
-			return info, true, nil
-		}
-		// It vanished between the two reads; store it afresh.
 	}
 
-	rec, pages := contentRecord(c.Content, now)
-	for i, p := range pages {
-		val, err := proto.Marshal(p)
+	if exists {
+		// The content is known: point the path at it. The compare makes
+		// sure it still exists at the moment of the write (garbage
+		// collection deletes it only at a count of 0 it read, so the
+		// count's compare guards it too).
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0))
+	} else {
+		// A new content: its chunk references and pages were written
+		// (prepareContent) after the collection marker read then, which
+		// must be the one read now.
+		if !st.prepared || st.dead != dead {
+			return info, false, errPrepare
+		}
+		rec, _ := contentRecord(c.Content, now)
+		recVal, err := proto.Marshal(rec)
 		if err != nil {
 			return info, false, err
 		}
-		if _, err := s.kv.Put(ctx, s.schema.ContentPage(h, rec.Layout, i), string(val)); err != nil {
-			return info, false, fmt.Errorf("commit %s: write chunk page %d of %s: %w", info.Path, i, h.Short(), etcdErr(err))
+		ops = append(ops, clientv3.OpPut(ckey, string(recVal)))
+		if c.QueueJob {
+			job, err := proto.Marshal(&api.JobRecord{
+				ContentHash:     h[:],
+				State:           "queued",
+				QueuedUnixNano:  now.UnixNano(),
+				UpdatedUnixNano: now.UnixNano(),
+			})
+			if err != nil {
+				return info, false, err
+			}
+			ops = append(ops, clientv3.OpPut(s.schema.Job(h), string(job)))
+		}
+		// A collection still removing the references of an earlier
+		// content of this hash bumps the marker with every batch: these
+		// references were all written after the last one it removed.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(dkey), "=", dead))
+		if dead != 0 {
+			ops = append(ops, clientv3.OpDelete(dkey))
 		}
 	}
-	recVal, err := proto.Marshal(rec)
-	if err != nil {
-		return info, false, err
+	wasSent := st.sent
+	if !st.sent {
+		st.contentExisted, st.fileRev = exists, fileRev
 	}
-	create := []clientv3.Op{clientv3.OpPut(ckey, string(recVal))}
-	if c.QueueJob {
-		job, err := proto.Marshal(&api.JobRecord{
-			ContentHash:     h[:],
-			State:           "queued",
-			QueuedUnixNano:  now.UnixNano(),
-			UpdatedUnixNano: now.UnixNano(),
-		})
-		if err != nil {
-			return info, false, err
-		}
-		create = append(create, clientv3.OpPut(s.schema.Job(h), string(job)))
-	}
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
-		Then(append(create, common...)...).
-		Else(common...).
-		Commit()
+	st.sent = true
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
 	}
-	// Another commit created the same content first: ours is a duplicate.
-	return info, !resp.Succeeded, nil
+	if !resp.Succeeded {
+		// Not applied: something read changed meanwhile (another commit
+		// of the path or of the content, a collection). Read again.
+		st.sent = wasSent
+		return info, false, errChanged
+	}
+	return info, exists, nil
+}
+
+// count is a content's reference count as read, with its key's revision.
+type count struct {
+	n   int64
+	rev int64 // 0: no key
+}
+
+func countOf(kvs []*mvccpb.KeyValue) count {
+	if len(kvs) == 0 {
+		return count{}
+	}
+	n, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64) // an empty mark of the old layout: 0
+	return count{n: n, rev: kvs[0].ModRevision}
+}
+
+func revOf(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
+}
+
+// countOps sets content h's count to n, and makes it a garbage candidate
+// if n is 0, or no longer one if it is not.
+func (s *Store) countOps(h dfs.ContentHash, n int64, now time.Time) []clientv3.Op {
+	ops := []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), strconv.FormatInt(n, 10))}
+	if n == 0 {
+		return append(ops, clientv3.OpPut(s.schema.ContentCandidate(h), strconv.FormatInt(now.UnixNano(), 10)))
+	}
+	return append(ops, clientv3.OpDelete(s.schema.ContentCandidate(h)))
+}
+
+// selfChunk reports whether c is one chunk whose hash is the content's:
+// its record is then the chunk's reference, and it has no crefs.
+func selfChunk(c dfs.Content) bool {
+	return len(c.Chunks) == 1 && c.Chunks[0].Hash == c.Hash
+}
+
+// txnOps is the most operations dfs puts in one transaction: etcd's
+// default limit.
+const txnOps = 128
+
+// chunkRefOps writes content c's reference to each of its chunks.
+func (s *Store) chunkRefOps(c dfs.Content, now time.Time) []clientv3.Op {
+	if selfChunk(c) {
+		return nil
+	}
+	val := strconv.FormatInt(now.UnixNano(), 10)
+	seen := map[dfs.Hash]bool{}
+	var ops []clientv3.Op
+	for _, ch := range c.Chunks {
+		if !seen[ch.Hash] {
+			seen[ch.Hash] = true
+			ops = append(ops, clientv3.OpPut(s.schema.ChunkRef(ch.Hash, c.Hash), val))
+		}
+	}
+	return ops
 }
 
 // layoutOf names a chunk list: the first 8 bytes of a hash over it.
@@ -377,14 +541,31 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 			// took effect before it.
 			return nil
 		}
-		rev, sent = resp.Kvs[0].ModRevision, true
-		txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-			Then(clientv3.OpDelete(key)).Commit()
+		rev = resp.Kvs[0].ModRevision
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
+		ops := []clientv3.Op{clientv3.OpDelete(key)}
+		var rec api.FileRecord
+		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+			return fmt.Errorf("delete %s: decode: %w", path, err)
+		}
+		if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
+			// One path fewer points at the content, in the same
+			// transaction.
+			rresp, err := s.kv.Get(ctx, s.schema.Ref(h))
+			if err != nil {
+				return fmt.Errorf("delete %s: read count of %s: %w", path, h.Short(), etcdErr(err))
+			}
+			c := countOf(rresp.Kvs)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", c.rev))
+			ops = append(ops, s.countOps(h, c.n-1, time.Now())...)
+		}
+		sent = true
+		txn, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
 		if !txn.Succeeded {
-			sent = false // a commit came between the read and the delete: delete what it wrote
+			sent = false // a commit came between the read and the delete (of the path or the content): read again
 			return errChanged
 		}
 		return nil
