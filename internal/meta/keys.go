@@ -111,7 +111,9 @@ func (s Schema) ChunkRef(c dfs.Hash, h dfs.ContentHash) string { return s.ChunkR
 func (s Schema) ContentCandidatesPrefix() string { return s.root + "gc/contents/" }
 
 // ContentCandidate is the candidate key of content h.
-func (s Schema) ContentCandidate(h dfs.ContentHash) string { return s.ContentCandidatesPrefix() + h.String() }
+func (s Schema) ContentCandidate(h dfs.ContentHash) string {
+	return s.ContentCandidatesPrefix() + h.String()
+}
 
 // ChunkCandidatesPrefix holds the chunks that may be garbage.
 func (s Schema) ChunkCandidatesPrefix() string { return s.root + "gc/chunks/" }
