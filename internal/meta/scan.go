@@ -194,7 +194,9 @@ func (p *pager) next(ctx context.Context, max int64) ([]*mvccpb.KeyValue, error)
 // never fails on compaction. fn returning an error stops the scan with it.
 //
 // opts are added to each request: clientv3.WithSerializable,
-// clientv3.WithKeysOnly; not WithRange, WithLimit or WithRev.
+// clientv3.WithKeysOnly, or clientv3.WithRev to read every page at one
+// revision (the scan then fails once etcd compacts it); not WithRange or
+// WithLimit.
 func ScanPrefix(ctx context.Context, kv clientv3.KV, prefix, startAfter string, limit int, fn func(kv *mvccpb.KeyValue) error, opts ...clientv3.OpOption) error {
 	start := prefix
 	if startAfter != "" {
