@@ -498,4 +498,3 @@ func TestRootsAreSeparate(t *testing.T) {
 		t.Fatalf("root a-b lists %d files, %v", len(l.Files), err)
 	}
 }
-

@@ -214,4 +214,3 @@ func (s *Store) contentAt(ctx context.Context, h dfs.ContentHash, rec *api.Conte
 	}
 	return c, nil
 }
-
