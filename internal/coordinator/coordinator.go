@@ -132,6 +132,7 @@ type Server struct {
 	sessions map[string]*session       // sessions this coordinator opened
 
 	heal healState // repair, drain and garbage collection (heal.go)
+	gc   gcState   // garbage collection's own memory (gc.go)
 
 	// Leadership (leader.go).
 	leader     atomic.Bool                // elected, and not found deposed

@@ -209,6 +209,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	grew := false
 	for _, b := range req.Added {
 		if h, err := dfs.HashFromBytes(b); err == nil {
+			if len(s.holdersLocked(h)) == 0 {
+				s.gcNoteNewLocked(h, n.lastBeat) // a chunk just written: garbage if never committed
+			}
 			grew = s.addLocLocked(h, id, n) || grew
 		}
 	}

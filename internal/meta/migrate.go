@@ -150,7 +150,7 @@ func (s *Store) fixCounts(ctx context.Context, f Fence, hs []dfs.ContentHash, pa
 	return retryWrite(ctx, func(ctx context.Context) error {
 		var gets []clientv3.Op
 		for _, h := range hs {
-			gets = append(gets, clientv3.OpGet(s.schema.Ref(h)))
+			gets = append(gets, clientv3.OpGet(s.schema.Ref(h)), clientv3.OpGet(s.schema.ContentCandidate(h), clientv3.WithKeysOnly()))
 		}
 		read, err := s.kv.Txn(ctx).Then(gets...).Commit()
 		if err != nil {
@@ -161,13 +161,26 @@ func (s *Store) fixCounts(ctx context.Context, f Fence, hs []dfs.ContentHash, pa
 		zero := 0
 		now := time.Now()
 		for i, h := range hs {
-			cur := countOf(read.Responses[i].GetResponseRange().Kvs)
+			cur := countOf(read.Responses[2*i].GetResponseRange().Kvs)
+			cand := revOf(read.Responses[2*i+1].GetResponseRange().Kvs)
 			n := paths[h] + cur.n - marks[h]
 			if n == 0 {
 				zero++
 			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", cur.rev))
-			ops = append(ops, s.countOps(h, n, now)...)
+			if cur.rev != 0 && n == cur.n && (n == 0) == (cand != 0) {
+				continue // right already
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", cur.rev),
+				clientv3.Compare(clientv3.ModRevision(s.schema.ContentCandidate(h)), "=", cand))
+			if n == 0 && cand != 0 {
+				// A candidate already: its time stays.
+				ops = append(ops, clientv3.OpPut(s.schema.Ref(h), "0"))
+			} else {
+				ops = append(ops, s.countOps(h, n, now)...)
+			}
+		}
+		if len(ops) == 0 {
+			return nil
 		}
 		resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
