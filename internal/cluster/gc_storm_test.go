@@ -20,7 +20,7 @@ import (
 // way. DFS_GC_STORM_FILES sets how many puts (a million for the full
 // variant; the default is quick).
 func TestGCStormOfSmallFilesNeverLosesCommittedData(t *testing.T) {
-	files := 400
+	files := 200
 	if v := os.Getenv("DFS_GC_STORM_FILES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {

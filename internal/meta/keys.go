@@ -20,7 +20,8 @@ import (
 //	<root>/v1/refs/<sha256>                 the number of paths pointing at the
 //	                                        content (decimal), kept in the
 //	                                        transaction of every commit, overwrite
-//	                                        and delete (empty or absent: 0)
+//	                                        and delete; absent: 1 (most contents
+//	                                        have one path and pay no key)
 //	<root>/v1/crefs/<chunk>/<sha256>        a content's reference to a chunk
 //	                                        (value: when written, unix ns); none
 //	                                        for a content of one chunk whose hash

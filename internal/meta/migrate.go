@@ -163,11 +163,15 @@ func (s *Store) fixCounts(ctx context.Context, f Fence, hs []dfs.ContentHash, pa
 		for i, h := range hs {
 			cur := countOf(read.Responses[2*i].GetResponseRange().Kvs)
 			cand := revOf(read.Responses[2*i+1].GetResponseRange().Kvs)
-			n := paths[h] + cur.n - marks[h]
+			mark, ok := marks[h]
+			if !ok {
+				mark = 1 // no key at R: 1, as countOf reads it
+			}
+			n := paths[h] + cur.n - mark
 			if n == 0 {
 				zero++
 			}
-			if cur.rev != 0 && n == cur.n && (n == 0) == (cand != 0) {
+			if n == cur.n && (n == 0) == (cand != 0) && (n == 1) == (cur.rev == 0) {
 				continue // right already
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", cur.rev),
@@ -209,7 +213,9 @@ func (s *Store) contentAt(ctx context.Context, h dfs.ContentHash, rec *api.Conte
 		}
 	}
 	if rec.PageCount == 0 {
-		if rec.Inline != nil {
+		if selfRecord(rec) {
+			c.Chunks = []dfs.ChunkRef{{Hash: h, Size: rec.Size}}
+		} else if rec.Inline != nil {
 			add(rec.Inline)
 		}
 		return c, nil

@@ -233,7 +233,11 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
 	if oldContent != h {
-		ops = append(ops, s.countOps(h, ref.n+1, now)...)
+		if exists {
+			ops = append(ops, s.countOps(h, ref.n+1, now)...)
+		} else {
+			ops = append(ops, s.countOps(h, 1, now)...) // whatever a key left over says
+		}
 		if !oldContent.IsZero() {
 			oref, err := s.kv.Get(ctx, s.schema.Ref(oldContent))
 			if err != nil {
@@ -309,11 +313,13 @@ type count struct {
 	rev int64 // 0: no key
 }
 
+// countOf parses a count key. No key means 1: most contents have one path,
+// and keep no count key at all. An empty mark of the old layout reads 0.
 func countOf(kvs []*mvccpb.KeyValue) count {
 	if len(kvs) == 0 {
-		return count{}
+		return count{n: 1}
 	}
-	n, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64) // an empty mark of the old layout: 0
+	n, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64)
 	return count{n: n, rev: kvs[0].ModRevision}
 }
 
@@ -327,17 +333,27 @@ func revOf(kvs []*mvccpb.KeyValue) int64 {
 // countOps sets content h's count to n, and makes it a garbage candidate
 // if n is 0, or no longer one if it is not.
 func (s *Store) countOps(h dfs.ContentHash, n int64, now time.Time) []clientv3.Op {
-	ops := []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), strconv.FormatInt(n, 10))}
-	if n == 0 {
-		return append(ops, clientv3.OpPut(s.schema.ContentCandidate(h), strconv.FormatInt(now.UnixNano(), 10)))
+	switch n {
+	case 0:
+		return []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), "0"),
+			clientv3.OpPut(s.schema.ContentCandidate(h), strconv.FormatInt(now.UnixNano(), 10))}
+	case 1:
+		return []clientv3.Op{clientv3.OpDelete(s.schema.Ref(h)), clientv3.OpDelete(s.schema.ContentCandidate(h))}
 	}
-	return append(ops, clientv3.OpDelete(s.schema.ContentCandidate(h)))
+	return []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), strconv.FormatInt(n, 10)),
+		clientv3.OpDelete(s.schema.ContentCandidate(h))}
 }
 
 // selfChunk reports whether c is one chunk whose hash is the content's:
 // its record is then the chunk's reference, and it has no crefs.
 func selfChunk(c dfs.Content) bool {
 	return len(c.Chunks) == 1 && c.Chunks[0].Hash == c.Hash
+}
+
+// selfRecord reports whether rec is the record of a content of one chunk
+// whose hash is the content's, written without its chunk list.
+func selfRecord(rec *api.ContentRecord) bool {
+	return rec.ChunkCount == 1 && rec.PageCount == 0 && (rec.Inline == nil || len(rec.Inline.Hashes) == 0)
 }
 
 // txnOps is the most operations dfs puts in one transaction: etcd's
@@ -376,13 +392,18 @@ func layoutOf(chunks []dfs.ChunkRef) string {
 }
 
 func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.ChunkPage) {
-	// The hash is the key's; the record does not repeat it.
+	// The hash is the key's; the record does not repeat it. A content of
+	// one chunk whose hash is the content's (a small file) keeps no chunk
+	// list and no layout at all: both follow from the key and the size.
 	rec := &api.ContentRecord{
 		Size:            c.Size,
 		ChunkCount:      int64(len(c.Chunks)),
 		CreatedUnixNano: now.UnixNano(),
-		Layout:          layoutOf(c.Chunks),
 	}
+	if selfChunk(c) {
+		return rec, nil
+	}
+	rec.Layout = layoutOf(c.Chunks)
 	page := func(cs []dfs.ChunkRef) *api.ChunkPage {
 		p := &api.ChunkPage{Hashes: make([][]byte, len(cs)), Sizes: make([]int64, len(cs))}
 		for i := range cs {
@@ -491,7 +512,9 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 		return nil
 	}
 	if rec.PageCount == 0 {
-		if rec.Inline != nil {
+		if selfRecord(&rec) {
+			c.Chunks = append(c.Chunks, dfs.ChunkRef{Hash: h, Size: rec.Size})
+		} else if rec.Inline != nil {
 			if err := add(rec.Inline); err != nil {
 				return dfs.Content{}, err
 			}
