@@ -2489,6 +2489,134 @@ func (x *DrainResponse) GetChunks() int64 {
 	return 0
 }
 
+type RunGCRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Full          bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
+	Term          int64                  `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"` // set when a follower forwards the request to the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunGCRequest) Reset() {
+	*x = RunGCRequest{}
+	mi := &file_dfs_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunGCRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunGCRequest) ProtoMessage() {}
+
+func (x *RunGCRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunGCRequest.ProtoReflect.Descriptor instead.
+func (*RunGCRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunGCRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *RunGCRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type RunGCResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Contents        int64                  `protobuf:"varint,1,opt,name=contents,proto3" json:"contents,omitempty"`                                      // content records deleted
+	ChunkCandidates int64                  `protobuf:"varint,2,opt,name=chunk_candidates,json=chunkCandidates,proto3" json:"chunk_candidates,omitempty"` // chunk candidates swept
+	GarbageChunks   int64                  `protobuf:"varint,3,opt,name=garbage_chunks,json=garbageChunks,proto3" json:"garbage_chunks,omitempty"`       // chunks found unreferenced and old enough
+	DeletedCopies   int64                  `protobuf:"varint,4,opt,name=deleted_copies,json=deletedCopies,proto3" json:"deleted_copies,omitempty"`       // chunk copies the datanodes deleted
+	YoungChunks     int64                  `protobuf:"varint,5,opt,name=young_chunks,json=youngChunks,proto3" json:"young_chunks,omitempty"`             // unreferenced chunks within the grace period
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RunGCResponse) Reset() {
+	*x = RunGCResponse{}
+	mi := &file_dfs_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunGCResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunGCResponse) ProtoMessage() {}
+
+func (x *RunGCResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunGCResponse.ProtoReflect.Descriptor instead.
+func (*RunGCResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RunGCResponse) GetContents() int64 {
+	if x != nil {
+		return x.Contents
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetChunkCandidates() int64 {
+	if x != nil {
+		return x.ChunkCandidates
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetGarbageChunks() int64 {
+	if x != nil {
+		return x.GarbageChunks
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetDeletedCopies() int64 {
+	if x != nil {
+		return x.DeletedCopies
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetYoungChunks() int64 {
+	if x != nil {
+		return x.YoungChunks
+	}
+	return 0
+}
+
 type FsckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -2499,7 +2627,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2639,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2652,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{43}
+	return file_dfs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FsckRequest) GetPrefix() string {
@@ -2556,7 +2684,7 @@ type FsckFile struct {
 
 func (x *FsckFile) Reset() {
 	*x = FsckFile{}
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2696,7 @@ func (x *FsckFile) String() string {
 func (*FsckFile) ProtoMessage() {}
 
 func (x *FsckFile) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2709,7 @@ func (x *FsckFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckFile.ProtoReflect.Descriptor instead.
 func (*FsckFile) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{44}
+	return file_dfs_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FsckFile) GetPath() string {
@@ -2652,7 +2780,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_dfs_proto_msgTypes[45]
+	mi := &file_dfs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2792,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[45]
+	mi := &file_dfs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2805,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{45}
+	return file_dfs_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FsckResponse) GetFiles() int64 {
@@ -2766,7 +2894,7 @@ type ReplicateChunkResponse struct {
 
 func (x *ReplicateChunkResponse) Reset() {
 	*x = ReplicateChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2906,7 @@ func (x *ReplicateChunkResponse) String() string {
 func (*ReplicateChunkResponse) ProtoMessage() {}
 
 func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2919,7 @@ func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{46}
+	return file_dfs_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReplicateChunkResponse) GetStored() []string {
@@ -2810,7 +2938,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2950,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2963,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{47}
+	return file_dfs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StatusRequest) GetLocal() bool {
@@ -2858,7 +2986,7 @@ type CoordinatorStatus struct {
 
 func (x *CoordinatorStatus) Reset() {
 	*x = CoordinatorStatus{}
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2998,7 @@ func (x *CoordinatorStatus) String() string {
 func (*CoordinatorStatus) ProtoMessage() {}
 
 func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3011,7 @@ func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorStatus.ProtoReflect.Descriptor instead.
 func (*CoordinatorStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{48}
+	return file_dfs_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CoordinatorStatus) GetAddr() string {
@@ -2936,7 +3064,7 @@ type EtcdMember struct {
 
 func (x *EtcdMember) Reset() {
 	*x = EtcdMember{}
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3076,7 @@ func (x *EtcdMember) String() string {
 func (*EtcdMember) ProtoMessage() {}
 
 func (x *EtcdMember) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3089,7 @@ func (x *EtcdMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdMember.ProtoReflect.Descriptor instead.
 func (*EtcdMember) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{49}
+	return file_dfs_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *EtcdMember) GetName() string {
@@ -3024,7 +3152,7 @@ type EtcdStatus struct {
 
 func (x *EtcdStatus) Reset() {
 	*x = EtcdStatus{}
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3164,7 @@ func (x *EtcdStatus) String() string {
 func (*EtcdStatus) ProtoMessage() {}
 
 func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3177,7 @@ func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdStatus.ProtoReflect.Descriptor instead.
 func (*EtcdStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{50}
+	return file_dfs_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *EtcdStatus) GetMembers() []*EtcdMember {
@@ -3086,7 +3214,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3226,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3239,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{51}
+	return file_dfs_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StatusResponse) GetLeader() string {
@@ -3166,7 +3294,7 @@ type Processing struct {
 
 func (x *Processing) Reset() {
 	*x = Processing{}
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3306,7 @@ func (x *Processing) String() string {
 func (*Processing) ProtoMessage() {}
 
 func (x *Processing) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3319,7 @@ func (x *Processing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Processing.ProtoReflect.Descriptor instead.
 func (*Processing) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{52}
+	return file_dfs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Processing) GetState() string {
@@ -3261,7 +3389,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3401,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3414,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{53}
+	return file_dfs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *JobsRequest) GetState() string {
@@ -3320,7 +3448,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3460,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3473,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{54}
+	return file_dfs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Job) GetContentHash() []byte {
@@ -3373,7 +3501,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3513,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3526,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{55}
+	return file_dfs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *JobsResponse) GetJobs() []*Job {
@@ -3423,7 +3551,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3563,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3576,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{56}
+	return file_dfs_proto_rawDescGZIP(), []int{58}
 }
 
 type Event struct {
@@ -3465,7 +3593,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3605,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3618,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{57}
+	return file_dfs_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Event) GetKind() string {
@@ -3726,7 +3854,16 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x03R\x04term\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
-	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\";\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\"6\n" +
+	"\fRunGCRequest\x12\x12\n" +
+	"\x04full\x18\x01 \x01(\bR\x04full\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x03R\x04term\"\xc7\x01\n" +
+	"\rRunGCResponse\x12\x1a\n" +
+	"\bcontents\x18\x01 \x01(\x03R\bcontents\x12)\n" +
+	"\x10chunk_candidates\x18\x02 \x01(\x03R\x0fchunkCandidates\x12%\n" +
+	"\x0egarbage_chunks\x18\x03 \x01(\x03R\rgarbageChunks\x12%\n" +
+	"\x0edeleted_copies\x18\x04 \x01(\x03R\rdeletedCopies\x12!\n" +
+	"\fyoung_chunks\x18\x05 \x01(\x03R\vyoungChunks\";\n" +
 	"\vFsckRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\bR\x05files\"\xd2\x01\n" +
@@ -3818,7 +3955,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"processing\x18\x05 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
 	"processing\x12\x1b\n" +
-	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xfd\x06\n" +
+	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xb3\a\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -3834,7 +3971,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04Fsck\x12\x13.dfs.v1.FsckRequest\x1a\x14.dfs.v1.FsckResponse\x127\n" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
-	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x012\xcf\x01\n" +
+	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -3858,7 +3996,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -3903,23 +4041,25 @@ var file_dfs_proto_goTypes = []any{
 	(*VerifyChunkResponse)(nil),    // 40: dfs.v1.VerifyChunkResponse
 	(*DrainRequest)(nil),           // 41: dfs.v1.DrainRequest
 	(*DrainResponse)(nil),          // 42: dfs.v1.DrainResponse
-	(*FsckRequest)(nil),            // 43: dfs.v1.FsckRequest
-	(*FsckFile)(nil),               // 44: dfs.v1.FsckFile
-	(*FsckResponse)(nil),           // 45: dfs.v1.FsckResponse
-	(*ReplicateChunkResponse)(nil), // 46: dfs.v1.ReplicateChunkResponse
-	(*StatusRequest)(nil),          // 47: dfs.v1.StatusRequest
-	(*CoordinatorStatus)(nil),      // 48: dfs.v1.CoordinatorStatus
-	(*EtcdMember)(nil),             // 49: dfs.v1.EtcdMember
-	(*EtcdStatus)(nil),             // 50: dfs.v1.EtcdStatus
-	(*StatusResponse)(nil),         // 51: dfs.v1.StatusResponse
-	(*Processing)(nil),             // 52: dfs.v1.Processing
-	(*JobsRequest)(nil),            // 53: dfs.v1.JobsRequest
-	(*Job)(nil),                    // 54: dfs.v1.Job
-	(*JobsResponse)(nil),           // 55: dfs.v1.JobsResponse
-	(*EventsRequest)(nil),          // 56: dfs.v1.EventsRequest
-	(*Event)(nil),                  // 57: dfs.v1.Event
-	nil,                            // 58: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 59: dfs.v1.Processing.ResultsEntry
+	(*RunGCRequest)(nil),           // 43: dfs.v1.RunGCRequest
+	(*RunGCResponse)(nil),          // 44: dfs.v1.RunGCResponse
+	(*FsckRequest)(nil),            // 45: dfs.v1.FsckRequest
+	(*FsckFile)(nil),               // 46: dfs.v1.FsckFile
+	(*FsckResponse)(nil),           // 47: dfs.v1.FsckResponse
+	(*ReplicateChunkResponse)(nil), // 48: dfs.v1.ReplicateChunkResponse
+	(*StatusRequest)(nil),          // 49: dfs.v1.StatusRequest
+	(*CoordinatorStatus)(nil),      // 50: dfs.v1.CoordinatorStatus
+	(*EtcdMember)(nil),             // 51: dfs.v1.EtcdMember
+	(*EtcdStatus)(nil),             // 52: dfs.v1.EtcdStatus
+	(*StatusResponse)(nil),         // 53: dfs.v1.StatusResponse
+	(*Processing)(nil),             // 54: dfs.v1.Processing
+	(*JobsRequest)(nil),            // 55: dfs.v1.JobsRequest
+	(*Job)(nil),                    // 56: dfs.v1.Job
+	(*JobsResponse)(nil),           // 57: dfs.v1.JobsResponse
+	(*EventsRequest)(nil),          // 58: dfs.v1.EventsRequest
+	(*Event)(nil),                  // 59: dfs.v1.Event
+	nil,                            // 60: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 61: dfs.v1.Processing.ResultsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -3929,10 +4069,10 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	58, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	52, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	60, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	54, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	52, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	54, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 11: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
 	1,  // 12: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
 	25, // 13: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
@@ -3943,14 +4083,14 @@ var file_dfs_proto_depIdxs = []int32{
 	1,  // 18: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
 	25, // 19: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
 	1,  // 20: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	44, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	49, // 22: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	48, // 23: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	50, // 24: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	59, // 25: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	52, // 26: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	54, // 27: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	52, // 28: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	46, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	51, // 22: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	50, // 23: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	52, // 24: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	61, // 25: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	54, // 26: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	56, // 27: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	54, // 28: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
 	1,  // 29: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
 	2,  // 30: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
 	5,  // 31: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
@@ -3963,43 +4103,45 @@ var file_dfs_proto_depIdxs = []int32{
 	20, // 38: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
 	23, // 39: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
 	41, // 40: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	43, // 41: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	47, // 42: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	53, // 43: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	56, // 44: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	26, // 45: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 46: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 47: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 48: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 49: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 50: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 51: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 52: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 53: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 54: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 55: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 56: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 57: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 58: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 59: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 60: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 61: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 62: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 63: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	45, // 64: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	51, // 65: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	55, // 66: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	57, // 67: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	27, // 68: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 69: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 70: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 71: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 72: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 73: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 74: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	46, // 75: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	53, // [53:76] is the sub-list for method output_type
-	30, // [30:53] is the sub-list for method input_type
+	45, // 41: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	49, // 42: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	55, // 43: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	58, // 44: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 45: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	26, // 46: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 47: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 48: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 49: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 50: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 51: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 52: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 53: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 54: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 55: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 56: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 57: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 58: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 59: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 60: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 61: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 62: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 63: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 64: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 65: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	53, // 66: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	57, // 67: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	59, // 68: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 69: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	27, // 70: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 71: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 72: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 73: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 74: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 75: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 76: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	48, // 77: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	54, // [54:78] is the sub-list for method output_type
+	30, // [30:54] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -4016,7 +4158,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -146,6 +146,29 @@ func (s *Server) CollectGarbageFull(ctx context.Context) error {
 	return err
 }
 
+// RunGC implements api.CoordinatorServer: one collection now, on the
+// leader (a follower hands the request on).
+func (s *Server) RunGC(ctx context.Context, req *api.RunGCRequest) (*api.RunGCResponse, error) {
+	if !s.IsLeader() {
+		leader, _ := s.Leader()
+		if leader == "" || leader == s.cfg.Addr || req.Term != 0 {
+			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: %w, and no other leader is known", dfs.ErrNotLeader))
+		}
+		conn, err := s.peer(leader)
+		if err != nil {
+			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: reach leader %s: %w", leader, err))
+		}
+		fwd := &api.RunGCRequest{Full: req.Full, Term: s.KnownTerm()}
+		return api.NewCoordinatorClient(conn).RunGC(ctx, fwd)
+	}
+	st, err := s.collect(ctx, req.Full)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.RunGCResponse{Contents: int64(st.Contents), ChunkCandidates: int64(st.Candidates), GarbageChunks: int64(st.GarbageChunks),
+		DeletedCopies: int64(st.DeletedCopies), YoungChunks: int64(st.KeptYoungChunks)}, nil
+}
+
 func (s *Server) collect(ctx context.Context, full bool) (GCStats, error) {
 	s.heal.gcMu.Lock()
 	defer s.heal.gcMu.Unlock()
