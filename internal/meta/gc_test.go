@@ -378,3 +378,29 @@ func TestMigrateFromMarks(t *testing.T) {
 		t.Fatalf("second migration: %+v, %v", st, err)
 	}
 }
+
+// A content with more chunks than one transaction holds, and a page of
+// them beyond the inline list, is collected whole: record, pages,
+// references and the removal marker.
+func TestCollectBigContent(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	c := content(chunks(meta.PageSize+300, 10, 90), "big")
+	commit(t, s, "big", c)
+	if n := keyCount(t, s.Schema().CrefsPrefix()); n != int64(len(c.Chunks)) {
+		t.Fatalf("%d chunk references for %d chunks", n, len(c.Chunks))
+	}
+	s.DeleteFile(ctx, "big")
+	st, err := s.CollectContents(ctx, meta.Fence{}, 0)
+	if err != nil || st.Deleted != 1 || st.Chunks != len(c.Chunks) {
+		t.Fatalf("collection: %+v, %v", st, err)
+	}
+	for _, p := range []string{s.Schema().CrefsPrefix(), s.Schema().Content(c.Hash), s.Schema().DeadContent(c.Hash)} {
+		if n := keyCount(t, p); n != 0 {
+			t.Errorf("%d keys left under %s", n, p)
+		}
+	}
+	if n := keyCount(t, s.Schema().ChunkCandidatesPrefix()); n != int64(len(c.Chunks)) {
+		t.Fatalf("%d chunk candidates, want %d", n, len(c.Chunks))
+	}
+}

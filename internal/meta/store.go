@@ -1,7 +1,17 @@
 // Package meta is typed access to the metadata dfs keeps in etcd: paths,
 // contents, the node registry and upload sessions. The key schema is in
 // keys.go. Every write that must be atomic is one etcd transaction; no write
-// grows with the number of chunks in a file beyond one key per 4096 chunks.
+// grows with the number of chunks in a file beyond one key per 4096 chunks
+// (and, for a new content, one reference per distinct chunk, written in
+// batches before the transaction).
+//
+// Reads of many keys go a page at a time through ScanPrefix (scan.go), whose
+// requests each make etcd count about a page of keys, never the rest of the
+// prefix, and which is not pinned to one revision. Other packages that page
+// through a prefix should use it.
+//
+// Reference counts (store.go) and garbage candidates (gc.go) let garbage
+// collection read only what may be garbage.
 package meta
 
 import (
