@@ -271,6 +271,7 @@ func (s *Server) sweep(ctx context.Context, fence meta.Fence, cutoff time.Time, 
 func (s *Server) sweepPage(ctx context.Context, fence meta.Fence, cutoff time.Time, cands []dfs.Hash, st *GCStats) error {
 	// Doom what may be garbage, under the lock commits touch chunks with.
 	var doomed []dfs.Hash
+	deletedBefore := st.DeletedCopies
 	s.mu.Lock()
 	inSession := map[dfs.Hash]struct{}{}
 	for _, ss := range s.sessions {
@@ -306,7 +307,7 @@ func (s *Server) sweepPage(ctx context.Context, fence meta.Fence, cutoff time.Ti
 			delete(s.heal.doomed, h)
 		}
 		s.notifyLocked() // kept copies count again
-		s.heal.collected += int64(st.DeletedCopies)
+		s.heal.collected += int64(st.DeletedCopies - deletedBefore)
 		s.heal.pendingGC = int64(st.KeptYoungChunks)
 		s.mu.Unlock()
 	}()
