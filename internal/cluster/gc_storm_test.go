@@ -49,10 +49,6 @@ func TestGCStormOfSmallFilesNeverLosesCommittedData(t *testing.T) {
 		gcErr   error
 		writing = make(chan struct{})
 	)
-	go func() {
-		defer close(writing)
-		wg.Wait()
-	}()
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -82,6 +78,10 @@ func TestGCStormOfSmallFilesNeverLosesCommittedData(t *testing.T) {
 			}
 		}()
 	}
+	go func() {
+		defer close(writing)
+		wg.Wait()
+	}()
 	for done := false; !done; {
 		select {
 		case <-writing:
