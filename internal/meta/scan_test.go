@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -201,4 +202,51 @@ func fileVal(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BenchmarkScan reads every key of a prefix of DFS_SCAN_KEYS keys (100,000
+// by default) a page of 1000 at a time: with bounded windows (ScanPrefix)
+// and with ranges to the end of the prefix, as scans were before.
+func BenchmarkScan(b *testing.B) {
+	n := 100000
+	if v := os.Getenv("DFS_SCAN_KEYS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	prefix := fmt.Sprintf("/bench/scan/%d/", n)
+	if resp, err := etcd.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != int64(n) {
+		keys := make([]string, n)
+		for i := range keys {
+			h := sha256.Sum256([]byte(fmt.Sprint(i)))
+			keys[i] = prefix + hex.EncodeToString(h[:])
+		}
+		putKeys(b, keys)
+	}
+	b.Run("bounded", func(b *testing.B) {
+		for range b.N {
+			seen := 0
+			meta.ScanPrefix(context.Background(), etcd, prefix, "", 1000, func(*mvccpb.KeyValue) error { seen++; return nil }, clientv3.WithKeysOnly())
+			if seen != n {
+				b.Fatalf("saw %d of %d keys", seen, n)
+			}
+		}
+	})
+	b.Run("to-the-end", func(b *testing.B) {
+		for range b.N {
+			seen, start, end := 0, prefix, clientv3.GetPrefixRangeEnd(prefix)
+			for {
+				resp, err := etcd.Get(context.Background(), start, clientv3.WithRange(end), clientv3.WithLimit(1000), clientv3.WithKeysOnly())
+				if err != nil {
+					b.Fatal(err)
+				}
+				seen += len(resp.Kvs)
+				if !resp.More {
+					break
+				}
+				start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			}
+			if seen != n {
+				b.Fatalf("saw %d of %d keys", seen, n)
+			}
+		}
+	})
 }
