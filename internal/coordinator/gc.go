@@ -43,8 +43,8 @@ import (
 // (CollectGarbageFull).
 const maxFresh = 1 << 18
 
-// sweepPage is how many chunk candidates one collection sweeps; the next
-// one goes on after the last.
+// sweepPage is how many chunk candidates are swept at a time (one doom, one
+// reference check, one round of deletes).
 const sweepPage = 10000
 
 // gcState is garbage collection's own memory.
@@ -53,10 +53,8 @@ type gcState struct {
 	// dropped counts notes lost to maxFresh. Guarded by Server.mu.
 	fresh   map[dfs.Hash]time.Time
 	dropped int64
-	// Guarded by heal.gcMu: the layout is at reference counts; where the
-	// next sweep starts.
+	// The layout is at reference counts. Guarded by heal.gcMu.
 	migrated bool
-	next     dfs.Hash
 }
 
 // gcNoteNewLocked records that chunk h is new to the location map. s.mu is
@@ -215,7 +213,7 @@ func (s *Server) collect(ctx context.Context, full bool) (GCStats, error) {
 		return st, err
 	}
 
-	if err := s.sweep(ctx, fence, cutoff, &st, full); err != nil {
+	if err := s.sweep(ctx, fence, cutoff, &st); err != nil {
 		return st, err
 	}
 	s.log.Info("garbage collected", "contents", st.Contents, "chunk_candidates", st.Candidates, "garbage_chunks", st.GarbageChunks,
@@ -245,24 +243,20 @@ func (s *Server) noteCandidates(ctx context.Context, fence meta.Fence, chunks []
 	return nil
 }
 
-// sweep deletes the chunk candidates that are garbage: a page of them, or
-// all of them if full.
-func (s *Server) sweep(ctx context.Context, fence meta.Fence, cutoff time.Time, st *GCStats, full bool) error {
+// sweep deletes the chunk candidates that are garbage, a page at a time.
+func (s *Server) sweep(ctx context.Context, fence meta.Fence, cutoff time.Time, st *GCStats) error {
+	var after dfs.Hash
 	for {
-		cands, err := s.meta.ChunkCandidates(ctx, s.gc.next, sweepPage)
-		if err != nil {
+		cands, err := s.meta.ChunkCandidates(ctx, after, sweepPage)
+		if err != nil || len(cands) == 0 {
 			return err
 		}
-		if len(cands) < sweepPage {
-			s.gc.next = dfs.Hash{}
-		} else {
-			s.gc.next = cands[len(cands)-1]
-		}
+		after = cands[len(cands)-1]
 		st.Candidates += len(cands)
 		if err := s.sweepPage(ctx, fence, cutoff, cands, st); err != nil {
 			return err
 		}
-		if !full || s.gc.next.IsZero() {
+		if len(cands) < sweepPage {
 			return nil
 		}
 	}
