@@ -67,5 +67,5 @@ func (s *Store) Counting(c *ReadCounter) *Store {
 	return &cp
 }
 
-// Client returns the etcd client of the package's tests' store.
+// KV returns what the store reads and writes through.
 func (s *Store) KV() clientv3.KV { return s.kv }
