@@ -35,7 +35,7 @@ import (
 )
 
 // maxFresh bounds the chunks new to the location map that wait for their
-// grace period to end before being checked (about 60 bytes each). Notes
+// grace period to end before being checked (about 80 bytes each: 20 MiB). Notes
 // beyond it are dropped, and so are all of them when this coordinator
 // stops: a chunk written but never committed that no running coordinator
 // noted — the cluster was restarted whole within its grace period, or the
