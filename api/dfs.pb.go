@@ -2519,6 +2519,134 @@ func (x *DrainResponse) GetChunks() int64 {
 	return 0
 }
 
+type RunGCRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Full          bool                   `protobuf:"varint,1,opt,name=full,proto3" json:"full,omitempty"`
+	Term          int64                  `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"` // set when a follower forwards the request to the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunGCRequest) Reset() {
+	*x = RunGCRequest{}
+	mi := &file_dfs_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunGCRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunGCRequest) ProtoMessage() {}
+
+func (x *RunGCRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunGCRequest.ProtoReflect.Descriptor instead.
+func (*RunGCRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunGCRequest) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *RunGCRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type RunGCResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Contents        int64                  `protobuf:"varint,1,opt,name=contents,proto3" json:"contents,omitempty"`                                      // content records deleted
+	ChunkCandidates int64                  `protobuf:"varint,2,opt,name=chunk_candidates,json=chunkCandidates,proto3" json:"chunk_candidates,omitempty"` // chunk candidates swept
+	GarbageChunks   int64                  `protobuf:"varint,3,opt,name=garbage_chunks,json=garbageChunks,proto3" json:"garbage_chunks,omitempty"`       // chunks found unreferenced and old enough
+	DeletedCopies   int64                  `protobuf:"varint,4,opt,name=deleted_copies,json=deletedCopies,proto3" json:"deleted_copies,omitempty"`       // chunk copies the datanodes deleted
+	YoungChunks     int64                  `protobuf:"varint,5,opt,name=young_chunks,json=youngChunks,proto3" json:"young_chunks,omitempty"`             // unreferenced chunks within the grace period
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RunGCResponse) Reset() {
+	*x = RunGCResponse{}
+	mi := &file_dfs_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunGCResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunGCResponse) ProtoMessage() {}
+
+func (x *RunGCResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunGCResponse.ProtoReflect.Descriptor instead.
+func (*RunGCResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RunGCResponse) GetContents() int64 {
+	if x != nil {
+		return x.Contents
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetChunkCandidates() int64 {
+	if x != nil {
+		return x.ChunkCandidates
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetGarbageChunks() int64 {
+	if x != nil {
+		return x.GarbageChunks
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetDeletedCopies() int64 {
+	if x != nil {
+		return x.DeletedCopies
+	}
+	return 0
+}
+
+func (x *RunGCResponse) GetYoungChunks() int64 {
+	if x != nil {
+		return x.YoungChunks
+	}
+	return 0
+}
+
 type FsckRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
@@ -2533,7 +2661,7 @@ type FsckRequest struct {
 
 func (x *FsckRequest) Reset() {
 	*x = FsckRequest{}
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2673,7 @@ func (x *FsckRequest) String() string {
 func (*FsckRequest) ProtoMessage() {}
 
 func (x *FsckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[43]
+	mi := &file_dfs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2686,7 @@ func (x *FsckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckRequest.ProtoReflect.Descriptor instead.
 func (*FsckRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{43}
+	return file_dfs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FsckRequest) GetPrefix() string {
@@ -2604,7 +2732,7 @@ type FsckFile struct {
 
 func (x *FsckFile) Reset() {
 	*x = FsckFile{}
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2744,7 @@ func (x *FsckFile) String() string {
 func (*FsckFile) ProtoMessage() {}
 
 func (x *FsckFile) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[44]
+	mi := &file_dfs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2757,7 @@ func (x *FsckFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckFile.ProtoReflect.Descriptor instead.
 func (*FsckFile) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{44}
+	return file_dfs_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FsckFile) GetPath() string {
@@ -2707,7 +2835,7 @@ type FsckResponse struct {
 
 func (x *FsckResponse) Reset() {
 	*x = FsckResponse{}
-	mi := &file_dfs_proto_msgTypes[45]
+	mi := &file_dfs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2847,7 @@ func (x *FsckResponse) String() string {
 func (*FsckResponse) ProtoMessage() {}
 
 func (x *FsckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[45]
+	mi := &file_dfs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2860,7 @@ func (x *FsckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FsckResponse.ProtoReflect.Descriptor instead.
 func (*FsckResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{45}
+	return file_dfs_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FsckResponse) GetFiles() int64 {
@@ -2841,7 +2969,7 @@ type CountersRequest struct {
 
 func (x *CountersRequest) Reset() {
 	*x = CountersRequest{}
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2981,7 @@ func (x *CountersRequest) String() string {
 func (*CountersRequest) ProtoMessage() {}
 
 func (x *CountersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[46]
+	mi := &file_dfs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2994,7 @@ func (x *CountersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountersRequest.ProtoReflect.Descriptor instead.
 func (*CountersRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{46}
+	return file_dfs_proto_rawDescGZIP(), []int{48}
 }
 
 type CountersResponse struct {
@@ -2896,7 +3024,7 @@ type CountersResponse struct {
 
 func (x *CountersResponse) Reset() {
 	*x = CountersResponse{}
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3036,7 @@ func (x *CountersResponse) String() string {
 func (*CountersResponse) ProtoMessage() {}
 
 func (x *CountersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[47]
+	mi := &file_dfs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3049,7 @@ func (x *CountersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountersResponse.ProtoReflect.Descriptor instead.
 func (*CountersResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{47}
+	return file_dfs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CountersResponse) GetFiles() int64 {
@@ -3052,7 +3180,7 @@ type ReplicateChunkResponse struct {
 
 func (x *ReplicateChunkResponse) Reset() {
 	*x = ReplicateChunkResponse{}
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3192,7 @@ func (x *ReplicateChunkResponse) String() string {
 func (*ReplicateChunkResponse) ProtoMessage() {}
 
 func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[48]
+	mi := &file_dfs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3205,7 @@ func (x *ReplicateChunkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateChunkResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateChunkResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{48}
+	return file_dfs_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicateChunkResponse) GetStored() []string {
@@ -3096,7 +3224,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3236,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[49]
+	mi := &file_dfs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3249,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{49}
+	return file_dfs_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StatusRequest) GetLocal() bool {
@@ -3144,7 +3272,7 @@ type CoordinatorStatus struct {
 
 func (x *CoordinatorStatus) Reset() {
 	*x = CoordinatorStatus{}
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3284,7 @@ func (x *CoordinatorStatus) String() string {
 func (*CoordinatorStatus) ProtoMessage() {}
 
 func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[50]
+	mi := &file_dfs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3297,7 @@ func (x *CoordinatorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoordinatorStatus.ProtoReflect.Descriptor instead.
 func (*CoordinatorStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{50}
+	return file_dfs_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CoordinatorStatus) GetAddr() string {
@@ -3222,7 +3350,7 @@ type EtcdMember struct {
 
 func (x *EtcdMember) Reset() {
 	*x = EtcdMember{}
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3362,7 @@ func (x *EtcdMember) String() string {
 func (*EtcdMember) ProtoMessage() {}
 
 func (x *EtcdMember) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[51]
+	mi := &file_dfs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3375,7 @@ func (x *EtcdMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdMember.ProtoReflect.Descriptor instead.
 func (*EtcdMember) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{51}
+	return file_dfs_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *EtcdMember) GetName() string {
@@ -3310,7 +3438,7 @@ type EtcdStatus struct {
 
 func (x *EtcdStatus) Reset() {
 	*x = EtcdStatus{}
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3450,7 @@ func (x *EtcdStatus) String() string {
 func (*EtcdStatus) ProtoMessage() {}
 
 func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[52]
+	mi := &file_dfs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3463,7 @@ func (x *EtcdStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdStatus.ProtoReflect.Descriptor instead.
 func (*EtcdStatus) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{52}
+	return file_dfs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EtcdStatus) GetMembers() []*EtcdMember {
@@ -3372,7 +3500,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3512,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[53]
+	mi := &file_dfs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3525,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{53}
+	return file_dfs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *StatusResponse) GetLeader() string {
@@ -3452,7 +3580,7 @@ type Processing struct {
 
 func (x *Processing) Reset() {
 	*x = Processing{}
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3592,7 @@ func (x *Processing) String() string {
 func (*Processing) ProtoMessage() {}
 
 func (x *Processing) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[54]
+	mi := &file_dfs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3605,7 @@ func (x *Processing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Processing.ProtoReflect.Descriptor instead.
 func (*Processing) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{54}
+	return file_dfs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Processing) GetState() string {
@@ -3547,7 +3675,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3687,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[55]
+	mi := &file_dfs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3700,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{55}
+	return file_dfs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *JobsRequest) GetState() string {
@@ -3606,7 +3734,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3746,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[56]
+	mi := &file_dfs_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3759,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{56}
+	return file_dfs_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Job) GetContentHash() []byte {
@@ -3659,7 +3787,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +3799,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[57]
+	mi := &file_dfs_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +3812,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{57}
+	return file_dfs_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *JobsResponse) GetJobs() []*Job {
@@ -3709,7 +3837,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_dfs_proto_msgTypes[58]
+	mi := &file_dfs_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3849,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[58]
+	mi := &file_dfs_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3862,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{58}
+	return file_dfs_proto_rawDescGZIP(), []int{60}
 }
 
 type Event struct {
@@ -3751,7 +3879,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_dfs_proto_msgTypes[59]
+	mi := &file_dfs_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3891,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[59]
+	mi := &file_dfs_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3904,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{59}
+	return file_dfs_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Event) GetKind() string {
@@ -4016,7 +4144,16 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x03R\x04term\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
-	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\"r\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\"6\n" +
+	"\fRunGCRequest\x12\x12\n" +
+	"\x04full\x18\x01 \x01(\bR\x04full\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x03R\x04term\"\xc7\x01\n" +
+	"\rRunGCResponse\x12\x1a\n" +
+	"\bcontents\x18\x01 \x01(\x03R\bcontents\x12)\n" +
+	"\x10chunk_candidates\x18\x02 \x01(\x03R\x0fchunkCandidates\x12%\n" +
+	"\x0egarbage_chunks\x18\x03 \x01(\x03R\rgarbageChunks\x12%\n" +
+	"\x0edeleted_copies\x18\x04 \x01(\x03R\rdeletedCopies\x12!\n" +
+	"\fyoung_chunks\x18\x05 \x01(\x03R\vyoungChunks\"r\n" +
 	"\vFsckRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\bR\x05files\x12\x1f\n" +
@@ -4136,7 +4273,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"processing\x18\x05 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
 	"processing\x12\x1b\n" +
-	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xbc\a\n" +
+	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xf2\a\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -4153,7 +4290,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\bCounters\x12\x17.dfs.v1.CountersRequest\x1a\x18.dfs.v1.CountersResponse\x127\n" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
-	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x012\xcf\x01\n" +
+	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -4177,7 +4315,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -4222,25 +4360,27 @@ var file_dfs_proto_goTypes = []any{
 	(*VerifyChunkResponse)(nil),    // 40: dfs.v1.VerifyChunkResponse
 	(*DrainRequest)(nil),           // 41: dfs.v1.DrainRequest
 	(*DrainResponse)(nil),          // 42: dfs.v1.DrainResponse
-	(*FsckRequest)(nil),            // 43: dfs.v1.FsckRequest
-	(*FsckFile)(nil),               // 44: dfs.v1.FsckFile
-	(*FsckResponse)(nil),           // 45: dfs.v1.FsckResponse
-	(*CountersRequest)(nil),        // 46: dfs.v1.CountersRequest
-	(*CountersResponse)(nil),       // 47: dfs.v1.CountersResponse
-	(*ReplicateChunkResponse)(nil), // 48: dfs.v1.ReplicateChunkResponse
-	(*StatusRequest)(nil),          // 49: dfs.v1.StatusRequest
-	(*CoordinatorStatus)(nil),      // 50: dfs.v1.CoordinatorStatus
-	(*EtcdMember)(nil),             // 51: dfs.v1.EtcdMember
-	(*EtcdStatus)(nil),             // 52: dfs.v1.EtcdStatus
-	(*StatusResponse)(nil),         // 53: dfs.v1.StatusResponse
-	(*Processing)(nil),             // 54: dfs.v1.Processing
-	(*JobsRequest)(nil),            // 55: dfs.v1.JobsRequest
-	(*Job)(nil),                    // 56: dfs.v1.Job
-	(*JobsResponse)(nil),           // 57: dfs.v1.JobsResponse
-	(*EventsRequest)(nil),          // 58: dfs.v1.EventsRequest
-	(*Event)(nil),                  // 59: dfs.v1.Event
-	nil,                            // 60: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 61: dfs.v1.Processing.ResultsEntry
+	(*RunGCRequest)(nil),           // 43: dfs.v1.RunGCRequest
+	(*RunGCResponse)(nil),          // 44: dfs.v1.RunGCResponse
+	(*FsckRequest)(nil),            // 45: dfs.v1.FsckRequest
+	(*FsckFile)(nil),               // 46: dfs.v1.FsckFile
+	(*FsckResponse)(nil),           // 47: dfs.v1.FsckResponse
+	(*CountersRequest)(nil),        // 48: dfs.v1.CountersRequest
+	(*CountersResponse)(nil),       // 49: dfs.v1.CountersResponse
+	(*ReplicateChunkResponse)(nil), // 50: dfs.v1.ReplicateChunkResponse
+	(*StatusRequest)(nil),          // 51: dfs.v1.StatusRequest
+	(*CoordinatorStatus)(nil),      // 52: dfs.v1.CoordinatorStatus
+	(*EtcdMember)(nil),             // 53: dfs.v1.EtcdMember
+	(*EtcdStatus)(nil),             // 54: dfs.v1.EtcdStatus
+	(*StatusResponse)(nil),         // 55: dfs.v1.StatusResponse
+	(*Processing)(nil),             // 56: dfs.v1.Processing
+	(*JobsRequest)(nil),            // 57: dfs.v1.JobsRequest
+	(*Job)(nil),                    // 58: dfs.v1.Job
+	(*JobsResponse)(nil),           // 59: dfs.v1.JobsResponse
+	(*EventsRequest)(nil),          // 60: dfs.v1.EventsRequest
+	(*Event)(nil),                  // 61: dfs.v1.Event
+	nil,                            // 62: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 63: dfs.v1.Processing.ResultsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -4250,10 +4390,10 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	60, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	54, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	62, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	56, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	54, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	56, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 11: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
 	1,  // 12: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
 	25, // 13: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
@@ -4264,15 +4404,15 @@ var file_dfs_proto_depIdxs = []int32{
 	1,  // 18: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
 	25, // 19: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
 	1,  // 20: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	44, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	47, // 22: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
-	51, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	50, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	52, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	61, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	54, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	56, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	54, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	46, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	49, // 22: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
+	53, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	52, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	54, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	63, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	56, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	58, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	56, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
 	1,  // 30: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
 	2,  // 31: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
 	5,  // 32: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
@@ -4285,45 +4425,47 @@ var file_dfs_proto_depIdxs = []int32{
 	20, // 39: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
 	23, // 40: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
 	41, // 41: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	43, // 42: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	46, // 43: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	49, // 44: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	55, // 45: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	58, // 46: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	26, // 47: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 48: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 49: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 50: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 51: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 52: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 53: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 54: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 55: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 56: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 57: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 58: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 59: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 60: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 61: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 62: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 63: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 64: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 65: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	45, // 66: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	47, // 67: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	53, // 68: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	57, // 69: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	59, // 70: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	27, // 71: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 72: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 73: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 74: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 75: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 76: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 77: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	48, // 78: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	55, // [55:79] is the sub-list for method output_type
-	31, // [31:55] is the sub-list for method input_type
+	45, // 42: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48, // 43: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51, // 44: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57, // 45: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60, // 46: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 47: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	26, // 48: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 49: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 50: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 51: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 52: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 53: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 54: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 55: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 56: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 57: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 58: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 59: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 60: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 61: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 62: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 63: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 64: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 65: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 66: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 67: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 68: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 69: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 70: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 71: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 72: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	27, // 73: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 74: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 75: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 76: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 77: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 78: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 79: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 80: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	56, // [56:81] is the sub-list for method output_type
+	31, // [31:56] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -4340,7 +4482,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

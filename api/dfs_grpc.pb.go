@@ -41,6 +41,7 @@ const (
 	Coordinator_Status_FullMethodName         = "/dfs.v1.Coordinator/Status"
 	Coordinator_Jobs_FullMethodName           = "/dfs.v1.Coordinator/Jobs"
 	Coordinator_Events_FullMethodName         = "/dfs.v1.Coordinator/Events"
+	Coordinator_RunGC_FullMethodName          = "/dfs.v1.Coordinator/RunGC"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -93,6 +94,10 @@ type CoordinatorClient interface {
 	// Events streams changes as they happen: paths written or deleted and
 	// processing jobs changing state, from etcd's watch.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// RunGC runs one garbage collection on the leader now and says what it
+	// did; full also checks every chunk the leader knows (an admin
+	// operation: it reads the references of every chunk).
+	RunGC(ctx context.Context, in *RunGCRequest, opts ...grpc.CallOption) (*RunGCResponse, error)
 }
 
 type coordinatorClient struct {
@@ -272,6 +277,16 @@ func (c *coordinatorClient) Events(ctx context.Context, in *EventsRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Coordinator_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *coordinatorClient) RunGC(ctx context.Context, in *RunGCRequest, opts ...grpc.CallOption) (*RunGCResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunGCResponse)
+	err := c.cc.Invoke(ctx, Coordinator_RunGC_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -322,6 +337,10 @@ type CoordinatorServer interface {
 	// Events streams changes as they happen: paths written or deleted and
 	// processing jobs changing state, from etcd's watch.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// RunGC runs one garbage collection on the leader now and says what it
+	// did; full also checks every chunk the leader knows (an admin
+	// operation: it reads the references of every chunk).
+	RunGC(context.Context, *RunGCRequest) (*RunGCResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -379,6 +398,9 @@ func (UnimplementedCoordinatorServer) Jobs(context.Context, *JobsRequest) (*Jobs
 }
 func (UnimplementedCoordinatorServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Errorf(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedCoordinatorServer) RunGC(context.Context, *RunGCRequest) (*RunGCResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunGC not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -682,6 +704,24 @@ func _Coordinator_Events_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Coordinator_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Coordinator_RunGC_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunGCRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).RunGC(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_RunGC_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).RunGC(ctx, req.(*RunGCRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -748,6 +788,10 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Jobs",
 			Handler:    _Coordinator_Jobs_Handler,
+		},
+		{
+			MethodName: "RunGC",
+			Handler:    _Coordinator_RunGC_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -27,13 +27,14 @@ const (
 
 // FileRecord is the value of a path key.
 type FileRecord struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Path             string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	ContentHash      []byte                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
-	Size             int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	ContentType      string                 `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	CreatedUnixNano  int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	ModifiedUnixNano int64                  `protobuf:"varint,6,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Written before the slim layout only: the path is the key's.
+	Path             string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	ContentHash      []byte `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Size             int64  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	ContentType      string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	CreatedUnixNano  int64  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	ModifiedUnixNano int64  `protobuf:"varint,6,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -113,13 +114,17 @@ func (x *FileRecord) GetModifiedUnixNano() int64 {
 // ContentRecord is the head of a content. Its chunk list is kept in pages
 // under the content's key, so that no single etcd request grows with the
 // size of a file.
+//
+// A content of one chunk whose hash is the content's (a small file) has no
+// chunk list and no layout: its one chunk is the key's hash, of its size.
 type ContentRecord struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Hash            []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
-	Size            int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	ChunkCount      int64                  `protobuf:"varint,3,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
-	PageCount       int32                  `protobuf:"varint,4,opt,name=page_count,json=pageCount,proto3" json:"page_count,omitempty"`
-	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Written before the slim layout only: the hash is the key's.
+	Hash            []byte `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Size            int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	ChunkCount      int64  `protobuf:"varint,3,opt,name=chunk_count,json=chunkCount,proto3" json:"chunk_count,omitempty"`
+	PageCount       int32  `protobuf:"varint,4,opt,name=page_count,json=pageCount,proto3" json:"page_count,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// Identifies this chunk list (a hash of it), so pages of two different
 	// chunkings of one content can never mix.
 	Layout string `protobuf:"bytes,6,opt,name=layout,proto3" json:"layout,omitempty"`

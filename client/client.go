@@ -358,6 +358,17 @@ func fileFromAPI(f *api.FileInfo) dfs.FileInfo {
 	}
 }
 
+// RunGC runs one garbage collection on the leader now; full also checks
+// every chunk the leader knows.
+func (c *Client) RunGC(ctx context.Context, full bool) (*api.RunGCResponse, error) {
+	var resp *api.RunGCResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.RunGC(ctx, &api.RunGCRequest{Full: full})
+		return err
+	})
+	return resp, err
+}
+
 // Drain starts moving every chunk off a datanode. It returns at once; the
 // node table shows the progress until the node is drained.
 func (c *Client) Drain(ctx context.Context, node dfs.NodeID) (chunks int64, err error) {

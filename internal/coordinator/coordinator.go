@@ -137,6 +137,7 @@ type Server struct {
 	heal healState   // repair, drain and garbage collection (heal.go)
 	hl   healthState // chunk health, kept as it changes (health.go)
 	fc   fileCount   // files, kept from the etcd watch (files.go)
+	gc   gcState     // garbage collection's own memory (gc.go)
 
 	fsckPages atomic.Int64 // Fsck pages served (gc.go)
 

@@ -1,5 +1,28 @@
 package coordinator
 
+// Garbage collection from candidates.
+//
+// Nothing here walks what is stored. Contents whose reference count fell to
+// 0 are candidates in etcd (meta/gc.go); a collection deletes those older
+// than GCGrace and still at 0, and makes their chunks chunk candidates.
+// Chunks written but never committed are found without a walk too: a
+// datanode's report of a chunk just written that is new to the location
+// map is noted (gcNoteNewLocked; not full reports, which a restart makes of
+// every chunk), and once such a chunk is older than the grace period a
+// collection checks whether a content references it, and makes it a
+// candidate if none does.
+//
+// A chunk candidate is swept with the safety of the mark and sweep before:
+// under s.mu it is left alone if an open upload session of this
+// coordinator holds it, a commit in progress names it, or it was touched
+// within the grace period; otherwise it is doomed (its copies no longer
+// count for allocation or commit). Then etcd is asked, linearizably,
+// whether a content references it (a commit that finished before the doom
+// is seen there; one that began after it finds the chunk doomed and fails):
+// if one does, it is undoomed and stops being a candidate; if none does,
+// its holders delete it unless they wrote or touched it since the grace
+// period began.
+
 import (
 	"context"
 	"fmt"
@@ -10,6 +33,58 @@ import (
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
+
+// maxFresh bounds the chunks new to the location map that wait for their
+// grace period to end before being checked (about 80 bytes each: 20 MiB). Notes
+// beyond it are dropped, and so are all of them when this coordinator
+// stops: a chunk written but never committed that no running coordinator
+// noted — the cluster was restarted whole within its grace period, or the
+// bound was reached — is found only by a full collection
+// (CollectGarbageFull).
+const maxFresh = 1 << 18
+
+// sweepPage is how many chunk candidates are swept at a time (one doom, one
+// reference check, one round of deletes).
+const sweepPage = 10000
+
+// gcState is garbage collection's own memory.
+type gcState struct {
+	// fresh holds chunks new to the location map, by when first seen;
+	// dropped counts notes lost to maxFresh. Guarded by Server.mu.
+	fresh   map[dfs.Hash]time.Time
+	dropped int64
+	// The layout is at reference counts. Guarded by heal.gcMu.
+	migrated bool
+}
+
+// gcNoteNewLocked records that chunk h is new to the location map. s.mu is
+// held.
+func (s *Server) gcNoteNewLocked(h dfs.Hash, now time.Time) {
+	if s.gc.fresh == nil {
+		s.gc.fresh = map[dfs.Hash]time.Time{}
+	}
+	if _, ok := s.gc.fresh[h]; ok {
+		return
+	}
+	if len(s.gc.fresh) >= maxFresh {
+		s.gc.dropped++
+		return
+	}
+	s.gc.fresh[h] = now
+}
+
+// takeFreshLocked removes and returns the noted chunks first seen before
+// cutoff. s.mu is held.
+func (s *Server) takeFreshLocked(cutoff time.Time) []dfs.Hash {
+	var out []dfs.Hash
+	for h, t := range s.gc.fresh {
+		if t.Before(cutoff) {
+			out = append(out, h)
+			delete(s.gc.fresh, h)
+		}
+	}
+	return out
+}
 
 // gcLoop collects garbage every GCInterval while this coordinator leads.
 // A new leader first waits a grace period: the touches other coordinators
@@ -47,18 +122,52 @@ func (s *Server) gcLoop() {
 // GCStats says what one collection did.
 type GCStats struct {
 	Contents        int // content records deleted
+	Candidates      int // chunk candidates swept
 	GarbageChunks   int // chunks found unreferenced and old enough
 	DeletedCopies   int // chunk copies the datanodes deleted
 	KeptYoungChunks int // unreferenced chunks still within the grace period
 }
 
-// CollectGarbage runs one mark and sweep (see heal.go for the protocol).
+// CollectGarbage runs one collection from the candidates. It reads the
+// candidates and what they name, never everything stored.
 func (s *Server) CollectGarbage(ctx context.Context) error {
-	_, err := s.collect(ctx)
+	_, err := s.collect(ctx, false)
 	return err
 }
 
-func (s *Server) collect(ctx context.Context) (GCStats, error) {
+// CollectGarbageFull runs one collection that also checks every chunk in
+// the location map: an admin operation, for the garbage no candidate names
+// (chunks written but never committed that no running coordinator noted).
+// It reads what every chunk's references are, in batches.
+func (s *Server) CollectGarbageFull(ctx context.Context) error {
+	_, err := s.collect(ctx, true)
+	return err
+}
+
+// RunGC implements api.CoordinatorServer: one collection now, on the
+// leader (a follower hands the request on).
+func (s *Server) RunGC(ctx context.Context, req *api.RunGCRequest) (*api.RunGCResponse, error) {
+	if !s.IsLeader() {
+		leader, _ := s.Leader()
+		if leader == "" || leader == s.cfg.Addr || req.Term != 0 {
+			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: %w, and no other leader is known", dfs.ErrNotLeader))
+		}
+		conn, err := s.peer(leader)
+		if err != nil {
+			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: reach leader %s: %w", leader, err))
+		}
+		fwd := &api.RunGCRequest{Full: req.Full, Term: s.KnownTerm()}
+		return api.NewCoordinatorClient(conn).RunGC(ctx, fwd)
+	}
+	st, err := s.collect(ctx, req.Full)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.RunGCResponse{Contents: int64(st.Contents), ChunkCandidates: int64(st.Candidates), GarbageChunks: int64(st.GarbageChunks),
+		DeletedCopies: int64(st.DeletedCopies), YoungChunks: int64(st.KeptYoungChunks)}, nil
+}
+
+func (s *Server) collect(ctx context.Context, full bool) (GCStats, error) {
 	s.heal.gcMu.Lock()
 	defer s.heal.gcMu.Unlock()
 	var st GCStats
@@ -68,38 +177,104 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 	}
 	start := time.Now()
 	cutoff := start.Add(-s.cfg.GCGrace)
+	if !s.gc.migrated {
+		ms, err := s.meta.Migrate(ctx, fence)
+		if err != nil {
+			return st, fmt.Errorf("garbage collection: %w", err)
+		}
+		if ms.Contents > 0 || ms.Files > 0 {
+			s.log.Info("reference counts rebuilt", "files", ms.Files, "contents", ms.Contents,
+				"chunk_refs", ms.ChunkRefs, "candidates", ms.Candidates, "took", time.Since(start).Round(time.Millisecond))
+		}
+		s.gc.migrated = true
+	}
 
-	// Mark. Contents first, then files: see meta/gc.go.
-	contents, orphans, err := s.meta.Contents(ctx)
+	cs, err := s.meta.CollectContents(ctx, fence, s.cfg.GCGrace)
 	if err != nil {
 		return st, err
 	}
-	s.collectPages(ctx, fence, orphans, start)
-	referenced, err := s.meta.ReferencedContents(ctx)
-	if err != nil {
+	st.Contents = cs.Deleted
+
+	// Chunks new to the map whose grace period is over: candidates unless
+	// referenced.
+	s.mu.Lock()
+	check := s.takeFreshLocked(cutoff)
+	dropped := s.gc.dropped
+	s.gc.dropped = 0
+	s.mu.Unlock()
+	if dropped > 0 {
+		s.log.Warn("gc: chunks new to the location map not noted (too many at once); a full collection finds them if they are garbage", "chunks", dropped)
+	}
+	if err := s.noteCandidates(ctx, fence, check); err != nil {
 		return st, err
 	}
-	live := map[dfs.Hash]struct{}{}
-	for _, e := range contents {
-		if referenced[e.Content.Hash] == 0 && e.Content.Created.Before(cutoff) {
-			ok, err := s.meta.DeleteContent(ctx, fence, e)
-			if err != nil {
+	if full {
+		// Every chunk the map holds, a shard at a time: the lock is held
+		// for one shard's walk, never for the checks in etcd.
+		for k := range locShards {
+			s.mu.Lock()
+			check = check[:0]
+			s.locs.eachInShard(k, func(h dfs.Hash) { check = append(check, h) })
+			s.mu.Unlock()
+			if err := s.noteCandidates(ctx, fence, check); err != nil {
 				return st, err
 			}
-			if ok {
-				st.Contents++
-				continue
-			}
-		}
-		for _, c := range e.Content.Chunks {
-			live[c.Hash] = struct{}{}
 		}
 	}
 
-	// Sweep: doom what is garbage, under the lock commits touch chunks with.
-	byNode := map[dfs.NodeID][]dfs.Hash{}
+	if err := s.sweep(ctx, fence, cutoff, &st); err != nil {
+		return st, err
+	}
+	s.log.Info("garbage collected", "contents", st.Contents, "chunk_candidates", st.Candidates, "garbage_chunks", st.GarbageChunks,
+		"deleted_copies", st.DeletedCopies, "young_chunks_kept", st.KeptYoungChunks, "took", time.Since(start).Round(time.Millisecond))
+	return st, nil
+}
+
+// noteCandidates makes candidates of the chunks no content references.
+func (s *Server) noteCandidates(ctx context.Context, fence meta.Fence, chunks []dfs.Hash) error {
+	const batch = 1024
+	for i := 0; i < len(chunks); i += batch {
+		part := chunks[i:min(i+batch, len(chunks))]
+		refd, err := s.meta.Referenced(ctx, fence, part)
+		if err != nil {
+			return err
+		}
+		var garbage []dfs.Hash
+		for _, h := range part {
+			if !refd[h] {
+				garbage = append(garbage, h)
+			}
+		}
+		if err := s.meta.AddChunkCandidates(ctx, fence, garbage); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweep deletes the chunk candidates that are garbage, a page at a time.
+func (s *Server) sweep(ctx context.Context, fence meta.Fence, cutoff time.Time, st *GCStats) error {
+	var after dfs.Hash
+	for {
+		cands, err := s.meta.ChunkCandidates(ctx, after, sweepPage)
+		if err != nil || len(cands) == 0 {
+			return err
+		}
+		after = cands[len(cands)-1]
+		st.Candidates += len(cands)
+		if err := s.sweepPage(ctx, fence, cutoff, cands, st); err != nil {
+			return err
+		}
+		if len(cands) < sweepPage {
+			return nil
+		}
+	}
+}
+
+func (s *Server) sweepPage(ctx context.Context, fence meta.Fence, cutoff time.Time, cands []dfs.Hash, st *GCStats) error {
+	// Doom what may be garbage, under the lock commits touch chunks with.
 	var doomed []dfs.Hash
-	now := time.Now()
+	deletedBefore := st.DeletedCopies
 	s.mu.Lock()
 	inSession := map[dfs.Hash]struct{}{}
 	for _, ss := range s.sessions {
@@ -107,32 +282,19 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			inSession[h] = struct{}{}
 		}
 	}
-	for k := range locShards {
-		s.locs.eachInShard(k, func(h dfs.Hash) {
-			if _, ok := live[h]; ok {
-				return
-			}
-			if _, ok := inSession[h]; ok {
-				return
-			}
-			if s.heal.committing[h] > 0 {
-				return
-			}
-			if t, ok := s.heal.touched[h]; ok && !t.Before(cutoff) {
-				st.KeptYoungChunks++
-				return
-			}
-			st.GarbageChunks++
-			s.doomLocked(h)
-			doomed = append(doomed, h)
-			for _, id := range s.holdersLocked(h) {
-				// Only nodes that know this term, so that they would refuse a
-				// deposed leader's deletes too.
-				if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead && n.stats.LeaderTerm >= fence.Rev {
-					byNode[id] = append(byNode[id], h)
-				}
-			}
-		})
+	for _, h := range cands {
+		if _, ok := inSession[h]; ok {
+			continue
+		}
+		if s.heal.committing[h] > 0 {
+			continue
+		}
+		if t, ok := s.heal.touched[h]; ok && !t.Before(cutoff) {
+			st.KeptYoungChunks++
+			continue
+		}
+		s.doomLocked(h)
+		doomed = append(doomed, h)
 	}
 	// Forget touches older than the grace period: they protect nothing.
 	for h, t := range s.heal.touched {
@@ -140,7 +302,6 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			delete(s.heal.touched, h)
 		}
 	}
-	s.heal.pendingGC = int64(st.GarbageChunks + st.KeptYoungChunks)
 	s.mu.Unlock()
 
 	defer func() {
@@ -149,92 +310,110 @@ func (s *Server) collect(ctx context.Context) (GCStats, error) {
 			s.undoomLocked(h)
 		}
 		s.notifyLocked() // kept copies count again
-		s.heal.collected += int64(st.DeletedCopies)
+		s.heal.collected += int64(st.DeletedCopies - deletedBefore)
 		s.heal.pendingGC = int64(st.KeptYoungChunks)
 		s.mu.Unlock()
 	}()
-	// The mark took a while: make sure the term has not ended since.
+
+	// Referenced after all? A commit that finished before the doom is in
+	// etcd now.
+	refd, err := s.meta.Referenced(ctx, fence, doomed)
+	if err != nil {
+		return err
+	}
+	var drop []dfs.Hash // no longer candidates: referenced, or deleted everywhere
+	byNode := map[dfs.NodeID][]dfs.Hash{}
+	now := time.Now()
+	s.mu.Lock()
+	for _, h := range doomed {
+		if refd[h] {
+			s.undoomLocked(h)
+			drop = append(drop, h)
+			continue
+		}
+		st.GarbageChunks++
+		for _, id := range s.holdersLocked(h) {
+			// Only nodes that know this term, so that they would refuse a
+			// deposed leader's deletes too.
+			if n := s.nodes[id]; n != nil && s.stateLocked(n, now) != dfs.NodeDead && n.stats.LeaderTerm >= fence.Rev {
+				byNode[id] = append(byNode[id], h)
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	// The checks took a while: make sure the term has not ended since.
 	if _, err := s.confirmLeader(ctx); err != nil {
-		return st, fmt.Errorf("garbage collection: %w", err)
+		return fmt.Errorf("garbage collection: %w", err)
 	}
 	for id, hashes := range byNode {
-		dn, err := s.control(id)
-		if err != nil {
-			s.log.Warn("gc: reach datanode", "node", id, "err", err)
-			continue
-		}
-		for i := 0; i < len(hashes); i += 1000 {
-			batch := hashes[i:min(i+1000, len(hashes))]
-			// The datanode compares against its own clock: allow for the
-			// two clocks to differ.
-			req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.Add(-skewMargin(s.cfg.GCGrace)).UnixNano(), Term: fence.Rev}
-			for _, h := range batch {
-				req.Hashes = append(req.Hashes, h[:])
-			}
-			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			resp, err := dn.DeleteChunks(cctx, req)
-			cancel()
-			if fencedErr(err) {
-				// The node knows a newer leader term: this one is over.
-				s.stepDown(fence.Rev)
-				return st, fmt.Errorf("garbage collection: node %s: %w", id, rpc.FromStatus(err))
-			}
-			if err != nil {
-				// Some may be deleted: count none of the batch's copies on
-				// this node until it reports again (repair errs on the
-				// side of a copy too many).
-				s.log.Warn("gc: delete chunks", "node", id, "err", err)
-				s.mu.Lock()
-				if n := s.nodes[id]; n != nil {
-					for _, h := range batch {
-						s.removeLocLocked(h, id, n)
-					}
-					s.wantFullReportLocked(n)
-				}
-				s.mu.Unlock()
-				break
-			}
-			st.DeletedCopies += int(resp.Deleted)
-			// Forget the deleted copies now, before the chunks stop being
-			// doomed: the node's own report of them may come late.
-			s.mu.Lock()
-			if n := s.nodes[id]; n != nil {
-				for _, b := range resp.DeletedHashes {
-					if h, err := dfs.HashFromBytes(b); err == nil {
-						s.removeLocLocked(h, id, n)
-					}
-				}
-			}
-			s.mu.Unlock()
+		if err := s.deleteCopies(ctx, fence, id, hashes, cutoff, st); err != nil {
+			return err
 		}
 	}
-	s.log.Info("garbage collected", "contents", st.Contents, "garbage_chunks", st.GarbageChunks,
-		"deleted_copies", st.DeletedCopies, "young_chunks_kept", st.KeptYoungChunks, "took", time.Since(start).Round(time.Millisecond))
-	return st, nil
+	s.mu.Lock()
+	for _, h := range doomed {
+		if !refd[h] && len(s.holdersLocked(h)) == 0 {
+			drop = append(drop, h) // gone from every node
+		}
+	}
+	s.mu.Unlock()
+	return s.meta.DropChunkCandidates(ctx, fence, drop)
 }
 
-// collectPages deletes chunk pages no content record has named for a
-// whole grace period. Page keys carry no time, so the first collection that
-// sees an orphan starts its clock.
-func (s *Server) collectPages(ctx context.Context, fence meta.Fence, orphans []string, now time.Time) {
-	seen := map[string]time.Time{}
-	for _, p := range orphans {
-		first, ok := s.heal.orphanPages[p]
-		if !ok {
-			first = now
-		}
-		if now.Sub(first) < s.cfg.GCGrace {
-			seen[p] = first
-			continue
-		}
-		if ok, err := s.meta.DeletePages(ctx, fence, p); err != nil {
-			s.log.Warn("gc: delete orphan chunk pages", "prefix", p, "err", err)
-			seen[p] = first
-		} else if ok {
-			s.log.Info("gc: deleted orphan chunk pages", "prefix", p)
-		}
+// deleteCopies asks node id to delete its copies of hashes unless it wrote
+// or touched them since cutoff.
+func (s *Server) deleteCopies(ctx context.Context, fence meta.Fence, id dfs.NodeID, hashes []dfs.Hash, cutoff time.Time, st *GCStats) error {
+	dn, err := s.control(id)
+	if err != nil {
+		s.log.Warn("gc: reach datanode", "node", id, "err", err)
+		return nil
 	}
-	s.heal.orphanPages = seen
+	for i := 0; i < len(hashes); i += 1000 {
+		batch := hashes[i:min(i+1000, len(hashes))]
+		// The datanode compares against its own clock: allow for the
+		// two clocks to differ.
+		req := &api.DeleteChunksRequest{UnlessModifiedSinceUnixNano: cutoff.Add(-skewMargin(s.cfg.GCGrace)).UnixNano(), Term: fence.Rev}
+		for _, h := range batch {
+			req.Hashes = append(req.Hashes, h[:])
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		resp, err := dn.DeleteChunks(cctx, req)
+		cancel()
+		if fencedErr(err) {
+			// The node knows a newer leader term: this one is over.
+			s.stepDown(fence.Rev)
+			return fmt.Errorf("garbage collection: node %s: %w", id, rpc.FromStatus(err))
+		}
+		if err != nil {
+			// Some may be deleted: count none of the batch's copies on
+			// this node until it reports again (repair errs on the
+			// side of a copy too many).
+			s.log.Warn("gc: delete chunks", "node", id, "err", err)
+			s.mu.Lock()
+			if n := s.nodes[id]; n != nil {
+				for _, h := range batch {
+					s.removeLocLocked(h, id, n)
+				}
+				s.wantFullReportLocked(n)
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		st.DeletedCopies += int(resp.Deleted)
+		// Forget the deleted copies now, before the chunks stop being
+		// doomed: the node's own report of them may come late.
+		s.mu.Lock()
+		if n := s.nodes[id]; n != nil {
+			for _, b := range resp.DeletedHashes {
+				if h, err := dfs.HashFromBytes(b); err == nil {
+					s.removeLocLocked(h, id, n)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // Fsck implements api.CoordinatorServer: one page of the files under the

@@ -87,19 +87,16 @@ func (s *Server) markLocLocked(h dfs.Hash, n *node) {
 
 func (s *Server) addLoc(h dfs.Hash, n *node, mark bool) bool {
 	before := s.viewLocked(h)
-	var added, isNew bool
+	var added bool
 	if mark {
-		added, isNew = s.locs.mark(h, n.idx)
+		added, _ = s.locs.mark(h, n.idx)
 	} else {
-		added, isNew = s.locs.add(h, n.idx)
+		added, _ = s.locs.add(h, n.idx)
 	}
 	if !added {
 		return false
 	}
 	n.chunks++
-	if isNew {
-		s.gcNoteNewLocked(h, time.Now())
-	}
 	s.applyLocked(h, before, s.viewLocked(h))
 	return true
 }
@@ -322,6 +319,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	grew := false
 	for _, b := range req.Added {
 		if h, err := dfs.HashFromBytes(b); err == nil {
+			if len(s.holdersLocked(h)) == 0 {
+				s.gcNoteNewLocked(h, n.lastBeat) // a chunk just written: garbage if never committed
+			}
 			grew = s.addLocLocked(h, id, n) || grew
 		}
 	}

@@ -1,8 +1,9 @@
 // Package etcdserver runs an etcd member inside a dfs process, so that a
 // laptop (dfs server) or a set of coordinators needs no separate etcd
 // install. It wraps go.etcd.io/etcd/server/v3/embed with the settings dfs
-// wants: quiet logs, periodic compaction, a larger transaction limit, and
-// ports chosen once and remembered in the data directory.
+// wants: quiet logs, periodic compaction, online defragmentation one member
+// at a time (defrag.go), a larger transaction limit, and ports chosen once
+// and remembered in the data directory.
 package etcdserver
 
 import (
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -40,6 +42,11 @@ type Config struct {
 	ClusterState string
 	// StartTimeout bounds the wait for the member to be ready (default 60s).
 	StartTimeout time.Duration
+	// DefragCheck is how often the member looks whether its file needs
+	// defragmenting (defrag.go); 0 means DefragCheck, < 0 never.
+	DefragCheck time.Duration
+	// Logger gets the member's defragmentation lines (slog.Default if nil).
+	Logger *slog.Logger
 }
 
 // Server is a running etcd member.
@@ -48,6 +55,9 @@ type Server struct {
 	clientURL string
 	closeOnce sync.Once
 	logLevel  zap.AtomicLevel
+	log       *slog.Logger
+	stop      chan struct{} // stops the defragmentation loop
+	wg        sync.WaitGroup
 }
 
 type urls struct {
@@ -132,7 +142,18 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &Server{e: e, clientURL: cu.String(), logLevel: level}, nil
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	s := &Server{e: e, clientURL: cu.String(), logLevel: level, log: c.Logger.With("role", "etcd"), stop: make(chan struct{})}
+	if c.DefragCheck == 0 {
+		c.DefragCheck = DefragCheck
+	}
+	if c.DefragCheck > 0 {
+		s.wg.Add(1)
+		go s.defragLoop(s.stop, c.DefragCheck, DefragFreeRatio, DefragFreeBytes)
+	}
+	return s, nil
 }
 
 // Endpoints are the client URLs to reach this member.
@@ -146,6 +167,8 @@ func (s *Server) Err() <-chan error { return s.e.Err() }
 // well reach Close from two paths.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
 		s.logLevel.SetLevel(zap.FatalLevel)
 		s.e.Close()
 	})

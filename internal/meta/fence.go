@@ -40,7 +40,7 @@ func (s *Store) Holds(ctx context.Context, f Fence) (bool, error) {
 	if f.IsZero() {
 		return true, nil
 	}
-	resp, err := s.cli.Get(ctx, f.Key)
+	resp, err := s.kv.Get(ctx, f.Key)
 	if err != nil {
 		return false, etcdErr(err)
 	}

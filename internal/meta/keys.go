@@ -17,10 +17,27 @@ import (
 //	<root>/v1/contents/<sha256>/<layout>/<page>
 //	                                        ChunkPage: part of a long chunk list,
 //	                                        written before the record that names it
-//	<root>/v1/refs/<sha256>                 empty; rewritten by every commit that
-//	                                        points a path at an existing content,
-//	                                        so garbage collection can tell it was
-//	                                        referenced again
+//	<root>/v1/refs/<sha256>                 the number of paths pointing at the
+//	                                        content (decimal), kept in the
+//	                                        transaction of every commit, overwrite
+//	                                        and delete; absent: 1 (most contents
+//	                                        have one path and pay no key)
+//	<root>/v1/crefs/<chunk>/<sha256>        a content's reference to a chunk
+//	                                        (value: when written, unix ns); none
+//	                                        for a content of one chunk whose hash
+//	                                        is the content's: its record is that
+//	                                        reference
+//	<root>/v1/gc/contents/<sha256>          candidate: a content whose count fell
+//	                                        to 0 (value: when, unix ns)
+//	<root>/v1/gc/chunks/<chunk>             candidate: a chunk that may have lost
+//	                                        its last reference (value: when)
+//	<root>/v1/gc/crefs/<sha256>             a deleted content whose chunk
+//	                                        references are being removed (value:
+//	                                        how many are left)
+//	<root>/v1/format                        the layout version ("2": reference
+//	                                        counts); absent on a cluster written
+//	                                        before them, until the leader rebuilt
+//	                                        them
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
@@ -82,12 +99,41 @@ func (s Schema) ContentPage(h dfs.ContentHash, layout string, page int) string {
 	return fmt.Sprintf("%s/%s/%06d", s.Content(h), layout, page)
 }
 
-// RefsPrefix holds the content reference marks.
+// RefsPrefix holds the contents' reference counts.
 func (s Schema) RefsPrefix() string { return s.root + "refs/" }
 
-// Ref is the key a commit rewrites when it points a path at an existing
-// content.
+// Ref is the key of a content's reference count.
 func (s Schema) Ref(h dfs.ContentHash) string { return s.RefsPrefix() + h.String() }
+
+// CrefsPrefix holds the contents' references to chunks.
+func (s Schema) CrefsPrefix() string { return s.root + "crefs/" }
+
+// ChunkRefs is the prefix of every reference to chunk c.
+func (s Schema) ChunkRefs(c dfs.Hash) string { return s.CrefsPrefix() + c.String() + "/" }
+
+// ChunkRef is the key of content h's reference to chunk c.
+func (s Schema) ChunkRef(c dfs.Hash, h dfs.ContentHash) string { return s.ChunkRefs(c) + h.String() }
+
+// ContentCandidatesPrefix holds the contents whose count fell to 0.
+func (s Schema) ContentCandidatesPrefix() string { return s.root + "gc/contents/" }
+
+// ContentCandidate is the candidate key of content h.
+func (s Schema) ContentCandidate(h dfs.ContentHash) string {
+	return s.ContentCandidatesPrefix() + h.String()
+}
+
+// ChunkCandidatesPrefix holds the chunks that may be garbage.
+func (s Schema) ChunkCandidatesPrefix() string { return s.root + "gc/chunks/" }
+
+// ChunkCandidate is the candidate key of chunk c.
+func (s Schema) ChunkCandidate(c dfs.Hash) string { return s.ChunkCandidatesPrefix() + c.String() }
+
+// DeadContent marks a deleted content whose chunk references are still
+// being removed.
+func (s Schema) DeadContent(h dfs.ContentHash) string { return s.root + "gc/crefs/" + h.String() }
+
+// Format holds the layout version.
+func (s Schema) Format() string { return s.root + "format" }
 
 // NodesPrefix holds the node registry.
 func (s Schema) NodesPrefix() string { return s.root + "nodes/" }

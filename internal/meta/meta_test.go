@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -497,79 +496,5 @@ func TestRootsAreSeparate(t *testing.T) {
 	l, err := b.List(context.Background(), "", "", "", 0)
 	if err != nil || len(l.Files) != 0 {
 		t.Fatalf("root a-b lists %d files, %v", len(l.Files), err)
-	}
-}
-
-// Garbage collection reads contents before files, and a content is deleted
-// only if neither it nor its reference mark changed since it was read.
-func TestDeleteContentLosesToANewReference(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	c := content(chunks(3, 100, 60), "gc-ref")
-	commit(t, s, "a", c)
-	if err := s.DeleteFile(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	entries, _, err := s.Contents(ctx)
-	if err != nil || len(entries) != 1 {
-		t.Fatalf("contents: %v, %v", entries, err)
-	}
-	// A commit points a path at the content after GC read it.
-	if _, dup := commit(t, s, "b", c); !dup {
-		t.Fatal("second commit of the content is not a duplicate")
-	}
-	ok, err := s.DeleteContent(ctx, meta.Fence{}, entries[0])
-	if err != nil || ok {
-		t.Fatalf("delete of a content referenced again: %v, %v; want refused", ok, err)
-	}
-	if _, err := s.GetContent(ctx, c.Hash); err != nil {
-		t.Fatalf("content after the refused delete: %v", err)
-	}
-	// Read afresh with b gone, it is deleted, pages and all.
-	if err := s.DeleteFile(ctx, "b"); err != nil {
-		t.Fatal(err)
-	}
-	entries, _, _ = s.Contents(ctx)
-	if ok, err := s.DeleteContent(ctx, meta.Fence{}, entries[0]); err != nil || !ok {
-		t.Fatalf("delete of an unreferenced content: %v, %v", ok, err)
-	}
-	if _, err := s.GetContent(ctx, c.Hash); !errors.Is(err, dfs.ErrNotFound) {
-		t.Fatalf("content after delete: %v, want not found", err)
-	}
-}
-
-// Pages no content record names are found, and deleted only while still
-// unnamed.
-func TestOrphanPages(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	long := content(chunks(meta.PageSize+10, 10, 61), "paged")
-	commit(t, s, "kept", long)
-	// Pages of a commit that never finished, for another content.
-	orphan := content(chunks(3, 10, 62), "orphan")
-	page := s.Schema().ContentPage(orphan.Hash, "0123456789abcdef", 0)
-	if _, err := etcd.Put(ctx, page, "x"); err != nil {
-		t.Fatal(err)
-	}
-	entries, orphans, err := s.Contents(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 1 || len(orphans) != 1 || !strings.HasPrefix(page, orphans[0]) {
-		t.Fatalf("contents %d, orphans %v; want 1 content and the orphan page set of %s", len(entries), orphans, page)
-	}
-	if ok, err := s.DeletePages(ctx, meta.Fence{}, orphans[0]); err != nil || !ok {
-		t.Fatalf("delete orphan pages: %v, %v", ok, err)
-	}
-	if n := keyCount(t, orphans[0]); n != 0 {
-		t.Fatalf("%d orphan page keys left", n)
-	}
-	// The kept content's pages are named by its record: not orphans, and
-	// never deleted.
-	if _, orphans, _ = s.Contents(ctx); len(orphans) != 0 {
-		t.Fatalf("orphans after cleanup: %v", orphans)
-	}
-	if got, err := s.GetContent(ctx, long.Hash); err != nil || len(got.Chunks) != len(long.Chunks) {
-		t.Fatalf("paged content after cleanup: %d chunks, %v", len(got.Chunks), err)
 	}
 }

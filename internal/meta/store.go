@@ -1,7 +1,17 @@
 // Package meta is typed access to the metadata dfs keeps in etcd: paths,
 // contents, the node registry and upload sessions. The key schema is in
 // keys.go. Every write that must be atomic is one etcd transaction; no write
-// grows with the number of chunks in a file beyond one key per 4096 chunks.
+// grows with the number of chunks in a file beyond one key per 4096 chunks
+// (and, for a new content, one reference per distinct chunk, written in
+// batches before the transaction).
+//
+// Reads of many keys go a page at a time through ScanPrefix (scan.go), whose
+// requests each make etcd count about a page of keys, never the rest of the
+// prefix, and which is not pinned to one revision. Other packages that page
+// through a prefix should use it.
+//
+// Reference counts (store.go) and garbage candidates (gc.go) let garbage
+// collection read only what may be garbage.
 package meta
 
 import (
@@ -12,9 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -31,12 +43,13 @@ const PageSize = 4096
 // Store reads and writes dfs metadata in etcd.
 type Store struct {
 	cli    *clientv3.Client
+	kv     clientv3.KV // cli, or a wrapper of it in tests
 	schema Schema
 }
 
 // New returns a Store over cli under the given schema.
 func New(cli *clientv3.Client, schema Schema) *Store {
-	return &Store{cli: cli, schema: schema}
+	return &Store{cli: cli, kv: cli, schema: schema}
 }
 
 // Client returns the etcd client.
@@ -66,12 +79,88 @@ func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 		c.File.Modified = time.Now()
 	}
 	var st commitState
-	err = retryWrite(ctx, func(ctx context.Context) error {
-		var err error
-		info, duplicate, err = s.commitFile(ctx, c, &st)
-		return err
+	for range 10 {
+		if err := s.prepareContent(ctx, c.Content, &st); err != nil {
+			return info, false, fmt.Errorf("commit %s: %w", c.File.Path, err)
+		}
+		err = retryWrite(ctx, func(ctx context.Context) error {
+			var err error
+			info, duplicate, err = s.commitFile(ctx, c, &st)
+			return err
+		})
+		if !errors.Is(err, errPrepare) {
+			return info, duplicate, err
+		}
+	}
+	return info, false, fmt.Errorf("commit %s: %w: the content was collected and written again under it too often", c.File.Path, dfs.ErrConflict)
+}
+
+// errPrepare makes a commit write its content's references and pages
+// (again) before its transaction.
+var errPrepare = errors.New("content to prepare")
+
+// prepareContent writes what a new content needs before the transaction
+// that creates it: its chunk references, then its pages, each batch in
+// short attempts of its own. It notes the revision of the content's
+// collection marker it wrote them after; nothing if the content exists.
+func (s *Store) prepareContent(ctx context.Context, c dfs.Content, st *commitState) error {
+	st.prepared = false
+	var exists bool
+	err := retryWrite(ctx, func(ctx context.Context) error {
+		read, err := s.kv.Txn(ctx).Then(
+			clientv3.OpGet(s.schema.Content(c.Hash), clientv3.WithCountOnly()),
+			clientv3.OpGet(s.schema.DeadContent(c.Hash), clientv3.WithKeysOnly()),
+		).Commit()
+		if err != nil {
+			return fmt.Errorf("read content %s: %w", c.Hash.Short(), etcdErr(err))
+		}
+		exists = read.Responses[0].GetResponseRange().Count > 0
+		st.dead = revOf(read.Responses[1].GetResponseRange().Kvs)
+		return nil
 	})
-	return info, duplicate, err
+	if err != nil || exists {
+		return err
+	}
+	now := time.Now()
+	rec, pages := contentRecord(c, now)
+	err = s.batches(ctx, s.chunkRefOps(c, now), func(ctx context.Context, ops []clientv3.Op) error {
+		if _, err := s.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("write chunk references of %s: %w", c.Hash.Short(), etcdErr(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, p := range pages {
+		val, err := proto.Marshal(p)
+		if err != nil {
+			return err
+		}
+		err = retryWrite(ctx, func(ctx context.Context) error {
+			if _, err := s.kv.Put(ctx, s.schema.ContentPage(c.Hash, rec.Layout, i), string(val)); err != nil {
+				return fmt.Errorf("write chunk page %d of %s: %w", i, c.Hash.Short(), etcdErr(err))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	st.prepared = true
+	return nil
+}
+
+// batches runs write over ops, txnOps at a time, each batch in attempts
+// of its own.
+func (s *Store) batches(ctx context.Context, ops []clientv3.Op, write func(ctx context.Context, ops []clientv3.Op) error) error {
+	for i := 0; i < len(ops); i += txnOps {
+		batch := ops[i:min(i+txnOps, len(ops))]
+		if err := retryWrite(ctx, func(ctx context.Context) error { return write(ctx, batch) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // commitState is what the attempts of one commit know of each other.
@@ -83,15 +172,28 @@ type commitState struct {
 	// content was stored already, and the path's revision (0: absent).
 	contentExisted bool
 	fileRev        int64
+	// prepared: the content's references and pages are written, after
+	// its collection marker was at revision dead.
+	prepared bool
+	dead     int64
 }
 
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
-	ckey := s.schema.Content(h)
-	exists, err := s.cli.Get(ctx, ckey, clientv3.WithCountOnly())
+	ckey, fkey, rkey, dkey := s.schema.Content(h), s.schema.File(c.File.Path), s.schema.Ref(h), s.schema.DeadContent(h)
+	read, err := s.kv.Txn(ctx).Then(
+		clientv3.OpGet(ckey, clientv3.WithCountOnly()),
+		clientv3.OpGet(fkey),
+		clientv3.OpGet(rkey),
+		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
+	).Commit()
 	if err != nil {
-		return info, false, fmt.Errorf("commit %s: read content %s: %w", c.File.Path, h.Short(), etcdErr(err))
+		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
 	}
+	exists := read.Responses[0].GetResponseRange().Count > 0
+	old := read.Responses[1].GetResponseRange().Kvs
+	ref := countOf(read.Responses[2].GetResponseRange().Kvs)
+	dead := revOf(read.Responses[3].GetResponseRange().Kvs)
 
 	now := time.Now()
 	info = c.File
@@ -100,16 +202,12 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if info.Created.IsZero() {
 		info.Created = info.Modified
 	}
-	fkey := s.schema.File(info.Path)
-	old, err := s.cli.Get(ctx, fkey)
-	if err != nil {
-		return info, false, fmt.Errorf("commit %s: read path: %w", c.File.Path, etcdErr(err))
-	}
 	var fileRev int64
-	if len(old.Kvs) == 1 {
-		fileRev = old.Kvs[0].ModRevision
+	var oldContent dfs.ContentHash // what the path pointed at; zero if nothing
+	if len(old) == 1 {
+		fileRev = old[0].ModRevision
 		var rec api.FileRecord
-		if proto.Unmarshal(old.Kvs[0].Value, &rec) == nil {
+		if proto.Unmarshal(old[0].Value, &rec) == nil {
 			if st.sent && bytes.Equal(rec.ContentHash, h[:]) && rec.ModifiedUnixNano == info.Modified.UnixNano() {
 				// An earlier attempt of this commit went through.
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
@@ -118,6 +216,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 			if rec.CreatedUnixNano != 0 {
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
 			}
+			oldContent, _ = dfs.HashFromBytes(rec.ContentHash)
 		}
 	}
 	if st.sent && fileRev != st.fileRev {
@@ -127,68 +226,160 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		// before it.
 		return info, st.contentExisted, nil
 	}
-	if !st.sent {
-		st.contentExisted, st.fileRev = exists.Count > 0, fileRev
-	}
 	fileVal, err := proto.Marshal(fileRecord(info))
 	if err != nil {
 		return info, false, err
 	}
 
-	common := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
-	if c.Session != "" {
-		common = append(common, clientv3.OpDelete(s.schema.Session(c.Session)))
+	// The path, the counts of the content it points at now and of the one
+	// it pointed at, and the candidates of both change in one transaction,
+	// on condition that none of them changed since they were read.
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(fkey), "=", fileRev),
+		clientv3.Compare(clientv3.ModRevision(rkey), "=", ref.rev),
 	}
-	st.sent = true
-	if exists.Count > 0 {
-		// The content is known: point the path at it, and rewrite its
-		// reference mark so a garbage collection that found it unreferenced
-		// a moment ago cannot delete it now. The compare makes sure it still
-		// exists at the moment of the write.
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0)).
-			Then(append(common, clientv3.OpPut(s.schema.Ref(h), ""))...).Commit()
-		if err != nil {
-			return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
+	ops := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
+	if c.Session != "" {
+		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
+	}
+	if oldContent != h {
+		if exists {
+			ops = append(ops, s.countOps(h, ref.n+1, now)...)
+		} else {
+			ops = append(ops, s.countOps(h, 1, now)...) // whatever a key left over says
 		}
-		if resp.Succeeded {
-			return info, true, nil
+		if !oldContent.IsZero() {
+			oref, err := s.kv.Get(ctx, s.schema.Ref(oldContent))
+			if err != nil {
+				return info, false, fmt.Errorf("commit %s: read count of %s: %w", c.File.Path, oldContent.Short(), etcdErr(err))
+			}
+			o := countOf(oref.Kvs)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(oldContent)), "=", o.rev))
+			ops = append(ops, s.countOps(oldContent, o.n-1, now)...)
 		}
-		// It vanished between the two reads; store it afresh.
 	}
 
-	rec, pages := contentRecord(c.Content, now)
-	for i, p := range pages {
-		val, err := proto.Marshal(p)
+	if exists {
+		// The content is known: point the path at it. The compare makes
+		// sure it still exists at the moment of the write (garbage
+		// collection deletes it only at a count of 0 it read, so the
+		// count's compare guards it too).
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ckey), ">", 0))
+	} else {
+		// A new content: its chunk references and pages were written
+		// (prepareContent) after the collection marker read then, which
+		// must be the one read now.
+		if !st.prepared || st.dead != dead {
+			return info, false, errPrepare
+		}
+		rec, _ := contentRecord(c.Content, now)
+		recVal, err := proto.Marshal(rec)
 		if err != nil {
 			return info, false, err
 		}
-		if _, err := s.cli.Put(ctx, s.schema.ContentPage(h, rec.Layout, i), string(val)); err != nil {
-			return info, false, fmt.Errorf("commit %s: write chunk page %d of %s: %w", info.Path, i, h.Short(), etcdErr(err))
+		ops = append(ops, clientv3.OpPut(ckey, string(recVal)))
+		if c.QueueJob {
+			job, err := proto.Marshal(QueuedJob(now))
+			if err != nil {
+				return info, false, err
+			}
+			ops = append(ops, clientv3.OpPut(s.schema.Job(h), string(job)))
+		}
+		// A collection still removing the references of an earlier
+		// content of this hash bumps the marker with every batch: these
+		// references were all written after the last one it removed.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(dkey), "=", dead))
+		if dead != 0 {
+			ops = append(ops, clientv3.OpDelete(dkey))
 		}
 	}
-	recVal, err := proto.Marshal(rec)
-	if err != nil {
-		return info, false, err
+	wasSent := st.sent
+	if !st.sent {
+		st.contentExisted, st.fileRev = exists, fileRev
 	}
-	create := []clientv3.Op{clientv3.OpPut(ckey, string(recVal))}
-	if c.QueueJob {
-		job, err := proto.Marshal(QueuedJob(now))
-		if err != nil {
-			return info, false, err
-		}
-		create = append(create, clientv3.OpPut(s.schema.Job(h), string(job)))
-	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ckey), "=", 0)).
-		Then(append(create, common...)...).
-		Else(common...).
-		Commit()
+	st.sent = true
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
 	}
-	// Another commit created the same content first: ours is a duplicate.
-	return info, !resp.Succeeded, nil
+	if !resp.Succeeded {
+		// Not applied: something read changed meanwhile (another commit
+		// of the path or of the content, a collection). Read again.
+		st.sent = wasSent
+		return info, false, errChanged
+	}
+	return info, exists, nil
+}
+
+// count is a content's reference count as read, with its key's revision.
+type count struct {
+	n   int64
+	rev int64 // 0: no key
+}
+
+// countOf parses a count key. No key means 1: most contents have one path,
+// and keep no count key at all. An empty mark of the old layout reads 0.
+func countOf(kvs []*mvccpb.KeyValue) count {
+	if len(kvs) == 0 {
+		return count{n: 1}
+	}
+	n, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64)
+	return count{n: n, rev: kvs[0].ModRevision}
+}
+
+func revOf(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
+}
+
+// countOps sets content h's count to n, and makes it a garbage candidate
+// if n is 0, or no longer one if it is not.
+func (s *Store) countOps(h dfs.ContentHash, n int64, now time.Time) []clientv3.Op {
+	switch n {
+	case 0:
+		return []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), "0"),
+			clientv3.OpPut(s.schema.ContentCandidate(h), strconv.FormatInt(now.UnixNano(), 10))}
+	case 1:
+		return []clientv3.Op{clientv3.OpDelete(s.schema.Ref(h)), clientv3.OpDelete(s.schema.ContentCandidate(h))}
+	}
+	return []clientv3.Op{clientv3.OpPut(s.schema.Ref(h), strconv.FormatInt(n, 10)),
+		clientv3.OpDelete(s.schema.ContentCandidate(h))}
+}
+
+// selfChunk reports whether c is one chunk whose hash is the content's:
+// its record is then the chunk's reference, and it has no crefs.
+func selfChunk(c dfs.Content) bool {
+	return len(c.Chunks) == 1 && c.Chunks[0].Hash == c.Hash
+}
+
+// selfRecord reports whether rec is the record of a content of one chunk
+// whose hash is the content's, written without its chunk list.
+func selfRecord(rec *api.ContentRecord) bool {
+	return rec.ChunkCount == 1 && rec.PageCount == 0 && (rec.Inline == nil || len(rec.Inline.Hashes) == 0)
+}
+
+// txnOps is the most operations dfs puts in one transaction: etcd's
+// default limit.
+const txnOps = 128
+
+// chunkRefOps writes content c's reference to each of its chunks.
+func (s *Store) chunkRefOps(c dfs.Content, now time.Time) []clientv3.Op {
+	if selfChunk(c) {
+		return nil
+	}
+	val := strconv.FormatInt(now.UnixNano(), 10)
+	seen := map[dfs.Hash]bool{}
+	var ops []clientv3.Op
+	for _, ch := range c.Chunks {
+		if !seen[ch.Hash] {
+			seen[ch.Hash] = true
+			ops = append(ops, clientv3.OpPut(s.schema.ChunkRef(ch.Hash, c.Hash), val))
+		}
+	}
+	return ops
 }
 
 // layoutOf names a chunk list: the first 8 bytes of a hash over it.
@@ -206,13 +397,18 @@ func layoutOf(chunks []dfs.ChunkRef) string {
 }
 
 func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.ChunkPage) {
+	// The hash is the key's; the record does not repeat it. A content of
+	// one chunk whose hash is the content's (a small file) keeps no chunk
+	// list and no layout at all: both follow from the key and the size.
 	rec := &api.ContentRecord{
-		Hash:            c.Hash[:],
 		Size:            c.Size,
 		ChunkCount:      int64(len(c.Chunks)),
 		CreatedUnixNano: now.UnixNano(),
-		Layout:          layoutOf(c.Chunks),
 	}
+	if selfChunk(c) {
+		return rec, nil
+	}
+	rec.Layout = layoutOf(c.Chunks)
 	page := func(cs []dfs.ChunkRef) *api.ChunkPage {
 		p := &api.ChunkPage{Hashes: make([][]byte, len(cs)), Sizes: make([]int64, len(cs))}
 		for i := range cs {
@@ -234,8 +430,8 @@ func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.Chu
 }
 
 func fileRecord(f dfs.FileInfo) *api.FileRecord {
+	// The path is the key's; the record does not repeat it.
 	return &api.FileRecord{
-		Path:             f.Path,
 		ContentHash:      f.Content[:],
 		Size:             f.Size,
 		ContentType:      f.ContentType,
@@ -269,10 +465,18 @@ func (s *Store) GetFile(ctx context.Context, path string) (dfs.FileInfo, error) 
 	if len(resp.Kvs) == 0 {
 		return dfs.FileInfo{}, fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 	}
+	return s.fileFromKV(resp.Kvs[0].Key, resp.Kvs[0].Value)
+}
+
+// fileFromKV decodes a path's record. The path is the key's: records carry
+// none since the slim layout (older ones still do, and say the same).
+func (s *Store) fileFromKV(key, value []byte) (dfs.FileInfo, error) {
+	path := s.schema.PathOf(string(key))
 	var rec api.FileRecord
-	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return dfs.FileInfo{}, fmt.Errorf("get %s: decode: %w", path, err)
+	if err := proto.Unmarshal(value, &rec); err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("file %q: decode: %w", path, err)
 	}
+	rec.Path = path
 	return FileFromRecord(&rec)
 }
 
@@ -283,7 +487,7 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 	// A content record never changes once written, so a serializable read
 	// (this member's copy, no quorum round) is exact when it finds one; only
 	// a miss needs the linearizable read.
-	resp, err := s.cli.Get(ctx, key, clientv3.WithSerializable())
+	resp, err := s.kv.Get(ctx, key, clientv3.WithSerializable())
 	if err == nil && len(resp.Kvs) == 0 {
 		resp, err = s.read(ctx, key)
 	}
@@ -313,14 +517,16 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 		return nil
 	}
 	if rec.PageCount == 0 {
-		if rec.Inline != nil {
+		if selfRecord(&rec) {
+			c.Chunks = append(c.Chunks, dfs.ChunkRef{Hash: h, Size: rec.Size})
+		} else if rec.Inline != nil {
 			if err := add(rec.Inline); err != nil {
 				return dfs.Content{}, err
 			}
 		}
 		return c, nil
 	}
-	pages, err := s.cli.Get(ctx, key+"/"+rec.Layout+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	pages, err := s.kv.Get(ctx, key+"/"+rec.Layout+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return dfs.Content{}, fmt.Errorf("get content %s pages: %w", h.Short(), etcdErr(err))
 	}
@@ -348,7 +554,7 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 	var rev int64 // the version being deleted
 	sent := false // a delete of it went out without an answer
 	return retryWrite(ctx, func(ctx context.Context) error {
-		resp, err := s.cli.Get(ctx, key)
+		resp, err := s.kv.Get(ctx, key)
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
@@ -363,14 +569,31 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 			// took effect before it.
 			return nil
 		}
-		rev, sent = resp.Kvs[0].ModRevision, true
-		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-			Then(clientv3.OpDelete(key)).Commit()
+		rev = resp.Kvs[0].ModRevision
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
+		ops := []clientv3.Op{clientv3.OpDelete(key)}
+		var rec api.FileRecord
+		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+			return fmt.Errorf("delete %s: decode: %w", path, err)
+		}
+		if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
+			// One path fewer points at the content, in the same
+			// transaction.
+			rresp, err := s.kv.Get(ctx, s.schema.Ref(h))
+			if err != nil {
+				return fmt.Errorf("delete %s: read count of %s: %w", path, h.Short(), etcdErr(err))
+			}
+			c := countOf(rresp.Kvs)
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", c.rev))
+			ops = append(ops, s.countOps(h, c.n-1, time.Now())...)
+		}
+		sent = true
+		txn, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
 		if !txn.Succeeded {
-			sent = false // a commit came between the read and the delete: delete what it wrote
+			sent = false // a commit came between the read and the delete (of the path or the content): read again
 			return errChanged
 		}
 		return nil
@@ -395,7 +618,6 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 	}
 	var out Listing
 	fp := s.schema.FilesPrefix()
-	end := clientv3.GetPrefixRangeEnd(fp + prefix)
 	start := fp + prefix
 	if startAfter != "" && startAfter >= prefix {
 		if delim != "" && strings.HasSuffix(startAfter, delim) {
@@ -404,14 +626,18 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 			start = fp + startAfter + "\x00"
 		}
 	}
+	pg := newPager(s.cli, fp+prefix, start, limit+1)
+	pg.get = s.read
 	count := 0
-	for start < end {
-		resp, err := s.read(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(int64(limit-count)+1))
+	for {
+		kvs, err := pg.next(ctx, int64(limit-count)+1)
 		if err != nil {
 			return out, fmt.Errorf("list %q: %w", prefix, etcdErr(err))
 		}
-		jumped := false
-		for _, kv := range resp.Kvs {
+		if len(kvs) == 0 {
+			break
+		}
+		for _, kv := range kvs {
 			if count == limit {
 				out.Truncated = true
 				return out, nil
@@ -423,27 +649,18 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 					out.Prefixes = append(out.Prefixes, cp)
 					out.Next = cp
 					count++
-					// Jump past every path under this common prefix.
-					start = clientv3.GetPrefixRangeEnd(fp + cp)
-					jumped = true
+					// Go on past every path under this common prefix.
+					pg.resume(clientv3.GetPrefixRangeEnd(fp + cp))
 					break
 				}
 			}
-			var rec api.FileRecord
-			if err := proto.Unmarshal(kv.Value, &rec); err != nil {
-				return out, fmt.Errorf("list %q: decode %q: %w", prefix, path, err)
-			}
-			fi, err := FileFromRecord(&rec)
+			fi, err := s.fileFromKV(kv.Key, kv.Value)
 			if err != nil {
-				return out, err
+				return out, fmt.Errorf("list %q: %w", prefix, err)
 			}
 			out.Files = append(out.Files, fi)
 			out.Next = path
 			count++
-			start = string(kv.Key) + "\x00"
-		}
-		if !jumped && !resp.More {
-			break
 		}
 	}
 	if !out.Truncated {
@@ -458,7 +675,7 @@ func (s *Store) PutNode(ctx context.Context, f Fence, rec *api.NodeRecord) error
 	if err != nil {
 		return err
 	}
-	resp, err := s.cli.Txn(ctx).If(f.cmps()...).
+	resp, err := s.kv.Txn(ctx).If(f.cmps()...).
 		Then(clientv3.OpPut(s.schema.Node(dfs.NodeID(rec.Id)), string(val))).Commit()
 	if err != nil {
 		return fmt.Errorf("put node %s: %w", rec.Id, etcdErr(err))
@@ -471,7 +688,7 @@ func (s *Store) PutNode(ctx context.Context, f Fence, rec *api.NodeRecord) error
 
 // Nodes returns every datanode in the registry, by id.
 func (s *Store) Nodes(ctx context.Context) ([]*api.NodeRecord, error) {
-	resp, err := s.cli.Get(ctx, s.schema.NodesPrefix(), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.schema.NodesPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", etcdErr(err))
 	}
@@ -495,7 +712,7 @@ func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease c
 		return err
 	}
 	return retryWrite(ctx, func(ctx context.Context) error {
-		if _, err := s.cli.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
+		if _, err := s.kv.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
 			return fmt.Errorf("open session: %w", etcdErr(err))
 		}
 		return nil
@@ -504,7 +721,7 @@ func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease c
 
 // CloseSession deletes a session record.
 func (s *Store) CloseSession(ctx context.Context, id string) error {
-	if _, err := s.cli.Delete(ctx, s.schema.Session(id)); err != nil {
+	if _, err := s.kv.Delete(ctx, s.schema.Session(id)); err != nil {
 		return fmt.Errorf("close session %s: %w", id, etcdErr(err))
 	}
 	return nil
@@ -512,7 +729,7 @@ func (s *Store) CloseSession(ctx context.Context, id string) error {
 
 // Sessions returns every open session.
 func (s *Store) Sessions(ctx context.Context) ([]*api.SessionRecord, error) {
-	resp, err := s.cli.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
+	resp, err := s.kv.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", etcdErr(err))
 	}
@@ -549,7 +766,7 @@ func etcdErr(err error) error {
 func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr, zone string) (*api.NodeRecord, error) {
 	key := s.schema.Node(id)
 	for {
-		resp, err := s.cli.Get(ctx, key)
+		resp, err := s.kv.Get(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
 		}
@@ -569,7 +786,7 @@ func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr,
 		if err != nil {
 			return nil, err
 		}
-		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 			Then(clientv3.OpPut(key, string(val))).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("register node %s: %w", id, etcdErr(err))
@@ -583,7 +800,7 @@ func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr,
 
 // AnnounceCoordinator records a running coordinator on its lease.
 func (s *Store) AnnounceCoordinator(ctx context.Context, addr string, lease clientv3.LeaseID) error {
-	if _, err := s.cli.Put(ctx, s.schema.Coordinator(addr), "", clientv3.WithLease(lease)); err != nil {
+	if _, err := s.kv.Put(ctx, s.schema.Coordinator(addr), "", clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("announce coordinator %s: %w", addr, etcdErr(err))
 	}
 	return nil
@@ -593,7 +810,7 @@ func (s *Store) AnnounceCoordinator(ctx context.Context, addr string, lease clie
 // local etcd member's state (serializable), so it answers even when etcd
 // has lost its quorum.
 func (s *Store) Coordinators(ctx context.Context) ([]string, error) {
-	resp, err := s.cli.Get(ctx, s.schema.CoordinatorsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+	resp, err := s.kv.Get(ctx, s.schema.CoordinatorsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
 	if err != nil {
 		return nil, fmt.Errorf("list coordinators: %w", etcdErr(err))
 	}
@@ -609,11 +826,11 @@ func (s *Store) Coordinators(ctx context.Context) ([]string, error) {
 // they were when the quorum was lost, and reads of committed files keep
 // working while writes cannot.
 func (s *Store) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	resp, err := s.cli.Get(clientv3.WithRequireLeader(ctx), key, opts...)
+	resp, err := s.kv.Get(clientv3.WithRequireLeader(ctx), key, opts...)
 	if err == nil || ctx.Err() != nil || !noLeader(err) {
 		return resp, err
 	}
-	return s.cli.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+	return s.kv.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
 }
 
 // noLeader reports whether err says the etcd member has no leader (lost

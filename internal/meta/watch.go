@@ -7,7 +7,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
@@ -55,7 +54,7 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 	rev := int64(0)
 	// Start both watches at one revision, so a change between them is not
 	// missed by one and seen by the other.
-	if resp, err := s.cli.Get(ctx, s.schema.Prefix()+"watch-probe", clientv3.WithCountOnly()); err == nil {
+	if resp, err := s.kv.Get(ctx, s.schema.Prefix()+"watch-probe", clientv3.WithCountOnly()); err == nil {
 		rev = resp.Header.Revision + 1
 	} else {
 		return fmt.Errorf("watch: %w", etcdErr(err))
@@ -121,11 +120,7 @@ func (s *Store) change(ev *clientv3.Event) (Change, bool) {
 			c.File.Path = s.schema.PathOf(key)
 			return c, true
 		}
-		var rec api.FileRecord
-		if err := proto.Unmarshal(ev.Kv.Value, &rec); err != nil {
-			return c, false
-		}
-		f, err := FileFromRecord(&rec)
+		f, err := s.fileFromKV(ev.Kv.Key, ev.Kv.Value)
 		if err != nil {
 			return c, false
 		}
