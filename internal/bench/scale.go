@@ -46,7 +46,7 @@ type ScaleConfig struct {
 	// Idle is the window idle CPU is measured over (default 30s).
 	Idle time.Duration
 	// JobsWait bounds the wait for the worker to finish the fill's
-	// processing jobs before idle CPU is measured (default 10m).
+	// processing jobs before idle CPU is measured (default 2m).
 	JobsWait time.Duration
 	// Fsync has the datanodes fsync chunk files. Off by default: the fill
 	// measures metadata at scale, and three fsyncs per 4 KiB file would
@@ -71,7 +71,7 @@ func (c *ScaleConfig) fill() {
 		c.Idle = 30 * time.Second
 	}
 	if c.JobsWait <= 0 {
-		c.JobsWait = 10 * time.Minute
+		c.JobsWait = 2 * time.Minute
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
