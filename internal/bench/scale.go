@@ -144,7 +144,7 @@ type ScaleResult struct {
 	EtcdInUseBytesPerFile float64 `json:"etcd_in_use_bytes_per_file"`
 
 	Errors []string `json:"errors,omitempty"`
-	Env    *Environment
+	Env    *Environment `json:"env,omitempty"`
 }
 
 // ProcCPU is one process's CPU use over the idle window.
