@@ -143,7 +143,7 @@ type ScaleResult struct {
 	EtcdBytesPerFile      float64 `json:"etcd_bytes_per_file"`
 	EtcdInUseBytesPerFile float64 `json:"etcd_in_use_bytes_per_file"`
 
-	Errors []string `json:"errors,omitempty"`
+	Errors []string     `json:"errors,omitempty"`
 	Env    *Environment `json:"env,omitempty"`
 }
 
