@@ -158,6 +158,14 @@ func printScale(r *bench.ScaleResult) {
 	}
 	row("files", strconv.Itoa(r.Files), fmt.Sprintf("of %s", humanize.IBytes(uint64(r.FileBytes))))
 	row("fill", fmt.Sprintf("%d in %.0f s", r.Added, r.FillSeconds), fmt.Sprintf("%.0f files/s at %d in flight, fsync %v", r.FillPerSec, r.Concurrency, r.Fsync))
+	sum := 0.0
+	for _, p := range r.FillCPU {
+		row("fill cpu "+p.Process, num(p.MsPerFile, 2), "ms per file")
+		sum += p.MsPerFile
+	}
+	if sum > 0 && r.Env != nil {
+		row("fill cpu, all", num(sum, 2), fmt.Sprintf("ms per file: at most %.0f files/s on %d cores", float64(r.Env.CPUs)*1000/sum, r.Env.CPUs))
+	}
 	row("jobs drained", fmt.Sprintf("%v after %.0f s", r.JobsDrained, r.JobsDrainedSeconds), "")
 	for _, p := range r.IdleCPU {
 		row("idle cpu "+p.Process, num(p.Percent, 1), fmt.Sprintf("%% of a core over %.0f s", r.IdleSeconds))

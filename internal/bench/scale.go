@@ -93,6 +93,10 @@ type ScaleResult struct {
 	FillPerSec  float64 `json:"fill_per_s"`
 	Concurrency int     `json:"concurrency"`
 	Fsync       bool    `json:"fsync"`
+	// FillCPU is the CPU time each process (and the client: this
+	// process) spent per file added, in milliseconds: on a machine of C
+	// cores the fill cannot pass C × 1000 / (their sum) files a second.
+	FillCPU []ProcCPU `json:"fill_cpu_ms_per_file,omitempty"`
 	// JobsDrainedSeconds is how long the worker still had processing
 	// jobs after the fill; JobsDrained false: it had not finished when
 	// idle CPU was measured.
@@ -147,10 +151,12 @@ type ScaleResult struct {
 	Env    *Environment `json:"env,omitempty"`
 }
 
-// ProcCPU is one process's CPU use over the idle window.
+// ProcCPU is one process's CPU use: over the idle window, in percent of
+// one core; during the fill, in milliseconds per file.
 type ProcCPU struct {
-	Process string  `json:"process"`
-	Percent float64 `json:"cpu_pct"` // of one core
+	Process   string  `json:"process"`
+	Percent   float64 `json:"cpu_pct,omitempty"`
+	MsPerFile float64 `json:"ms_per_file,omitempty"`
 }
 
 // scaleState is kept in the directory of a kept cluster: its addresses,
@@ -220,6 +226,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	res := &ScaleResult{Files: cfg.Files, FileBytes: sc.st.FileSize, Concurrency: cfg.Concurrency, Fsync: cfg.Fsync,
 		Env: environment(Config{})}
 	res.Env.Target = "dfs bench scale: coordinator+etcd, standby coordinator, 3 datanodes, gateway, worker (separate processes)"
+	// Scrubbing re-reads every chunk as fast as its budget allows, and
+	// during a fill would take the CPU the fill's own cost is measured
+	// by: the datanodes fill with it off, and are restarted with it on
+	// (the default rate) before anything is measured at rest.
+	sc.noScrub = sc.st.Filled < cfg.Files
 	if err := sc.start(ctx); err != nil {
 		return res, err
 	}
@@ -244,6 +255,15 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		return res, err
 	}
 	res.Chunks = int64(sc.st.Filled)
+	if sc.noScrub {
+		fmt.Fprintf(cfg.Progress, "scale: restarting the datanodes with scrubbing on\n")
+		sc.noScrub = false
+		for i := range sc.st.DNListen {
+			if _, _, err := sc.restartDatanode(ctx, c, i); err != nil {
+				return res, err
+			}
+		}
+	}
 	fail := func(what string, err error) {
 		res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", what, err))
 	}
@@ -293,7 +313,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 
 	fmt.Fprintf(cfg.Progress, "scale: datanode restart\n")
 	res.DatanodeReadyS, res.DatanodeRegisteredS = -1, -1
-	if ready, reg, err := sc.restartDatanode(ctx, c); err != nil {
+	if ready, reg, err := sc.restartDatanode(ctx, c, 0); err != nil {
 		fail("datanode restart", err)
 	} else {
 		res.DatanodeReadyS, res.DatanodeRegisteredS = ready.Seconds(), reg.Seconds()
@@ -317,6 +337,8 @@ type scaleCluster struct {
 	procs map[string]*scaleProc
 	order []string // start order, for stopping in reverse
 	gen   int
+	// noScrub starts datanodes with scrubbing off, for the fill.
+	noScrub bool
 }
 
 func openScale(dir, bin string, cfg ScaleConfig) (*scaleCluster, error) {
@@ -389,6 +411,9 @@ func (sc *scaleCluster) args() [][2]any {
 			"--listen", sc.st.DNListen[i], "--grpc", sc.st.DNGRPC[i]}
 		if !sc.cfg.Fsync {
 			a = append(a, "--no-fsync")
+		}
+		if sc.noScrub {
+			a = append(a, "--scrub-rate", "0")
 		}
 		out = append(out, [2]any{fmt.Sprintf("datanode%d", i), a})
 	}
@@ -477,6 +502,10 @@ func (sc *scaleCluster) fillTo(ctx context.Context, c *client.Client, cfg ScaleC
 	r := rand.NewChaCha8([32]byte(binary.BigEndian.AppendUint64(make([]byte, 24), sc.st.Seed)))
 	r.Read(block)
 	from := sc.st.Filled
+	before, err := sc.cpuTimes()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	for sc.st.Filled < cfg.Files {
 		lo, hi := sc.st.Filled, min(sc.st.Filled+scaleBatch, cfg.Files)
@@ -497,10 +526,38 @@ func (sc *scaleCluster) fillTo(ctx context.Context, c *client.Client, cfg ScaleC
 	}
 	res.Added = sc.st.Filled - from
 	res.FillSeconds = time.Since(start).Seconds()
-	if res.Added > 0 {
-		res.FillPerSec = float64(res.Added) / res.FillSeconds
+	if res.Added == 0 {
+		return nil
+	}
+	res.FillPerSec = float64(res.Added) / res.FillSeconds
+	after, err := sc.cpuTimes()
+	if err != nil {
+		return err
+	}
+	for _, name := range append(slices.Clone(sc.order), "client") {
+		ms := float64((after[name] - before[name]).Microseconds()) / 1000 / float64(res.Added)
+		res.FillCPU = append(res.FillCPU, ProcCPU{Process: name, MsPerFile: ms})
 	}
 	return nil
+}
+
+// cpuTimes returns the CPU time used so far by every process, and by this
+// one as "client".
+func (sc *scaleCluster) cpuTimes() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, name := range sc.order {
+		t, err := procCPU(sc.procs[name].pid())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = t
+	}
+	t, err := procCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	out["client"] = t
+	return out, nil
 }
 
 // waitJobs waits until no job is queued or processing.
@@ -658,31 +715,33 @@ func (sc *scaleCluster) lsFirstLine(ctx context.Context) (time.Duration, error) 
 	return d, nil
 }
 
-// restartDatanode stops datanode0 and starts it again, and returns the
+// restartDatanode stops datanode i and starts it again, and returns the
 // time to its ready line and to its full report reaching every
 // coordinator.
-func (sc *scaleCluster) restartDatanode(ctx context.Context, c *client.Client) (ready, registered time.Duration, err error) {
-	id, err := sc.nodeID(ctx, c, sc.st.DNListen[0])
+func (sc *scaleCluster) restartDatanode(ctx context.Context, c *client.Client, i int) (ready, registered time.Duration, err error) {
+	name := fmt.Sprintf("datanode%d", i)
+	id, err := sc.nodeID(ctx, c, sc.st.DNListen[i])
 	if err != nil {
 		return 0, 0, err
 	}
+	coords := []string{"coordinator0", "coordinator1"}
 	var offsets []int64
-	for _, name := range []string{"coordinator0", "coordinator1"} {
-		offsets = append(offsets, sc.procs[name].errSize())
+	for _, co := range coords {
+		offsets = append(offsets, sc.procs[co].errSize())
 	}
-	if err := sc.procs["datanode0"].stop(); err != nil {
+	if err := sc.procs[name].stop(); err != nil {
 		return 0, 0, err
 	}
 	t0 := time.Now()
-	p, err := sc.run("datanode0")
+	p, err := sc.run(name)
 	if err != nil {
 		return 0, 0, err
 	}
 	if ready, err = p.waitReady(ctx, 5*time.Minute); err != nil {
 		return 0, 0, err
 	}
-	for i, name := range []string{"coordinator0", "coordinator1"} {
-		if err := sc.procs[name].waitLog(ctx, offsets[i], 10*time.Minute, "datanode reported", "node="+id); err != nil {
+	for k, co := range coords {
+		if err := sc.procs[co].waitLog(ctx, offsets[k], 10*time.Minute, "datanode reported", "node="+id); err != nil {
 			return ready, 0, err
 		}
 	}
