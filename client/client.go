@@ -231,7 +231,8 @@ func (c *Client) List(ctx context.Context, o ListOptions) (Listing, error) {
 	return l, nil
 }
 
-// ListAll walks every page of a listing.
+// ListAll walks every page of a listing, calling fn with each page before
+// it asks for the next. Entries walks the same pages entry by entry.
 func (c *Client) ListAll(ctx context.Context, o ListOptions, fn func(Listing) error) error {
 	for {
 		l, err := c.List(ctx, o)
@@ -243,6 +244,9 @@ func (c *Client) ListAll(ctx context.Context, o ListOptions, fn func(Listing) er
 		}
 		if !l.Truncated {
 			return nil
+		}
+		if l.Next <= o.StartAfter {
+			return fmt.Errorf("list %q: the page after %q ends at %q: the listing does not move forward", o.Prefix, o.StartAfter, l.Next)
 		}
 		o.StartAfter = l.Next
 	}

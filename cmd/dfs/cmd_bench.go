@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -81,7 +83,117 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 	f.StringVar(&cfg.Dir, "tmp", "", "directory for temporary servers and files (default the system's)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.BoolVar(&target, "target", false, "run against the cluster at --coordinator instead of starting a server")
+	cmd.AddCommand(newBenchScaleCmd())
 	return cmd
+}
+
+func newBenchScaleCmd() *cobra.Command {
+	var (
+		cfg      bench.ScaleConfig
+		fileSize string
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "scale",
+		Short: "Fill a cluster of separate processes with many small files and measure it at rest",
+		Long: `scale starts a cluster as separate dfs processes: a coordinator embedding
+etcd, a standby coordinator, 3 datanodes, a gateway and a worker. It fills it
+with --files files of --file-size (one chunk each) through real uploads at
+--concurrency, then measures: idle CPU per process over --idle, the gateway's
+cluster counters, a listing page at the start and near the end of the filled
+prefix, the first line of 'dfs ls', datanode and coordinator restarts to
+their full chunk reports, the standby coordinator's memory per chunk and
+etcd's bytes per file.
+
+With --dir the cluster is kept there: a later run with a larger --files tops
+it up instead of starting again. Datanodes run with --no-fsync unless --fsync
+is given. Progress goes to stderr; the result to stdout, as a table or with
+--json as one object.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs, err := humanize.ParseBytes(fileSize)
+			if err != nil {
+				return usagef("--file-size %q: %v", fileSize, err)
+			}
+			if cfg.Files <= 0 {
+				return usagef("--files %d: want at least 1", cfg.Files)
+			}
+			cfg.FileSize = int64(fs)
+			cfg.Progress = os.Stderr
+			res, err := bench.RunScale(cmd.Context(), cfg)
+			if res != nil {
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					if e := enc.Encode(res); e != nil && err == nil {
+						err = e
+					}
+				} else {
+					printScale(res)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Files, "files", 20000, "files the cluster holds when measured")
+	f.StringVar(&fileSize, "file-size", "4KiB", "size of every file")
+	f.IntVar(&cfg.Concurrency, "concurrency", 128, "puts in flight during the fill")
+	f.StringVar(&cfg.Dir, "dir", "", "keep the cluster in this directory, to top it up in a later run (default: a temporary one)")
+	f.DurationVar(&cfg.Idle, "idle", 30*time.Second, "window idle CPU is measured over")
+	f.DurationVar(&cfg.JobsWait, "jobs-wait", 2*time.Minute, "longest wait for the worker to finish the fill's jobs before idle CPU is measured")
+	f.BoolVar(&cfg.Fsync, "fsync", false, "datanodes fsync chunk files")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
+
+func printScale(r *bench.ScaleResult) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	row := func(fig, val, unit string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", fig, val, unit) }
+	num := func(v float64, prec int) string {
+		if v < 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(v, 'f', prec, 64)
+	}
+	row("files", strconv.Itoa(r.Files), fmt.Sprintf("of %s", humanize.IBytes(uint64(r.FileBytes))))
+	row("fill", fmt.Sprintf("%d in %.0f s", r.Added, r.FillSeconds), fmt.Sprintf("%.0f files/s at %d in flight, fsync %v", r.FillPerSec, r.Concurrency, r.Fsync))
+	sum := 0.0
+	for _, p := range r.FillCPU {
+		row("fill cpu "+p.Process, num(p.MsPerFile, 2), "ms per file")
+		sum += p.MsPerFile
+	}
+	if sum > 0 && r.Env != nil {
+		row("fill cpu, all", num(sum, 2), fmt.Sprintf("ms per file: at most %.0f files/s on %d cores", float64(r.Env.CPUs)*1000/sum, r.Env.CPUs))
+	}
+	row("jobs drained", fmt.Sprintf("%v after %.0f s", r.JobsDrained, r.JobsDrainedSeconds), "")
+	for _, p := range r.IdleCPU {
+		row("idle cpu "+p.Process, num(p.Percent, 1), fmt.Sprintf("%% of a core over %.0f s", r.IdleSeconds))
+	}
+	row("idle cpu, all", num(r.IdleCPUTotal, 1), "% of a core")
+	counters := "ms, median of 5"
+	if r.CountersError != "" {
+		counters += ", counters_error: " + r.CountersError
+	}
+	row("cluster counters", num(r.CountersMs, 1), counters)
+	row("list page, start", num(r.ListFirstMs, 1), "ms, 1000 entries, median of 5")
+	row("list page, end", num(r.ListLastMs, 1), "ms, 1000 entries, median of 5")
+	row("ls first line", num(r.LsFirstLineMs, 1), "ms, median of 3")
+	row("datanode restart", num(r.DatanodeReadyS, 2), "s to ready")
+	row("datanode registered", num(r.DatanodeRegisteredS, 2), "s to its full report at both coordinators")
+	row("coordinator restart", num(r.CoordinatorReadyS, 2), "s to ready (embedded etcd)")
+	row("coordinator warm", num(r.CoordinatorRestartS, 2), "s to every datanode's full report")
+	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%d chunks)", r.StandbyHeapPerChunk, r.Chunks))
+	row("standby rss", humanize.IBytes(uint64(max(r.StandbyRSSBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster", r.StandbyRSSPerChunk))
+	row("etcd db", humanize.IBytes(uint64(max(r.EtcdDBBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdBytesPerFile))
+	row("etcd db in use", humanize.IBytes(uint64(max(r.EtcdDBInUseBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdInUseBytesPerFile))
+	tw.Flush()
+	for _, e := range r.Errors {
+		fmt.Printf("not measured: %s\n", e)
+	}
+	if e := r.Env; e != nil {
+		fmt.Printf("\n%s, %d CPUs (%s), %s\n", e.Date, e.CPUs, e.CPU, e.Target)
+	}
 }
 
 func printReport(r *bench.Report) {

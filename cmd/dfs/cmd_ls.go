@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -26,6 +27,10 @@ type lsEntry struct {
 	Modified    time.Time `json:"modified,omitzero"`
 }
 
+// lsPage is how many entries ls asks for at a time, and prints before it
+// asks for more.
+const lsPage = 1000
+
 func newLsCmd(g *globals) *cobra.Command {
 	var (
 		asJSON, recursive bool
@@ -35,7 +40,11 @@ func newLsCmd(g *globals) *cobra.Command {
 		Short: "List files and directories under a prefix",
 		Long: `ls lists what is under PREFIX. Paths are flat names and directories are
 the prefixes up to a '/', as in S3. 'ls photos' lists the directory photos/
-(or the file photos, if it is one); 'ls -r' lists every file underneath.`,
+(or the file photos, if it is one); 'ls -r' lists every file underneath.
+
+Entries are printed a page at a time as they arrive, so a listing of
+millions of entries starts at once and holds one page in memory: the
+columns have fixed widths, and --json writes the array element by element.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prefix := ""
@@ -47,46 +56,7 @@ the prefixes up to a '/', as in S3. 'ls photos' lists the directory photos/
 				return err
 			}
 			defer c.Close()
-			ctx := cmd.Context()
-			delim := "/"
-			if recursive {
-				delim = ""
-			}
-			entries := []lsEntry{}
-			if prefix != "" && !strings.HasSuffix(prefix, "/") {
-				// A file of that name is listed alone, like ls(1).
-				if fi, err := c.Stat(ctx, prefix); err == nil && !recursive {
-					entries = append(entries, fileEntry(fi))
-					return printEntries(entries, asJSON)
-				} else if err != nil && !errors.Is(err, dfs.ErrNotFound) && !errors.Is(err, dfs.ErrBadPath) {
-					return err
-				}
-			}
-			collect := func(p string) error {
-				return c.ListAll(ctx, client.ListOptions{Prefix: p, Delimiter: delim}, func(l client.Listing) error {
-					for _, d := range l.Prefixes {
-						entries = append(entries, lsEntry{Path: d, Dir: true})
-					}
-					for _, f := range l.Files {
-						entries = append(entries, fileEntry(f))
-					}
-					return nil
-				})
-			}
-			if prefix != "" && !strings.HasSuffix(prefix, "/") {
-				// Try it as a directory first, then as a raw prefix.
-				if err := collect(prefix + "/"); err != nil {
-					return err
-				}
-				if len(entries) == 0 {
-					if err := collect(prefix); err != nil {
-						return err
-					}
-				}
-			} else if err := collect(prefix); err != nil {
-				return err
-			}
-			return printEntries(entries, asJSON)
+			return list(cmd.Context(), c, cmd.OutOrStdout(), prefix, recursive, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
@@ -94,24 +64,114 @@ the prefixes up to a '/', as in S3. 'ls photos' lists the directory photos/
 	return cmd
 }
 
+// list prints what is under prefix to w, flushing after every page.
+func list(ctx context.Context, c *client.Client, w io.Writer, prefix string, recursive, asJSON bool) error {
+	out := newEntryWriter(w, asJSON)
+	delim := "/"
+	if recursive {
+		delim = ""
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		// A file of that name is listed alone, like ls(1).
+		if fi, err := c.Stat(ctx, prefix); err == nil && !recursive {
+			out.add(fileEntry(fi))
+			return out.close()
+		} else if err != nil && !errors.Is(err, dfs.ErrNotFound) && !errors.Is(err, dfs.ErrBadPath) {
+			return err
+		}
+		// Try it as a directory first, then as a raw prefix.
+		n, err := walk(ctx, c, out, prefix+"/", delim)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return out.close()
+		}
+	}
+	if _, err := walk(ctx, c, out, prefix, delim); err != nil {
+		return err
+	}
+	return out.close()
+}
+
+// walk prints every entry under prefix, a page at a time, and says how
+// many there were.
+func walk(ctx context.Context, c *client.Client, out *entryWriter, prefix, delim string) (int, error) {
+	n := 0
+	err := c.ListAll(ctx, client.ListOptions{Prefix: prefix, Delimiter: delim, Limit: lsPage}, func(l client.Listing) error {
+		for e := range l.Entries() {
+			if e.Dir {
+				out.add(lsEntry{Path: e.Path, Dir: true})
+			} else {
+				out.add(fileEntry(e.File))
+			}
+			n++
+		}
+		// The page is out before the next is asked for.
+		return out.flush()
+	})
+	return n, err
+}
+
 func fileEntry(f dfs.FileInfo) lsEntry {
 	h := f.Content
 	return lsEntry{Path: f.Path, Size: f.Size, SHA256: &h, ContentType: f.ContentType, Modified: f.Modified}
 }
 
-func printEntries(entries []lsEntry, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
+// entryWriter prints entries as they come: a line each with fixed-width
+// columns, or the elements of one JSON array.
+type entryWriter struct {
+	w      *bufio.Writer
+	asJSON bool
+	n      int
+	err    error
+}
+
+func newEntryWriter(w io.Writer, asJSON bool) *entryWriter {
+	return &entryWriter{w: bufio.NewWriter(w), asJSON: asJSON}
+}
+
+func (o *entryWriter) add(e lsEntry) {
+	if o.err != nil {
+		return
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	for _, e := range entries {
-		if e.Dir {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", "-", "", e.Path)
-			continue
+	if !o.asJSON {
+		size, mod := "-", ""
+		if !e.Dir {
+			size, mod = humanize.IBytes(uint64(e.Size)), e.Modified.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", humanize.IBytes(uint64(e.Size)), e.Modified.Local().Format("2006-01-02 15:04"), e.Path)
+		_, o.err = fmt.Fprintf(o.w, "%10s  %-16s  %s\n", size, mod, e.Path)
+		return
 	}
-	return tw.Flush()
+	b, err := json.MarshalIndent(e, "  ", "  ")
+	if err != nil {
+		o.err = err
+		return
+	}
+	sep := ",\n  "
+	if o.n == 0 {
+		sep = "[\n  "
+	}
+	o.n++
+	o.w.WriteString(sep)
+	_, o.err = o.w.Write(b)
+}
+
+func (o *entryWriter) flush() error {
+	if o.err == nil {
+		o.err = o.w.Flush()
+	}
+	return o.err
+}
+
+// close ends the output (the JSON array) and flushes it.
+func (o *entryWriter) close() error {
+	if o.asJSON && o.err == nil {
+		if o.n == 0 {
+			o.w.WriteString("[]\n")
+		} else {
+			o.w.WriteString("\n]\n")
+		}
+	}
+	return o.flush()
 }

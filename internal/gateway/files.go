@@ -313,13 +313,15 @@ type Listing struct {
 	// Truncated: more follow; ask again with start_after=Next.
 	Truncated bool   `json:"truncated"`
 	Next      string `json:"next,omitempty"`
+	// Scanned is, for a search, how many paths this request read.
+	Scanned int `json:"scanned,omitempty"`
 }
 
 const (
 	defaultPageSize = 1000
 	maxPageSize     = 1000
-	// maxSearchScan bounds how many paths one search reads.
-	maxSearchScan = 100000
+	// defaultSearchScan bounds how many paths one search request reads.
+	defaultSearchScan = 10000
 )
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
@@ -340,30 +342,9 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var out Listing
-	if search := strings.ToLower(q.Get("q")); search != "" {
-		// A search matches the last segment of every path under the prefix.
-		limit := o.Limit
-		o.Delimiter, o.Limit = "", maxPageSize
-		scanned := 0
-		errStop := errors.New("stop")
-		err := s.cl.ListAll(r.Context(), o, func(l client.Listing) error {
-			for _, f := range l.Files {
-				scanned++
-				if strings.Contains(strings.ToLower(path.Base(f.Path)), search) {
-					if len(out.Files) == limit {
-						out.Truncated, out.Next = true, out.Files[len(out.Files)-1].Path
-						return errStop
-					}
-					out.Files = append(out.Files, File{FileInfo: f})
-				}
-				if scanned >= maxSearchScan {
-					out.Truncated, out.Next = true, f.Path
-					return errStop
-				}
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errStop) {
+	if search := q.Get("q"); search != "" {
+		var err error
+		if out, err = s.search(r.Context(), o, search); err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}
@@ -388,6 +369,44 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 		s.addProcessing(r.Context(), out.Files)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// search finds the files under o.Prefix after o.StartAfter whose name
+// (last segment) contains q, ignoring case: at most o.Limit of them, from at
+// most SearchScan paths read, so that a request costs a bounded page of
+// reads however many paths there are and however rare the matches. When
+// it stops early the answer is truncated and Next is where the search goes
+// on: after the last match returned, or after the last path read.
+func (s *Server) search(ctx context.Context, o client.ListOptions, q string) (Listing, error) {
+	q = strings.ToLower(q)
+	limit := o.Limit
+	o.Delimiter = ""
+	out := Listing{Files: []File{}}
+	for {
+		o.Limit = min(maxPageSize, s.cfg.SearchScan-out.Scanned)
+		l, err := s.cl.List(ctx, o)
+		if err != nil {
+			return out, err
+		}
+		for _, f := range l.Files {
+			if strings.Contains(strings.ToLower(path.Base(f.Path)), q) {
+				if len(out.Files) == limit {
+					out.Truncated, out.Next = true, out.Files[len(out.Files)-1].Path
+					return out, nil
+				}
+				out.Files = append(out.Files, File{FileInfo: f})
+			}
+			out.Scanned++
+		}
+		if !l.Truncated {
+			return out, nil
+		}
+		if out.Scanned >= s.cfg.SearchScan {
+			out.Truncated, out.Next = true, l.Next
+			return out, nil
+		}
+		o.StartAfter = l.Next
+	}
 }
 
 // addProcessing fills in the processing state of each file, a few lookups

@@ -46,7 +46,11 @@ type Config struct {
 	// (default 1s); CounterPoll how often the cluster's repair and GC
 	// counters are (default 5s).
 	NodePoll, CounterPoll time.Duration
-	Logger                *slog.Logger
+	// SearchScan bounds how many paths one search request reads (default
+	// 10000), so that every request answers quickly however many paths
+	// there are; the answer says where to go on.
+	SearchScan int
+	Logger     *slog.Logger
 }
 
 // Server is a gateway: an http.Handler and the goroutines that feed its
@@ -79,6 +83,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.CounterPoll <= 0 {
 		cfg.CounterPoll = 5 * time.Second
+	}
+	if cfg.SearchScan <= 0 {
+		cfg.SearchScan = defaultSearchScan
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -149,6 +149,15 @@ func TestBrowser(t *testing.T) {
 	waitJS("both files listed", `document.querySelectorAll('#files tr.file').length === 2`)
 	shot("files.png")
 
+	// Search by name: only the copy matches, and the page says how many
+	// paths the search read.
+	step("search for copy", chromedp.SendKeys("#search", "COPY"))
+	waitJS("only the copy found", `(() => { const rows = [...document.querySelectorAll('#files tr.file')];
+		return rows.length === 1 && rows[0].dataset.path === "copy-of-report.bin" &&
+			document.querySelector('#search-progress').textContent === "2 paths searched"; })()`)
+	step("clear the search", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#search'); s.value = ""; s.dispatchEvent(new Event("input")); })()`))
+	waitJS("both files listed again", `document.querySelectorAll('#files tr.file').length === 2`)
+
 	// Download through the row's link, into a directory, and compare.
 	progress := chromedp.Events(ctx, browser.DownloadProgress)
 	step("download report.bin",

@@ -201,37 +201,55 @@ function breadcrumbs(el, prefix, last) {
 
 // ---------------------------------------------------------------- files view
 
-let listing = { files: [], prefixes: [], next: "", truncated: false };
+let listing = { files: [], prefixes: [], next: "", truncated: false, scanned: 0 };
 let searchTimer = 0;
+let listSeq = 0; // the listing shown; an answer to an older request is dropped
+
+// A search reads a bounded number of paths per request: the page asks on
+// by itself until a screenful of matches is found or this many paths were
+// read, then leaves the rest to the "Search further" button.
+const searchScreenful = 50;
+const searchAutoPaths = 100000;
 
 async function showFiles(more) {
   const prefix = current.prefix;
   breadcrumbs($("#breadcrumbs"), prefix);
   $("#drop-target").textContent = "/" + prefix;
   const q = $("#search").value.trim();
-  const params = new URLSearchParams({ prefix, processing: "1", limit: "200" });
-  if (q) params.set("q", q); else params.set("delimiter", "/");
-  if (more) params.set("start_after", listing.next);
-  let data;
-  try {
-    data = await api("GET", "/files?" + params);
-  } catch (e) {
-    toast("Could not list files: " + e.message, true);
-    return;
+  const seq = more ? listSeq : ++listSeq;
+  let autoPaths = 0;
+  $("#load-more").disabled = true;
+  for (;;) {
+    const params = new URLSearchParams({ prefix, processing: "1", limit: "200" });
+    if (q) params.set("q", q); else params.set("delimiter", "/");
+    if (more) params.set("start_after", listing.next);
+    let data;
+    try {
+      data = await api("GET", "/files?" + params);
+    } catch (e) {
+      if (seq === listSeq) $("#load-more").disabled = false;
+      toast("Could not list files: " + e.message, true);
+      return;
+    }
+    if (seq !== listSeq || current.view !== "files" || current.prefix !== prefix) return;
+    if (more) {
+      listing.files.push(...data.files);
+    } else {
+      listing = { files: data.files, prefixes: data.prefixes, scanned: 0 };
+    }
+    listing.truncated = data.truncated;
+    listing.next = data.next || "";
+    listing.scanned += data.scanned || 0;
+    autoPaths += data.scanned || 0;
+    for (const f of data.files) {
+      const st = statusOf(f.processing);
+      if (st && !jobs.has(f.sha256)) jobs.set(f.sha256, st);
+    }
+    renderFiles(q);
+    if (!q || !listing.truncated || listing.files.length >= searchScreenful || autoPaths >= searchAutoPaths) break;
+    more = true;
   }
-  if (current.view !== "files" || current.prefix !== prefix) return;
-  if (more) {
-    listing.files.push(...data.files);
-  } else {
-    listing = { files: data.files, prefixes: data.prefixes };
-  }
-  listing.truncated = data.truncated;
-  listing.next = data.next || "";
-  for (const f of data.files) {
-    const st = statusOf(f.processing);
-    if (st && !jobs.has(f.sha256)) jobs.set(f.sha256, st);
-  }
-  renderFiles(q);
+  $("#load-more").disabled = false;
 }
 
 function renderFiles(q) {
@@ -257,8 +275,13 @@ function renderFiles(q) {
   const empty = !listing.prefixes.length && !listing.files.length;
   $("#files-empty").hidden = !empty;
   $("#files").hidden = empty;
-  $("#files-empty .empty-title").textContent = q ? "No file matches “" + q + "”" : "Nothing here yet";
+  const searched = listing.scanned.toLocaleString() + " paths searched";
+  $("#files-empty .empty-title").textContent = !q ? "Nothing here yet"
+    : listing.truncated ? "No file matches “" + q + "” in the first " + searched.replace(" searched", "")
+    : "No file matches “" + q + "”";
   $("#files-more").hidden = !listing.truncated;
+  $("#search-progress").textContent = q ? searched : "";
+  $("#load-more").textContent = q ? "Search further" : "Load more";
 }
 
 function iconFor(f) {
