@@ -577,7 +577,17 @@ func TestFiles(t *testing.T) {
 		if ci.Leader != e.cl.Addr() || ci.LeaderError != "" || len(ci.Coordinators) != 1 || !ci.Coordinators[0].Leader {
 			t.Fatalf("cluster: leader %q (error %q), coordinators %+v; want the one coordinator %s as leader", ci.Leader, ci.LeaderError, ci.Coordinators, e.cl.Addr())
 		}
-		if ci.Healthy != ci.Chunks || ci.Chunks == 0 || ci.Copies != 3*ci.Chunks || ci.Missing != 0 || ci.CountersFrom != e.cl.Addr() {
+		// Copies reach the coordinator with the datanodes' heartbeats (and
+		// repair tops up a chunk an aborted upload left short): the
+		// counters settle within seconds.
+		healthy := func(ci gateway.ClusterInfo) bool {
+			return ci.Healthy == ci.Chunks && ci.Chunks != 0 && ci.Copies == 3*ci.Chunks && ci.Missing == 0 && ci.CountersFrom == e.cl.Addr()
+		}
+		for deadline := time.Now().Add(20 * time.Second); !healthy(ci) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			ci = decode[gateway.ClusterInfo](t, e.do(t, "GET", "/api/v1/cluster", nil))
+		}
+		if !healthy(ci) {
 			t.Fatalf("cluster counters: %+v; want every chunk healthy with 3 copies, counted by %s", ci, e.cl.Addr())
 		}
 		// The counters come from the coordinator's memory: neither this

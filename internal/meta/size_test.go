@@ -104,3 +104,29 @@ func TestEtcdBytesPerSmallFile(t *testing.T) {
 		t.Fatalf("a small file costs %.0f bytes of etcd, no fewer than the %.0f before", cur, old)
 	}
 }
+
+// Bytes of etcd per chunk of a large file: its entry in the content's chunk
+// list and its reference from the chunk back to the content.
+func TestEtcdBytesPerChunkOfLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures a fresh etcd member with thousands of chunks")
+	}
+	const files, per = 40, 256
+	ctx := context.Background()
+	perFile := etcdBytesPerFile(t, files, func(s *meta.Store, i int) {
+		c := dfs.Content{Hash: sha256.Sum256([]byte(fmt.Sprint("large", i))), Size: per << 21}
+		for k := range per {
+			c.Chunks = append(c.Chunks, dfs.ChunkRef{Hash: sha256.Sum256([]byte(fmt.Sprint("chunk", i, k))), Size: 2 << 20})
+		}
+		if _, _, err := s.CommitFile(ctx, meta.Commit{File: dfs.FileInfo{Path: fmt.Sprintf("videos/v-%04d.mp4", i)}, Content: c, QueueJob: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	perChunk := perFile / per
+	t.Logf("etcd bytes in use per chunk of a %d-chunk file: %.0f (%.0f per file)", per, perChunk, perFile)
+	// A chunk's hash is 32 bytes; its reference key alone spells two
+	// hashes in hex.
+	if perChunk < 32 {
+		t.Fatalf("%.0f bytes per chunk is less than its hash: the measure is broken", perChunk)
+	}
+}
