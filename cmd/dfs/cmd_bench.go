@@ -141,7 +141,7 @@ is given. Progress goes to stderr; the result to stdout, as a table or with
 	f.IntVar(&cfg.Concurrency, "concurrency", 128, "puts in flight during the fill")
 	f.StringVar(&cfg.Dir, "dir", "", "keep the cluster in this directory, to top it up in a later run (default: a temporary one)")
 	f.DurationVar(&cfg.Idle, "idle", 30*time.Second, "window idle CPU is measured over")
-	f.DurationVar(&cfg.JobsWait, "jobs-wait", 2*time.Minute, "longest wait for the worker to finish the fill's jobs before idle CPU is measured")
+	f.DurationVar(&cfg.JobsWait, "jobs-wait", time.Hour, "longest wait for the worker to finish the fill's jobs before idle CPU is measured")
 	f.BoolVar(&cfg.Fsync, "fsync", false, "datanodes fsync chunk files")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd

@@ -70,7 +70,7 @@ func (c *ScaleConfig) fill() {
 		c.Idle = 30 * time.Second
 	}
 	if c.JobsWait <= 0 {
-		c.JobsWait = 2 * time.Minute
+		c.JobsWait = time.Hour
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -423,7 +423,7 @@ func (sc *scaleCluster) specs() []procSpec {
 	}
 	out = append(out,
 		procSpec{"gateway", []string{"gateway", "--coordinator", coords, "--http", sc.st.Gateway}},
-		procSpec{"worker", []string{"worker", "--coordinator", coords, "--etcd-endpoints", sc.st.EtcdClient, "--workers", "2"}},
+		procSpec{"worker", []string{"worker", "--coordinator", coords, "--etcd-endpoints", sc.st.EtcdClient, "--workers", "16"}},
 	)
 	return out
 }

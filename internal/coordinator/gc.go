@@ -24,8 +24,10 @@ package coordinator
 // period began.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dfs-store/dfs"
@@ -34,14 +36,18 @@ import (
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
-// maxFresh bounds the chunks new to the location map that wait for their
-// grace period to end before being checked (about 80 bytes each: 20 MiB). Notes
-// beyond it are dropped, and so are all of them when this coordinator
-// stops: a chunk written but never committed that no running coordinator
-// noted — the cluster was restarted whole within its grace period, or the
-// bound was reached — is found only by a full collection
-// (CollectGarbageFull).
-const maxFresh = 1 << 18
+// maxFresh bounds the notes of chunks new to the location map that wait
+// for their grace period to end before being checked: 9 bytes each (the
+// part of the hash that finds it in the map), 36 MiB at most. Notes beyond
+// it are dropped, and so are all of them when this coordinator stops: a
+// chunk written but never committed that no running coordinator noted —
+// the cluster was restarted whole within its grace period, or the bound
+// was reached — is found only by a full collection (CollectGarbageFull).
+const maxFresh = 1 << 22
+
+// freshBlock bounds the notes of one bucket, so that the queue grows a
+// block at a time and an emptied bucket gives its memory back.
+const freshBlock = 4096
 
 // sweepPage is how many chunk candidates are swept at a time (one doom, one
 // reference check, one round of deletes).
@@ -49,41 +55,64 @@ const sweepPage = 10000
 
 // gcState is garbage collection's own memory.
 type gcState struct {
-	// fresh holds chunks new to the location map, by when first seen;
-	// dropped counts notes lost to maxFresh. Guarded by Server.mu.
-	fresh   map[dfs.Hash]time.Time
+	// fresh queues the chunks new to the location map, oldest first, in
+	// buckets of up to freshBlock notes; notes counts them, dropped counts
+	// notes lost to maxFresh. Guarded by Server.mu.
+	fresh   []freshBucket
+	notes   int
 	dropped int64
 	// The layout is at reference counts. Guarded by heal.gcMu.
 	migrated bool
 }
 
+// freshBucket is a run of notes taken until last.
+type freshBucket struct {
+	last  time.Time
+	notes []hashPrefix
+}
+
 // gcNoteNewLocked records that chunk h is new to the location map. s.mu is
 // held.
 func (s *Server) gcNoteNewLocked(h dfs.Hash, now time.Time) {
-	if s.gc.fresh == nil {
-		s.gc.fresh = map[dfs.Hash]time.Time{}
-	}
-	if _, ok := s.gc.fresh[h]; ok {
-		return
-	}
-	if len(s.gc.fresh) >= maxFresh {
+	if s.gc.notes >= maxFresh {
 		s.gc.dropped++
 		return
 	}
-	s.gc.fresh[h] = now
+	n := len(s.gc.fresh)
+	if n == 0 || len(s.gc.fresh[n-1].notes) == freshBlock {
+		s.gc.fresh = append(s.gc.fresh, freshBucket{})
+		n++
+	}
+	b := &s.gc.fresh[n-1]
+	b.notes = append(b.notes, prefixOf(h))
+	if now.After(b.last) {
+		b.last = now
+	}
+	s.gc.notes++
 }
 
-// takeFreshLocked removes and returns the noted chunks first seen before
-// cutoff. s.mu is held.
-func (s *Server) takeFreshLocked(cutoff time.Time) []dfs.Hash {
+// takeFresh removes the buckets of notes all taken before cutoff and
+// returns the chunks they name that are still in the location map, each
+// once (a chunk that left the map and came back was noted twice). The
+// lock is taken once per bucket.
+func (s *Server) takeFresh(cutoff time.Time) []dfs.Hash {
 	var out []dfs.Hash
-	for h, t := range s.gc.fresh {
-		if t.Before(cutoff) {
-			out = append(out, h)
-			delete(s.gc.fresh, h)
+	for {
+		s.mu.Lock()
+		if len(s.gc.fresh) == 0 || !s.gc.fresh[0].last.Before(cutoff) {
+			s.mu.Unlock()
+			slices.SortFunc(out, func(a, b dfs.Hash) int { return bytes.Compare(a[:], b[:]) })
+			return slices.Compact(out)
 		}
+		b := s.gc.fresh[0]
+		s.gc.fresh[0] = freshBucket{}
+		s.gc.fresh = s.gc.fresh[1:]
+		s.gc.notes -= len(b.notes)
+		for _, p := range b.notes {
+			s.locs.byPrefix(p, func(h dfs.Hash) { out = append(out, h) })
+		}
+		s.mu.Unlock()
 	}
-	return out
 }
 
 // gcLoop collects garbage every GCInterval while this coordinator leads.
@@ -197,8 +226,8 @@ func (s *Server) collect(ctx context.Context, full bool) (GCStats, error) {
 
 	// Chunks new to the map whose grace period is over: candidates unless
 	// referenced.
+	check := s.takeFresh(cutoff)
 	s.mu.Lock()
-	check := s.takeFreshLocked(cutoff)
 	dropped := s.gc.dropped
 	s.gc.dropped = 0
 	s.mu.Unlock()

@@ -327,6 +327,42 @@ func (m *locMap) has(h dfs.Hash) bool {
 	return m.shards[shardOf(h)].find(h) >= 0
 }
 
+// hashPrefix is the part of a hash that places it in the map: its shard
+// (byte 0) and its home slot (bytes 1-8). A note of a chunk keeps only this
+// much, and finds the whole hash again with byPrefix.
+type hashPrefix [9]byte
+
+func prefixOf(h dfs.Hash) (p hashPrefix) {
+	copy(p[:], h[:len(p)])
+	return p
+}
+
+// byPrefix calls fn with every chunk in the map whose hash begins with p
+// (almost always one or none: 72 bits tell hashes apart).
+func (m *locMap) byPrefix(p hashPrefix, fn func(h dfs.Hash)) {
+	var h dfs.Hash
+	copy(h[:], p[:])
+	sh := &m.shards[shardOf(h)]
+	c := len(sh.e)
+	if c == 0 {
+		return
+	}
+	start := home(h, c)
+	q := start
+	for d := 0; d < c; d++ {
+		e := &sh.e[q]
+		if e.s[0] == 0 || dist(e.h, q, c) < d {
+			return
+		}
+		if hashPrefix(e.h[:len(p)]) == p {
+			fn(e.h)
+		}
+		if q++; q == c {
+			q = 0
+		}
+	}
+}
+
 // len returns the number of distinct chunks.
 func (m *locMap) len() int { return m.count }
 

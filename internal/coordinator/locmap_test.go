@@ -271,3 +271,40 @@ func BenchmarkLocMapBytesPerChunk(b *testing.B) {
 		b.ReportMetric(locMapBytesPerChunk(1<<20), "B/chunk")
 	}
 }
+
+// A note of a chunk keeps 9 bytes of its hash; byPrefix finds the whole
+// hash again while the chunk is in the map, and nothing once it is gone,
+// including when two hashes share the prefix.
+func TestLocMapByPrefix(t *testing.T) {
+	m := newLocMap()
+	a, _ := m.nodeIndex("a")
+	const n = 20000
+	for i := range n {
+		m.add(testHash(i), a)
+	}
+	twin := testHash(7)
+	twin[31] ^= 0xff // same prefix, another hash
+	m.add(twin, a)
+	for i := 0; i < n; i += 2 {
+		m.remove(testHash(i), a)
+	}
+	for i := range n {
+		h := testHash(i)
+		var got []dfs.Hash
+		m.byPrefix(prefixOf(h), func(x dfs.Hash) { got = append(got, x) })
+		switch {
+		case i == 7:
+			if len(got) != 2 || !(got[0] == h && got[1] == twin || got[0] == twin && got[1] == h) {
+				t.Fatalf("prefix of chunk 7 and its twin: found %v", got)
+			}
+		case i%2 == 0:
+			if len(got) != 0 {
+				t.Fatalf("chunk %d was removed; its prefix found %v", i, got)
+			}
+		default:
+			if len(got) != 1 || got[0] != h {
+				t.Fatalf("chunk %d: its prefix found %v", i, got)
+			}
+		}
+	}
+}
