@@ -3779,7 +3779,9 @@ func (x *Job) GetProcessing() *Processing {
 type JobsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	// Set when more jobs follow: pass it as start_after for the next page.
+	// Set when more jobs may follow: pass it as start_after for the next
+	// page. A page reads a bounded number of records, so with a state filter
+	// it may hold fewer jobs than asked for, or none, and still have a next.
 	NextStartAfter string `protobuf:"bytes,2,opt,name=next_start_after,json=nextStartAfter,proto3" json:"next_start_after,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

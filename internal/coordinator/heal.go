@@ -19,22 +19,15 @@ package coordinator
 // needs it (its count of chunks below Replicas is zero), the node is marked
 // drained.
 //
-// Garbage collection, mark and sweep with a grace period. Mark reads every
-// file record, then every content record: contents no file refers to and
-// older than GCGrace are deleted; the chunks of the remaining contents are
-// live. Sweep takes every chunk in the location map that is not live, not in
-// an open upload session, and not touched (allocated or committed) within
-// GCGrace, and not named by a commit in progress, marks it doomed — it no
-// longer counts as a copy for allocation or commit — and asks its holders to
-// delete it unless they wrote or touched it since the grace period began. A
-// commit registers its chunks and the sweep dooms chunks under the same
-// lock, so a commit that dedups onto a chunk at the moment it becomes garbage
-// either registered first (the sweep keeps the chunk, and the next mark sees
-// the committed file) or finds the chunk doomed and has no copies to commit
-// with (it fails, nothing is lost). No chunk a committed file or an open
-// session refers to is ever deleted, whatever the grace period; the grace
-// period protects what no session records: chunks just written to a
-// datanode, and touches a restarted coordinator forgot.
+// Garbage collection works from candidates, never from a mark of
+// everything stored: see gc.go. A commit registers its chunks and the sweep
+// dooms chunks under the same lock, so a commit that dedups onto a chunk at
+// the moment it becomes garbage either registered first (the sweep keeps
+// the chunk) or finds the chunk doomed and has no copies to commit with (it
+// fails, nothing is lost). No chunk a committed file or an open session
+// refers to is ever deleted, whatever the grace period; the grace period
+// protects what no session records: chunks just written to a datanode, and
+// touches a restarted coordinator forgot.
 
 import (
 	"context"
@@ -74,10 +67,8 @@ type healState struct {
 
 	kick chan struct{} // starts a repair scan at once
 
-	// gcMu runs one collection at a time; it guards orphanPages: chunk
-	// pages no content names, by when a collection first saw them.
-	gcMu        sync.Mutex
-	orphanPages map[string]time.Time
+	// gcMu runs one collection at a time.
+	gcMu sync.Mutex
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // datanode control, by address
