@@ -186,7 +186,7 @@ func printScale(r *bench.ScaleResult) {
 	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%d chunks)", r.StandbyHeapPerChunk, r.Chunks))
 	row("standby rss", humanize.IBytes(uint64(max(r.StandbyRSSBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster", r.StandbyRSSPerChunk))
 	row("etcd db", humanize.IBytes(uint64(max(r.EtcdDBBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdBytesPerFile))
-	row("etcd db in use", humanize.IBytes(uint64(max(r.EtcdDBInUseBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdInUseBytesPerFile))
+	row("etcd db in use", humanize.IBytes(uint64(max(r.EtcdDBInUseBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster, after compaction", r.EtcdInUseBytesPerFile))
 	tw.Flush()
 	for _, e := range r.Errors {
 		fmt.Printf("not measured: %s\n", e)

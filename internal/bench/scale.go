@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -299,6 +300,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	if res.Chunks > 0 {
 		res.StandbyHeapPerChunk = float64(res.StandbyHeapBytes-sc.st.BaseHeap) / float64(res.Chunks)
 		res.StandbyRSSPerChunk = float64(res.StandbyRSSBytes-sc.st.BaseRSS) / float64(res.Chunks)
+	}
+	// What etcd keeps once compaction (every 10 minutes in the embedded
+	// member) has dropped the fill's old revisions: the live records.
+	if err := etcdCompact(ctx, sc.st.EtcdClient); err != nil {
+		fail("etcd compaction", err)
 	}
 	if db, inUse, err := etcdSize(ctx, sc.st.EtcdClient); err != nil {
 		fail("etcd size", err)
@@ -831,6 +837,26 @@ func parseHeapAlloc(r io.Reader) (int64, error) {
 }
 
 // etcdSize returns the size of etcd's database file and the part in use.
+// etcdCompact compacts etcd's history up to its current revision.
+func etcdCompact(ctx context.Context, endpoint string) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second,
+		Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	r, err := cli.Get(ctx, "compact-probe", clientv3.WithCountOnly())
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Compact(ctx, r.Header.Revision, clientv3.WithCompactPhysical()); err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("etcd compact %s: %w", endpoint, err)
+	}
+	return nil
+}
+
 func etcdSize(ctx context.Context, endpoint string) (db, inUse int64, err error) {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second,
 		Logger: zap.NewNop()})
