@@ -272,6 +272,14 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	res.JobsDrained = waitJobs(ctx, c, cfg.JobsWait) == nil
 	res.JobsDrainedSeconds = time.Since(t0).Seconds()
 
+	// At rest: every datanode's full report merged by both coordinators
+	// (a start merges them all), the fill's history compacted in etcd
+	// (which the embedded member does every 10 minutes anyway), and a few
+	// seconds for what those leave behind.
+	fmt.Fprintf(cfg.Progress, "scale: waiting for the cluster to settle\n")
+	if err := sc.settle(ctx, c); err != nil {
+		fail("settle", err)
+	}
 	fmt.Fprintf(cfg.Progress, "scale: idle CPU over %v\n", cfg.Idle)
 	if err := sc.idleCPU(ctx, cfg.Idle, res); err != nil {
 		fail("idle cpu", err)
@@ -727,6 +735,34 @@ func (sc *scaleCluster) lsFirstLine(ctx context.Context) (time.Duration, error) 
 // restartDatanode stops datanode i and starts it again, and returns the
 // time to its ready line and to its full report reaching every
 // coordinator.
+// settle waits until both coordinators have logged every datanode's full
+// report since they started, compacts etcd, and waits settleTime more.
+func (sc *scaleCluster) settle(ctx context.Context, c *client.Client) error {
+	for i := range sc.st.DNListen {
+		id, err := sc.nodeID(ctx, c, sc.st.DNListen[i])
+		if err != nil {
+			return err
+		}
+		for _, co := range []string{"coordinator0", "coordinator1"} {
+			if err := sc.procs[co].waitLog(ctx, 0, 10*time.Minute, "datanode reported", "node="+id); err != nil {
+				return err
+			}
+		}
+	}
+	if err := etcdCompact(ctx, sc.st.EtcdClient); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(settleTime):
+	}
+	return nil
+}
+
+// settleTime is how long the cluster rests before idle CPU is measured.
+const settleTime = 10 * time.Second
+
 func (sc *scaleCluster) restartDatanode(ctx context.Context, c *client.Client, i int) (ready, registered time.Duration, err error) {
 	name := fmt.Sprintf("datanode%d", i)
 	id, err := sc.nodeID(ctx, c, sc.st.DNListen[i])
