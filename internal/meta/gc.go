@@ -50,6 +50,10 @@ const staleRefs = 10 * time.Minute
 // FormatRefCounts is the layout version with reference counts.
 const FormatRefCounts = "2"
 
+// FormatSkip is the layout version with reference counts and the sample
+// keys of the paths (Schema.Skip).
+const FormatSkip = "3"
+
 // ContentGC says what CollectContents did.
 type ContentGC struct {
 	Candidates int // candidate keys read

@@ -335,7 +335,7 @@ func TestMigrateFromMarks(t *testing.T) {
 		s.DeleteFile(ctx, fmt.Sprint("p", i))
 	}
 	// Back to the old layout.
-	for _, p := range []string{sc.CrefsPrefix(), sc.ContentCandidatesPrefix(), sc.Format()} {
+	for _, p := range []string{sc.CrefsPrefix(), sc.ContentCandidatesPrefix(), sc.Format(), sc.SkipPrefix()} {
 		if _, err := etcd.Delete(ctx, p, clientv3.WithPrefix()); err != nil {
 			t.Fatal(err)
 		}
@@ -369,10 +369,11 @@ func TestMigrateFromMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("migration: %+v", st)
-	if f, _ := s.Format(ctx); f != meta.FormatRefCounts {
+	if f, _ := s.Format(ctx); f != meta.FormatSkip {
 		t.Fatalf("layout version %q after migration", f)
 	}
 	recount(t, s)
+	checkSampleKeys(t, s)
 	// Once is enough.
 	if st, err := s.Migrate(ctx, meta.Fence{}); err != nil || st.Contents != 0 {
 		t.Fatalf("second migration: %+v, %v", st, err)
@@ -402,5 +403,58 @@ func TestCollectBigContent(t *testing.T) {
 	}
 	if n := keyCount(t, s.Schema().ChunkCandidatesPrefix()); n != int64(len(c.Chunks)) {
 		t.Fatalf("%d chunk candidates, want %d", n, len(c.Chunks))
+	}
+}
+
+// checkSampleKeys fails unless exactly the sampled paths that exist have a
+// sample key.
+func checkSampleKeys(t *testing.T, s *meta.Store) {
+	t.Helper()
+	sc := s.Schema()
+	want := map[string]string{}
+	for path := range prefixKeys(t, sc.FilesPrefix()) {
+		if meta.Sampled(path) {
+			want[path] = ""
+		}
+	}
+	if got := prefixKeys(t, sc.SkipPrefix()); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sample keys %v, want %v", got, want)
+	}
+}
+
+// Commits write the sample key of a sampled path and deletes remove it; a
+// migration writes the ones a cluster lacks.
+func TestSampleKeysFollowPaths(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var sampled []string
+	for i := 0; len(sampled) < 3; i++ {
+		if p := fmt.Sprintf("dir/%d", i); meta.Sampled(p) {
+			sampled = append(sampled, p)
+		}
+	}
+	c := selfContent("sample")
+	for _, p := range append([]string{"dir/x", "dir/y"}, sampled...) {
+		commit(t, s, p, c)
+	}
+	commit(t, s, sampled[0], selfContent("sample2")) // an overwrite
+	checkSampleKeys(t, s)
+	if err := s.DeleteFile(ctx, sampled[1]); err != nil {
+		t.Fatal(err)
+	}
+	checkSampleKeys(t, s)
+	if _, err := etcd.Delete(ctx, s.Schema().SkipPrefix(), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := etcd.Put(ctx, s.Schema().Format(), meta.FormatRefCounts); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Migrate(ctx, meta.Fence{})
+	if err != nil || st.Sampled != 2 {
+		t.Fatalf("migration: %+v, %v; want 2 sample keys written", st, err)
+	}
+	checkSampleKeys(t, s)
+	if f, _ := s.Format(ctx); f != meta.FormatSkip {
+		t.Fatalf("layout version %q", f)
 	}
 }

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 
 	"github.com/dfs-store/dfs"
@@ -17,6 +18,11 @@ import (
 //	<root>/v1/contents/<sha256>/<layout>/<page>
 //	                                        ChunkPage: part of a long chunk list,
 //	                                        written before the record that names it
+//	<root>/v1/skip/<path>                   empty; for one path in SkipEvery, chosen by
+//	                                        a hash of the path, written and deleted
+//	                                        with the path: a sample of the paths
+//	                                        that bounds each range of a listing
+//	                                        (see pager)
 //	<root>/v1/refs/<sha256>                 the number of paths pointing at the
 //	                                        content (decimal), kept in the
 //	                                        transaction of every commit, overwrite
@@ -35,9 +41,9 @@ import (
 //	                                        references are being removed (value:
 //	                                        how many are left)
 //	<root>/v1/format                        the layout version ("2": reference
-//	                                        counts); absent on a cluster written
-//	                                        before them, until the leader rebuilt
-//	                                        them
+//	                                        counts; "3": and sample keys); absent
+//	                                        on a cluster written before them,
+//	                                        until the leader rebuilt them
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
@@ -86,6 +92,32 @@ func (s Schema) File(path string) string { return s.FilesPrefix() + path }
 
 // PathOf returns the path a file key names.
 func (s Schema) PathOf(key string) string { return strings.TrimPrefix(key, s.FilesPrefix()) }
+
+// SkipPrefix holds the sample of paths that guides listings.
+func (s Schema) SkipPrefix() string { return s.root + "skip/" }
+
+// Skip is the sample key of path; only paths for which Sampled holds
+// have one.
+func (s Schema) Skip(path string) string { return s.SkipPrefix() + path }
+
+// SkipEvery is how many paths one sample key stands for, on average.
+const SkipEvery = 512
+
+// Sampled reports whether path has a sample key: one path in SkipEvery,
+// by a hash of the path (FNV-1a, 64 bits, then MurmurHash3's finalizer so
+// that the low bits depend on every bit), the same in every process and
+// release.
+func Sampled(path string) bool {
+	h := fnv.New64a()
+	h.Write([]byte(path))
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x%SkipEvery == 0
+}
 
 // ContentsPrefix holds every content record and chunk page.
 func (s Schema) ContentsPrefix() string { return s.root + "contents/" }

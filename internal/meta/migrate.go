@@ -29,13 +29,16 @@ func (s *Store) Format(ctx context.Context) (string, error) {
 // MigrateStats says what a migration did.
 type MigrateStats struct {
 	Files, Contents, ChunkRefs, Candidates int
+	// Sampled is how many sample keys (Schema.Skip) were written.
+	Sampled int
 }
 
-// Migrate brings a cluster written before reference counts to them: it
+// Migrate brings a cluster to the current layout (FormatSkip). On one
+// written before reference counts it first builds them: it
 // counts the paths of every content, writes the chunk references of every
-// content, and makes candidates of the contents no path points at; then it
-// writes the layout version, and garbage collection may run. It does
-// nothing on a cluster at the version already. The leader runs it, fenced
+// content, and makes candidates of the contents no path points at. Then it
+// writes the sample keys of the paths, and the layout version, and garbage
+// collection may run. It does nothing on a cluster at the version already. The leader runs it, fenced
 // by f; it can be run again after a failure.
 //
 // Commits go on meanwhile: they add their changes to the counts as they
@@ -51,10 +54,58 @@ func (s *Store) Migrate(ctx context.Context, f Fence) (MigrateStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("migrate: %w", etcdErr(err))
 	}
-	if len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == FormatRefCounts {
+	format := ""
+	if len(resp.Kvs) == 1 {
+		format = string(resp.Kvs[0].Value)
+	}
+	if format == FormatSkip {
 		return st, nil
 	}
-	at := clientv3.WithRev(resp.Header.Revision)
+	if format != FormatRefCounts {
+		if st, err = s.migrateCounts(ctx, f, resp.Header.Revision); err != nil {
+			return st, err
+		}
+	}
+	if st.Sampled, err = s.buildSkip(ctx); err != nil {
+		return st, fmt.Errorf("migrate: %w", err)
+	}
+	put, err := s.kv.Txn(ctx).If(f.cmps()...).Then(clientv3.OpPut(s.schema.Format(), FormatSkip)).Commit()
+	if err != nil {
+		return st, fmt.Errorf("migrate: write layout version: %w", etcdErr(err))
+	}
+	if !put.Succeeded {
+		return st, s.fenced(ctx, f, "migrate")
+	}
+	return st, nil
+}
+
+// buildSkip writes the sample key of every sampled path that lacks one: a
+// scan of the paths' keys. Each key is written on condition that its path
+// still exists, so a path deleted meanwhile leaves none behind.
+func (s *Store) buildSkip(ctx context.Context) (int, error) {
+	n := 0
+	err := ScanPrefix(ctx, s.kv, s.schema.FilesPrefix(), "", scanPage, func(kv *mvccpb.KeyValue) error {
+		path := s.schema.PathOf(string(kv.Key))
+		if !Sampled(path) {
+			return nil
+		}
+		_, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(string(kv.Key)), ">", 0)).
+			Then(clientv3.OpPut(s.schema.Skip(path), "")).Commit()
+		if err != nil {
+			return fmt.Errorf("write sample key of %q: %w", path, etcdErr(err))
+		}
+		n++
+		return nil
+	}, clientv3.WithKeysOnly())
+	return n, err
+}
+
+// migrateCounts brings the reference counts to a cluster written before
+// them (see Migrate), reading as of revision rev.
+func (s *Store) migrateCounts(ctx context.Context, f Fence, rev int64) (MigrateStats, error) {
+	var st MigrateStats
+	at := clientv3.WithRev(rev)
+	var err error
 
 	paths := map[dfs.ContentHash]int64{}
 	err = ScanPrefix(ctx, s.kv, s.schema.FilesPrefix(), "", scanPage, func(kv *mvccpb.KeyValue) error {
@@ -130,13 +181,6 @@ func (s *Store) Migrate(ctx context.Context, f Fence) (MigrateStats, error) {
 	}
 	if err != nil {
 		return st, fmt.Errorf("migrate: %w", err)
-	}
-	put, err := s.kv.Txn(ctx).If(f.cmps()...).Then(clientv3.OpPut(s.schema.Format(), FormatRefCounts)).Commit()
-	if err != nil {
-		return st, fmt.Errorf("migrate: write layout version: %w", etcdErr(err))
-	}
-	if !put.Succeeded {
-		return st, s.fenced(ctx, f, "migrate")
 	}
 	return st, nil
 }

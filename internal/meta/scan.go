@@ -32,6 +32,15 @@ import (
 // whole scan the keys counted stay a small multiple of the keys read,
 // where an unbounded range counts N²/2 per page size.
 //
+// A listing of paths does better: a sample of the paths (one in
+// SkipEvery, see Schema.Skip) is kept beside them, and a guided pager ends
+// each window at a sample key, so that a window holds about as many keys
+// as the marks it spans stand for, wherever the keys cluster; finding the
+// marks counts the sample keys left in the scan, once per 16 marks. With
+// no mark left, the adaptive window takes over for the few keys after the
+// last one. The sample is a hint: a stale or missing mark changes what a
+// window costs, never what the scan returns.
+//
 // Pages are not pinned to one revision: a scan sees each key as it was
 // when its page was read, so a long scan never fails on compaction, and a
 // key written or deleted during the scan may or may not be seen. No key is
@@ -51,6 +60,16 @@ type pager struct {
 	done  bool
 	// counted is every key etcd counted, over every request.
 	counted int64
+
+	// guide, if set, returns up to n marks after key, in order: keys of
+	// a sample of the scanned keys (see Schema.Skip), or nothing past the
+	// scan's end. A window that ends at a mark holds about as many keys
+	// as the sample skips, wherever the keys cluster.
+	// It also returns how many keys etcd counted to find them.
+	guide  func(ctx context.Context, after string, n int) ([]string, int64, error)
+	every  int      // how many keys a mark stands for, on average
+	marks  []string // marks after start, as the guide gave them
+	noMore bool     // the guide has no marks after the last of marks
 }
 
 func newPager(kv clientv3.KV, prefix, start string, limit int, opts ...clientv3.OpOption) *pager {
@@ -159,8 +178,50 @@ func (p *pager) seek(key string) {
 // resume goes on from key, which may be behind the keys last returned
 // (the caller used only some of them).
 func (p *pager) resume(key string) {
+	if key < p.start {
+		p.marks, p.noMore = nil, false
+	}
 	p.start = key
 	p.done = p.end != "\x00" && (key >= p.end || key == "\x00")
+}
+
+// guided returns the mark that ends a window of about limit keys from
+// start, if the guide knows one before end.
+func (p *pager) guided(ctx context.Context, limit int64) (string, error) {
+	j := int(limit-1)/p.every + 1 // marks spanned by a window of about limit keys
+	i := 0
+	for i < len(p.marks) && p.marks[i] <= p.start {
+		i++
+	}
+	p.marks = p.marks[i:]
+	if len(p.marks) < j && !p.noMore {
+		after := p.start
+		if len(p.marks) > 0 {
+			after = p.marks[len(p.marks)-1]
+		}
+		n := max(16, j)
+		more, counted, err := p.guide(ctx, after, n)
+		if err != nil {
+			return "", err
+		}
+		p.counted += counted
+		for _, m := range more {
+			if m > p.start {
+				p.marks = append(p.marks, m)
+			}
+		}
+		p.noMore = len(more) < n
+	}
+	if len(p.marks) == 0 {
+		return "", nil
+	}
+	// Fewer marks than j left: the window ends at the last, and the
+	// adaptive window finds the few keys after it.
+	m := p.marks[min(j, len(p.marks))-1]
+	if p.end != "\x00" && m >= p.end {
+		return "", nil
+	}
+	return m, nil
 }
 
 // next returns the next keys in order: at most limit of them, or of max if
@@ -172,6 +233,16 @@ func (p *pager) next(ctx context.Context, max int64) ([]*mvccpb.KeyValue, error)
 			limit = max
 		}
 		wend, clamped := p.window()
+		guided := false
+		if p.guide != nil {
+			m, err := p.guided(ctx, limit)
+			if err != nil {
+				return nil, err
+			}
+			if m != "" {
+				wend, clamped, guided = m, false, true
+			}
+		}
 		resp, err := p.get(ctx, p.start, append([]clientv3.OpOption{clientv3.WithRange(wend), clientv3.WithLimit(limit)}, p.opts...)...)
 		if err != nil {
 			return nil, err
@@ -194,6 +265,8 @@ func (p *pager) next(ctx context.Context, max int64) ([]*mvccpb.KeyValue, error)
 		} else {
 			p.start = wend
 			switch {
+			case guided:
+				// The mark, not the size, bounded the window.
 			case resp.Count == 0 && clamped:
 				// Only the end of the parent was left: the size says
 				// nothing of the next parent's keys.

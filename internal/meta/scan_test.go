@@ -250,3 +250,139 @@ func BenchmarkScan(b *testing.B) {
 		}
 	})
 }
+
+// putFiles writes a file record under every path, and the sample key of
+// each sampled path, as commits do.
+func putFiles(t testing.TB, s *meta.Store, paths []string) {
+	t.Helper()
+	var keys []string
+	for _, p := range paths {
+		keys = append(keys, s.Schema().File(p))
+		if meta.Sampled(p) {
+			keys = append(keys, s.Schema().Skip(p))
+		}
+	}
+	val := string(fileVal(t))
+	for i := 0; i < len(keys); i += 128 {
+		var ops []clientv3.Op
+		for _, k := range keys[i:min(i+128, len(keys))] {
+			v := val
+			if strings.HasPrefix(k, s.Schema().SkipPrefix()) {
+				v = ""
+			}
+			ops = append(ops, clientv3.OpPut(k, v))
+		}
+		if _, err := etcd.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The first page of a directory whose paths are one long run after empty
+// key space (run/000000000, run/000000001, ...) costs a page, and so does
+// a page of the root that passes over the directory: the sample keys bound
+// every range, where a range grown over the empty space would count the
+// whole run.
+func TestListFirstPageOfARunCountsAPage(t *testing.T) {
+	n := 30000
+	if !testing.Short() {
+		n = 100000
+	}
+	s := newStore(t)
+	paths := []string{"a", "b/x", "zz"}
+	for i := range n {
+		paths = append(paths, fmt.Sprintf("run/%09d", i))
+	}
+	putFiles(t, s, paths)
+	var c meta.ReadCounter
+	cs := s.Counting(&c)
+	l, err := cs.List(context.Background(), "run/", "/", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Files) != 1000 || l.Files[0].Path != "run/000000000" || l.Files[999].Path != "run/000000999" || !l.Truncated {
+		t.Fatalf("first page: %d files, truncated %v", len(l.Files), l.Truncated)
+	}
+	t.Logf("first page of %d: %d ranges, %d keys counted", n, c.Ranges.Load(), c.Counted.Load())
+	if got := c.Counted.Load(); got > 8*1000 {
+		t.Fatalf("the first page of a run of %d paths counted %d keys", n, got)
+	}
+	c.Counted.Store(0)
+	root, err := cs.List(context.Background(), "", "/", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(root.Prefixes) != "[b/ run/]" || len(root.Files) != 2 {
+		t.Fatalf("root: prefixes %v, %d files", root.Prefixes, len(root.Files))
+	}
+	t.Logf("root page: %d keys counted", c.Counted.Load())
+	if got := c.Counted.Load(); got > 8*1000 {
+		t.Fatalf("a root page past a directory of %d paths counted %d keys", n, got)
+	}
+	// A walk by pages sees every path of the run once, in order.
+	seen, after := 0, ""
+	for {
+		l, err := s.List(context.Background(), "run/", "/", after, 777)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range l.Files {
+			if want := fmt.Sprintf("run/%09d", seen); f.Path != want {
+				t.Fatalf("entry %d is %q, want %q", seen, f.Path, want)
+			}
+			seen++
+		}
+		if !l.Truncated {
+			break
+		}
+		after = l.Next
+	}
+	if seen != n {
+		t.Fatalf("walk saw %d of %d paths", seen, n)
+	}
+}
+
+// Sample keys are no part of correctness: stale ones (paths deleted behind
+// the store's back) and missing ones change what a listing costs, never
+// what it returns.
+func TestListWithStaleOrMissingSampleKeys(t *testing.T) {
+	s := newStore(t)
+	var paths, stale []string
+	for i := range 5000 {
+		p := fmt.Sprintf("st/%05d", i)
+		if i%2 == 0 {
+			paths = append(paths, p)
+		} else {
+			stale = append(stale, p)
+		}
+	}
+	putFiles(t, s, append(append([]string{}, paths...), stale...))
+	// Remove the odd paths' file keys but keep their sample keys, and
+	// drop the sample keys of the first thousand even paths.
+	for _, p := range stale {
+		if _, err := etcd.Delete(context.Background(), s.Schema().File(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range paths[:1000] {
+		etcd.Delete(context.Background(), s.Schema().Skip(p))
+	}
+	var got []string
+	after := ""
+	for {
+		l, err := s.List(context.Background(), "st/", "", after, 300)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range l.Files {
+			got = append(got, f.Path)
+		}
+		if !l.Truncated {
+			break
+		}
+		after = l.Next
+	}
+	if strings.Join(got, ",") != strings.Join(paths, ",") {
+		t.Fatalf("listing saw %d paths, want the %d that exist", len(got), len(paths))
+	}
+}

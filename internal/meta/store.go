@@ -239,6 +239,9 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		clientv3.Compare(clientv3.ModRevision(rkey), "=", ref.rev),
 	}
 	ops := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
+	if Sampled(c.File.Path) {
+		ops = append(ops, clientv3.OpPut(s.schema.Skip(c.File.Path), ""))
+	}
 	if c.Session != "" {
 		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
@@ -572,6 +575,9 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		rev = resp.Kvs[0].ModRevision
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
 		ops := []clientv3.Op{clientv3.OpDelete(key)}
+		if Sampled(path) {
+			ops = append(ops, clientv3.OpDelete(s.schema.Skip(path)))
+		}
 		var rec api.FileRecord
 		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 			return fmt.Errorf("delete %s: decode: %w", path, err)
@@ -628,6 +634,7 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 	}
 	pg := newPager(s.cli, fp+prefix, start, limit+1)
 	pg.get = s.read
+	s.guide(pg, prefix)
 	count := 0
 	for {
 		kvs, err := pg.next(ctx, int64(limit-count)+1)
@@ -667,6 +674,29 @@ func (s *Store) List(ctx context.Context, prefix, delim, startAfter string, limi
 		out.Next = ""
 	}
 	return out, nil
+}
+
+// guide makes a pager over the file keys under prefix bound its ranges by the sample keys
+// (Schema.Skip): each range then holds about as many paths as the ranges
+// between the marks it spans, however the paths cluster. Finding the
+// marks counts the sample keys left in the scan, one in SkipEvery of its
+// paths, once per 16 marks.
+func (s *Store) guide(pg *pager, prefix string) {
+	fp, sp := s.schema.FilesPrefix(), s.schema.SkipPrefix()
+	end := clientv3.GetPrefixRangeEnd(sp + prefix)
+	pg.every = SkipEvery
+	pg.guide = func(ctx context.Context, after string, n int) ([]string, int64, error) {
+		from := sp + strings.TrimPrefix(after, fp) + "\x00"
+		resp, err := s.read(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(n)), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, 0, err
+		}
+		marks := make([]string, len(resp.Kvs))
+		for i, kv := range resp.Kvs {
+			marks[i] = fp + strings.TrimPrefix(string(kv.Key), sp)
+		}
+		return marks, resp.Count, nil
+	}
 }
 
 // PutNode writes a datanode's registry record, if f holds.
