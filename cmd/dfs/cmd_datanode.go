@@ -79,10 +79,10 @@ type scrubFlags struct {
 
 func (s *scrubFlags) register(cmd *cobra.Command, defRate, defChunks float64) {
 	f := cmd.Flags()
-	f.Float64Var(&s.rate, "scrub-rate", defRate, "MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
+	f.Float64Var(&s.rate, "scrub-rate", defRate, "most MiB/s at which to re-read chunks to find corrupt ones; 0 disables scrubbing")
 	f.Float64Var(&s.chunks, "scrub-chunks", defChunks,
 		"most chunks a second to re-read, whatever their size: each costs a file open and read (about 150µs of CPU for a small chunk), so this bounds scrubbing's CPU when chunks are small")
-	f.DurationVar(&s.interval, "scrub-interval", datanode.DefaultScrubInterval, "least time between the starts of two scrub passes")
+	f.DurationVar(&s.interval, "scrub-interval", datanode.DefaultScrubInterval, "how often every chunk is re-read: a pass is spread evenly over this time, within --scrub-rate and --scrub-chunks")
 }
 
 func (s *scrubFlags) check() error {

@@ -295,7 +295,7 @@ func TestScrubQuarantinesCorruptChunk(t *testing.T) {
 	preload(t, dir, good, bad)
 	flipBit(t, dir, hBad, 12345)
 
-	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 100 })
+	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 100; c.ScrubInterval = time.Millisecond })
 	waitFor(t, 10*time.Second, "the coordinator to hear of the corrupt chunk", func() bool {
 		return fc.corruptReports(hBad) > 0 && fc.registered() && !fc.holds(hBad)
 	})
@@ -342,7 +342,7 @@ func TestScrubRateLimit(t *testing.T) {
 	preload(t, dir, chunks...)
 
 	start := time.Now()
-	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 1 })
+	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 1; c.ScrubInterval = time.Millisecond })
 	dn := control(t, n)
 	var last *api.NodeStats
 	waitFor(t, 30*time.Second, "the scrubber to read 3 MiB", func() bool {

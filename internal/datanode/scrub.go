@@ -15,15 +15,16 @@ import (
 // checks its bytes against its name, so a copy rotting on the disk is found
 // before a reader needs it, and repair copies a good one while good copies
 // still exist. A pass goes through the store's index (no walk of the disk)
-// and is held to two budgets, both averaged: Config.ScrubRate bytes a
-// second, which bounds the disk reads of large chunks, and
-// Config.ScrubChunks chunks a second, which bounds the per-file cost (an
-// open, a direct read, a close: about 150 µs of CPU for a 4 KiB chunk on
-// the project's test machine, BenchmarkVerify in the chunk store) that
-// dominates for small chunks. A chunk costs the byte budget its size and
-// nothing more, so small chunks are limited by the chunk budget alone. A
-// pass starts as soon as the previous one ends, but no sooner than
-// Config.ScrubInterval after it began.
+// and is paced to end within nine tenths of Config.ScrubInterval: at the
+// start of a pass the scrubber sets its budgets to what the store holds
+// over that time, in chunks and in bytes a second, so its cost is spread
+// evenly instead of spent in a burst. Two limits cap the pace, both
+// averaged: Config.ScrubRate bytes a second, which bounds the disk reads
+// of large chunks, and Config.ScrubChunks chunks a second, which bounds the
+// per-file cost (an open, a direct read, a close) that dominates for small
+// chunks. A chunk costs the byte budget its size and nothing more, so small
+// chunks are limited by the chunk budget alone. The next pass starts
+// Config.ScrubInterval after one began, or at once if it took longer.
 //
 // A corrupt copy is moved to the store's quarantine (the coordinators hear
 // of it as removed and as corrupt in the next heartbeat, sent at once) and
@@ -39,6 +40,8 @@ type scrubber struct {
 	bytesLim *rate.Limiter // bytes a second
 	chunkLim *rate.Limiter // chunks a second
 	interval time.Duration
+	// The limits: the most bytes and chunks a second, whatever the pace.
+	maxBytes, maxChunks float64
 
 	chunks  atomic.Int64 // chunks verified since start
 	bytes   atomic.Int64 // their bytes
@@ -51,13 +54,30 @@ func newScrubber(n *Node, mibPerSec, chunksPerSec float64, interval time.Duratio
 		bytesLim: rate.NewLimiter(rate.Limit(mibPerSec*(1<<20)), scrubBurst),
 		chunkLim: rate.NewLimiter(rate.Limit(chunksPerSec), 1),
 		interval: interval,
+		maxBytes: mibPerSec * (1 << 20), maxChunks: chunksPerSec,
 	}
+}
+
+// minPace is the slowest a pass goes, in chunks a second: a store of a few
+// chunks is checked in minutes, then waits for its next pass.
+const minPace = 1.0 / 60
+
+// pace sets the budgets of a pass over chunks chunks of bytes bytes: what
+// reads them all in nine tenths of the interval, within the limits.
+func (s *scrubber) pace(chunks, bytes int64) (chunksPerSec, bytesPerSec float64) {
+	secs := 0.9 * s.interval.Seconds()
+	chunksPerSec = min(s.maxChunks, max(float64(chunks)/secs, minPace))
+	bytesPerSec = min(s.maxBytes, max(float64(bytes)/secs, minPace*scrubBurst))
+	s.chunkLim.SetLimit(rate.Limit(chunksPerSec))
+	s.bytesLim.SetLimit(rate.Limit(bytesPerSec))
+	return chunksPerSec, bytesPerSec
 }
 
 // run scrubs until ctx ends.
 func (s *scrubber) run(ctx context.Context) {
 	for {
 		start := time.Now()
+		s.pace(s.n.store.Usage())
 		chunks, bytes, err := s.pass(ctx)
 		if ctx.Err() != nil {
 			return
