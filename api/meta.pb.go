@@ -129,7 +129,11 @@ type ContentRecord struct {
 	// chunkings of one content can never mix.
 	Layout string `protobuf:"bytes,6,opt,name=layout,proto3" json:"layout,omitempty"`
 	// The chunk list itself when it fits one page (page_count is then 0).
-	Inline        *ChunkPage `protobuf:"bytes,7,opt,name=inline,proto3" json:"inline,omitempty"`
+	Inline *ChunkPage `protobuf:"bytes,7,opt,name=inline,proto3" json:"inline,omitempty"`
+	// The content's finished post-upload job (done or error, with its
+	// results), written by the transaction that finished it; absent while
+	// the job is pending (under jobs/) or when there was none.
+	Job           *JobRecord `protobuf:"bytes,8,opt,name=job,proto3" json:"job,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +213,13 @@ func (x *ContentRecord) GetLayout() string {
 func (x *ContentRecord) GetInline() *ChunkPage {
 	if x != nil {
 		return x.Inline
+	}
+	return nil
+}
+
+func (x *ContentRecord) GetJob() *JobRecord {
+	if x != nil {
+		return x.Job
 	}
 	return nil
 }
@@ -543,7 +554,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12!\n" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
-	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"\xe6\x01\n" +
+	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"\x8b\x02\n" +
 	"\rContentRecord\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
@@ -553,7 +564,8 @@ const file_meta_proto_rawDesc = "" +
 	"page_count\x18\x04 \x01(\x05R\tpageCount\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12\x16\n" +
 	"\x06layout\x18\x06 \x01(\tR\x06layout\x12)\n" +
-	"\x06inline\x18\a \x01(\v2\x11.dfs.v1.ChunkPageR\x06inline\"9\n" +
+	"\x06inline\x18\a \x01(\v2\x11.dfs.v1.ChunkPageR\x06inline\x12#\n" +
+	"\x03job\x18\b \x01(\v2\x11.dfs.v1.JobRecordR\x03job\"9\n" +
 	"\tChunkPage\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12\x14\n" +
 	"\x05sizes\x18\x02 \x03(\x03R\x05sizes\"\xb4\x01\n" +
@@ -609,12 +621,13 @@ var file_meta_proto_goTypes = []any{
 }
 var file_meta_proto_depIdxs = []int32{
 	2, // 0: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
-	6, // 1: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 1: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
+	6, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }

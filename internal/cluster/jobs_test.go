@@ -21,6 +21,7 @@ import (
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/jobs"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -86,12 +87,21 @@ func TestProcessing(t *testing.T) {
 
 	all := waitJobs(t, c, 3) // three contents, four files: no job for the duplicate
 	// Finished jobs have left the queue's prefix; their records stay, with
-	// the results, under their own.
+	// the results, in their contents' records.
 	schema, etcd := cl.Coordinator.Meta.Schema(), cl.Coordinator.Client
-	for prefix, want := range map[string]int64{schema.JobsPrefix(): 0, schema.ResultsPrefix(): 3} {
+	for prefix, want := range map[string]int64{schema.JobsPrefix(): 0, schema.ResultsPrefix(): 0} {
 		resp, err := etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil || resp.Count != want {
 			t.Errorf("%s holds %d keys (%v) once every job is finished, want %d", prefix, resp.Count, err, want)
+		}
+	}
+	for _, h := range []dfs.ContentHash{mp4.File.Content, cut.File.Content, text.File.Content} {
+		resp, err := etcd.Get(ctx, schema.Content(h))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("content %s: %v", h.Short(), err)
+		}
+		if j, err := meta.ContentJob(h, resp.Kvs[0].Value); err != nil || j == nil || !meta.JobFinished(j.State) {
+			t.Errorf("content %s's record holds job %v (%v), want the finished one", h.Short(), j, err)
 		}
 	}
 	m := all[mp4.File.Content]

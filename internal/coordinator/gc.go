@@ -215,6 +215,9 @@ func (s *Server) collect(ctx context.Context, full bool) (GCStats, error) {
 			s.log.Info("reference counts rebuilt", "files", ms.Files, "contents", ms.Contents,
 				"chunk_refs", ms.ChunkRefs, "candidates", ms.Candidates, "took", time.Since(start).Round(time.Millisecond))
 		}
+		if ms.Results > 0 {
+			s.log.Info("finished jobs moved into their contents' records", "jobs", ms.Results, "took", time.Since(start).Round(time.Millisecond))
+		}
 		if ms.Sampled > 0 {
 			s.log.Info("listing sample keys written", "paths", ms.Sampled, "took", time.Since(start).Round(time.Millisecond))
 		}

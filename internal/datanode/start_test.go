@@ -86,7 +86,11 @@ func TestScrubNoPerChunkFloor(t *testing.T) {
 		chunks = append(chunks, c)
 	}
 	preload(t, dir, chunks...)
-	n := startNode(t, dir, fc, func(c *datanode.Config) { c.ScrubRate = 0.001; c.ScrubChunks = 1000; c.ScrubInterval = time.Millisecond })
+	n := startNode(t, dir, fc, func(c *datanode.Config) {
+		c.ScrubRate = 0.001
+		c.ScrubChunks = 1000
+		c.ScrubInterval = time.Millisecond
+	})
 	dn := control(t, n)
 	waitFor(t, 30*time.Second, "a scrub pass over 300 small chunks", func() bool {
 		info, err := dn.Info(context.Background(), &api.InfoRequest{})

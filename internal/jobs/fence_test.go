@@ -46,6 +46,30 @@ func readJob(t *testing.T, cli *clientv3.Client, key string) (*api.JobRecord, in
 	return &rec, resp.Kvs[0].ModRevision
 }
 
+// putContent writes a content record for h, as its commit did.
+func putContent(t *testing.T, cli *clientv3.Client, schema meta.Schema, h dfs.Hash) {
+	t.Helper()
+	val, _ := proto.Marshal(&api.ContentRecord{Size: 1, ChunkCount: 1})
+	if _, err := cli.Put(context.Background(), schema.Content(h), string(val)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFinished returns the finished job kept in content h's record, and
+// the record's mod revision.
+func readFinished(t *testing.T, cli *clientv3.Client, schema meta.Schema, h dfs.Hash) (*api.JobRecord, int64) {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), schema.Content(h))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get content %s: %v", h.Short(), err)
+	}
+	j, err := meta.ContentJob(h, resp.Kvs[0].Value)
+	if err != nil || j == nil {
+		t.Fatalf("content %s holds no finished job (%v)", h.Short(), err)
+	}
+	return j, resp.Kvs[0].ModRevision
+}
+
 // noJob fails the test if key (a pending job) exists: a finished job
 // leaves the queue.
 func noJob(t *testing.T, cli *clientv3.Client, key string) {
@@ -76,7 +100,7 @@ func claimAs(t *testing.T, cli *clientv3.Client, schema meta.Schema, id string, 
 		t.Fatalf("%s: lock: %v", id, err)
 	}
 	w := &worker{id: id, cfg: &Config{Etcd: cli, Schema: schema}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c := &claim{w: w, h: h, m: m, key: schema.Job(h), result: schema.Result(h)}
+	c := &claim{w: w, h: h, m: m, key: schema.Job(h)}
 	c.rec, c.rev = readJob(t, cli, c.key)
 	return c, sess
 }
@@ -89,6 +113,7 @@ func TestFenceRejectsStaleHolder(t *testing.T) {
 	cli := startEtcd(t)
 	schema := meta.NewSchema("/fence-test")
 	h := dfs.Sum([]byte("some content"))
+	putContent(t, cli, schema, h)
 	val, _ := proto.Marshal(&api.JobRecord{ContentHash: h[:], State: string(dfs.JobQueued)})
 	if _, err := cli.Put(ctx, schema.Job(h), string(val)); err != nil {
 		t.Fatal(err)
@@ -112,7 +137,7 @@ func TestFenceRejectsStaleHolder(t *testing.T) {
 	if err := b.finish(ctx, map[string]string{"verify.sha256": "from-b"}); err != nil {
 		t.Fatalf("b: finish: %v", err)
 	}
-	_, revDone := readJob(t, cli, schema.Result(h))
+	_, revDone := readFinished(t, cli, schema, h)
 	noJob(t, cli, schema.Job(h))
 
 	// a wakes up and writes its result: rejected.
@@ -124,7 +149,7 @@ func TestFenceRejectsStaleHolder(t *testing.T) {
 		t.Fatalf("a: fail after losing the lock: err = %v, want the fence to reject it", err)
 	}
 	noJob(t, cli, schema.Job(h))
-	rec, rev := readJob(t, cli, schema.Result(h))
+	rec, rev := readFinished(t, cli, schema, h)
 	if rev != revDone || rec.State != string(dfs.JobDone) || rec.Worker != "b" || rec.Results["verify.sha256"] != "from-b" || rec.Attempts != 2 {
 		t.Fatalf("job after the stale writes: %v at revision %d (done at %d); want b's result untouched", rec, rev, revDone)
 	}
@@ -157,6 +182,7 @@ func TestGiveUpAfterDeadWorkers(t *testing.T) {
 	cli := startEtcd(t)
 	schema := meta.NewSchema("/fence-test")
 	h := dfs.Sum([]byte("poison"))
+	putContent(t, cli, schema, h)
 	val, _ := proto.Marshal(&api.JobRecord{ContentHash: h[:], State: string(dfs.JobProcessing), Worker: "w9", Attempts: 3})
 	if _, err := cli.Put(ctx, schema.Job(h), string(val)); err != nil {
 		t.Fatal(err)
@@ -168,7 +194,7 @@ func TestGiveUpAfterDeadWorkers(t *testing.T) {
 		t.Fatalf("run: finished %v, err %v", finished, err)
 	}
 	noJob(t, cli, schema.Job(h))
-	rec, _ := readJob(t, cli, schema.Result(h))
+	rec, _ := readFinished(t, cli, schema, h)
 	if rec.State != string(dfs.JobError) || rec.Attempts != 3 || rec.Error != "gave up after 3 attempts: worker w9 stopped during the last one" {
 		t.Fatalf("job %v", rec)
 	}

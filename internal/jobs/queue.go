@@ -175,7 +175,7 @@ func (q *queue) list(ctx context.Context, log *slog.Logger) (int64, error) {
 		err = move()
 	}
 	if moved > 0 {
-		log.Info("moved finished jobs out of the queue", "jobs", moved, "to", q.schema.ResultsPrefix())
+		log.Info("moved finished jobs out of the queue into their contents' records", "jobs", moved)
 	}
 	if err != nil {
 		return 0, err

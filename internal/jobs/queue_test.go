@@ -168,9 +168,9 @@ func TestQueueListsOnlyPending(t *testing.T) {
 }
 
 // A cluster upgraded from the layout that kept finished jobs in jobs/: the
-// first listing moves them to job-results/, the next reads only what is
-// pending, and a job an older worker finishes in place later is moved
-// when the watch sees it.
+// first listing moves them into their contents' records, the next reads
+// only what is pending, and a job an older worker finishes in place later
+// is moved when the watch sees it.
 func TestQueueMovesFinishedJobsOfTheOldLayout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -186,6 +186,18 @@ func TestQueueMovesFinishedJobsOfTheOldLayout(t *testing.T) {
 	})
 	pending := someHashes(3, "pending")
 	putJobs(t, cli, pending, schema.Job, func(h dfs.Hash) *api.JobRecord { return &api.JobRecord{State: "queued"} })
+	contents := append(append([]dfs.Hash{}, old...), pending...)
+	for len(contents) > 0 {
+		var ops []clientv3.Op
+		for _, h := range contents[:min(100, len(contents))] {
+			val, _ := proto.Marshal(&api.ContentRecord{Size: 1, ChunkCount: 1})
+			ops = append(ops, clientv3.OpPut(schema.Content(h), string(val)))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+		contents = contents[len(ops):]
+	}
 
 	q := newQueue(cli, schema)
 	if _, err := q.list(ctx, quietLog); err != nil {
@@ -194,8 +206,8 @@ func TestQueueMovesFinishedJobsOfTheOldLayout(t *testing.T) {
 	if got := pendingOf(q); !slices.Equal(got, sorted(pending)) {
 		t.Fatalf("queue holds %d jobs, want the %d pending", len(got), len(pending))
 	}
-	if n, m := count(t, cli, schema.JobsPrefix()), count(t, cli, schema.ResultsPrefix()); n != 3 || m != int64(len(old)) {
-		t.Fatalf("after the first listing: %d keys in jobs/, %d in job-results/; want 3 and %d", n, m, len(old))
+	if n, m := count(t, cli, schema.JobsPrefix()), count(t, cli, schema.ResultsPrefix()); n != 3 || m != 0 {
+		t.Fatalf("after the first listing: %d keys in jobs/, %d in job-results/; want 3 and none", n, m)
 	}
 	st := meta.New(cli, schema)
 	for _, h := range old[:10] {
@@ -233,11 +245,14 @@ func TestQueueMovesFinishedJobsOfTheOldLayout(t *testing.T) {
 		return &api.JobRecord{ContentHash: h[:], State: "done", Worker: "old-worker"}
 	})
 	deadline := time.Now().Add(30 * time.Second)
-	for count(t, cli, schema.Result(late)) == 0 || count(t, cli, schema.Job(late)) != 0 {
+	for count(t, cli, schema.Job(late)) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("a job finished in place under jobs/ was not moved to job-results/")
+			t.Fatal("a job finished in place under jobs/ was not moved into its content's record")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if j, err := st.GetJob(ctx, late); err != nil || j.State != "done" || j.Worker != "old-worker" {
+		t.Fatalf("the late job after its move: %v, %v", j, err)
 	}
 }
 

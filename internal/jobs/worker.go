@@ -108,19 +108,18 @@ func (w *worker) try(ctx context.Context, h dfs.Hash) (finished bool, heldRev in
 		defer cancel()
 		m.Unlock(uctx)
 	}()
-	c := &claim{w: w, h: h, m: m, key: w.cfg.Schema.Job(h), result: w.cfg.Schema.Result(h)}
+	c := &claim{w: w, h: h, m: m, key: w.cfg.Schema.Job(h)}
 	return c.run(ctx)
 }
 
 // claim is a job in a worker's hands, under its lock.
 type claim struct {
-	w      *worker
-	h      dfs.Hash
-	m      *concurrency.Mutex
-	key    string // of the pending job
-	result string // of the finished job
-	rec    *api.JobRecord
-	rev    int64 // the job key's mod revision as last read or written
+	w   *worker
+	h   dfs.Hash
+	m   *concurrency.Mutex
+	key string // of the pending job
+	rec *api.JobRecord
+	rev int64 // the job key's mod revision as last read or written
 }
 
 func (c *claim) run(ctx context.Context) (finished bool, heldRev int64, err error) {
@@ -276,14 +275,20 @@ func (c *claim) write(ctx context.Context) error {
 }
 
 // writeFinal ends the job under the same fence as write: the finished
-// record goes to the results, and the job leaves the queue's prefix, in
-// one transaction.
+// record goes into the content's record, and the job leaves the queue's
+// prefix, in one transaction.
 func (c *claim) writeFinal(ctx context.Context) error {
-	val, err := proto.Marshal(c.rec)
+	rev, ok, err := meta.FinishJob(ctx, c.w.cfg.Etcd, c.w.cfg.Schema, c.h, c.rec,
+		c.m.IsOwner(), clientv3.Compare(clientv3.ModRevision(c.key), "=", c.rev))
 	if err != nil {
-		return err
+		return fmt.Errorf("write job %s: %w", c.rec.State, err)
 	}
-	return c.commit(ctx, clientv3.OpDelete(c.key), clientv3.OpPut(c.result, string(val)))
+	if !ok {
+		c.w.log.Warn("stale write rejected by the fence", "sha256", c.h.Short(), "state", c.rec.State, "lock", c.m.Key())
+		return fmt.Errorf("job %s (%s): %w", c.h.Short(), c.rec.State, errFenced)
+	}
+	c.rev = rev
+	return nil
 }
 
 func (c *claim) commit(ctx context.Context, ops ...clientv3.Op) error {

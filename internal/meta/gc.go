@@ -54,6 +54,13 @@ const FormatRefCounts = "2"
 // keys of the paths (Schema.Skip).
 const FormatSkip = "3"
 
+// FormatResults is the layout version that also keeps finished jobs in
+// their contents' records, not under job-results/.
+const FormatResults = "4"
+
+// FormatCurrent is the layout this release writes.
+const FormatCurrent = FormatResults
+
 // ContentGC says what CollectContents did.
 type ContentGC struct {
 	Candidates int // candidate keys read

@@ -369,7 +369,7 @@ func TestMigrateFromMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("migration: %+v", st)
-	if f, _ := s.Format(ctx); f != meta.FormatSkip {
+	if f, _ := s.Format(ctx); f != meta.FormatCurrent {
 		t.Fatalf("layout version %q after migration", f)
 	}
 	recount(t, s)
@@ -454,7 +454,7 @@ func TestSampleKeysFollowPaths(t *testing.T) {
 		t.Fatalf("migration: %+v, %v; want 2 sample keys written", st, err)
 	}
 	checkSampleKeys(t, s)
-	if f, _ := s.Format(ctx); f != meta.FormatSkip {
+	if f, _ := s.Format(ctx); f != meta.FormatCurrent {
 		t.Fatalf("layout version %q", f)
 	}
 }

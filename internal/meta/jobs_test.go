@@ -146,7 +146,7 @@ func TestScanHexCountsAPage(t *testing.T) {
 	}
 }
 
-func jobVal(t *testing.T, rec *api.JobRecord) string {
+func jobVal(t *testing.T, rec proto.Message) string {
 	t.Helper()
 	b, err := proto.Marshal(rec)
 	if err != nil {
@@ -155,9 +155,11 @@ func jobVal(t *testing.T, rec *api.JobRecord) string {
 	return string(b)
 }
 
-// Jobs lists pending jobs from jobs/ and finished ones from job-results/
-// (and any finished job still under jobs/, from the layout before), each
-// once, in content-hash order, a page at a time, however small the pages.
+// Jobs lists pending jobs from jobs/ and finished ones from the content
+// records and from job-results/ (layout 3), and any finished job still
+// under jobs/ (the layout before), each once, in content-hash order, a
+// page at a time, however small the pages; contents with no finished job
+// and chunk pages are no jobs.
 func TestJobsListing(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
@@ -183,7 +185,17 @@ func TestJobsListing(t *testing.T) {
 			}
 		}
 		states[h] = rec.State
+		if key == sc.Result(h) && i%8 < 4 {
+			// In the content's record, as FinishJob keeps it.
+			putAll(t, []string{sc.Content(h)}, jobVal(t, &api.ContentRecord{Size: 1, Job: rec}))
+			putAll(t, []string{sc.Content(h) + "/layout/000000"}, "a chunk page")
+			continue
+		}
 		putAll(t, []string{key}, jobVal(t, rec))
+	}
+	// Contents with no finished job.
+	for _, h := range hashes(10, "no-job") {
+		putAll(t, []string{sc.Content(h)}, jobVal(t, &api.ContentRecord{Size: 1}))
 	}
 	walk := func(state string, limit int) []string {
 		t.Helper()
@@ -293,26 +305,95 @@ func TestGetJob(t *testing.T) {
 	t.Logf("a queued job record is %d bytes", len(stored.Kvs[0].Value))
 
 	// Finished as a worker does: one transaction out of jobs/, into the
-	// results.
-	done := jobVal(t, &api.JobRecord{State: "done", Worker: "w", Results: map[string]string{"k": "v"}})
-	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(s.Schema().Job(c.Hash)), clientv3.OpPut(s.Schema().Result(c.Hash), done)).Commit(); err != nil {
-		t.Fatal(err)
-	}
+	// content's record.
+	finishJob(t, s, c.Hash, &api.JobRecord{State: "done", Worker: "w", Results: map[string]string{"k": "v"}})
 	j, err = s.GetJob(ctx, c.Hash)
 	if err != nil || j.State != "done" || j.Results["k"] != "v" || !slices.Equal(j.ContentHash, c.Hash[:]) {
 		t.Fatalf("finished job: %v, %v", j, err)
 	}
+	if n := keyCount(t, s.Schema().Job(c.Hash)) + keyCount(t, s.Schema().ResultsPrefix()); n != 0 {
+		t.Fatalf("%d job keys left after the finish", n)
+	}
+	cresp, _ := etcd.Get(ctx, s.Schema().Content(c.Hash))
+	var rec api.ContentRecord
+	if proto.Unmarshal(cresp.Kvs[0].Value, &rec) != nil || rec.Job == nil || rec.Job.ContentHash != nil || rec.Size != c.Size {
+		t.Fatalf("content record after the finish: %v", &rec)
+	}
+	if got, err := s.GetContent(ctx, c.Hash); err != nil || got.Size != c.Size || len(got.Chunks) != len(c.Chunks) {
+		t.Fatalf("content after the finish: %+v, %v", got, err)
+	}
+
+	// A finished record of layout 3 (job-results/) reads too.
+	old := content(chunks(1, 10, 71), "get-job-old")
+	commit(t, s, "b", old)
+	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(s.Schema().Job(old.Hash)),
+		clientv3.OpPut(s.Schema().Result(old.Hash), jobVal(t, &api.JobRecord{State: "error", Error: "e"}))).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := s.GetJob(ctx, old.Hash); err != nil || j.State != "error" || j.Error != "e" {
+		t.Fatalf("finished job of layout 3: %v, %v", j, err)
+	}
 }
 
-// Finished jobs of the old layout move from jobs/ to job-results/, each
-// only if unchanged since it was read; moving again moves nothing.
+// finishJob finishes content h's pending job with rec as a worker does.
+func finishJob(t *testing.T, s *meta.Store, h dfs.ContentHash, rec *api.JobRecord) {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := etcd.Get(ctx, s.Schema().Job(h))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("pending job of %s: %v", h.Short(), err)
+	}
+	if _, ok, err := meta.FinishJob(ctx, etcd, s.Schema(), h, rec,
+		clientv3.Compare(clientv3.ModRevision(s.Schema().Job(h)), "=", resp.Kvs[0].ModRevision)); err != nil || !ok {
+		t.Fatalf("finish job of %s: %v, %v", h.Short(), ok, err)
+	}
+}
+
+// FinishJob writes only under its fence; a content record rewritten since
+// it was read is read again, and a content gone takes only the pending
+// key's deletion.
+func TestFinishJobFence(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	sc := s.Schema()
+	c := content(chunks(1, 10, 72), "fence")
+	commit(t, s, "a", c)
+	resp, _ := etcd.Get(ctx, sc.Job(c.Hash))
+	rev := resp.Kvs[0].ModRevision
+	done := &api.JobRecord{State: "done", Worker: "w"}
+	// Someone else wrote the job since: refused, nothing changed.
+	putAll(t, []string{sc.Job(c.Hash)}, jobVal(t, &api.JobRecord{State: "processing", Worker: "other"}))
+	if _, ok, err := meta.FinishJob(ctx, etcd, sc, c.Hash, done, clientv3.Compare(clientv3.ModRevision(sc.Job(c.Hash)), "=", rev)); err != nil || ok {
+		t.Fatalf("finish under a stale fence: ok %v, %v", ok, err)
+	}
+	if j, _ := s.GetJob(ctx, c.Hash); j.State != "processing" {
+		t.Fatalf("after a refused finish the job is %s", j.State)
+	}
+	// The content gone: the pending key goes, nothing else is written.
+	gone := dfs.Sum([]byte("gone"))
+	putAll(t, []string{sc.Job(gone)}, jobVal(t, &api.JobRecord{State: "processing"}))
+	if _, ok, err := meta.FinishJob(ctx, etcd, sc, gone, done); err != nil || !ok {
+		t.Fatalf("finish of a content gone: %v, %v", ok, err)
+	}
+	if n := keyCount(t, sc.Job(gone)) + keyCount(t, sc.Content(gone)); n != 0 {
+		t.Fatalf("%d keys after finishing the job of a content gone", n)
+	}
+}
+
+// Finished jobs of the old layouts (under jobs/ or job-results/) fold into
+// their contents' records, each only if unchanged since it was read; the
+// job of a content that is gone is only deleted; folding again folds
+// nothing.
 func TestMoveFinishedJobs(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	sc := s.Schema()
 	hs := hashes(150, "move") // more than two transactions' worth
-	for _, h := range hs {
+	for i, h := range hs {
 		putAll(t, []string{sc.Job(h)}, jobVal(t, &api.JobRecord{ContentHash: h[:], State: "done", Worker: "old", Results: map[string]string{"r": h.Short()}}))
+		if i != 7 {
+			putAll(t, []string{sc.Content(h)}, jobVal(t, &api.ContentRecord{Size: int64(i + 1)}))
+		}
 	}
 	var found []meta.FinishedJob
 	for _, h := range hs {
@@ -331,29 +412,68 @@ func TestMoveFinishedJobs(t *testing.T) {
 	if err != nil || moved != len(hs)-1 {
 		t.Fatalf("moved %d, %v; want %d", moved, err, len(hs)-1)
 	}
-	if n := keyCount(t, sc.JobsPrefix()); n != 0 {
-		t.Fatalf("%d keys left in jobs/", n)
+	if n := keyCount(t, sc.JobsPrefix()) + keyCount(t, sc.ResultsPrefix()); n != 0 {
+		t.Fatalf("%d keys left in jobs/ and job-results/", n)
 	}
-	if n := keyCount(t, sc.ResultsPrefix()); n != int64(len(hs)-1) {
-		t.Fatalf("%d results, want %d", n, len(hs)-1)
+	if j, err := s.GetJob(ctx, changed); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("a job deleted after it was read was moved: %v", j)
 	}
-	if n := keyCount(t, sc.Result(changed)); n != 0 {
-		t.Fatal("a job deleted after it was read was moved")
+	if j, err := s.GetJob(ctx, hs[7]); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("the job of a content gone was kept: %v", j)
+	}
+	if n := keyCount(t, sc.Content(hs[7])); n != 0 {
+		t.Fatal("folding the job of a content gone wrote a content record")
 	}
 	j, err := s.GetJob(ctx, hs[0])
 	if err != nil || j.State != "done" || j.Worker != "old" || j.Results["r"] != hs[0].Short() {
 		t.Fatalf("moved job: %v, %v", j, err)
 	}
-	raw, _ := etcd.Get(ctx, sc.Result(hs[0]))
-	var rec api.JobRecord
-	if proto.Unmarshal(raw.Kvs[0].Value, &rec) != nil || rec.ContentHash != nil {
-		t.Fatalf("a moved record keeps the hash its key names: %v", &rec)
+	raw, _ := etcd.Get(ctx, sc.Content(hs[0]))
+	var rec api.ContentRecord
+	if proto.Unmarshal(raw.Kvs[0].Value, &rec) != nil || rec.Job == nil || rec.Job.ContentHash != nil || rec.Size != 1 {
+		t.Fatalf("a moved record keeps the hash its key names, or the content record lost its fields: %v", &rec)
 	}
 	if moved, err := s.MoveFinishedJobs(ctx, found); err != nil || moved != 0 {
 		t.Fatalf("moving again: %d, %v; want nothing moved", moved, err)
 	}
 	if _, err := s.MoveFinishedJobs(ctx, []meta.FinishedJob{{Content: hs[0], Value: []byte(jobVal(t, &api.JobRecord{State: "queued"}))}}); err == nil {
 		t.Fatal("a queued job was moved to the results")
+	}
+}
+
+// The migration to layout 4 folds job-results/ into the content records,
+// once.
+func TestMigrateFoldsResults(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	sc := s.Schema()
+	var cs []dfs.Content
+	for i := range 70 {
+		c := content(chunks(1, 10, uint64(300+i)), fmt.Sprint("fold", i))
+		commit(t, s, fmt.Sprint("fold/", i), c)
+		if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(sc.Job(c.Hash)),
+			clientv3.OpPut(sc.Result(c.Hash), jobVal(t, &api.JobRecord{State: "done", Results: map[string]string{"i": fmt.Sprint(i)}}))).Commit(); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	if _, err := etcd.Put(ctx, sc.Format(), meta.FormatSkip); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Migrate(ctx, meta.Fence{})
+	if err != nil || st.Results != len(cs) {
+		t.Fatalf("migration: %+v, %v; want %d results folded", st, err, len(cs))
+	}
+	if n := keyCount(t, sc.ResultsPrefix()); n != 0 {
+		t.Fatalf("%d keys left in job-results/", n)
+	}
+	for i, c := range cs {
+		if j, err := s.GetJob(ctx, c.Hash); err != nil || j.Results["i"] != fmt.Sprint(i) {
+			t.Fatalf("job %d after the migration: %v, %v", i, j, err)
+		}
+	}
+	if f, _ := s.Format(ctx); f != meta.FormatCurrent {
+		t.Fatalf("layout version %q", f)
 	}
 }
 
@@ -388,13 +508,14 @@ func TestWatchJobChanges(t *testing.T) {
 		}
 	}
 	h := dfs.Sum([]byte("watched"))
+	putAll(t, []string{sc.Content(h)}, jobVal(t, &api.ContentRecord{Size: 1})) // no job change
 	putAll(t, []string{sc.Job(h)}, jobVal(t, &api.JobRecord{State: "queued", QueuedUnixNano: 5}))
 	putAll(t, []string{sc.Job(h)}, jobVal(t, &api.JobRecord{State: "processing", Worker: "w"}))
-	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(sc.Job(h)), clientv3.OpPut(sc.Result(h), jobVal(t, &api.JobRecord{State: "done", Worker: "w"}))).Commit(); err != nil {
-		t.Fatal(err)
+	if _, ok, err := meta.FinishJob(ctx, etcd, sc, h, &api.JobRecord{State: "done", Worker: "w"}); err != nil || !ok {
+		t.Fatalf("finish: %v, %v", ok, err)
 	}
-	// Collected: pending and finished keys go with the content.
-	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(sc.Job(h)), clientv3.OpDelete(sc.Result(h))).Commit(); err != nil {
+	// Collected: the record goes with its finished job.
+	if _, err := etcd.Delete(ctx, sc.Content(h)); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -429,10 +550,7 @@ func TestDeleteContentDeletesItsResult(t *testing.T) {
 	ctx := context.Background()
 	c := content(chunks(1, 10, 80), "gc-result")
 	commit(t, s, "a", c)
-	done := jobVal(t, &api.JobRecord{State: "done"})
-	if _, err := etcd.Txn(ctx).Then(clientv3.OpDelete(s.Schema().Job(c.Hash)), clientv3.OpPut(s.Schema().Result(c.Hash), done)).Commit(); err != nil {
-		t.Fatal(err)
-	}
+	finishJob(t, s, c.Hash, &api.JobRecord{State: "done"})
 	if err := s.DeleteFile(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 //
 //	<root>/v1/files/<path>                  FileRecord: what a path points at
 //	<root>/v1/contents/<sha256>             ContentRecord: size, chunk list (inline
-//	                                        when it fits one page), page count
+//	                                        when it fits one page), page count, and
+//	                                        the finished post-upload job
 //	<root>/v1/contents/<sha256>/<layout>/<page>
 //	                                        ChunkPage: part of a long chunk list,
 //	                                        written before the record that names it
@@ -49,11 +50,9 @@ import (
 //	                                        lease of the coordinator that opened it
 //	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing still to
 //	                                        do (queued, processing, to retry)
-//	<root>/v1/job-results/<sha256>          JobRecord: a finished job (done or error),
-//	                                        moved out of jobs/ by the transaction that
-//	                                        finished it; deleted with its content.
-//	                                        job-results/ sorts just before jobs/, so
-//	                                        one watch follows both in order
+//	<root>/v1/job-results/<sha256>          JobRecord: a finished job, before layout 4
+//	                                        (now in the content's record); the
+//	                                        leader's migration empties it
 //	<root>/v1/coordinators/<grpc addr>      empty; on the lease of a running
 //	                                        coordinator, so the live ones can be listed
 //	<root>/v1/election/coordinator          etcd election: the leader coordinator
@@ -185,11 +184,10 @@ func (s Schema) JobsPrefix() string { return s.root + "jobs/" }
 // Job is the key of a content's processing job.
 func (s Schema) Job(h dfs.ContentHash) string { return s.JobsPrefix() + h.String() }
 
-// ResultsPrefix holds finished jobs. Nothing else lies between it and
-// JobsPrefix in key order: [ResultsPrefix, end of JobsPrefix) holds both.
+// ResultsPrefix held finished jobs before layout 4.
 func (s Schema) ResultsPrefix() string { return s.root + "job-results/" }
 
-// Result is the key of a content's finished job.
+// Result is the key of a content's finished job before layout 4.
 func (s Schema) Result(h dfs.ContentHash) string { return s.ResultsPrefix() + h.String() }
 
 // CoordinatorsPrefix holds the running coordinators.

@@ -3,6 +3,7 @@ package meta
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,14 +32,18 @@ type MigrateStats struct {
 	Files, Contents, ChunkRefs, Candidates int
 	// Sampled is how many sample keys (Schema.Skip) were written.
 	Sampled int
+	// Results is how many finished jobs moved from job-results/ into
+	// their contents' records.
+	Results int
 }
 
-// Migrate brings a cluster to the current layout (FormatSkip). On one
+// Migrate brings a cluster to the current layout (FormatCurrent). On one
 // written before reference counts it first builds them: it
 // counts the paths of every content, writes the chunk references of every
 // content, and makes candidates of the contents no path points at. Then it
-// writes the sample keys of the paths, and the layout version, and garbage
-// collection may run. It does nothing on a cluster at the version already. The leader runs it, fenced
+// writes the sample keys of the paths (before layout 3), moves finished
+// jobs from job-results/ into their contents' records (before layout 4),
+// and writes the layout version, and garbage collection may run. It does nothing on a cluster at the version already. The leader runs it, fenced
 // by f; it can be run again after a failure.
 //
 // Commits go on meanwhile: they add their changes to the counts as they
@@ -54,22 +59,27 @@ func (s *Store) Migrate(ctx context.Context, f Fence) (MigrateStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("migrate: %w", etcdErr(err))
 	}
-	format := ""
+	level := 0 // before reference counts
 	if len(resp.Kvs) == 1 {
-		format = string(resp.Kvs[0].Value)
+		level, _ = strconv.Atoi(string(resp.Kvs[0].Value))
 	}
-	if format == FormatSkip {
+	if level >= formatLevel(FormatCurrent) {
 		return st, nil
 	}
-	if format != FormatRefCounts {
+	if level < formatLevel(FormatRefCounts) {
 		if st, err = s.migrateCounts(ctx, f, resp.Header.Revision); err != nil {
 			return st, err
 		}
 	}
-	if st.Sampled, err = s.buildSkip(ctx); err != nil {
+	if level < formatLevel(FormatSkip) {
+		if st.Sampled, err = s.buildSkip(ctx); err != nil {
+			return st, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if st.Results, err = s.foldResults(ctx); err != nil {
 		return st, fmt.Errorf("migrate: %w", err)
 	}
-	put, err := s.kv.Txn(ctx).If(f.cmps()...).Then(clientv3.OpPut(s.schema.Format(), FormatSkip)).Commit()
+	put, err := s.kv.Txn(ctx).If(f.cmps()...).Then(clientv3.OpPut(s.schema.Format(), FormatCurrent)).Commit()
 	if err != nil {
 		return st, fmt.Errorf("migrate: write layout version: %w", etcdErr(err))
 	}
@@ -77,6 +87,40 @@ func (s *Store) Migrate(ctx context.Context, f Fence) (MigrateStats, error) {
 		return st, s.fenced(ctx, f, "migrate")
 	}
 	return st, nil
+}
+
+func formatLevel(f string) int {
+	n, _ := strconv.Atoi(f)
+	return n
+}
+
+// foldResults moves the finished jobs of job-results/ into their contents'
+// records, a batch at a time.
+func (s *Store) foldResults(ctx context.Context) (int, error) {
+	n := 0
+	var batch []FinishedJob
+	flush := func() error {
+		m, err := s.FoldFinished(ctx, s.schema.Result, batch)
+		n += m
+		batch = batch[:0]
+		return err
+	}
+	prefix := s.schema.ResultsPrefix()
+	err := ScanPrefix(ctx, s.kv, prefix, "", scanPage, func(kv *mvccpb.KeyValue) error {
+		h, err := dfs.ParseHash(strings.TrimPrefix(string(kv.Key), prefix))
+		if err != nil {
+			return nil // not a result
+		}
+		batch = append(batch, FinishedJob{Content: h, ModRev: kv.ModRevision, Value: kv.Value})
+		if len(batch) == scanPage {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = flush()
+	}
+	return n, err
 }
 
 // buildSkip writes the sample key of every sampled path that lacks one: a

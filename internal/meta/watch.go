@@ -36,38 +36,28 @@ type Change struct {
 }
 
 // WatchChanges calls fn for every path written or deleted and every job
-// changed from now on, in etcd's order within the paths and within the
-// jobs, until ctx ends, fn fails, or the watch breaks (etcd compacted the
-// revision it was at, or lost its leader). It returns the reason; ctx's
-// error once ctx ends.
+// changed from now on, in etcd's order, until ctx ends, fn fails, or the
+// watch breaks (etcd compacted the revision it was at, or lost its
+// leader). It returns the reason; ctx's error once ctx ends.
 //
-// A job's changes are reported in order whether it is pending (jobs/) or
-// finished (job-results/): one watch follows both prefixes. The finish
-// that moves a job from one to the other is one change, the finished
-// record; a job deleted with its content is a change with no record.
+// One watch follows the range from contents/ to the end of jobs/, which
+// holds the paths (files/), the pending jobs (jobs/), the finished ones (in
+// the content records, contents/, or job-results/ before layout 4), and
+// keys of no interest here (crefs/, gc/), which are skipped. The finish
+// that moves a job from jobs/ into its content's record is one change, the
+// finished record; a content deleted is a job change with no record.
 //
 // Records that do not decode are skipped rather than ending the watch: one
 // bad key must not blind every watcher.
 func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	rev := int64(0)
-	// Start both watches at one revision, so a change between them is not
-	// missed by one and seen by the other.
-	if resp, err := s.kv.Get(ctx, s.schema.Prefix()+"watch-probe", clientv3.WithCountOnly()); err == nil {
-		rev = resp.Header.Revision + 1
-	} else {
-		return fmt.Errorf("watch: %w", etcdErr(err))
-	}
-	files := s.cli.Watch(ctx, s.schema.FilesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev))
-	// job-results/ sorts just before jobs/, with nothing between them.
-	jobs := s.cli.Watch(ctx, s.schema.ResultsPrefix(), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.schema.JobsPrefix())), clientv3.WithRev(rev))
+	w := s.cli.Watch(ctx, s.schema.ContentsPrefix(), clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.schema.JobsPrefix())))
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
 		select {
-		case wr, ok = <-files:
-		case wr, ok = <-jobs:
+		case wr, ok = <-w:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -80,23 +70,37 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("%w: watch: %v", dfs.ErrUnavailable, err)
 		}
-		// A finish deletes the pending key and writes the result in one
-		// transaction, whose events come in one response: the delete is
-		// no change of its own.
+		// A finish deletes the pending key and writes the finished record
+		// in one transaction, whose events come in one response: the
+		// delete is no change of its own.
 		var finished map[string]int64
 		for _, ev := range wr.Events {
-			if ev.Type == clientv3.EventTypePut {
-				if name, ok := strings.CutPrefix(string(ev.Kv.Key), s.schema.ResultsPrefix()); ok {
-					if finished == nil {
-						finished = map[string]int64{}
-					}
-					finished[name] = ev.Kv.ModRevision
+			if ev.Type != clientv3.EventTypePut {
+				continue
+			}
+			key := string(ev.Kv.Key)
+			name, ok := strings.CutPrefix(key, s.schema.ResultsPrefix())
+			if !ok {
+				if name, ok = strings.CutPrefix(key, s.schema.ContentsPrefix()); ok {
+					h, err := dfs.ParseHash(name)
+					ok = err == nil && hasJob(h, ev.Kv.Value)
 				}
+			}
+			if ok {
+				if finished == nil {
+					finished = map[string]int64{}
+				}
+				finished[name] = ev.Kv.ModRevision
 			}
 		}
 		for _, ev := range wr.Events {
 			if ev.Type == clientv3.EventTypeDelete {
-				if name, ok := strings.CutPrefix(string(ev.Kv.Key), s.schema.JobsPrefix()); ok && finished[name] == ev.Kv.ModRevision {
+				key := string(ev.Kv.Key)
+				name, ok := strings.CutPrefix(key, s.schema.JobsPrefix())
+				if !ok {
+					name, ok = strings.CutPrefix(key, s.schema.ResultsPrefix())
+				}
+				if ok && finished[name] == ev.Kv.ModRevision {
 					continue
 				}
 			}
@@ -109,6 +113,12 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(Change) error) error {
 			}
 		}
 	}
+}
+
+// hasJob reports whether the content record val holds a finished job.
+func hasJob(h dfs.ContentHash, val []byte) bool {
+	j, err := ContentJob(h, val)
+	return err == nil && j != nil
 }
 
 func (s *Store) change(ev *clientv3.Event) (Change, bool) {
@@ -127,24 +137,29 @@ func (s *Store) change(ev *clientv3.Event) (Change, bool) {
 		c.Kind, c.File = FileWritten, f
 		return c, true
 	}
+	decode := DecodeJob
 	name, ok := strings.CutPrefix(key, s.schema.JobsPrefix())
 	if !ok {
 		name, ok = strings.CutPrefix(key, s.schema.ResultsPrefix())
 	}
 	if !ok {
-		return c, false
+		name, ok = strings.CutPrefix(key, s.schema.ContentsPrefix())
+		decode = ContentJob
+	}
+	if !ok {
+		return c, false // crefs/, gc/, format
 	}
 	h, err := dfs.ParseHash(name)
 	if err != nil {
-		return c, false // not a job record (a key below one)
+		return c, false // not a job or content record (a chunk page)
 	}
 	c.Kind, c.Content = JobChanged, h
 	if ev.Type == clientv3.EventTypeDelete {
 		return c, true
 	}
-	rec, err := DecodeJob(h, ev.Kv.Value)
-	if err != nil {
-		return c, false
+	rec, err := decode(h, ev.Kv.Value)
+	if err != nil || rec == nil {
+		return c, false // a content written with no finished job: no job change
 	}
 	c.Job = rec
 	return c, true

@@ -24,11 +24,12 @@ import (
 )
 
 // Where the pending and the finished jobs of a cluster with the default
-// key root live. job-results/ sorts just before jobs/: one watch over
-// [resultsPrefix, end of jobsPrefix) sees both, in order.
+// key root live: pending ones under jobsPrefix, finished ones in their
+// contents' records under contentsPrefix. One watch over [contentsPrefix,
+// end of jobsPrefix) sees both, in order.
 const (
-	jobsPrefix    = "/dfs/v1/jobs/"
-	resultsPrefix = "/dfs/v1/job-results/"
+	jobsPrefix     = "/dfs/v1/jobs/"
+	contentsPrefix = "/dfs/v1/contents/"
 )
 
 // jobRow is a row of dfs jobs --json.
@@ -109,7 +110,7 @@ type jobHistory struct {
 type jobWrite struct {
 	rev      int64
 	rec      *api.JobRecord // nil: a delete, or a value that is no job
-	finished bool           // written to job-results/, not jobs/
+	finished bool           // written into the content's record, not jobs/
 }
 
 func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
@@ -120,7 +121,7 @@ func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wch := cli.Watch(ctx, resultsPrefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(jobsPrefix)), clientv3.WithRev(resp.Header.Revision+1))
+	wch := cli.Watch(ctx, contentsPrefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(jobsPrefix)), clientv3.WithRev(resp.Header.Revision+1))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -130,16 +131,25 @@ func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
 				h.err = err
 			}
 			for _, ev := range r.Events {
+				key := string(ev.Kv.Key)
+				if sha, ok := strings.CutPrefix(key, contentsPrefix); ok {
+					// A content's record: a job write only when it
+					// holds the finished job.
+					var c api.ContentRecord
+					if ev.Type == clientv3.EventTypePut && !strings.Contains(sha, "/") && proto.Unmarshal(ev.Kv.Value, &c) == nil && c.Job != nil {
+						h.writes[sha] = append(h.writes[sha], jobWrite{ev.Kv.ModRevision, c.Job, true})
+					}
+					continue
+				}
+				sha, ok := strings.CutPrefix(key, jobsPrefix)
+				if !ok {
+					continue // paths, chunk references, collection marks
+				}
 				rec := &api.JobRecord{}
 				if ev.Type != clientv3.EventTypePut || proto.Unmarshal(ev.Kv.Value, rec) != nil {
 					rec = nil
 				}
-				key := string(ev.Kv.Key)
-				sha, finished := strings.CutPrefix(key, resultsPrefix)
-				if !finished {
-					sha = strings.TrimPrefix(key, jobsPrefix)
-				}
-				h.writes[sha] = append(h.writes[sha], jobWrite{ev.Kv.ModRevision, rec, finished})
+				h.writes[sha] = append(h.writes[sha], jobWrite{ev.Kv.ModRevision, rec, false})
 			}
 			h.seen = max(h.seen, r.Header.Revision)
 			h.mu.Unlock()
@@ -171,9 +181,9 @@ func (h *jobHistory) sync(t *testing.T) {
 }
 
 // checkOnce fails the test unless the job of sha went queued -> processing
-// ... -> done exactly once, the done record written to job-results/ in the
-// transaction that took the job out of jobs/, with nothing written after
-// it, and returns the done record.
+// ... -> done exactly once, the done record written into the content's
+// record in the transaction that took the job out of jobs/, with nothing
+// written after it, and returns the done record.
 func (h *jobHistory) checkOnce(t *testing.T, sha string) *api.JobRecord {
 	t.Helper()
 	h.mu.Lock()
@@ -183,8 +193,8 @@ func (h *jobHistory) checkOnce(t *testing.T, sha string) *api.JobRecord {
 	writes := h.writes[sha]
 	for i, w := range writes {
 		if w.rec == nil {
-			// The only delete allowed: the job leaving jobs/ as its result
-			// is written, in one transaction.
+			// The only delete allowed: the job leaving jobs/ as its
+			// finished record is written, in one transaction.
 			leaving := !w.finished && slices.ContainsFunc(writes, func(o jobWrite) bool {
 				return o.finished && o.rec != nil && o.rev == w.rev
 			})
@@ -195,7 +205,7 @@ func (h *jobHistory) checkOnce(t *testing.T, sha string) *api.JobRecord {
 		}
 		where := ""
 		if w.finished {
-			where = "->results"
+			where = "->content"
 		}
 		states = append(states, w.rec.State+"("+w.rec.Worker+")"+where)
 		if done != nil {
@@ -363,7 +373,7 @@ func TestWorkerPausedIsFenced(t *testing.T) {
 		t.Fatalf("job after wb: %+v; want done by wb/worker-1 on the second attempt", j)
 	}
 	hist.sync(t)
-	before, err := etcd.Get(context.Background(), resultsPrefix+sha)
+	before, err := etcd.Get(context.Background(), contentsPrefix+sha)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +390,7 @@ func TestWorkerPausedIsFenced(t *testing.T) {
 		}
 		return nil
 	})
-	after, err := etcd.Get(context.Background(), resultsPrefix+sha)
+	after, err := etcd.Get(context.Background(), contentsPrefix+sha)
 	if err != nil {
 		t.Fatal(err)
 	}
