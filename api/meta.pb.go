@@ -286,8 +286,12 @@ type NodeRecord struct {
 	Zone               string                 `protobuf:"bytes,4,opt,name=zone,proto3" json:"zone,omitempty"`
 	AdminState         string                 `protobuf:"bytes,5,opt,name=admin_state,json=adminState,proto3" json:"admin_state,omitempty"` // "", "draining", "drained"
 	RegisteredUnixNano int64                  `protobuf:"varint,6,opt,name=registered_unix_nano,json=registeredUnixNano,proto3" json:"registered_unix_nano,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The certificate the node first registered with (the hex SHA-256 of its
+	// public key): the id is bound to it, and only it may register, report
+	// and heartbeat as this node. Empty on a cluster run with --insecure.
+	CertKey       string `protobuf:"bytes,7,opt,name=cert_key,json=certKey,proto3" json:"cert_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeRecord) Reset() {
@@ -360,6 +364,13 @@ func (x *NodeRecord) GetRegisteredUnixNano() int64 {
 		return x.RegisteredUnixNano
 	}
 	return 0
+}
+
+func (x *NodeRecord) GetCertKey() string {
+	if x != nil {
+		return x.CertKey
+	}
+	return ""
 }
 
 // SessionRecord is an open upload session. It is attached to the lease of
@@ -568,7 +579,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x03job\x18\b \x01(\v2\x11.dfs.v1.JobRecordR\x03job\"9\n" +
 	"\tChunkPage\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12\x14\n" +
-	"\x05sizes\x18\x02 \x03(\x03R\x05sizes\"\xb4\x01\n" +
+	"\x05sizes\x18\x02 \x03(\x03R\x05sizes\"\xcf\x01\n" +
 	"\n" +
 	"NodeRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -577,7 +588,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x12\x1f\n" +
 	"\vadmin_state\x18\x05 \x01(\tR\n" +
 	"adminState\x120\n" +
-	"\x14registered_unix_nano\x18\x06 \x01(\x03R\x12registeredUnixNano\"\x97\x01\n" +
+	"\x14registered_unix_nano\x18\x06 \x01(\x03R\x12registeredUnixNano\x12\x19\n" +
+	"\bcert_key\x18\a \x01(\tR\acertKey\"\x97\x01\n" +
 	"\rSessionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vcoordinator\x18\x02 \x01(\tR\vcoordinator\x12(\n" +

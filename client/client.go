@@ -12,6 +12,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,7 +45,12 @@ type Config struct {
 	MinChunk, AvgChunk, MaxChunk int
 	// HTTPClient reaches the datanodes.
 	HTTPClient *http.Client
-	Logger     *slog.Logger
+	// TLS, if set, is how the client reaches the cluster: coordinators and
+	// datanodes over TLS, their certificates verified against the cluster's
+	// CA (its RootCAs). Nil: plain text, for a cluster run with --insecure.
+	// A HTTPClient given with TLS must carry the same configuration.
+	TLS    *tls.Config
+	Logger *slog.Logger
 }
 
 // Client is a connection to a dfs cluster. It is safe for concurrent use.
@@ -54,6 +60,7 @@ type Client struct {
 	conns  []*grpc.ClientConn
 	coords []api.CoordinatorClient
 	http   *http.Client
+	scheme string // of datanode URLs
 	log    *slog.Logger
 	bufs   buffers
 
@@ -86,23 +93,31 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Client{cfg: cfg, chunks: opts, log: cfg.Logger, http: cfg.HTTPClient}
+	c := &Client{cfg: cfg, chunks: opts, log: cfg.Logger, http: cfg.HTTPClient, scheme: "http://"}
+	if cfg.TLS != nil {
+		c.scheme = "https://"
+	}
 	if c.http == nil {
-		c.http = &http.Client{Transport: &http.Transport{
+		tr := &http.Transport{
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
 			DisableCompression:    true,
 			WriteBufferSize:       256 << 10,
 			ReadBufferSize:        256 << 10,
-		}}
+		}
+		if cfg.TLS != nil {
+			tr.TLSClientConfig = cfg.TLS.Clone()
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		}
+		c.http = &http.Client{Transport: tr}
 	}
 	for _, addr := range cfg.Coordinators {
 		addr = strings.TrimSpace(addr)
 		if addr == "" {
 			continue
 		}
-		conn, err := rpc.Dial(addr)
+		conn, err := rpc.DialTLS(addr, cfg.TLS)
 		if err != nil {
 			c.Close()
 			return nil, err

@@ -159,7 +159,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 }
 
 func (c *Client) fetchFrom(ctx context.Context, r dfs.Replica, ref dfs.ChunkRef, dst []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr+"/chunks/"+ref.Hash.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+r.Addr+"/chunks/"+ref.Hash.String(), nil)
 	if err != nil {
 		return err
 	}

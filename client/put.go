@@ -391,7 +391,7 @@ func (c *Client) putChunk(ctx context.Context, session string, p *pending) error
 
 func (c *Client) sendChain(ctx context.Context, p *pending) (dataplane.PutResult, error) {
 	head := p.chain[0]
-	url := "http://" + head.Addr + "/chunks/" + p.ref.Hash.String()
+	url := c.scheme + head.Addr + "/chunks/" + p.ref.Hash.String()
 	body := dataplane.NewBody(bytes.NewReader(p.data()))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, body)
 	if err != nil {

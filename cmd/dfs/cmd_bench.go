@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +58,11 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 			}
 			cfg.Size, cfg.FileSize, cfg.ChunkSize = int64(s), int64(fs), int(cs)
 			if target {
-				cfg.Coordinator = g.coordinators
+				addrs, tc, err := g.clientSetup(cmd)
+				if err != nil {
+					return err
+				}
+				cfg.Coordinator, cfg.TLS = strings.Join(addrs, ","), tc
 			}
 			cfg.Progress = os.Stderr
 			rep, err := bench.Run(cmd.Context(), cfg)

@@ -9,6 +9,7 @@ import (
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/etcdserver"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
@@ -34,6 +35,10 @@ or an external cluster (--etcd-endpoints).`,
 			if embed && data == "" {
 				return usagef("--etcd-embed needs --data")
 			}
+			node, err := g.nodeTLS(pki.RoleCoordinator)
+			if err != nil {
+				return err
+			}
 			c, err := cluster.StartCoordinator(cmd.Context(), cluster.CoordinatorConfig{
 				Listen:        grpcAddr,
 				EtcdEndpoints: eps,
@@ -41,6 +46,7 @@ or an external cluster (--etcd-endpoints).`,
 				Etcd:          ec,
 				KeyRoot:       keyRoot,
 				Coordinator:   cc.config(),
+				TLS:           node,
 				Logger:        slog.Default(),
 			})
 			if err != nil {
@@ -67,5 +73,6 @@ or an external cluster (--etcd-endpoints).`,
 	f.StringVar(&ec.InitialCluster, "etcd-initial-cluster", "", "name=peer-url,... of every embedded member (default: this member alone)")
 	f.StringVar(&ec.ClusterState, "etcd-cluster-state", "new", "new, or existing to join a running cluster")
 	cc.register(cmd)
+	g.registerCertsDir(cmd)
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/datanode"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 func newDatanodeCmd(g *globals) *cobra.Command {
@@ -50,6 +51,9 @@ walks its chunk directories once.`,
 			cfg.Reserve = int64(r)
 			cfg.Coordinators = splitList(g.coordinators)
 			cfg.Logger = slog.Default()
+			if cfg.TLS, err = g.nodeTLS(pki.RoleDatanode); err != nil {
+				return err
+			}
 			n, err := datanode.Start(cfg)
 			if err != nil {
 				return err
@@ -68,6 +72,7 @@ walks its chunk directories once.`,
 	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
 	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
 	scrub.register(cmd, datanode.DefaultScrubRate, datanode.DefaultScrubChunks)
+	g.registerCertsDir(cmd)
 	return cmd
 }
 

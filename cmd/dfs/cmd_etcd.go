@@ -19,7 +19,7 @@ import (
 // unavailable marks an etcd failure as the cluster being unreachable (exit 4).
 func unavailable(err error) error { return fmt.Errorf("%w: %v", dfs.ErrUnavailable, err) }
 
-func newEtcdCmd() *cobra.Command {
+func newEtcdCmd(g *globals) *cobra.Command {
 	var endpoints string
 	cmd := &cobra.Command{
 		Use:   "etcd",
@@ -34,12 +34,17 @@ coordinator host can be replaced without a separate etcd install:
       --etcd-initial-cluster c1=...,c3=...,c4=http://10.0.0.4:2380 ...`,
 	}
 	cmd.PersistentFlags().StringVar(&endpoints, "etcd-endpoints", "", "client URLs of live etcd members, comma-separated")
+	cmd.PersistentFlags().StringVar(&g.certsDir, "certs-dir", "", "a node's certificates ('dfs certs'): etcd accepts only clients with a certificate of the cluster's CA")
 	dial := func(cmd *cobra.Command) (*clientv3.Client, context.Context, func(), error) {
 		eps := splitList(endpoints)
 		if len(eps) == 0 {
 			return nil, nil, nil, usagef("--etcd-endpoints is needed")
 		}
-		cli, err := etcdserver.Dial(eps)
+		node, err := g.nodeTLS("")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cli, err := etcdserver.Dial(eps, node)
 		if err != nil {
 			return nil, nil, nil, unavailable(err)
 		}

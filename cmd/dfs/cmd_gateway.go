@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs/internal/cluster"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // gatewayFlags are the flags shared by gateway and server.
@@ -42,8 +43,12 @@ unless --insecure-public says the exposure is intended.`,
 			if len(addrs) == 0 {
 				return usagef("--coordinator: no address")
 			}
+			node, err := g.nodeTLS(pki.RoleGateway)
+			if err != nil {
+				return err
+			}
 			gw, err := cluster.StartGateway(cluster.GatewayConfig{
-				Listen: httpAddr, Coordinators: addrs, Token: gf.token, Public: gf.public, Logger: slog.Default(),
+				Listen: httpAddr, Coordinators: addrs, Token: gf.token, Public: gf.public, TLS: node, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err
@@ -55,5 +60,6 @@ unless --insecure-public says the exposure is intended.`,
 	}
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP listen address")
 	gf.register(cmd)
+	g.registerCertsDir(cmd)
 	return cmd
 }

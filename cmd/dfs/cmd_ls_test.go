@@ -20,7 +20,7 @@ func runLs(ctx context.Context, addr string, w io.Writer, args ...string) error 
 	root := newRootCmd()
 	root.SetOut(w)
 	root.SetErr(io.Discard)
-	root.SetArgs(append([]string{"ls", "--coordinator", addr}, args...))
+	root.SetArgs(append([]string{"ls", "--insecure", "--coordinator", addr}, args...))
 	return root.ExecuteContext(ctx)
 }
 

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -11,6 +17,7 @@ import (
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Scrub rates of each datanode of dfs server. Its datanodes share one
@@ -62,6 +69,10 @@ the background at modest rates, as they share the machine.`,
 				return err
 			}
 			start := time.Now()
+			node, err := serverCerts(g, data, grpcAddr, httpAddr)
+			if err != nil {
+				return err
+			}
 			cl, err := cluster.Start(cmd.Context(), cluster.Config{
 				Dir:             data,
 				GRPC:            grpcAddr,
@@ -76,20 +87,27 @@ the background at modest rates, as they share the machine.`,
 				APIToken:        gf.token,
 				HTTPPublic:      gf.public,
 				Jobs:            jc,
+				TLS:             node,
 				Logger:          slog.Default(),
 			})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			confPath, wroteDefault, err := serverClientConfig(data, cl.Addr(), node)
+			if err != nil {
+				return err
+			}
 			workers := 0
 			if cl.Workers != nil {
 				workers = len(cl.Workers.Workers())
 			}
 			fmt.Printf("dfs server ready in %v: coordinator %s, %d datanodes, %d workers, data in %s\n",
 				time.Since(start).Round(time.Millisecond), cl.Addr(), len(cl.Nodes), workers, data)
-			if cl.Addr() != client.DefaultCoordinator {
-				fmt.Printf("  clients: export DFS_COORDINATOR=%s\n", cl.Addr())
+			if wroteDefault {
+				fmt.Printf("  client configuration: %s (also written to %s)\n", confPath, defaultConfigPath())
+			} else {
+				fmt.Printf("  clients: export DFS_CONFIG=%s\n", confPath)
 			}
 			if cl.Gateway != nil {
 				fmt.Printf("  web UI %s\n", cl.Gateway.URL())
@@ -112,6 +130,74 @@ the background at modest rates, as they share the machine.`,
 	gf.register(cmd)
 	wf.register(cmd)
 	return cmd
+}
+
+// serverCerts returns the node certificate of dfs server, made on first
+// start in DATA/certs: a CA of its own, and a certificate for this host's
+// loopback names and addresses and for the hosts of --grpc and --http. Nil
+// with --insecure.
+func serverCerts(g *globals, data string, addrs ...string) (*pki.Node, error) {
+	if g.insecure {
+		slog.Warn(insecureWarning)
+		fmt.Fprintln(os.Stderr, "dfs: "+insecureWarning)
+		return nil, nil
+	}
+	dir := filepath.Join(data, "certs")
+	if _, err := os.Stat(filepath.Join(dir, pki.CACert)); errors.Is(err, fs.ErrNotExist) {
+		if err := pki.CreateCA(dir); err != nil {
+			return nil, fmt.Errorf("make the cluster's CA: %w", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, pki.NodeCert)); errors.Is(err, fs.ErrNotExist) {
+		hosts := []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "" {
+			hosts = append(hosts, h)
+		}
+		for _, a := range addrs {
+			if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !slices.Contains(hosts, h) {
+				if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+					hosts = append(hosts, h)
+				}
+			}
+		}
+		if err := pki.CreateNode(dir, hosts, nil); err != nil {
+			return nil, fmt.Errorf("make the node certificate: %w", err)
+		}
+	}
+	return pki.LoadNode(dir, "")
+}
+
+// serverClientConfig writes the client configuration of dfs server to
+// DATA/client.conf, and to ~/.config/dfs/config if the user has none. It
+// returns the first path and whether it wrote the second.
+func serverClientConfig(data, addr string, node *pki.Node) (string, bool, error) {
+	c := clientConfig{Coordinators: []string{addr}, Insecure: node == nil}
+	if node != nil {
+		ca, err := os.ReadFile(filepath.Join(node.Dir, pki.CACert))
+		if err != nil {
+			return "", false, err
+		}
+		c.CA = string(ca)
+	}
+	path, err := filepath.Abs(filepath.Join(data, "client.conf"))
+	if err != nil {
+		return "", false, err
+	}
+	if err := writeClientConfig(path, c); err != nil {
+		return "", false, fmt.Errorf("write the client configuration: %w", err)
+	}
+	def := defaultConfigPath()
+	if def == "" {
+		return path, false, nil
+	}
+	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
+		return path, false, nil
+	}
+	if err := writeClientConfig(def, c); err != nil {
+		slog.Warn("could not write the default client configuration", "path", def, "err", err)
+		return path, false, nil
+	}
+	return path, true, nil
 }
 
 // coordinatorFlags are the tuning flags shared by server and coordinator.

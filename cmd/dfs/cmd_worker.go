@@ -11,6 +11,7 @@ import (
 
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/jobs"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 func newWorkerCmd(g *globals) *cobra.Command {
@@ -49,11 +50,16 @@ from the datanodes through the coordinators (--coordinator).`,
 				return usagef("--workers %d: at least 1", jc.Workers)
 			}
 			jc.Name = name
+			node, err := g.nodeTLS(pki.RoleWorker)
+			if err != nil {
+				return err
+			}
 			w, err := cluster.StartWorkers(cmd.Context(), cluster.WorkersConfig{
 				EtcdEndpoints: eps,
 				Coordinators:  coords,
 				KeyRoot:       keyRoot,
 				Jobs:          jc,
+				TLS:           node,
 				Logger:        slog.Default(),
 			})
 			if err != nil {
@@ -70,6 +76,7 @@ from the datanodes through the coordinators (--coordinator).`,
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&name, "name", "", "name of this worker process, prefixing its workers' ids (default HOST-PID)")
 	wf.register(cmd)
+	g.registerCertsDir(cmd)
 	return cmd
 }
 

@@ -21,6 +21,7 @@ const (
 	exitUsage       = 2 // bad flags, arguments or paths
 	exitNotFound    = 3 // the path or content does not exist
 	exitUnavailable = 4 // the cluster could not be reached or cannot serve
+	// exitAuth (5): not authenticated or not allowed (security.go).
 )
 
 func main() {
@@ -39,7 +40,10 @@ func main() {
 
 func exitCode(err error) int {
 	var ue usageError
+	var ae authError
 	switch {
+	case errors.As(err, &ae):
+		return exitAuth
 	case errors.As(err, &ue), errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash), errors.Is(err, dfs.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, dfs.ErrNotFound):

@@ -23,6 +23,10 @@ type globals struct {
 	coordinators string
 	logLevel     string
 	pprof        string
+	insecure     bool
+	certsDir     string // a role's --certs-dir
+	config       string // a client's --config
+	cmd          *cobra.Command
 }
 
 func newRootCmd() *cobra.Command {
@@ -40,6 +44,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		SilenceErrors: true,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			g.cmd = cmd
 			if err := applyEnv(cmd); err != nil {
 				return err
 			}
@@ -53,6 +58,8 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 	root.PersistentFlags().StringVar(&g.coordinators, "coordinator", client.DefaultCoordinator, "coordinator gRPC addresses, comma-separated")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default info for roles, warn for client commands)")
 	root.PersistentFlags().StringVar(&g.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
+	root.PersistentFlags().BoolVar(&g.insecure, "insecure", false, "plain text with no authentication, for a cluster on a private test network: roles serve and clients dial without TLS")
+	root.PersistentFlags().StringVar(&g.config, "config", "", "client configuration file: the cluster's addresses and CA (default ~/.config/dfs/config)")
 
 	root.AddCommand(
 		newServerCmd(g),
@@ -71,9 +78,10 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newDrainCmd(g),
 		newGCCmd(g),
 		newStatusCmd(g),
-		newEtcdCmd(),
+		newEtcdCmd(g),
 		newWorkerCmd(g),
 		newJobsCmd(g),
+		newCertsCmd(),
 	)
 	return root
 }
@@ -114,18 +122,8 @@ func setupLogging(level string, cmd *cobra.Command) error {
 	return nil
 }
 
-func (g *globals) client() (*client.Client, error) {
-	var addrs []string
-	for _, a := range strings.Split(g.coordinators, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
-	if len(addrs) == 0 {
-		return nil, usagef("--coordinator: no address")
-	}
-	return client.New(client.Config{Coordinators: addrs, Logger: slog.Default()})
-}
+// client returns a client of the cluster, set up as clientSetup says.
+func (g *globals) client() (*client.Client, error) { return g.clientFor(g.cmd) }
 
 func splitList(s string) []string {
 	var out []string

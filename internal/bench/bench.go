@@ -11,6 +11,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Workloads are the names of the workloads, in the order they run.
@@ -38,6 +40,9 @@ type Config struct {
 	Workloads []string
 	// Coordinator targets a running cluster; empty starts a dfs server.
 	Coordinator string
+	// TLS is how to reach the running cluster Coordinator names (nil:
+	// plain text); a started server is reached with its own CA.
+	TLS *tls.Config
 	// Binary is the dfs executable to start servers with (default: this
 	// process's own).
 	Binary string
@@ -182,6 +187,7 @@ func environment(cfg Config) *Environment {
 // target is a cluster under test.
 type target struct {
 	addrs  []string // coordinator addresses
+	tls    *tls.Config
 	client *client.Client
 	server *exec.Cmd // nil for a running cluster
 	dir    string    // the server's data directory
@@ -213,12 +219,12 @@ func (t *target) peakRSS() int64 {
 // (with or without fsync) when none is given.
 func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) error) error {
 	if cfg.Coordinator != "" {
-		c, err := client.New(client.Config{Coordinators: strings.Split(cfg.Coordinator, ","), Logger: cfg.Logger, Uploads: 8, Downloads: 16})
+		c, err := client.New(client.Config{Coordinators: strings.Split(cfg.Coordinator, ","), TLS: cfg.TLS, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		return fn(&target{client: c, addrs: strings.Split(cfg.Coordinator, ",")})
+		return fn(&target{client: c, addrs: strings.Split(cfg.Coordinator, ","), tls: cfg.TLS})
 	}
 	bin := cfg.Binary
 	if bin == "" {
@@ -245,6 +251,9 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 		args = append(args, "--no-fsync")
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// The server's client configuration goes to its own directory, not to
+	// the user's ~/.config.
+	cmd.Env = append(cleanEnv(), "XDG_CONFIG_HOME="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -286,12 +295,17 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	c, err := client.New(client.Config{Coordinators: []string{addr}, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
+	cas, err := pki.Pool(filepath.Join(dir, "data", "certs"))
+	if err != nil {
+		return err
+	}
+	tc := pki.ClientTLS(cas)
+	c, err := client.New(client.Config{Coordinators: []string{addr}, TLS: tc, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return fn(&target{client: c, addrs: []string{addr}, server: cmd, dir: filepath.Join(dir, "data")})
+	return fn(&target{client: c, addrs: []string{addr}, tls: tc, server: cmd, dir: filepath.Join(dir, "data")})
 }
 
 func freeAddr() (string, error) {

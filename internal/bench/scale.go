@@ -22,10 +22,11 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/etcdserver"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // ScaleConfig configures the scale benchmark: a cluster of separate
@@ -234,7 +235,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	if err := sc.start(ctx); err != nil {
 		return res, err
 	}
-	c, err := client.New(client.Config{Coordinators: sc.st.Coordinators, Logger: cfg.Logger, Uploads: 1})
+	c, err := client.New(client.Config{Coordinators: sc.st.Coordinators, TLS: pki.ClientTLS(sc.node.CAs), Logger: cfg.Logger, Uploads: 1})
 	if err != nil {
 		return res, err
 	}
@@ -246,7 +247,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 		// The empty cluster's figures, once.
 		sc.st.BaseHeap, _ = goHeap(ctx, sc.st.Pprof[1])
 		sc.st.BaseRSS = rss(sc.procs["coordinator1"].pid())
-		sc.st.BaseDB, sc.st.BaseDBInUse, _ = etcdSize(ctx, sc.st.EtcdClient)
+		sc.st.BaseDB, sc.st.BaseDBInUse, _ = etcdSize(ctx, sc.st.EtcdClient, sc.node)
 		if err := sc.save(); err != nil {
 			return res, err
 		}
@@ -311,10 +312,10 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}
 	// What etcd keeps once compaction (every 10 minutes in the embedded
 	// member) has dropped the fill's old revisions: the live records.
-	if err := etcdCompact(ctx, sc.st.EtcdClient); err != nil {
+	if err := etcdCompact(ctx, sc.st.EtcdClient, sc.node); err != nil {
 		fail("etcd compaction", err)
 	}
-	if db, inUse, err := etcdSize(ctx, sc.st.EtcdClient); err != nil {
+	if db, inUse, err := etcdSize(ctx, sc.st.EtcdClient, sc.node); err != nil {
 		fail("etcd size", err)
 	} else {
 		res.EtcdDBBytes, res.EtcdDBInUseBytes = db, inUse
@@ -352,6 +353,37 @@ type scaleCluster struct {
 	gen   int
 	// noScrub starts datanodes with scrubbing off, for the fill.
 	noScrub bool
+	// node is the cluster's certificate (every role of the bench's
+	// cluster shares it), kept in DIR/certs.
+	node *pki.Node
+}
+
+// certs makes the cluster's CA and node certificate in DIR/certs if they
+// are not there, and loads them. A cluster of an earlier run in plain text
+// moves to TLS on the same ports.
+func (sc *scaleCluster) certs() error {
+	dir := filepath.Join(sc.dir, "certs")
+	if _, err := os.Stat(filepath.Join(dir, pki.CACert)); errors.Is(err, os.ErrNotExist) {
+		if err := pki.CreateCA(dir); err != nil {
+			return err
+		}
+		if err := pki.CreateNode(dir, []string{"127.0.0.1", "localhost"}, nil); err != nil {
+			return err
+		}
+	}
+	n, err := pki.LoadNode(dir, "")
+	if err != nil {
+		return err
+	}
+	sc.node = n
+	sc.st.EtcdClient = strings.Replace(sc.st.EtcdClient, "http://", "https://", 1)
+	sc.st.EtcdPeer = strings.Replace(sc.st.EtcdPeer, "http://", "https://", 1)
+	ca, err := os.ReadFile(filepath.Join(dir, pki.CACert))
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]any{"coordinators": sc.st.Coordinators, "ca": string(ca)})
+	return os.WriteFile(filepath.Join(sc.dir, "client.conf"), b, 0o600)
 }
 
 func openScale(dir, bin string, cfg ScaleConfig) (*scaleCluster, error) {
@@ -365,7 +397,7 @@ func openScale(dir, bin string, cfg ScaleConfig) (*scaleCluster, error) {
 		if sc.st.FileSize != cfg.FileSize {
 			return nil, fmt.Errorf("scale: %s holds files of %d bytes, not %d: use another --dir", dir, sc.st.FileSize, cfg.FileSize)
 		}
-		return sc, nil
+		return sc, sc.certs()
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
@@ -383,7 +415,7 @@ func openScale(dir, bin string, cfg ScaleConfig) (*scaleCluster, error) {
 	st := scaleState{Seed: rand.Uint64(), FileSize: cfg.FileSize}
 	st.Coordinators = []string{addr(), addr()}
 	st.Pprof = []string{addr(), addr()}
-	st.EtcdClient, st.EtcdPeer = "http://"+addr(), "http://"+addr()
+	st.EtcdClient, st.EtcdPeer = "https://"+addr(), "https://"+addr()
 	for range 3 {
 		st.DNListen = append(st.DNListen, addr())
 		st.DNGRPC = append(st.DNGRPC, addr())
@@ -393,6 +425,9 @@ func openScale(dir, bin string, cfg ScaleConfig) (*scaleCluster, error) {
 		return nil, err
 	}
 	sc.st = st
+	if err := sc.certs(); err != nil {
+		return nil, err
+	}
 	return sc, sc.save()
 }
 
@@ -420,13 +455,13 @@ func (sc *scaleCluster) specs() []procSpec {
 	out := []procSpec{
 		{"coordinator0", []string{"coordinator", "--etcd-embed", "--data", filepath.Join(sc.dir, "coordinator0"),
 			"--grpc", sc.st.Coordinators[0], "--etcd-client-url", sc.st.EtcdClient, "--etcd-peer-url", sc.st.EtcdPeer,
-			"--pprof", sc.st.Pprof[0]}},
+			"--pprof", sc.st.Pprof[0], "--certs-dir", sc.node.Dir}},
 		{"coordinator1", []string{"coordinator", "--etcd-endpoints", sc.st.EtcdClient, "--grpc", sc.st.Coordinators[1],
-			"--pprof", sc.st.Pprof[1]}},
+			"--pprof", sc.st.Pprof[1], "--certs-dir", sc.node.Dir}},
 	}
 	for i := range sc.st.DNListen {
 		a := []string{"datanode", "--coordinator", coords, "--data", filepath.Join(sc.dir, fmt.Sprintf("datanode%d", i)),
-			"--listen", sc.st.DNListen[i], "--grpc", sc.st.DNGRPC[i]}
+			"--listen", sc.st.DNListen[i], "--grpc", sc.st.DNGRPC[i], "--certs-dir", sc.node.Dir}
 		if !sc.cfg.Fsync {
 			a = append(a, "--no-fsync")
 		}
@@ -436,8 +471,8 @@ func (sc *scaleCluster) specs() []procSpec {
 		out = append(out, procSpec{fmt.Sprintf("datanode%d", i), a})
 	}
 	out = append(out,
-		procSpec{"gateway", []string{"gateway", "--coordinator", coords, "--http", sc.st.Gateway}},
-		procSpec{"worker", []string{"worker", "--coordinator", coords, "--etcd-endpoints", sc.st.EtcdClient, "--workers", "16"}},
+		procSpec{"gateway", []string{"gateway", "--coordinator", coords, "--http", sc.st.Gateway, "--certs-dir", sc.node.Dir}},
+		procSpec{"worker", []string{"worker", "--coordinator", coords, "--etcd-endpoints", sc.st.EtcdClient, "--workers", "16", "--certs-dir", sc.node.Dir}},
 	)
 	return out
 }
@@ -710,7 +745,7 @@ func (sc *scaleCluster) listPage(ctx context.Context, c *client.Client, startAft
 func (sc *scaleCluster) lsFirstLine(ctx context.Context) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sc.bin, "ls", "--coordinator", strings.Join(sc.st.Coordinators, ","), scalePrefix)
+	cmd := exec.CommandContext(ctx, sc.bin, "ls", "--config", filepath.Join(sc.dir, "client.conf"), scalePrefix)
 	cmd.Env = cleanEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -749,7 +784,7 @@ func (sc *scaleCluster) settle(ctx context.Context, c *client.Client) error {
 			}
 		}
 	}
-	if err := etcdCompact(ctx, sc.st.EtcdClient); err != nil {
+	if err := etcdCompact(ctx, sc.st.EtcdClient, sc.node); err != nil {
 		return err
 	}
 	select {
@@ -874,9 +909,8 @@ func parseHeapAlloc(r io.Reader) (int64, error) {
 
 // etcdSize returns the size of etcd's database file and the part in use.
 // etcdCompact compacts etcd's history up to its current revision.
-func etcdCompact(ctx context.Context, endpoint string) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second,
-		Logger: zap.NewNop()})
+func etcdCompact(ctx context.Context, endpoint string, node *pki.Node) error {
+	cli, err := clientv3.New(etcdserver.ClientConfig([]string{endpoint}, node))
 	if err != nil {
 		return err
 	}
@@ -893,9 +927,8 @@ func etcdCompact(ctx context.Context, endpoint string) error {
 	return nil
 }
 
-func etcdSize(ctx context.Context, endpoint string) (db, inUse int64, err error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second,
-		Logger: zap.NewNop()})
+func etcdSize(ctx context.Context, endpoint string, node *pki.Node) (db, inUse int64, err error) {
+	cli, err := clientv3.New(etcdserver.ClientConfig([]string{endpoint}, node))
 	if err != nil {
 		return 0, 0, err
 	}

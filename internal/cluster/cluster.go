@@ -26,6 +26,7 @@ import (
 	"github.com/dfs-store/dfs/internal/etcdserver"
 	"github.com/dfs-store/dfs/internal/jobs"
 	"github.com/dfs-store/dfs/internal/meta"
+	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -41,7 +42,11 @@ type CoordinatorConfig struct {
 	// KeyRoot is the root of dfs's keys in etcd (default /dfs).
 	KeyRoot     string
 	Coordinator coordinator.Config
-	Logger      *slog.Logger
+	// TLS, if set, secures every port and connection of the coordinator
+	// and of its embedded etcd member with the cluster's certificates; nil
+	// runs them in plain text (--insecure).
+	TLS    *pki.Node
+	Logger *slog.Logger
 }
 
 // Coordinator is a serving coordinator with its metadata connection.
@@ -77,16 +82,15 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 		}
 		ec := cfg.Etcd
 		ec.Dir = filepath.Join(cfg.Dir, "etcd")
+		ec.TLS = cfg.TLS
 		if c.Etcd, err = etcdserver.Start(ctx, ec); err != nil {
 			return nil, err
 		}
 		endpoints = c.Etcd.Endpoints()
 	}
-	c.Client, err = clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      quietZap(),
-	})
+	ecfg := etcdserver.ClientConfig(endpoints, cfg.TLS)
+	ecfg.Logger = quietZap()
+	c.Client, err = clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
 	}
@@ -105,10 +109,13 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 	cc := cfg.Coordinator
 	cc.Addr = c.ln.Addr().String()
 	cc.Logger = cfg.Logger
+	if cfg.TLS != nil {
+		cc.TLS = cfg.TLS.ClientTLS()
+	}
 	if c.Server, err = coordinator.New(ctx, c.Meta, cc); err != nil {
 		return nil, err
 	}
-	c.grpc = rpc.NewServer(cfg.Logger.With("role", "coordinator"))
+	c.grpc = coordinatorServer(cfg.Logger.With("role", "coordinator"), cfg.TLS)
 	api.RegisterCoordinatorServer(c.grpc, c.Server)
 	api.RegisterRegistryServer(c.grpc, c.Server)
 	go func() {
@@ -116,6 +123,18 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 		c.grpc.Serve(c.ln)
 	}()
 	return c, nil
+}
+
+// coordinatorServer is the coordinator's gRPC server: over TLS, only a
+// datanode's certificate may call the Registry service (register, report,
+// heartbeat).
+func coordinatorServer(log *slog.Logger, node *pki.Node) *grpc.Server {
+	if node == nil {
+		return rpc.NewServer(log)
+	}
+	registry := "/" + api.Registry_ServiceDesc.ServiceName + "/"
+	notRegistry := func(method string) bool { return !strings.HasPrefix(method, registry) }
+	return rpc.NewServerTLS(log, node.ServerTLS(false), rpc.RequireRole(notRegistry, pki.RoleDatanode)...)
 }
 
 // Close stops the coordinator and, when embedded, its etcd member.
@@ -178,7 +197,10 @@ type Config struct {
 	HTTPPublic bool
 	// Jobs configures the post-upload workers; none run if Jobs.Workers
 	// is 0. The etcd and dfs clients and the key schema are filled in.
-	Jobs   jobs.Config
+	Jobs jobs.Config
+	// TLS, if set, is the node certificate every role of the cluster
+	// serves and dials with; nil runs them in plain text (--insecure).
+	TLS    *pki.Node
 	Logger *slog.Logger
 }
 
@@ -229,6 +251,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Dir:           cfg.Dir,
 		KeyRoot:       cfg.KeyRoot,
 		Coordinator:   cfg.Coordinator,
+		TLS:           cfg.TLS,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
@@ -244,7 +267,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.HTTP != "" {
 		if cl.Gateway, err = StartGateway(GatewayConfig{
-			Listen: cfg.HTTP, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, Logger: cfg.Logger,
+			Listen: cfg.HTTP, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
 		}); err != nil {
 			return nil, err
 		}
@@ -260,7 +283,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // startWorkers starts the post-upload workers, reading content through
 // the SDK like workers on other hosts.
 func (cl *Cluster) startWorkers() (err error) {
-	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads}); err != nil {
+	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads, TLS: nodeTLS(cl.cfg.TLS)}); err != nil {
 		return err
 	}
 	jc := cl.cfg.Jobs
@@ -285,6 +308,7 @@ func (cl *Cluster) AddDatanodeWith(dir string, mod func(*datanode.Config)) error
 		NoSync:       cl.cfg.NoSync,
 		Reserve:      cl.cfg.DatanodeReserve,
 		ScrubRate:    cl.cfg.DatanodeScrubRate,
+		TLS:          cl.cfg.TLS,
 		Logger:       cl.cfg.Logger,
 	}
 	if sc := cl.cfg.DatanodeScrub; sc.Rate > 0 {
@@ -326,9 +350,13 @@ func (cl *Cluster) WaitNodes(ctx context.Context, n int) error {
 // Addr is the coordinator's gRPC address, for clients.
 func (cl *Cluster) Addr() string { return cl.Coordinator.Addr() }
 
-// Client returns a client of the cluster.
+// Client returns a client of the cluster: over TLS, verifying the
+// cluster's certificates, when the cluster runs TLS.
 func (cl *Cluster) Client(cfg client.Config) (*client.Client, error) {
 	cfg.Coordinators = []string{cl.Addr()}
+	if cl.cfg.TLS != nil && cfg.TLS == nil {
+		cfg.TLS = pki.ClientTLS(cl.cfg.TLS.CAs)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = cl.cfg.Logger
 	}

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/gateway"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // GatewayConfig configures a gateway.
@@ -16,6 +18,9 @@ type GatewayConfig struct {
 	// Token and Public as in gateway.Listen.
 	Token  string
 	Public bool
+	// TLS, if set, is the gateway's node certificate: it reaches the
+	// cluster over TLS with it. Nil: plain text (--insecure).
+	TLS    *pki.Node
 	Logger *slog.Logger
 }
 
@@ -37,7 +42,7 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, Logger: cfg.Logger})
+	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, TLS: nodeTLS(cfg.TLS), Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -72,4 +77,13 @@ func (g *Gateway) Close() error {
 	g.Server.Close()
 	g.Client.Close()
 	return nil
+}
+
+// nodeTLS is how a role reaches the cluster with its node certificate; nil
+// (plain text) without one.
+func nodeTLS(n *pki.Node) *tls.Config {
+	if n == nil {
+		return nil
+	}
+	return n.ClientTLS()
 }

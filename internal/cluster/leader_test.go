@@ -185,3 +185,40 @@ func keptOn(loc client.Location, h dfs.Hash, id dfs.NodeID) bool {
 	}
 	return false
 }
+
+// A datanode that holds a term no leader was elected with (forged: on a
+// cluster run with --insecure anyone may send one, over TLS only a holder
+// of a coordinator certificate) refuses the rightful leader, but cannot
+// depose it: the leader checks etcd, which says its term is current, and
+// stays leader.
+func TestForgedTermDoesNotDeposeTheLeader(t *testing.T) {
+	cl, c := gc(t, time.Nanosecond)
+	ctx := context.Background()
+	eventually(t, 15*time.Second, func() error {
+		if !cl.Coordinator.Server.IsLeader() {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	term := cl.Coordinator.Server.Term()
+	put(t, c, "forged/gone", randomBytes(1<<20, 91))
+	dn, err := rpc.Dial(cl.Nodes[0].GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := int64(1) << 50
+	if _, err := api.NewDatanodeClient(dn).DeleteChunks(ctx, &api.DeleteChunksRequest{Term: forged}); err != nil {
+		t.Fatalf("forged term: %v", err)
+	}
+	dn.Close()
+	if err := c.Delete(ctx, "forged/gone"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// The collection sends deletes to every holder, node 0 refuses.
+	cl.Coordinator.Server.CollectGarbage(ctx)
+	if !cl.Coordinator.Server.IsLeader() || cl.Coordinator.Server.Term() != term {
+		t.Fatalf("after a node with a forged term refused it, leader %v at term %d (was %d)",
+			cl.Coordinator.Server.IsLeader(), cl.Coordinator.Server.Term(), term)
+	}
+}

@@ -10,8 +10,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/etcdserver"
 	"github.com/dfs-store/dfs/internal/jobs"
 	"github.com/dfs-store/dfs/internal/meta"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // WorkersConfig configures a pool of post-upload workers of their own
@@ -22,7 +24,10 @@ type WorkersConfig struct {
 	Coordinators  []string
 	KeyRoot       string
 	Jobs          jobs.Config // the clients and the schema are filled in
-	Logger        *slog.Logger
+	// TLS, if set, is the worker's node certificate, for etcd and the
+	// cluster. Nil: plain text (--insecure).
+	TLS    *pki.Node
+	Logger *slog.Logger
 }
 
 // workerDownloads is the chunks a worker's reads fetch at once: processing
@@ -50,7 +55,9 @@ func StartWorkers(ctx context.Context, cfg WorkersConfig) (_ *Workers, err error
 	if len(cfg.EtcdEndpoints) == 0 {
 		return nil, fmt.Errorf("workers: no etcd endpoint")
 	}
-	w.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: quietZap()})
+	ecfg := etcdserver.ClientConfig(cfg.EtcdEndpoints, cfg.TLS)
+	ecfg.Logger = quietZap()
+	w.etcd, err = clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
 	}
@@ -60,7 +67,7 @@ func StartWorkers(ctx context.Context, cfg WorkersConfig) (_ *Workers, err error
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: not reachable: %w", strings.Join(cfg.EtcdEndpoints, ","), err)
 	}
-	if w.cli, err = client.New(client.Config{Coordinators: cfg.Coordinators, Downloads: workerDownloads, Logger: cfg.Logger}); err != nil {
+	if w.cli, err = client.New(client.Config{Coordinators: cfg.Coordinators, Downloads: workerDownloads, TLS: nodeTLS(cfg.TLS), Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	jc := cfg.Jobs

@@ -15,6 +15,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -66,7 +67,11 @@ type Config struct {
 	// ElectionTTL is the lease of the leader's etcd session: a leader that
 	// stops renewing it loses the election after this long (default 5s).
 	ElectionTTL time.Duration
-	Logger      *slog.Logger
+	// TLS, if set, is how the coordinator dials datanodes and other
+	// coordinators: their certificates verified against the cluster's CA,
+	// its own node certificate presented. Nil: plain text (--insecure).
+	TLS    *tls.Config
+	Logger *slog.Logger
 }
 
 func (c *Config) fill() {

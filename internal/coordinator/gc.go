@@ -415,9 +415,8 @@ func (s *Server) deleteCopies(ctx context.Context, fence meta.Fence, id dfs.Node
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		resp, err := dn.DeleteChunks(cctx, req)
 		cancel()
-		if fencedErr(err) {
+		if fencedErr(err) && s.refusedAsStale(ctx, fence, id) {
 			// The node knows a newer leader term: this one is over.
-			s.stepDown(fence.Rev)
 			return fmt.Errorf("garbage collection: node %s: %w", id, rpc.FromStatus(err))
 		}
 		if err != nil {

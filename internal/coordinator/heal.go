@@ -140,7 +140,7 @@ func (s *Server) control(id dfs.NodeID) (api.DatanodeClient, error) {
 	if c, ok := s.heal.conns[addr]; ok {
 		return api.NewDatanodeClient(c), nil
 	}
-	c, err := rpc.Dial(addr)
+	c, err := rpc.DialTLS(addr, s.cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("datanode %s: %w", id, err)
 	}
@@ -472,7 +472,7 @@ func (s *Server) copyChunk(ctx context.Context, fence meta.Fence, h dfs.Hash, sr
 	defer cancel()
 	resp, err := dn.ReplicateChunk(ctx, &api.ReplicateChunkRequest{Hash: h[:], Targets: chain, Term: fence.Rev})
 	if fencedErr(err) {
-		s.stepDown(fence.Rev)
+		s.refusedAsStale(ctx, fence, src)
 	}
 	if err != nil {
 		s.log.Warn("repair: copy failed", "chunk", h.Short(), "from", src, "err", err)
@@ -516,8 +516,7 @@ func (s *Server) trim(ctx context.Context, fence meta.Fence, over []repairJob) {
 				continue
 			}
 			_, err = dn.DeleteChunks(ctx, &api.DeleteChunksRequest{Hashes: [][]byte{j.hash[:]}, Term: fence.Rev})
-			if fencedErr(err) {
-				s.stepDown(fence.Rev)
+			if fencedErr(err) && s.refusedAsStale(ctx, fence, id) {
 				return
 			}
 			if err != nil {

@@ -130,6 +130,25 @@ func (s *Server) termContext(term int64) context.Context {
 }
 
 // fencedErr reports whether a datanode refused a command for its term.
+// refusedAsStale handles a datanode's refusal of a leader-only command for
+// carrying an older term than one the node has seen: the leader steps down
+// only if etcd says its term is over. A node holding a term that no leader
+// holds (a command forged by a holder of a coordinator certificate, or a
+// file edited by hand) must not depose the rightful leader; that node just
+// gets no more leader commands until it learns of a term above its own. It
+// reports whether the leader stepped down.
+func (s *Server) refusedAsStale(ctx context.Context, fence meta.Fence, node dfs.NodeID) bool {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if ok, err := s.meta.Holds(cctx, fence); err == nil && ok {
+		s.log.Warn("a datanode refused this leader's term, which etcd confirms is current: the node holds a term no leader was elected with",
+			"node", node, "term", fence.Rev)
+		return false
+	}
+	s.stepDown(fence.Rev)
+	return true
+}
+
 func fencedErr(err error) bool {
 	return status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), dfs.ErrFenced.Error())
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -140,6 +142,7 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 		return nil, status.Error(codes.InvalidArgument, "register: node id and data address are required")
 	}
 	id := dfs.NodeID(nd.Id)
+	key := peerKey(ctx)
 
 	s.mu.Lock()
 	n := s.nodes[id]
@@ -150,12 +153,18 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 		rec = proto.Clone(n.rec).(*api.NodeRecord)
 	}
 	s.mu.Unlock()
+	if key != "" && rec.CertKey != "" && rec.CertKey != key {
+		return nil, s.certRefused(id, "register")
+	}
 
-	changed := rec.Addr != nd.Addr || rec.GrpcAddr != nd.GrpcAddr || rec.Zone != nd.Zone
+	changed := rec.Addr != nd.Addr || rec.GrpcAddr != nd.GrpcAddr || rec.Zone != nd.Zone || (key != "" && rec.CertKey != key)
 	rec.Addr, rec.GrpcAddr, rec.Zone = nd.Addr, nd.GrpcAddr, nd.Zone
 	fromEtcd := false
 	if changed {
-		stored, err := s.meta.RegisterNode(ctx, id, nd.Addr, nd.GrpcAddr, nd.Zone)
+		stored, err := s.meta.RegisterNode(ctx, id, nd.Addr, nd.GrpcAddr, nd.Zone, key)
+		if errors.Is(err, meta.ErrCertMismatch) {
+			return nil, s.certRefused(id, "register")
+		}
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "register %s: %v", id, err)
 		}
@@ -232,6 +241,9 @@ func (s *Server) ReportChunks(stream api.Registry_ReportChunksServer) error {
 		}
 		if id == "" {
 			id, gen = dfs.NodeID(rep.NodeId), rep.Generation
+			if !s.boundTo(id, peerKey(stream.Context())) {
+				return s.certRefused(id, "chunk report")
+			}
 		}
 		hashes = hashes[:0]
 		for _, b := range rep.Hashes {
@@ -307,6 +319,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.nodes[id]
+	if key := peerKey(ctx); key != "" && n != nil && n.rec != nil && n.rec.CertKey != key {
+		return nil, s.certRefused(id, "heartbeat")
+	}
 	if n == nil || n.gen == 0 || n.gen != req.Generation || n.resync {
 		// A node told to register again because of resync is asked for a
 		// full report then.
@@ -540,4 +555,33 @@ func (s *Server) coldLocked(now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// peerKey is the key of the certificate the caller presented over TLS, or
+// "" on a cluster run in plain text.
+func peerKey(ctx context.Context) string {
+	if p, ok := rpc.Peer(ctx); ok {
+		return p.Key
+	}
+	return ""
+}
+
+// boundTo reports whether node id may be spoken for by the certificate of
+// key: always in plain text (key ""), else only by the certificate it
+// registered with.
+func (s *Server) boundTo(id dfs.NodeID, key string) bool {
+	if key == "" {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[id]
+	return n != nil && n.rec != nil && n.rec.CertKey == key
+}
+
+// certRefused is the error for a caller speaking for a node bound to
+// another certificate.
+func (s *Server) certRefused(id dfs.NodeID, what string) error {
+	s.log.Warn("refused a datanode call with another certificate than the node's", "node", id, "call", what)
+	return status.Errorf(codes.PermissionDenied, "%s as %s: the node is bound to another certificate", what, id)
 }

@@ -88,7 +88,7 @@ func (s *Server) peer(addr string) (*grpc.ClientConn, error) {
 	if s.ctx.Err() != nil {
 		return nil, fmt.Errorf("coordinator %s is closing", s.cfg.Addr)
 	}
-	c, err := rpc.Dial(addr)
+	c, err := rpc.DialTLS(addr, s.cfg.TLS)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ package datanode
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -40,6 +41,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/chunkstore/disk"
+	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -80,7 +82,12 @@ type Config struct {
 	// ScrubRate or ScrubChunks hold it back; the next pass starts an
 	// interval after this one began, or at once if this one took longer.
 	ScrubInterval time.Duration
-	Logger        *slog.Logger
+	// TLS, if set, secures both ports with the cluster's certificates: the
+	// control port takes calls only from coordinators' certificates, the
+	// data port serves https, and the node dials coordinators and other
+	// datanodes with its own certificate. Nil: plain text (--insecure).
+	TLS    *pki.Node
+	Logger *slog.Logger
 }
 
 // MaxChunkSize is the largest chunk a datanode accepts.
@@ -114,6 +121,7 @@ type Node struct {
 	grpcSrv        *grpc.Server
 	client         *http.Client
 	addr, grpcAddr string // advertised
+	scheme         string // of the data port's URLs: "https://", or "http://" with --insecure
 
 	links []*link
 	terms *terms // the newest leader term seen (term.go)
@@ -201,15 +209,24 @@ func Start(cfg Config) (*Node, error) {
 	n.addr = advertised(cfg.Advertise, n.httpLn.Addr())
 	n.grpcAddr = advertised(cfg.Advertise, n.grpcLn.Addr())
 
-	n.client = &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		WriteBufferSize:     256 << 10,
 		ReadBufferSize:      256 << 10,
-	}}
+	}
 	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
-	n.grpcSrv = rpc.NewServer(n.log)
+	n.scheme = "http://"
+	if cfg.TLS != nil {
+		n.scheme = "https://"
+		tr.TLSClientConfig = cfg.TLS.ClientTLS()
+		n.httpSrv.TLSConfig = dataTLS(cfg.TLS.ServerTLS(false))
+		n.grpcSrv = rpc.NewServerTLS(n.log, cfg.TLS.ServerTLS(true), rpc.RequireRole(nil, pki.RoleCoordinator)...)
+	} else {
+		n.grpcSrv = rpc.NewServer(n.log)
+	}
+	n.client = &http.Client{Transport: tr}
 	api.RegisterDatanodeServer(n.grpcSrv, &control{n: n})
 
 	for _, c := range cfg.Coordinators {
@@ -221,7 +238,14 @@ func Start(cfg Config) (*Node, error) {
 		n.links = append(n.links, l)
 	}
 	n.wg.Add(2 + len(n.links))
-	go func() { defer n.wg.Done(); n.httpSrv.Serve(n.httpLn) }()
+	go func() {
+		defer n.wg.Done()
+		if cfg.TLS != nil {
+			n.httpSrv.ServeTLS(n.httpLn, "", "")
+		} else {
+			n.httpSrv.Serve(n.httpLn)
+		}
+	}()
 	go func() { defer n.wg.Done(); n.grpcSrv.Serve(n.grpcLn) }()
 	for _, l := range n.links {
 		go func() { defer n.wg.Done(); l.run(n.ctx) }()
@@ -239,6 +263,14 @@ func Start(cfg Config) (*Node, error) {
 		"index_loaded", ost.Loaded, "files_statted", ost.Statted, "store_open", ost.Duration.Round(time.Millisecond),
 		"scrub_mib_per_s", cfg.ScrubRate, "scrub_chunks_per_s", cfg.ScrubChunks, "scrub_interval", cfg.ScrubInterval)
 	return n, nil
+}
+
+// dataTLS is the data port's TLS: HTTP/1.1 only, as in plain text (one
+// stream per connection keeps chunk transfers at the speed of the socket,
+// with no HTTP/2 flow-control window between them).
+func dataTLS(c *tls.Config) *tls.Config {
+	c.NextProtos = []string{"http/1.1"}
+	return c
 }
 
 // ID is the node's id.

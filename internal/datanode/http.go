@@ -123,7 +123,7 @@ func (n *Node) forward(ctx context.Context, h dfs.Hash, chain []dataplane.Hop, b
 		return res
 	}
 	tracked := dataplane.NewBody(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+next.Addr+"/chunks/"+h.String(), tracked)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, n.scheme+next.Addr+"/chunks/"+h.String(), tracked)
 	if err != nil {
 		return fail(err)
 	}

@@ -2,6 +2,7 @@ package datanode
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,11 @@ type link struct {
 }
 
 func newLink(n *Node, addr string) (*link, error) {
-	conn, err := rpc.Dial(addr)
+	var tc *tls.Config
+	if n.cfg.TLS != nil {
+		tc = n.cfg.TLS.ClientTLS()
+	}
+	conn, err := rpc.DialTLS(addr, tc)
 	if err != nil {
 		return nil, err
 	}

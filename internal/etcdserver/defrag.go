@@ -6,7 +6,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/zap"
 )
 
 // Defragmentation. Periodic compaction frees the space of old revisions
@@ -71,7 +70,9 @@ func (s *Server) MaybeDefrag(stop <-chan struct{}, ratio float64, minFree int64)
 		case <-ctx.Done():
 		}
 	}()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), Context: ctx})
+	cc := ClientConfig(s.Endpoints(), s.tls)
+	cc.Context = ctx
+	cli, err := clientv3.New(cc)
 	if err != nil {
 		return false, err
 	}

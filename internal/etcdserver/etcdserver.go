@@ -16,12 +16,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Config says how to run the member.
@@ -47,6 +52,11 @@ type Config struct {
 	DefragCheck time.Duration
 	// Logger gets the member's defragmentation lines (slog.Default if nil).
 	Logger *slog.Logger
+	// TLS, if set, secures both ports: they serve https with the node
+	// certificate and accept only peers and clients with a certificate the
+	// cluster's CA signed. URLs chosen here are then https ones, and a
+	// remembered http URL becomes https on the same port.
+	TLS *pki.Node
 }
 
 // Server is a running etcd member.
@@ -56,6 +66,7 @@ type Server struct {
 	closeOnce sync.Once
 	logLevel  zap.AtomicLevel
 	log       *slog.Logger
+	tls       *pki.Node
 	stop      chan struct{} // stops the defragmentation loop
 	wg        sync.WaitGroup
 }
@@ -94,6 +105,15 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	}
 
 	cfg := embed.NewConfig()
+	if c.TLS != nil {
+		info := transport.TLSInfo{
+			CertFile:       filepath.Join(c.TLS.Dir, pki.NodeCert),
+			KeyFile:        filepath.Join(c.TLS.Dir, pki.NodeKey),
+			TrustedCAFile:  filepath.Join(c.TLS.Dir, pki.CACert),
+			ClientCertAuth: true,
+		}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = info, info
+	}
 	cfg.Name = c.Name
 	cfg.Dir = filepath.Join(c.Dir, "member-data")
 	cfg.ListenClientUrls = []url.URL{*cu}
@@ -145,7 +165,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	s := &Server{e: e, clientURL: cu.String(), logLevel: level, log: c.Logger.With("role", "etcd"), stop: make(chan struct{})}
+	s := &Server{e: e, clientURL: cu.String(), logLevel: level, log: c.Logger.With("role", "etcd"), stop: make(chan struct{}), tls: c.TLS}
 	if c.DefragCheck == 0 {
 		c.DefragCheck = DefragCheck
 	}
@@ -190,16 +210,25 @@ func rememberURLs(c Config) (urls, error) {
 	if c.PeerURL != "" {
 		u.Peer = c.PeerURL
 	}
+	scheme := "http://"
+	if c.TLS != nil {
+		scheme = "https://"
+	}
 	var err error
 	if u.Client == "" {
-		if u.Client, err = freeURL(); err != nil {
+		if u.Client, err = freeURL(scheme); err != nil {
 			return u, err
 		}
 	}
 	if u.Peer == "" {
-		if u.Peer, err = freeURL(); err != nil {
+		if u.Peer, err = freeURL(scheme); err != nil {
 			return u, err
 		}
+	}
+	if c.TLS != nil {
+		// A member first started in plain text keeps its ports.
+		u.Client = strings.Replace(u.Client, "http://", "https://", 1)
+		u.Peer = strings.Replace(u.Peer, "http://", "https://", 1)
 	}
 	b, _ := json.Marshal(u)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -208,11 +237,21 @@ func rememberURLs(c Config) (urls, error) {
 	return u, nil
 }
 
-func freeURL() (string, error) {
+func freeURL(scheme string) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("etcd: find a free port: %w", err)
 	}
 	defer l.Close()
-	return "http://" + l.Addr().String(), nil
+	return scheme + l.Addr().String(), nil
+}
+
+// ClientConfig returns the etcd client configuration that reaches
+// endpoints: over TLS with the node certificate if node is not nil.
+func ClientConfig(endpoints []string, node *pki.Node) clientv3.Config {
+	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if node != nil {
+		cfg.TLS = node.ClientTLS()
+	}
+	return cfg
 }

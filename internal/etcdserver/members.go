@@ -8,7 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Membership changes, for replacing a lost etcd member (and so a lost
@@ -16,9 +17,10 @@ import (
 // member, add its replacement, then start the replacement with
 // ClusterState "existing" and the InitialCluster AddMember returns.
 
-// Dial connects to an etcd cluster, quietly.
-func Dial(endpoints []string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+// Dial connects to an etcd cluster, quietly, over TLS with node's
+// certificate if node is not nil.
+func Dial(endpoints []string, node *pki.Node) (*clientv3.Client, error) {
+	cli, err := clientv3.New(ClientConfig(endpoints, node))
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
 	}

@@ -789,11 +789,20 @@ func etcdErr(err error) error {
 	return fmt.Errorf("%w: etcd: %v", dfs.ErrUnavailable, err)
 }
 
+// ErrCertMismatch says a datanode id is bound to another certificate than
+// the one it came with.
+var ErrCertMismatch = errors.New("the node id is bound to another certificate")
+
 // RegisterNode records a datanode's addresses and zone, creating its record
 // if it is new, and returns the record as stored. Any coordinator may call
 // it; it keeps what only the leader writes (the administrative state) as it
 // is in etcd, so a coordinator that has not yet seen a drain cannot undo it.
-func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr, zone string) (*api.NodeRecord, error) {
+//
+// certKey, if not empty, is the key of the certificate the node registers
+// with: a node seen for the first time (or first over TLS) is bound to it,
+// and a node bound to another key is refused with an error wrapping
+// ErrCertMismatch.
+func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr, zone, certKey string) (*api.NodeRecord, error) {
 	key := s.schema.Node(id)
 	for {
 		resp, err := s.kv.Get(ctx, key)
@@ -807,11 +816,17 @@ func (s *Store) RegisterNode(ctx context.Context, id dfs.NodeID, addr, grpcAddr,
 			if err := proto.Unmarshal(resp.Kvs[0].Value, rec); err != nil {
 				return nil, fmt.Errorf("register node %s: bad record: %w", id, err)
 			}
-			if rec.Addr == addr && rec.GrpcAddr == grpcAddr && rec.Zone == zone {
+			if certKey != "" && rec.CertKey != "" && rec.CertKey != certKey {
+				return nil, fmt.Errorf("register node %s: %w", id, ErrCertMismatch)
+			}
+			if rec.Addr == addr && rec.GrpcAddr == grpcAddr && rec.Zone == zone && (certKey == "" || rec.CertKey == certKey) {
 				return rec, nil
 			}
 		}
 		rec.Addr, rec.GrpcAddr, rec.Zone = addr, grpcAddr, zone
+		if certKey != "" {
+			rec.CertKey = certKey
+		}
 		val, err := proto.Marshal(rec)
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ package rpc
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,23 +17,35 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // MaxMessage bounds a gRPC message. Lookups of very long files are the
 // largest messages dfs sends (about 60 bytes per chunk).
 const MaxMessage = 256 << 20
 
-// Dial returns a client connection to addr (host:port). Connections are
-// made lazily and re-made after failures.
-func Dial(addr string) (*grpc.ClientConn, error) {
+// Dial returns a plain-text client connection to addr (host:port), for a
+// cluster run with --insecure. Connections are made lazily and re-made
+// after failures.
+func Dial(addr string) (*grpc.ClientConn, error) { return DialTLS(addr, nil) }
+
+// DialTLS returns a client connection to addr over TLS with tc, or in plain
+// text if tc is nil.
+func DialTLS(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// Reconnect within seconds to a peer that comes back (a restarted or
@@ -48,19 +61,79 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// NewServer returns a gRPC server with dfs's limits. Every call is logged at
-// debug level, and every failed call at info level, one line each, with its
-// method, duration and request id.
-func NewServer(log *slog.Logger) *grpc.Server {
+// NewServer returns a plain-text gRPC server with dfs's limits (see
+// NewServerTLS).
+func NewServer(log *slog.Logger) *grpc.Server { return NewServerTLS(log, nil) }
+
+// NewServerTLS returns a gRPC server with dfs's limits that serves TLS with
+// tc, or plain text if tc is nil. Every call is logged at debug level, and
+// every failed call at info level, one line each, with its method,
+// duration and request id. Interceptors in opts run after the logging
+// ones.
+func NewServerTLS(log *slog.Logger, tc *tls.Config, opts ...grpc.ServerOption) *grpc.Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return grpc.NewServer(
+	o := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.MaxSendMsgSize(MaxMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(logCalls(log)),
-	)
+	}
+	if tc != nil {
+		o = append(o, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	return grpc.NewServer(append(o, opts...)...)
+}
+
+// Peer returns who called: the node or client certificate the caller
+// presented over TLS, verified against the cluster's CA; false if the call
+// came in plain text or without a certificate.
+func Peer(ctx context.Context) (pki.Peer, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return pki.Peer{}, false
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return pki.Peer{}, false
+	}
+	return pki.PeerOf(&ti.State)
+}
+
+// RequireRole returns interceptors that refuse every call whose caller's
+// certificate does not hold role (one of roles), except the methods for
+// which free returns true. Use them on a TLS server only.
+func RequireRole(free func(method string) bool, roles ...string) []grpc.ServerOption {
+	check := func(ctx context.Context, method string) error {
+		if free != nil && free(method) {
+			return nil
+		}
+		p, ok := Peer(ctx)
+		if !ok {
+			return status.Errorf(codes.Unauthenticated, "%s: a cluster certificate is required", method)
+		}
+		for _, r := range roles {
+			if p.Holds(r) {
+				return nil
+			}
+		}
+		return status.Errorf(codes.PermissionDenied, "%s: the certificate of %s does not hold the %s role", method, p.Name, strings.Join(roles, " or "))
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := check(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := check(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
 }
 
 // RequestIDKey is the gRPC metadata key that carries a request id.

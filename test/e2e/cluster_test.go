@@ -155,8 +155,8 @@ func (c *cluster) start(t *testing.T) {
 	if c.spec.topo == topoHA {
 		c.coords = []string{c.coord, c.pickAddr(t), c.pickAddr(t)}
 		for range c.coords {
-			c.etcdClientURLs = append(c.etcdClientURLs, "http://"+c.pickAddr(t))
-			c.peers = append(c.peers, "http://"+c.pickAddr(t))
+			c.etcdClientURLs = append(c.etcdClientURLs, "https://"+c.pickAddr(t))
+			c.peers = append(c.peers, "https://"+c.pickAddr(t))
 		}
 		c.coord = strings.Join(c.coords, ",")
 	}
@@ -168,7 +168,7 @@ func (c *cluster) start(t *testing.T) {
 			c.dnAddrs = append(c.dnAddrs, c.pickAddr(t))
 			c.dnGRPC = append(c.dnGRPC, c.pickAddr(t))
 		}
-		c.etcdURLs = []string{"http://" + c.pickAddr(t), "http://" + c.pickAddr(t)}
+		c.etcdURLs = []string{"https://" + c.pickAddr(t), "https://" + c.pickAddr(t)}
 	}
 	c.launch(t)
 }
@@ -209,6 +209,12 @@ func (c *cluster) launch(t *testing.T) {
 	}
 	switch c.spec.topo {
 	case topoServer:
+		// The suite's certificates, so that one client configuration
+		// serves every cluster (TestServerSecureByDefault starts one that
+		// makes its own).
+		if err := copyCerts(filepath.Join(c.dir, "data", "certs")); err != nil {
+			t.Fatal(err)
+		}
 		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http))
 		c.waitNodes(t, 3, nil)
 	case topoHA:

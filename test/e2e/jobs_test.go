@@ -21,6 +21,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Where the pending and the finished jobs of a cluster with the default
@@ -89,7 +90,11 @@ func (c *cluster) waitJobs(t *testing.T, want int, timeout time.Duration) map[st
 // etcdClient connects the test to the cluster's etcd.
 func (c *cluster) etcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURLs[0]}, DialTimeout: 5 * time.Second})
+	node, err := pki.LoadNode(suiteCerts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURLs[0]}, DialTimeout: 5 * time.Second, TLS: node.ClientTLS()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +122,9 @@ func watchJobs(t *testing.T, cli *clientv3.Client) *jobHistory {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &jobHistory{cli: cli, writes: map[string][]jobWrite{}}
-	resp, err := cli.Get(ctx, "health-probe")
+	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+	resp, err := cli.Get(pctx, "health-probe")
+	pcancel()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +240,11 @@ func (h *jobHistory) checkOnce(t *testing.T, sha string) *api.JobRecord {
 // and returns their sha256s.
 func (c *cluster) uploadMany(t *testing.T, n int, tag string) []string {
 	t.Helper()
-	cli, err := client.New(client.Config{Coordinators: []string{c.coord}})
+	cas, err := pki.Pool(suiteCerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.New(client.Config{Coordinators: []string{c.coord}, TLS: pki.ClientTLS(cas)})
 	if err != nil {
 		t.Fatal(err)
 	}

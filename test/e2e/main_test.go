@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // dfsBin is the dfs binary every test runs, built once by TestMain.
@@ -33,6 +36,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	dfsBin = filepath.Join(dir, "dfs")
+	if err := makeSuiteCerts(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: cannot make the suite's certificates: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if !stopSharedClusters() && code == 0 {
 		fmt.Fprintln(os.Stderr, "FAIL: a process of a shared cluster crashed or did not stop on SIGTERM")
@@ -86,4 +94,48 @@ func skipShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped in -short mode; run go test -count=1 ./test/e2e")
 	}
+}
+
+// The suite's security: one CA, a node certificate for loopback that every
+// role of every cluster uses, a client configuration trusting the CA, and
+// a home directory for the processes.
+var suiteCerts, suiteConfig, suiteHome string
+
+func makeSuiteCerts(dir string) error {
+	suiteCerts = filepath.Join(dir, "certs")
+	suiteConfig = filepath.Join(dir, "client.conf")
+	suiteHome = filepath.Join(dir, "home")
+	if err := os.MkdirAll(suiteHome, 0o700); err != nil {
+		return err
+	}
+	if err := pki.CreateCA(suiteCerts); err != nil {
+		return err
+	}
+	if err := pki.CreateNode(suiteCerts, []string{"127.0.0.1", "localhost", "::1"}, nil); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(filepath.Join(suiteCerts, pki.CACert))
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]any{"coordinators": []string{"127.0.0.1:9400"}, "ca": string(ca)})
+	return os.WriteFile(suiteConfig, b, 0o600)
+}
+
+// copyCerts puts the suite's CA certificate and node certificate in dir,
+// as a dfs server data directory keeps its own.
+func copyCerts(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{pki.CACert, pki.NodeCert, pki.NodeKey} {
+		b, err := os.ReadFile(filepath.Join(suiteCerts, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,6 +41,25 @@ type proc struct {
 // startProc starts dfsBin with args, writing its output to
 // logDir/name.out and name.err.
 func startProc(logDir, name string, args ...string) (*proc, error) {
+	return startProcEnv(logDir, name, nil, args...)
+}
+
+// withEnv is cleanEnv with the variables of env (NAME=value) set, or
+// removed where env says NAME alone.
+func withEnv(env []string) []string {
+	out := cleanEnv()
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		out = slices.DeleteFunc(out, func(o string) bool { return strings.HasPrefix(o, name+"=") })
+		if strings.Contains(kv, "=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// startProcEnv is startProc with the environment changed as withEnv says.
+func startProcEnv(logDir, name string, env []string, args ...string) (*proc, error) {
 	p := &proc{
 		name:    name,
 		args:    args,
@@ -57,7 +77,7 @@ func startProc(logDir, name string, args ...string) (*proc, error) {
 		return nil, err
 	}
 	p.cmd = exec.Command(dfsBin, args...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = withEnv(env)
 	p.cmd.SysProcAttr = sysProcAttr()
 	p.cmd.Stdout, p.cmd.Stderr = stdout, stderr
 	if err := p.cmd.Start(); err != nil {
@@ -158,16 +178,19 @@ func (p *proc) logTail(lines int) string {
 	return b.String()
 }
 
-// cleanEnv is the environment without DFS_* variables, which every dfs
-// command would take as flags.
+// cleanEnv is the environment of every dfs process: without the DFS_*
+// variables of the test's own environment, which every dfs command would
+// take as flags, but with the suite's certificates for roles
+// (DFS_CERTS_DIR), its client configuration for clients (DFS_CONFIG), and
+// a home of its own, so nothing is written to the user's.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DFS_") {
+		if !strings.HasPrefix(kv, "DFS_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, "HOME="+suiteHome, "DFS_CERTS_DIR="+suiteCerts, "DFS_CONFIG="+suiteConfig)
 }
 
 // freeAddr returns a loopback address with a port nothing listens on.
@@ -214,7 +237,7 @@ func runDFS(t testing.TB, timeout time.Duration, stdout io.Writer, env []string,
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, dfsBin, args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = withEnv(env)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer

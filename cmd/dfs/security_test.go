@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dfs-store/dfs/internal/pki"
+)
+
+func runDFS(t *testing.T, args ...string) error {
+	t.Helper()
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs(args)
+	return root.ExecuteContext(context.Background())
+}
+
+// dfs certs makes a CA, a node certificate and a client certificate, and
+// never overwrites one.
+func TestCertsCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	for _, args := range [][]string{
+		{"certs", "create-ca", "--certs-dir", dir},
+		{"certs", "create-node", "10.0.0.7", "node7.example", "--roles", "datanode", "--certs-dir", dir},
+		{"certs", "create-client", "ops", "--certs-dir", dir},
+	} {
+		if err := runDFS(t, args...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	n, err := pki.LoadNode(dir, pki.RoleDatanode)
+	if err != nil || len(n.Roles) != 1 {
+		t.Fatalf("node certificate: %v, %v", n, err)
+	}
+	if n.Cert.Leaf.VerifyHostname("node7.example") != nil || n.Cert.Leaf.VerifyHostname("10.0.0.7") != nil {
+		t.Fatal("the node certificate does not name its hosts")
+	}
+	if err := runDFS(t, "certs", "create-ca", "--certs-dir", dir); err == nil {
+		t.Fatal("create-ca replaced the CA")
+	}
+	if err := runDFS(t, "certs", "create-ca"); exitCode(err) != exitUsage {
+		t.Fatalf("create-ca without --certs-dir: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+}
+
+// A role needs --certs-dir or an explicit --insecure; a client needs a
+// configuration with the cluster's CA, and says how to get one (exit 5).
+func TestSecureByDefault(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", "")
+	err := runDFS(t, "datanode", "--data", t.TempDir())
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--certs-dir") || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("datanode without certificates: %v (exit %d)", err, exitCode(err))
+	}
+	err = runDFS(t, "ls")
+	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "client.conf") || !strings.Contains(err.Error(), "DFS_CONFIG") {
+		t.Fatalf("ls without a client configuration: %v (exit %d)", err, exitCode(err))
+	}
+	bad := filepath.Join(t.TempDir(), "conf")
+	os.WriteFile(bad, []byte(`{"coordinators":["127.0.0.1:1"],"ca":"not a certificate"}`), 0o600)
+	err = runDFS(t, "ls", "--config", bad)
+	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "does not parse") {
+		t.Fatalf("ls with a broken CA: %v (exit %d)", err, exitCode(err))
+	}
+}
