@@ -32,6 +32,7 @@ func main() {
 	if err == nil {
 		return
 	}
+	err = explainTrust(err)
 	if !errors.Is(err, errSilent) {
 		fmt.Fprintf(os.Stderr, "dfs: %v\n", err)
 	}

@@ -186,3 +186,20 @@ func (g *globals) clientFor(cmd *cobra.Command) (*client.Client, error) {
 	}
 	return client.New(client.Config{Coordinators: addrs, TLS: tc, Logger: slog.Default()})
 }
+
+// explainTrust turns a failure to trust the cluster's certificate (the
+// client configuration names another cluster's CA) into an
+// authentication error that says so.
+func explainTrust(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "x509: certificate signed by unknown authority") || strings.Contains(msg, "certificate is not valid for") ||
+		strings.Contains(msg, "x509: certificate is valid for") {
+		return authErrorf("%v\nthe cluster's certificate is not one the client configuration trusts: its \"ca\" is another cluster's, "+
+			"or the address is not one the certificate names. Use the configuration the cluster's server wrote (dfs server: DATA/client.conf; "+
+			"name it with DFS_CONFIG or --config)", err)
+	}
+	return err
+}

@@ -68,8 +68,9 @@ func TestServerSecureByDefault(t *testing.T) {
 	}
 	// The suite's configuration names another CA: the server is not
 	// trusted.
-	if r := runDFS(t, cmdTimeout, nil, []string{"HOME=" + home}, "ls", "--coordinator", grpcAddr); r.code == 0 {
-		t.Fatalf("a client trusting another CA listed the files: %s", r)
+	if r := runDFS(t, cmdTimeout, nil, []string{"HOME=" + home}, "ls", "--coordinator", grpcAddr); r.code != exitAuthCode ||
+		!strings.Contains(r.stderr, "client configuration trusts") {
+		t.Fatalf("a client trusting another CA: %s; want exit %d saying the configuration trusts another CA", r, exitAuthCode)
 	}
 	// Plain text gets nowhere.
 	if r := runDFS(t, cmdTimeout, nil, env, "ls", "--insecure"); r.code == 0 || r.code == exitAuthCode {
