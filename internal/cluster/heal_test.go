@@ -14,6 +14,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
+	"github.com/dfs-store/dfs/internal/datanode"
 )
 
 // healing starts a cluster of four datanodes whose coordinator declares a
@@ -372,4 +373,65 @@ func TestDrainNeedsEnoughOtherNodes(t *testing.T) {
 	if nodes[0].State != dfs.NodeAlive {
 		t.Fatalf("refused drain left %s %s", nodes[0].ID, nodes[0].State)
 	}
+}
+
+// Trim gives up a copy only for copies known good: a node coming back with
+// the one good copy of a chunk whose three other copies rotted meanwhile,
+// and reporting itself the fullest (so the first whose copy trim would
+// delete), keeps it; the rotten copies are found instead and the chunk is
+// copied again from the good one.
+func TestTrimKeepsAGoodCopyOverRottenOnes(t *testing.T) {
+	cl, c := healing(t, nil)
+	data := randomBytes(1<<20, 43)
+	put(t, c, "trim/rot", data)
+	loc, _ := c.Locate(context.Background(), "trim/rot")
+	h := loc.Chunks[0].Hash
+	victim := loc.Chunks[0].Replicas[0].Node
+	i := nodeIndex(cl, victim)
+	dir := nodeDir(cl.Nodes[i])
+	cl.Nodes[i].Close()
+	eventually(t, 60*time.Second, func() error {
+		if err := noReplicaOn(c, "trim/rot", victim); err != nil {
+			return err
+		}
+		return replicaCounts(c, "trim/rot", 3)
+	})
+	// Every copy but the absent node's rots, in place.
+	loc, _ = c.Locate(context.Background(), "trim/rot")
+	for _, r := range loc.Chunks[0].Replicas {
+		n := cl.Nodes[nodeIndex(cl, r.Node)]
+		f, err := os.OpenFile(chunkFile(n, h), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt([]byte("rot"), 100)
+		f.Close()
+	}
+	// The node comes back, reporting no free space at all.
+	if err := cl.AddDatanodeWith(dir, func(dc *datanode.Config) { dc.Reserve = 1 << 60 }); err != nil {
+		t.Fatal(err)
+	}
+	// Let trim see four copies before any read reports the rotten ones.
+	eventually(t, 30*time.Second, func() error {
+		for _, ni := range cl.Coordinator.Server.NodeTable() {
+			if ni.ID == victim && ni.Alive && ni.Chunks > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has not reported its chunks", victim)
+	})
+	time.Sleep(3 * time.Second) // six repair scans
+	// The good copy serves, and repair has made three good copies from
+	// it.
+	eventually(t, 60*time.Second, func() error {
+		var out bytes.Buffer
+		if _, err := c.Get(context.Background(), "trim/rot", &out, client.GetOptions{}); err != nil {
+			return err
+		}
+		if !bytes.Equal(out.Bytes(), data) {
+			return fmt.Errorf("read back wrong bytes")
+		}
+		return replicaCounts(c, "trim/rot", 3)
+	})
+	mustRead(t, c, "trim/rot", data)
 }

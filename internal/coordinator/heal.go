@@ -485,7 +485,9 @@ func (s *Server) copyChunk(ctx context.Context, fence meta.Fence, h dfs.Hash, sr
 }
 
 // trim deletes copies beyond the replication factor, from the fullest
-// nodes first.
+// nodes first, and only when every node that keeps a copy is alive and has
+// just re-read its copy and found it good: a copy is never given up for
+// ones that are gone, rotten or claimed without being held.
 //
 // Two leaders trimming at once could each delete a different copy, so a
 // chunk is trimmed only once every node holding it has reported knowing
@@ -508,8 +510,16 @@ func (s *Server) trim(ctx context.Context, fence meta.Fence, over []repairJob) {
 		sort.Slice(ids, func(a, b int) bool {
 			return s.nodes[ids[a]].stats.FreeBytes < s.nodes[ids[b]].stats.FreeBytes
 		})
-		extra := ids[:len(ids)-s.cfg.Replicas]
+		extra, kept := ids[:len(ids)-s.cfg.Replicas], ids[len(ids)-s.cfg.Replicas:]
+		now := time.Now()
+		live := true
+		for _, id := range kept {
+			live = live && s.stateLocked(s.nodes[id], now) == dfs.NodeAlive
+		}
 		s.mu.Unlock()
+		if !live || !s.keptCopiesGood(ctx, j.hash, kept) {
+			continue // the next scan: nothing is deleted while a kept copy is in doubt
+		}
 		for _, id := range extra {
 			dn, err := s.control(id)
 			if err != nil {
@@ -526,6 +536,26 @@ func (s *Server) trim(ctx context.Context, fence meta.Fence, over []repairJob) {
 			s.log.Info("trim: removed extra copy", "chunk", j.hash.Short(), "node", id)
 		}
 	}
+}
+
+// keptCopiesGood has every node that is to keep a copy of h re-read it
+// from its disk: trim deletes a copy only once the copies it keeps are
+// known to be there and good.
+func (s *Server) keptCopiesGood(ctx context.Context, h dfs.Hash, kept []dfs.NodeID) bool {
+	for _, id := range kept {
+		dn, err := s.control(id)
+		if err != nil {
+			return false
+		}
+		vctx, cancel := context.WithTimeout(ctx, time.Minute)
+		resp, err := dn.VerifyChunk(vctx, &api.VerifyChunkRequest{Hash: h[:]})
+		cancel()
+		if err != nil || !resp.Present || !resp.Ok {
+			s.log.Warn("trim: a copy to keep is not known good; nothing trimmed", "chunk", h.Short(), "node", id, "err", err)
+			return false
+		}
+	}
+	return true
 }
 
 // setAdminState records a node's administrative state (draining, drained).
