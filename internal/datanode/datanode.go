@@ -41,6 +41,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/chunkstore/disk"
+	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -82,6 +83,10 @@ type Config struct {
 	// ScrubRate or ScrubChunks hold it back; the next pass starts an
 	// interval after this one began, or at once if this one took longer.
 	ScrubInterval time.Duration
+	// SlowWindow is how long a client may take to send or read another
+	// dataplane.MinRateBytes of a chunk before its connection is cut
+	// (default dataplane.MinRateWindow).
+	SlowWindow time.Duration
 	// TLS, if set, secures both ports with the cluster's certificates: the
 	// control port takes calls only from coordinators' certificates, the
 	// data port serves https, and the node dials coordinators and other
@@ -169,6 +174,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.ScrubInterval <= 0 {
 		cfg.ScrubInterval = DefaultScrubInterval
 	}
+	if cfg.SlowWindow <= 0 {
+		cfg.SlowWindow = dataplane.MinRateWindow
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -216,7 +224,7 @@ func Start(cfg Config) (*Node, error) {
 		WriteBufferSize:     256 << 10,
 		ReadBufferSize:      256 << 10,
 	}
-	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.scheme = "http://"
 	if cfg.TLS != nil {
 		n.scheme = "https://"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -704,4 +705,59 @@ func TestReRegistrationSendsDeltasNotAFullReport(t *testing.T) {
 	if fc.holds(ha) || !fc.holds(hb) {
 		t.Fatalf("after the restart's report: holds a %v, b %v; want false, true", fc.holds(ha), fc.holds(hb))
 	}
+}
+
+// A client that sends a chunk slower than dataplane.MinRateBytes per
+// window (here a byte every 50 ms, against a window of 300 ms) has its
+// connection cut, and nothing is stored; a client at speed is not.
+func TestSlowPutIsCut(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	n := startNode(t, t.TempDir(), fc, func(c *datanode.Config) { c.SlowWindow = 300 * time.Millisecond })
+	data, h := randomChunk(77, 200<<10)
+	conn, err := net.Dial("tcp", n.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT /chunks/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", h, len(data))
+	start := time.Now()
+	cut := false
+	for i := 0; i < len(data) && time.Since(start) < 20*time.Second; i++ {
+		if _, err := conn.Write(data[i : i+1]); err != nil {
+			cut = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+		// The server answers (an error) or closes once the deadline passes.
+		conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := conn.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cut = true
+			break
+		}
+	}
+	if !cut {
+		t.Fatalf("a PUT trickling a byte every 50 ms was still open after %v", time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("cut after %v", time.Since(start).Round(time.Millisecond))
+	if _, _, err := n.Store().Open(h); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("a cut upload left the chunk stored: %v", err)
+	}
+	// At speed, the same chunk goes through.
+	resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodPut, "http://"+n.Addr()+"/chunks/"+h.String(), data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a PUT at speed: %s", resp.Status)
+	}
+}
+
+func mustRequest(t *testing.T, method, url string, body []byte) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -45,7 +45,7 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "chunk %s: %v", h.Short(), err)
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxChunkSize)
+	body := http.MaxBytesReader(w, dataplane.MinRateBody(w, r, n.cfg.SlowWindow), MaxChunkSize)
 	ctx := r.Context()
 
 	outs := 1
@@ -169,6 +169,7 @@ func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	defer dataplane.ResponseDeadline(w, size, n.cfg.SlowWindow)()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+h.String()+`"`)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")

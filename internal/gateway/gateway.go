@@ -29,6 +29,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/dataplane"
 )
 
 // Config configures a gateway. Zero values take the defaults.
@@ -50,6 +51,11 @@ type Config struct {
 	// 10000), so that every request answers quickly however many paths
 	// there are; the answer says where to go on.
 	SearchScan int
+	// SlowWindow is how long a client may take to send another
+	// dataplane.MinRateBytes of a request body, or to take one write of a
+	// response, before its connection is cut (default
+	// dataplane.MinRateWindow).
+	SlowWindow time.Duration
 	Logger     *slog.Logger
 }
 
@@ -175,6 +181,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // refusing it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Slow or stalled clients are cut: a body must keep arriving, and a
+	// response keep being read.
+	window := s.cfg.SlowWindow
+	if window <= 0 {
+		window = dataplane.MinRateWindow
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		r.Body = dataplane.MinRateBody(w, r, window)
+	}
+	w = dataplane.MinRateWriter(w, window)
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	route := s.route(rw, r)
 	d := time.Since(start)

@@ -921,3 +921,52 @@ func TestListen(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// A client that trickles an upload (a byte every 50 ms, against a window of
+// 300 ms) is cut and nothing is committed; an idle event stream, which
+// sends nothing for longer than the window, stays open.
+func TestSlowClientsAreCut(t *testing.T) {
+	base := startEnv(t, "")
+	gw, err := gateway.New(gateway.Config{Client: base.c, Logger: quiet(), SlowWindow: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { gw.Close(); srv.Close() })
+	e := &env{cl: base.cl, c: base.c, gw: gw, srv: srv}
+	events := e.events(t)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT /api/v1/files/slow.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
+	start, cut := time.Now(), false
+	for time.Since(start) < 20*time.Second {
+		if _, err := conn.Write([]byte("x")); err != nil {
+			cut = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+		conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := conn.Read(make([]byte, 1)); err != nil && !os.IsTimeout(err) {
+			cut = true
+			break
+		}
+	}
+	if !cut {
+		t.Fatal("a trickling upload was still open after 20s")
+	}
+	if a := e.do(t, http.MethodGet, "/api/v1/files/slow.bin", nil); a.code != http.StatusNotFound {
+		t.Fatalf("after a cut upload the file answers %d, want 404", a.code)
+	}
+	// The event stream, idle all this time, still delivers.
+	put := e.do(t, http.MethodPut, "/api/v1/files/after.txt", strings.NewReader("after"))
+	if put.code != http.StatusCreated && put.code != http.StatusOK {
+		t.Fatalf("put after: %d %s", put.code, put.body)
+	}
+	if !events.within(t, 10*time.Second, func(kind string, data []byte) bool { return kind == "file" && strings.Contains(string(data), "after.txt") }) {
+		t.Fatal("the idle event stream was cut")
+	}
+}
