@@ -966,7 +966,9 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if put.code != http.StatusCreated && put.code != http.StatusOK {
 		t.Fatalf("put after: %d %s", put.code, put.body)
 	}
-	if !events.within(t, 10*time.Second, func(kind string, data []byte) bool { return kind == "file" && strings.Contains(string(data), "after.txt") }) {
+	if !events.within(t, 10*time.Second, func(kind string, data []byte) bool {
+		return kind == "file" && strings.Contains(string(data), "after.txt")
+	}) {
 		t.Fatal("the idle event stream was cut")
 	}
 }
