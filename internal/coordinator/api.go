@@ -62,7 +62,16 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 		// The session now refers to the chunk: garbage collection keeps it
 		// while the session is open, and for a grace period after.
 		if ss != nil {
-			ss.chunks[c.Hash] = struct{}{}
+			if _, ok := ss.chunks[c.Hash]; !ok {
+				if len(ss.chunks) >= s.cfg.MaxSessionChunks {
+					return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: the session has %d chunks, the most one upload may have", len(ss.chunks))
+				}
+				if s.pending >= s.cfg.MaxPendingChunks {
+					return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: %d chunks are allocated in open uploads, the most this coordinator holds; try again when some have finished", s.pending)
+				}
+				ss.chunks[c.Hash] = struct{}{}
+				s.pending++
+			}
 		}
 		s.touchLocked(c.Hash, now)
 		live := s.goodReplicasLocked(c.Hash, now)
@@ -148,9 +157,13 @@ func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 	if known {
 		ss.expires = exp
 	}
+	open := len(s.sessions)
 	s.mu.Unlock()
 	if known {
 		return id, nil
+	}
+	if open >= s.cfg.MaxSessions {
+		return "", status.Errorf(codes.ResourceExhausted, "allocate: %d uploads are open on this coordinator, the most it holds; try again when some have finished", open)
 	}
 	if id == "" {
 		id = uuid.NewString()
@@ -167,10 +180,18 @@ func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 	return id, nil
 }
 
+// dropSessionLocked forgets an upload session and the chunks it held.
+func (s *Server) dropSessionLocked(id string) {
+	if ss := s.sessions[id]; ss != nil {
+		s.pending -= len(ss.chunks)
+		delete(s.sessions, id)
+	}
+}
+
 // AbortSession implements api.CoordinatorServer.
 func (s *Server) AbortSession(ctx context.Context, req *api.AbortSessionRequest) (*api.AbortSessionResponse, error) {
 	s.mu.Lock()
-	delete(s.sessions, req.SessionId)
+	s.dropSessionLocked(req.SessionId)
 	s.mu.Unlock()
 	if req.SessionId != "" {
 		if err := s.meta.CloseSession(ctx, req.SessionId); err != nil {
@@ -222,7 +243,7 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	}
 	if req.SessionId != "" {
 		s.mu.Lock()
-		delete(s.sessions, req.SessionId)
+		s.dropSessionLocked(req.SessionId)
 		s.mu.Unlock()
 	}
 	s.log.Debug("committed", "path", path, "sha256", ch.Short(), "size", req.Size, "duplicate", dup)

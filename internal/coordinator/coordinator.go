@@ -49,8 +49,17 @@ type Config struct {
 	// CommitWait bounds how long a commit waits for chunk replicas to be
 	// reported (default 10s).
 	CommitWait time.Duration
-	// SessionTTL is how long an upload session may stay open (default 24h).
+	// SessionTTL is how long an upload session stays open without
+	// activity: every allocation renews it (default 1h).
 	SessionTTL time.Duration
+	// MaxSessions bounds the upload sessions open on this coordinator
+	// (default 10000), MaxSessionChunks the chunks one session may
+	// allocate (default 1,048,576: a 2 TiB file at the average chunk
+	// size), and MaxPendingChunks the chunks allocated in all open
+	// sessions together (default 4,194,304, about 600 MB of memory): past
+	// them, allocations fail with ResourceExhausted, and no flood of
+	// allocations can exhaust the coordinator's memory.
+	MaxSessions, MaxSessionChunks, MaxPendingChunks int
 	// MaxChunkSize is the largest chunk accepted (default 64 MiB).
 	MaxChunkSize int64
 	// RepairInterval is the time between scans for chunks below the
@@ -97,7 +106,16 @@ func (c *Config) fill() {
 		c.CommitWait = 10 * time.Second
 	}
 	if c.SessionTTL <= 0 {
-		c.SessionTTL = 24 * time.Hour
+		c.SessionTTL = time.Hour
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 10000
+	}
+	if c.MaxSessionChunks <= 0 {
+		c.MaxSessionChunks = 1 << 20
+	}
+	if c.MaxPendingChunks <= 0 {
+		c.MaxPendingChunks = 4 << 20
 	}
 	if c.MaxChunkSize <= 0 {
 		c.MaxChunkSize = 64 << 20
@@ -138,6 +156,7 @@ type Server struct {
 	changed  chan struct{}       // closed and replaced when locs grow
 	gen      uint64              // last registration generation
 	sessions map[string]*session // sessions this coordinator opened
+	pending  int                 // chunks allocated in them, together
 
 	heal healState   // repair, drain and garbage collection (heal.go)
 	hl   healthState // chunk health, kept as it changes (health.go)
@@ -266,7 +285,7 @@ func (s *Server) maintain() {
 		for id, ss := range s.sessions {
 			if now.After(ss.expires) {
 				expired = append(expired, id)
-				delete(s.sessions, id)
+				s.dropSessionLocked(id)
 			}
 		}
 		s.mu.Unlock()

@@ -1,0 +1,80 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/cluster"
+	"github.com/dfs-store/dfs/internal/rpc"
+)
+
+// A flood of allocations that are never committed is bounded: chunks per
+// session, chunks in all open sessions, and open sessions are capped
+// (ResourceExhausted past them), and an aborted session gives its room
+// back.
+func TestAllocationFloodIsBounded(t *testing.T) {
+	cl, _ := startCluster(t, func(cfg *cluster.Config) {
+		cfg.Coordinator.MaxSessionChunks = 100
+		cfg.Coordinator.MaxPendingChunks = 150
+		cfg.Coordinator.MaxSessions = 4
+	})
+	ctx := context.Background()
+	conn, err := rpc.Dial(cl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	co := api.NewCoordinatorClient(conn)
+	seq := 0
+	alloc := func(session string, n int) (string, error) {
+		req := &api.AllocateRequest{SessionId: session}
+		for range n {
+			h := sha256.Sum256([]byte(fmt.Sprint("flood", seq)))
+			seq++
+			req.Chunks = append(req.Chunks, &api.ChunkSpec{Hash: h[:], Size: 1})
+		}
+		resp, err := co.Allocate(ctx, req)
+		if err != nil {
+			return session, err
+		}
+		return resp.SessionId, nil
+	}
+	exhausted := func(what string, err error) {
+		t.Helper()
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("%s: %v, want ResourceExhausted", what, err)
+		}
+	}
+	a, err := alloc("", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alloc(a, 1)
+	exhausted("chunk 101 of one session", err)
+	b, err := alloc("", 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alloc(b, 20)
+	exhausted("chunks past 150 in all sessions", err)
+	if _, err := co.AbortSession(ctx, &api.AbortSessionRequest{SessionId: a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alloc(b, 20); err != nil {
+		t.Fatalf("after an abort freed room: %v", err)
+	}
+	// Sessions: b, and three more make four; a fifth is refused.
+	for i := range 3 {
+		if _, err := alloc("", 1); err != nil {
+			t.Fatalf("session %d: %v", i+2, err)
+		}
+	}
+	_, err = alloc("", 1)
+	exhausted("a fifth session", err)
+}
