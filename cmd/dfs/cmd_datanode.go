@@ -3,6 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -44,11 +48,10 @@ walks its chunk directories once.`,
 				return err
 			}
 			cfg.ScrubRate, cfg.ScrubChunks, cfg.ScrubInterval = scrub.rate, scrub.chunks, scrub.interval
-			r, err := humanize.ParseBytes(reserve)
-			if err != nil {
-				return usagef("--reserve %q: %v", reserve, err)
+			var err error
+			if cfg.Reserve, err = parseReserve(reserve, cfg.Dir); err != nil {
+				return err
 			}
-			cfg.Reserve = int64(r)
 			cfg.Coordinators = splitList(g.coordinators)
 			cfg.Logger = slog.Default()
 			if cfg.TLS, err = g.nodeTLS(pki.RoleDatanode); err != nil {
@@ -70,7 +73,7 @@ walks its chunk directories once.`,
 	f.StringVar(&cfg.Advertise, "advertise", "", "host name or IP others reach this node by (default: the listen host)")
 	f.StringVar(&cfg.Zone, "zone", "", "failure zone label; copies of a chunk go to distinct zones")
 	f.BoolVar(&cfg.NoSync, "no-fsync", false, "do not fsync chunk files (benchmarks only)")
-	f.StringVar(&reserve, "reserve", "0", "disk space to leave free, e.g. 10GiB")
+	f.StringVar(&reserve, "reserve", defaultReserve, "disk space to leave free: bytes (10GiB) or a share of the disk (1%)")
 	scrub.register(cmd, datanode.DefaultScrubRate, datanode.DefaultScrubChunks)
 	g.registerCertsDir(cmd)
 	return cmd
@@ -105,4 +108,35 @@ func (s *scrubFlags) check() error {
 
 func (s *scrubFlags) config() cluster.Scrub {
 	return cluster.Scrub{Rate: s.rate, Chunks: s.chunks, Interval: s.interval}
+}
+
+// defaultReserve is the disk space a datanode leaves free unless told
+// otherwise: a full disk breaks more than dfs (logs, etcd, the system).
+const defaultReserve = "1%"
+
+// parseReserve reads --reserve: bytes (10GiB) or a share of the file
+// system that holds dir (1%).
+func parseReserve(v, dir string) (int64, error) {
+	if pct, ok := strings.CutSuffix(strings.TrimSpace(v), "%"); ok {
+		p, err := strconv.ParseFloat(pct, 64)
+		if err != nil || p < 0 || p >= 100 {
+			return 0, usagef("--reserve %q: want a percentage from 0 to 99", v)
+		}
+		// The directory may not exist yet: its nearest existing parent is
+		// on the same file system.
+		for d := dir; ; d = filepath.Dir(d) {
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(d, &st); err == nil {
+				return int64(float64(st.Blocks) * float64(st.Bsize) * p / 100), nil
+			}
+			if d == filepath.Dir(d) {
+				return 0, usagef("--reserve %q: cannot read the size of the file system of %s", v, dir)
+			}
+		}
+	}
+	r, err := humanize.ParseBytes(v)
+	if err != nil {
+		return 0, usagef("--reserve %q: %v", v, err)
+	}
+	return int64(r), nil
 }

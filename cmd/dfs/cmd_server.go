@@ -11,7 +11,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs/client"
@@ -57,9 +56,9 @@ after a restart. The datanodes scrub (re-read and check) their chunks in
 the background at modest rates, as they share the machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := humanize.ParseBytes(reserve)
+			res, err := parseReserve(reserve, data)
 			if err != nil {
-				return usagef("--reserve %q: %v", reserve, err)
+				return err
 			}
 			if err := scrub.check(); err != nil {
 				return err
@@ -121,7 +120,7 @@ the background at modest rates, as they share the machine.`,
 	f.StringVar(&grpcAddr, "grpc", client.DefaultCoordinator, "coordinator gRPC listen address")
 	f.IntVar(&nodes, "datanodes", 3, "number of datanodes")
 	f.BoolVar(&noSync, "no-fsync", false, "do not fsync chunk files (benchmarks only: a crash can lose acknowledged data)")
-	f.StringVar(&reserve, "reserve", "0", "disk space each datanode leaves free, e.g. 1GiB")
+	f.StringVar(&reserve, "reserve", defaultReserve, "disk space each datanode leaves free: bytes (1GiB) or a share of the disk (1%)")
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")

@@ -68,3 +68,23 @@ func TestSecureByDefault(t *testing.T) {
 		t.Fatalf("ls with a broken CA: %v (exit %d)", err, exitCode(err))
 	}
 }
+
+// --reserve takes bytes or a share of the disk; the default leaves 1%.
+func TestParseReserve(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not", "yet")
+	if r, err := parseReserve("10GiB", dir); err != nil || r != 10<<30 {
+		t.Fatalf("10GiB: %d, %v", r, err)
+	}
+	one, err := parseReserve(defaultReserve, dir)
+	if err != nil || one <= 0 {
+		t.Fatalf("the default reserve on a directory not made yet: %d, %v", one, err)
+	}
+	if two, err := parseReserve("2%", dir); err != nil || two < 2*one-1 || two > 2*one+1 {
+		t.Fatalf("2%%: %d, %v; want twice 1%% (%d)", two, err, one)
+	}
+	for _, bad := range []string{"100%", "-1%", "x%", "lots"} {
+		if _, err := parseReserve(bad, dir); exitCode(err) != exitUsage {
+			t.Errorf("--reserve %q: %v, want a usage error", bad, err)
+		}
+	}
+}
