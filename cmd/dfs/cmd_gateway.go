@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,14 +14,38 @@ import (
 
 // gatewayFlags are the flags shared by gateway and server.
 type gatewayFlags struct {
-	token  string
-	public bool
+	tokenFile string
+	inFlag    string // --api-token, refused: a flag shows in ps
+	public    bool
+	token     string // set by load
 }
 
 func (g *gatewayFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&g.token, "api-token", "", "token every mutating REST request must carry as 'Authorization: Bearer <token>'")
-	f.BoolVar(&g.public, "insecure-public", false, "allow listening on a non-loopback address without --api-token: anyone who reaches it can write and delete")
+	f.StringVar(&g.tokenFile, "api-token-file", "", "file holding the token every mutating REST request must carry as 'Authorization: Bearer <token>' (or DFS_API_TOKEN)")
+	f.StringVar(&g.inFlag, "api-token", "", "")
+	f.MarkHidden("api-token")
+	f.BoolVar(&g.public, "insecure-public", false, "allow listening on a non-loopback address without a token: anyone who reaches it can write and delete")
+}
+
+// load reads the token: from DFS_API_TOKEN or --api-token-file, never
+// from the command line, where every user of the host sees it in ps.
+func (g *gatewayFlags) load() error {
+	if g.inFlag != "" {
+		return usagef("--api-token: a token on the command line shows in ps to every user of the host; set DFS_API_TOKEN or use --api-token-file")
+	}
+	g.token = os.Getenv("DFS_API_TOKEN")
+	if g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return usagef("--api-token-file: %v", err)
+		}
+		g.token = strings.TrimSpace(string(b))
+		if g.token == "" {
+			return usagef("--api-token-file %s is empty", g.tokenFile)
+		}
+	}
+	return nil
 }
 
 func newGatewayCmd(g *globals) *cobra.Command {
@@ -35,13 +61,16 @@ func newGatewayCmd(g *globals) *cobra.Command {
 state: it is a client of the coordinators given with --coordinator, failing
 over between them.
 
-Without --api-token (or DFS_API_TOKEN) it listens on loopback addresses only,
+Without a token (DFS_API_TOKEN or --api-token-file) it listens on loopback addresses only,
 unless --insecure-public says the exposure is intended.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addrs := splitList(g.coordinators)
 			if len(addrs) == 0 {
 				return usagef("--coordinator: no address")
+			}
+			if err := gf.load(); err != nil {
+				return err
 			}
 			node, err := g.nodeTLS(pki.RoleGateway)
 			if err != nil {

@@ -63,6 +63,9 @@ the background at modest rates, as they share the machine.`,
 			if err := scrub.check(); err != nil {
 				return err
 			}
+			if err := gf.load(); err != nil {
+				return err
+			}
 			jc, err := wf.config()
 			if err != nil {
 				return err

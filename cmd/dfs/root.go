@@ -87,11 +87,12 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 }
 
 // applyEnv sets every flag the command line left alone from its DFS_*
-// environment variable.
+// environment variable. Hidden flags take none: they are refused forms
+// (--api-token) whose variable is read otherwise (DFS_API_TOKEN).
 func applyEnv(cmd *cobra.Command) error {
 	var err error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil {
+		if f.Changed || f.Hidden || err != nil {
 			return
 		}
 		name := "DFS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

@@ -88,3 +88,23 @@ func TestParseReserve(t *testing.T) {
 		}
 	}
 }
+
+// A gateway token comes from the environment or a file, never from the
+// command line, where every user of the host sees it in ps.
+func TestAPITokenNotInFlags(t *testing.T) {
+	err := runDFS(t, "gateway", "--insecure", "--api-token", "s3cret")
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "DFS_API_TOKEN") {
+		t.Fatalf("gateway --api-token: %v, want a usage error pointing to DFS_API_TOKEN", err)
+	}
+	var g gatewayFlags
+	t.Setenv("DFS_API_TOKEN", "from-env")
+	if err := g.load(); err != nil || g.token != "from-env" {
+		t.Fatalf("token from DFS_API_TOKEN: %q, %v", g.token, err)
+	}
+	f := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(f, []byte("from-file\n"), 0o600)
+	g = gatewayFlags{tokenFile: f}
+	if err := g.load(); err != nil || g.token != "from-file" {
+		t.Fatalf("token from --api-token-file: %q, %v", g.token, err)
+	}
+}

@@ -231,7 +231,7 @@ func TestBrowser(t *testing.T) {
 	// A separate dfs gateway with an API token: the page asks for the
 	// token before a delete, and asks again when it is refused.
 	gwAddr := c.pickAddr(t)
-	gw, err := startProc(filepath.Join(c.dir, "logs"), "gateway", "gateway", "--coordinator", c.coord, "--http", gwAddr, "--api-token", "s3cret")
+	gw, err := startProcEnv(filepath.Join(c.dir, "logs"), "gateway", []string{"DFS_API_TOKEN=s3cret"}, "gateway", "--coordinator", c.coord, "--http", gwAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
