@@ -1665,7 +1665,10 @@ type RegisterResponse struct {
 	LeaderTerm int64  `protobuf:"varint,2,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"` // as in HeartbeatResponse
 	// Send the full chunk list (ReportChunks) before any heartbeat: the
 	// coordinator has no complete state for this incarnation.
-	FullReport    bool `protobuf:"varint,3,opt,name=full_report,json=fullReport,proto3" json:"full_report,omitempty"`
+	FullReport bool `protobuf:"varint,3,opt,name=full_report,json=fullReport,proto3" json:"full_report,omitempty"`
+	// The cluster's replication factor: a chunk PUT's chain names at most
+	// replicas-1 further nodes.
+	Replicas      int32 `protobuf:"varint,4,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1719,6 +1722,13 @@ func (x *RegisterResponse) GetFullReport() bool {
 		return x.FullReport
 	}
 	return false
+}
+
+func (x *RegisterResponse) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 type ChunkReport struct {
@@ -4085,7 +4095,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
 	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\x12 \n" +
-	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"t\n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"\x90\x01\n" +
 	"\x10RegisterResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -4093,7 +4103,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\vleader_term\x18\x02 \x01(\x03R\n" +
 	"leaderTerm\x12\x1f\n" +
 	"\vfull_report\x18\x03 \x01(\bR\n" +
-	"fullReport\"\x97\x01\n" +
+	"fullReport\x12\x1a\n" +
+	"\breplicas\x18\x04 \x01(\x05R\breplicas\"\x97\x01\n" +
 	"\vChunkReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +

@@ -1,14 +1,20 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/rpc"
@@ -77,4 +83,36 @@ func TestAllocationFloodIsBounded(t *testing.T) {
 	}
 	_, err = alloc("", 1)
 	exhausted("a fifth session", err)
+}
+
+// A datanode forwards a chunk to at most replicas-1 further nodes, the
+// bound the coordinator gave it when it registered: a longer chain is
+// refused (400) and stores nothing.
+func TestChainLongerThanTheReplicasRefused(t *testing.T) {
+	cl, _ := startCluster(t, func(cfg *cluster.Config) { cfg.Datanodes = 4 })
+	data := randomBytes(4<<10, 5)
+	h := dfs.Sum(data)
+	var chain []string
+	for _, n := range cl.Nodes[1:] {
+		chain = append(chain, string(n.ID())+"@"+n.Addr())
+	}
+	req, err := http.NewRequest(http.MethodPut, "http://"+cl.Nodes[0].Addr()+"/chunks/"+h.String(), bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Dfs-Chain", strings.Join(chain, ","))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "3 copies") {
+		t.Fatalf("a chain of 3 more nodes with 3 replicas: %s %s, want 400", resp.Status, body)
+	}
+	for _, n := range cl.Nodes {
+		if _, _, err := n.Store().Open(h); !errors.Is(err, dfs.ErrNotFound) {
+			t.Fatalf("node %s stored the chunk of a refused chain: %v", n.ID(), err)
+		}
+	}
 }

@@ -201,7 +201,7 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	n.incarnation = req.Incarnation
 	s.reclassQuickLocked(n, time.Now())
 	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen, "full_report", full)
-	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm(), FullReport: full}, nil
+	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm(), FullReport: full, Replicas: int32(s.cfg.Replicas)}, nil
 }
 
 func cloneStats(st *api.NodeStats) *api.NodeStats {

@@ -126,7 +126,10 @@ type Node struct {
 	grpcSrv        *grpc.Server
 	client         *http.Client
 	addr, grpcAddr string // advertised
-	scheme         string // of the data port's URLs: "https://", or "http://" with --insecure
+	// replicas is the replication factor the coordinators gave at
+	// registration (0 until then): it bounds the chains the node forwards.
+	replicas atomic.Int32
+	scheme   string // of the data port's URLs: "https://", or "http://" with --insecure
 
 	links []*link
 	terms *terms // the newest leader term seen (term.go)

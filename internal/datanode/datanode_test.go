@@ -761,3 +761,32 @@ func mustRequest(t *testing.T, method, url string, body []byte) *http.Request {
 	}
 	return req
 }
+
+// A chain that would bring a chunk back to the node, or to a node twice,
+// is refused before anything is stored or sent on.
+func TestChainLoopsRefused(t *testing.T) {
+	fc := startFakeCoordinator(t)
+	n := startNode(t, t.TempDir(), fc, nil)
+	other := startNode(t, t.TempDir(), fc, nil)
+	data, h := randomChunk(78, 4<<10)
+	for name, chain := range map[string]string{
+		"itself":       string(n.ID()) + "@" + n.Addr(),
+		"a node twice": string(other.ID()) + "@" + other.Addr() + "," + string(other.ID()) + "@" + other.Addr(),
+	} {
+		req := mustRequest(t, http.MethodPut, "http://"+n.Addr()+"/chunks/"+h.String(), data)
+		req.Header.Set("X-Dfs-Chain", chain)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("a chain back to %s: %s, want 400", name, resp.Status)
+		}
+	}
+	for _, node := range []*datanode.Node{n, other} {
+		if _, _, err := node.Store().Open(h); !errors.Is(err, dfs.ErrNotFound) {
+			t.Errorf("node %s stored the chunk of a refused chain: %v", node.ID(), err)
+		}
+	}
+}

@@ -41,6 +41,9 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	chain, err := dataplane.ParseChain(r.Header.Get(dataplane.ChainHeader))
+	if err == nil {
+		err = n.checkChain(chain)
+	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "chunk %s: %v", h.Short(), err)
 		return
@@ -180,4 +183,21 @@ func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
 		content = rs
 	}
 	http.ServeContent(w, r, "", time.Time{}, content)
+}
+
+// checkChain refuses a chain that would send a chunk round in a loop (back
+// to this node, or to a node twice) or to more nodes than the cluster keeps
+// copies on.
+func (n *Node) checkChain(chain []dataplane.Hop) error {
+	if r := int(n.replicas.Load()); r > 0 && len(chain) > r-1 {
+		return fmt.Errorf("a chain of %d more nodes: the cluster keeps %d copies, so at most %d", len(chain), r, r-1)
+	}
+	seen := map[dfs.NodeID]bool{n.id: true}
+	for _, hop := range chain {
+		if seen[hop.ID] {
+			return fmt.Errorf("the chain names node %s twice, or this node itself", hop.ID)
+		}
+		seen[hop.ID] = true
+	}
+	return nil
 }

@@ -214,6 +214,9 @@ func (l *link) register(ctx context.Context) error {
 		}
 	}
 	l.observeTerm(resp.LeaderTerm)
+	if resp.Replicas > 0 {
+		l.n.replicas.Store(resp.Replicas)
+	}
 	l.gen = resp.Generation
 	l.registered.Store(true)
 	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen, "full_report", resp.FullReport)
