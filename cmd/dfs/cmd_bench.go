@@ -64,6 +64,7 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 				}
 				cfg.Coordinator, cfg.TLS = strings.Join(addrs, ","), tc
 			}
+			cfg.Insecure = g.insecure && !target
 			cfg.Progress = os.Stderr
 			rep, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {

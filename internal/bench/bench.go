@@ -43,6 +43,9 @@ type Config struct {
 	// TLS is how to reach the running cluster Coordinator names (nil:
 	// plain text); a started server is reached with its own CA.
 	TLS *tls.Config
+	// Insecure starts the server in plain text (--insecure), to measure
+	// what TLS costs.
+	Insecure bool
 	// Binary is the dfs executable to start servers with (default: this
 	// process's own).
 	Binary string
@@ -170,6 +173,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func environment(cfg Config) *Environment {
 	e := &Environment{Date: time.Now().UTC().Format(time.RFC3339), CPUs: cpus(), Replicas: 3, Target: "dfs server (started by bench)"}
+	if cfg.Insecure {
+		e.Target = "dfs server --insecure (started by bench)"
+	}
 	if cfg.Coordinator != "" {
 		e.Target = cfg.Coordinator
 	}
@@ -250,6 +256,9 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	if noSync {
 		args = append(args, "--no-fsync")
 	}
+	if cfg.Insecure {
+		args = append(args, "--insecure")
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	// The server's client configuration goes to its own directory, not to
 	// the user's ~/.config.
@@ -295,11 +304,14 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	cas, err := pki.Pool(filepath.Join(dir, "data", "certs"))
-	if err != nil {
-		return err
+	var tc *tls.Config
+	if !cfg.Insecure {
+		cas, err := pki.Pool(filepath.Join(dir, "data", "certs"))
+		if err != nil {
+			return err
+		}
+		tc = pki.ClientTLS(cas)
 	}
-	tc := pki.ClientTLS(cas)
 	c, err := client.New(client.Config{Coordinators: []string{addr}, TLS: tc, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
 	if err != nil {
 		return err
