@@ -39,13 +39,17 @@ or an external cluster (--etcd-endpoints).`,
 			if err != nil {
 				return err
 			}
+			coord, err := cc.config()
+			if err != nil {
+				return err
+			}
 			c, err := cluster.StartCoordinator(cmd.Context(), cluster.CoordinatorConfig{
 				Listen:        grpcAddr,
 				EtcdEndpoints: eps,
 				Dir:           data,
 				Etcd:          ec,
 				KeyRoot:       keyRoot,
-				Coordinator:   cc.config(),
+				Coordinator:   coord,
 				TLS:           node,
 				Logger:        slog.Default(),
 			})

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs/client"
@@ -66,6 +67,10 @@ the background at modest rates, as they share the machine.`,
 			if err := gf.load(); err != nil {
 				return err
 			}
+			coord, err := cc.config()
+			if err != nil {
+				return err
+			}
 			jc, err := wf.config()
 			if err != nil {
 				return err
@@ -84,7 +89,7 @@ the background at modest rates, as they share the machine.`,
 				DatanodeScrub:   scrub.config(),
 				EtcdEndpoints:   splitList(endpoints),
 				KeyRoot:         keyRoot,
-				Coordinator:     cc.config(),
+				Coordinator:     coord,
 				HTTP:            httpAddr,
 				APIToken:        gf.token,
 				HTTPPublic:      gf.public,
@@ -204,6 +209,7 @@ func serverClientConfig(data, addr string, node *pki.Node) (string, bool, error)
 
 // coordinatorFlags are the tuning flags shared by server and coordinator.
 type coordinatorFlags struct {
+	maxFileSize           string
 	replicas, minReplicas int
 	deadAfter             time.Duration
 	commitWait            time.Duration
@@ -214,6 +220,7 @@ type coordinatorFlags struct {
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
+	f.StringVar(&c.maxFileSize, "max-file-size", "5TiB", "the largest file an upload may make")
 	f.IntVar(&c.replicas, "replicas", 3, "copies of every chunk")
 	f.IntVar(&c.minReplicas, "min-replicas", 2, "copies every chunk needs before a commit succeeds")
 	f.DurationVar(&c.deadAfter, "dead-after", 60*time.Second, "heartbeat silence after which a datanode is dead")
@@ -224,8 +231,13 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.electionTTL, "election-ttl", 5*time.Second, "lease of the leader's election key: a leader silent this long is replaced (whole seconds, at least 1s)")
 }
 
-func (c *coordinatorFlags) config() coordinator.Config {
+func (c *coordinatorFlags) config() (coordinator.Config, error) {
+	max, err := humanize.ParseBytes(c.maxFileSize)
+	if err != nil || max == 0 {
+		return coordinator.Config{}, usagef("--max-file-size %q: want a size such as 100GiB", c.maxFileSize)
+	}
 	return coordinator.Config{
+		MaxFileSize:    int64(max),
 		Replicas:       c.replicas,
 		MinReplicas:    c.minReplicas,
 		DeadAfter:      c.deadAfter,
@@ -234,5 +246,5 @@ func (c *coordinatorFlags) config() coordinator.Config {
 		GCInterval:     c.gcInterval,
 		GCGrace:        c.gcGrace,
 		ElectionTTL:    c.electionTTL,
-	}
+	}, nil
 }

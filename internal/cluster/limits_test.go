@@ -16,6 +16,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -114,5 +115,27 @@ func TestChainLongerThanTheReplicasRefused(t *testing.T) {
 		if _, _, err := n.Store().Open(h); !errors.Is(err, dfs.ErrNotFound) {
 			t.Fatalf("node %s stored the chunk of a refused chain: %v", n.ID(), err)
 		}
+	}
+}
+
+// A file larger than the cluster's maximum is refused, whatever its
+// chunks (all distinct, or one chunk repeated); a file within it is not.
+func TestMaxFileSize(t *testing.T) {
+	_, c := startCluster(t, func(cfg *cluster.Config) { cfg.Coordinator.MaxFileSize = 3 << 20 })
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "max/ok", bytes.NewReader(randomBytes(2<<20, 1)), client.PutOptions{}); err != nil {
+		t.Fatalf("a 2 MiB file under a 3 MiB maximum: %v", err)
+	}
+	for name, data := range map[string][]byte{
+		"distinct chunks": randomBytes(8<<20, 2),
+		"one repeated":    bytes.Repeat(randomBytes(1<<20, 3), 8),
+	} {
+		_, err := c.Put(ctx, "max/"+strings.ReplaceAll(name, " ", "-"), bytes.NewReader(data), client.PutOptions{})
+		if err == nil || !strings.Contains(err.Error(), "largest file") {
+			t.Errorf("an 8 MiB file of %s under a 3 MiB maximum: %v, want refused", name, err)
+		}
+	}
+	if _, err := c.Stat(ctx, "max/distinct-chunks"); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("the refused file exists: %v", err)
 	}
 }

@@ -69,7 +69,11 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 				if s.pending >= s.cfg.MaxPendingChunks {
 					return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: %d chunks are allocated in open uploads, the most this coordinator holds; try again when some have finished", s.pending)
 				}
+				if ss.bytes+c.Size > s.cfg.MaxFileSize {
+					return nil, nil, status.Errorf(codes.InvalidArgument, "allocate: the upload passes %d bytes, the largest file this cluster takes (--max-file-size)", s.cfg.MaxFileSize)
+				}
 				ss.chunks[c.Hash] = struct{}{}
+				ss.bytes += c.Size
 				s.pending++
 			}
 		}
@@ -210,6 +214,9 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	ch, err := dfs.HashFromBytes(req.ContentHash)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: content hash: %v", path, err)
+	}
+	if req.Size > s.cfg.MaxFileSize {
+		return nil, status.Errorf(codes.InvalidArgument, "commit %s: %d bytes, more than the largest file this cluster takes (%d, --max-file-size)", path, req.Size, s.cfg.MaxFileSize)
 	}
 	content := dfs.Content{Hash: ch, Size: req.Size, Chunks: make([]dfs.ChunkRef, len(req.Chunks))}
 	var sum int64

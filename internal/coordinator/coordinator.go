@@ -60,6 +60,10 @@ type Config struct {
 	// them, allocations fail with ResourceExhausted, and no flood of
 	// allocations can exhaust the coordinator's memory.
 	MaxSessions, MaxSessionChunks, MaxPendingChunks int
+	// MaxFileSize is the largest file an upload may make (default 5 TiB,
+	// S3's largest object): its chunks' sizes add up to at most this much
+	// in one session, and a commit of a larger file is refused.
+	MaxFileSize int64
 	// MaxChunkSize is the largest chunk accepted (default 64 MiB).
 	MaxChunkSize int64
 	// RepairInterval is the time between scans for chunks below the
@@ -116,6 +120,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxPendingChunks <= 0 {
 		c.MaxPendingChunks = 4 << 20
+	}
+	if c.MaxFileSize <= 0 {
+		c.MaxFileSize = 5 << 40
 	}
 	if c.MaxChunkSize <= 0 {
 		c.MaxChunkSize = 64 << 20

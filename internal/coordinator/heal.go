@@ -49,6 +49,7 @@ import (
 type session struct {
 	expires time.Time
 	chunks  map[dfs.Hash]struct{} // chunks allocated in it
+	bytes   int64                 // their sizes, added up
 }
 
 // healState is the coordinator's record of repair and collection. Guarded
