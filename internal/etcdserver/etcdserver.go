@@ -74,6 +74,11 @@ type Server struct {
 type urls struct {
 	Client string `json:"client"`
 	Peer   string `json:"peer"`
+	// ClientHTTP serves etcd's HTTP endpoints (health, metrics) apart
+	// from the client URL when TLS is on, so that the client URL serves
+	// gRPC natively: sharing one TLS port, etcd routes gRPC through Go's
+	// HTTP server, which halved dfs's metadata throughput.
+	ClientHTTP string `json:"client_http,omitempty"`
 }
 
 // Start starts the member and waits until it serves (for a multi-member
@@ -106,6 +111,11 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 
 	cfg := embed.NewConfig()
 	if c.TLS != nil {
+		hu, err := url.Parse(u.ClientHTTP)
+		if err != nil {
+			return nil, fmt.Errorf("etcd client http url %q: %w", u.ClientHTTP, err)
+		}
+		cfg.ListenClientHttpUrls = []url.URL{*hu}
 		info := transport.TLSInfo{
 			CertFile:       filepath.Join(c.TLS.Dir, pki.NodeCert),
 			KeyFile:        filepath.Join(c.TLS.Dir, pki.NodeKey),
@@ -229,6 +239,11 @@ func rememberURLs(c Config) (urls, error) {
 		// A member first started in plain text keeps its ports.
 		u.Client = strings.Replace(u.Client, "http://", "https://", 1)
 		u.Peer = strings.Replace(u.Peer, "http://", "https://", 1)
+		if u.ClientHTTP == "" {
+			if u.ClientHTTP, err = freeURL(scheme); err != nil {
+				return u, err
+			}
+		}
 	}
 	b, _ := json.Marshal(u)
 	if err := os.WriteFile(path, b, 0o644); err != nil {

@@ -93,7 +93,10 @@ func TestServerSecureByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var urls struct{ Client, Peer string }
+	var urls struct {
+		Client, Peer string
+		ClientHTTP   string `json:"client_http"`
+	}
 	if b, err := os.ReadFile(filepath.Join(data, "etcd", "urls.json")); err != nil || json.Unmarshal(b, &urls) != nil {
 		t.Fatalf("etcd urls: %v", err)
 	}
@@ -112,6 +115,7 @@ func TestServerSecureByDefault(t *testing.T) {
 		{"coordinator gRPC", grpcAddr, false},
 		{"etcd client", strings.TrimPrefix(urls.Client, "https://"), true},
 		{"etcd peer", strings.TrimPrefix(urls.Peer, "https://"), true},
+		{"etcd health and metrics", strings.TrimPrefix(urls.ClientHTTP, "https://"), true},
 	}
 	for i, n := range nodes {
 		ports = append(ports, port{fmt.Sprintf("datanode %d data", i), n.Addr, false}, port{fmt.Sprintf("datanode %d control", i), n.GRPCAddr, true})
