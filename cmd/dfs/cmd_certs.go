@@ -40,52 +40,34 @@ in its data directory by itself.`,
 		return nil
 	}
 	var roles []string
+	// maker is one create-* command: it makes files in dir and names them.
+	maker := func(use, short string, args cobra.PositionalArgs, run func(args []string) (cert, key string, err error)) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Args: args,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := need(); err != nil {
+					return err
+				}
+				cert, key, err := run(args)
+				if err != nil {
+					return err
+				}
+				printf("created %s and %s\n", filepath.Join(dir, cert), filepath.Join(dir, key))
+				return nil
+			},
+		}
+	}
 	create := []*cobra.Command{
-		{
-			Use:   "create-ca",
-			Short: "Make the cluster's certificate authority",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if err := pki.CreateCA(dir); err != nil {
-					return err
-				}
-				printf("created %s and %s\n", filepath.Join(dir, pki.CACert), filepath.Join(dir, pki.CAKey))
-				return nil
-			},
-		},
-		{
-			Use:   "create-node HOST...",
-			Short: "Issue a host's node certificate, for the names and addresses peers reach it by",
-			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if err := pki.CreateNode(dir, args, roles); err != nil {
-					return err
-				}
-				printf("created %s and %s\n", filepath.Join(dir, pki.NodeCert), filepath.Join(dir, pki.NodeKey))
-				return nil
-			},
-		},
-		{
-			Use:   "create-client NAME",
-			Short: "Issue a client certificate",
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := need(); err != nil {
-					return err
-				}
-				if err := pki.CreateClient(dir, args[0]); err != nil {
-					return err
-				}
-				printf("created %s and %s\n", filepath.Join(dir, pki.ClientCert(args[0])), filepath.Join(dir, pki.ClientKey(args[0])))
-				return nil
-			},
-		},
+		maker("create-ca", "Make the cluster's certificate authority", cobra.NoArgs, func([]string) (string, string, error) {
+			return pki.CACert, pki.CAKey, pki.CreateCA(dir)
+		}),
+		maker("create-node HOST...", "Issue a host's node certificate, for the names and addresses peers reach it by", cobra.MinimumNArgs(1),
+			func(args []string) (string, string, error) {
+				return pki.NodeCert, pki.NodeKey, pki.CreateNode(dir, args, roles)
+			}),
+		maker("create-client NAME", "Issue a client certificate", cobra.ExactArgs(1), func(args []string) (string, string, error) {
+			return pki.ClientCert(args[0]), pki.ClientKey(args[0]), pki.CreateClient(dir, args[0])
+		}),
 	}
 	create[1].Flags().StringSliceVar(&roles, "roles", nil, "roles the certificate holds: coordinator, datanode, gateway, worker (default all)")
 	cmd.AddCommand(create...)

@@ -145,8 +145,7 @@ the background at modest rates, as they share the machine.`,
 // with --insecure.
 func serverCerts(g *globals, data string, addrs ...string) (*pki.Node, error) {
 	if g.insecure {
-		slog.Warn(insecureWarning)
-		fmt.Fprintln(os.Stderr, "dfs: "+insecureWarning)
+		warnInsecure()
 		return nil, nil
 	}
 	dir := filepath.Join(data, "certs")

@@ -32,6 +32,12 @@ func authErrorf(format string, args ...any) error { return authError{fmt.Errorf(
 const insecureWarning = "INSECURE: --insecure serves every port in plain text with no authentication: " +
 	"anyone who can reach this host's ports can read, change and delete all data. Use it only on a private test network."
 
+// warnInsecure says, in the log and on stderr, what --insecure means.
+func warnInsecure() {
+	slog.Warn(insecureWarning)
+	fmt.Fprintln(os.Stderr, "dfs: "+insecureWarning)
+}
+
 // nodeTLS loads the node certificate a role serves and dials with, from
 // --certs-dir; nil with --insecure.
 func (g *globals) nodeTLS(role string) (*pki.Node, error) {
@@ -39,8 +45,7 @@ func (g *globals) nodeTLS(role string) (*pki.Node, error) {
 		if g.certsDir != "" {
 			return nil, usagef("give one of --certs-dir and --insecure")
 		}
-		slog.Warn(insecureWarning)
-		fmt.Fprintln(os.Stderr, "dfs: "+insecureWarning)
+		warnInsecure()
 		return nil, nil
 	}
 	if g.certsDir == "" {
@@ -166,17 +171,6 @@ func (g *globals) coordinatorSet(cmd *cobra.Command) bool {
 	}
 	_, ok := os.LookupEnv("DFS_COORDINATOR")
 	return ok
-}
-
-// roleCoordinators are the coordinators a role reaches: --coordinator.
-func (g *globals) roleCoordinators() []string {
-	var out []string
-	for _, a := range strings.Split(g.coordinators, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 func (g *globals) clientFor(cmd *cobra.Command) (*client.Client, error) {
