@@ -155,10 +155,11 @@ func TestServerSecureByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
-	dn.stop()
-	if n := decodeJSON[[]nodeInfo](t, runDFS(t, cmdTimeout, nil, env, "nodes", "--json")); len(n) != 3 {
-		t.Fatalf("%d nodes after a datanode of another cluster tried to join, want 3", len(n))
+	defer dn.stop()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if n := decodeJSON[[]nodeInfo](t, runDFS(t, cmdTimeout, nil, env, "nodes", "--json")); len(n) != 3 {
+			t.Fatalf("%d nodes while a datanode of another cluster tried to join, want 3", len(n))
+		}
 	}
 }
 
