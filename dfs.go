@@ -111,6 +111,9 @@ var (
 	ErrFenced = errors.New("fenced: a newer leader term exists")
 	// ErrNotLeader: the action needs the leader coordinator.
 	ErrNotLeader = errors.New("not the leader coordinator")
+	// ErrDenied: the caller is not authenticated, or not allowed to do
+	// what it asked.
+	ErrDenied = errors.New("access denied")
 )
 
 // MaxPathLen is the longest path, in bytes, that dfs stores.

@@ -3961,6 +3961,440 @@ func (x *Event) GetUnixNano() int64 {
 	return 0
 }
 
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_dfs_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{62}
+}
+
+// AccessKey is an access key as the Access service shows it. A
+// secret_access_key is given only by CreateKey.
+type AccessKey struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	SecretAccessKey string                 `protobuf:"bytes,3,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	Admin           bool                   `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// Rights by bucket: read 1, write 2, owner 4.
+	Grants map[string]uint32 `protobuf:"bytes,6,rep,name=grants,proto3" json:"grants,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// For WhoAmI: the caller is a cluster certificate, not a key (its name
+	// is the certificate's).
+	Certificate   bool `protobuf:"varint,7,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessKey) Reset() {
+	*x = AccessKey{}
+	mi := &file_dfs_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessKey) ProtoMessage() {}
+
+func (x *AccessKey) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
+func (*AccessKey) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *AccessKey) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *AccessKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccessKey) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *AccessKey) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *AccessKey) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AccessKey) GetGrants() map[string]uint32 {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *AccessKey) GetCertificate() bool {
+	if x != nil {
+		return x.Certificate
+	}
+	return false
+}
+
+type CreateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Admin bool                   `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	// An id and secret to import (a key that exists elsewhere, such as
+	// another store's); empty: make new ones.
+	AccessKeyId     string `protobuf:"bytes,3,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	SecretAccessKey string `protobuf:"bytes,4,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateKeyRequest) Reset() {
+	*x = CreateKeyRequest{}
+	mi := &file_dfs_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateKeyRequest) ProtoMessage() {}
+
+func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CreateKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateKeyRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *CreateKeyRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *CreateKeyRequest) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+type ListKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysRequest) Reset() {
+	*x = ListKeysRequest{}
+	mi := &file_dfs_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysRequest) ProtoMessage() {}
+
+func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListKeysRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{65}
+}
+
+type ListKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*AccessKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysResponse) Reset() {
+	*x = ListKeysResponse{}
+	mi := &file_dfs_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysResponse) ProtoMessage() {}
+
+func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListKeysResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListKeysResponse) GetKeys() []*AccessKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type DeleteKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId   string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKeyRequest) Reset() {
+	*x = DeleteKeyRequest{}
+	mi := &file_dfs_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKeyRequest) ProtoMessage() {}
+
+func (x *DeleteKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKeyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteKeyRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *DeleteKeyRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+type DeleteKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKeyResponse) Reset() {
+	*x = DeleteKeyResponse{}
+	mi := &file_dfs_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKeyResponse) ProtoMessage() {}
+
+func (x *DeleteKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKeyResponse.ProtoReflect.Descriptor instead.
+func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{68}
+}
+
+type SetGrantRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	Bucket      string                 `protobuf:"bytes,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Rights to add and rights to remove (read 1, write 2, owner 4): the
+	// key holds (what it held | allow) &^ deny from then on. Owner brings
+	// read and write with it.
+	Allow         uint32 `protobuf:"varint,3,opt,name=allow,proto3" json:"allow,omitempty"`
+	Deny          uint32 `protobuf:"varint,4,opt,name=deny,proto3" json:"deny,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGrantRequest) Reset() {
+	*x = SetGrantRequest{}
+	mi := &file_dfs_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGrantRequest) ProtoMessage() {}
+
+func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGrantRequest.ProtoReflect.Descriptor instead.
+func (*SetGrantRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *SetGrantRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SetGrantRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *SetGrantRequest) GetAllow() uint32 {
+	if x != nil {
+		return x.Allow
+	}
+	return 0
+}
+
+func (x *SetGrantRequest) GetDeny() uint32 {
+	if x != nil {
+		return x.Deny
+	}
+	return 0
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -4286,7 +4720,35 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"processing\x18\x05 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
 	"processing\x12\x1b\n" +
-	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano2\xf2\a\n" +
+	"\tunix_nano\x18\x06 \x01(\x03R\bunixNano\"\x0f\n" +
+	"\rWhoAmIRequest\"\xc5\x02\n" +
+	"\tAccessKey\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11secret_access_key\x18\x03 \x01(\tR\x0fsecretAccessKey\x12\x14\n" +
+	"\x05admin\x18\x04 \x01(\bR\x05admin\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x125\n" +
+	"\x06grants\x18\x06 \x03(\v2\x1d.dfs.v1.AccessKey.GrantsEntryR\x06grants\x12 \n" +
+	"\vcertificate\x18\a \x01(\bR\vcertificate\x1a9\n" +
+	"\vGrantsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x8c\x01\n" +
+	"\x10CreateKeyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\"\n" +
+	"\raccess_key_id\x18\x03 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x04 \x01(\tR\x0fsecretAccessKey\"\x11\n" +
+	"\x0fListKeysRequest\"9\n" +
+	"\x10ListKeysResponse\x12%\n" +
+	"\x04keys\x18\x01 \x03(\v2\x11.dfs.v1.AccessKeyR\x04keys\"6\n" +
+	"\x10DeleteKeyRequest\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\"\x13\n" +
+	"\x11DeleteKeyResponse\"w\n" +
+	"\x0fSetGrantRequest\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
+	"\x05allow\x18\x03 \x01(\rR\x05allow\x12\x12\n" +
+	"\x04deny\x18\x04 \x01(\rR\x04deny2\xf2\a\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -4304,7 +4766,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
 	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
-	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xcf\x01\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xaf\x02\n" +
+	"\x06Access\x122\n" +
+	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
+	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
+	"\bListKeys\x12\x17.dfs.v1.ListKeysRequest\x1a\x18.dfs.v1.ListKeysResponse\x12@\n" +
+	"\tDeleteKey\x12\x18.dfs.v1.DeleteKeyRequest\x1a\x19.dfs.v1.DeleteKeyResponse\x126\n" +
+	"\bSetGrant\x12\x17.dfs.v1.SetGrantRequest\x1a\x11.dfs.v1.AccessKey2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -4328,7 +4796,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -4392,8 +4860,17 @@ var file_dfs_proto_goTypes = []any{
 	(*JobsResponse)(nil),           // 59: dfs.v1.JobsResponse
 	(*EventsRequest)(nil),          // 60: dfs.v1.EventsRequest
 	(*Event)(nil),                  // 61: dfs.v1.Event
-	nil,                            // 62: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 63: dfs.v1.Processing.ResultsEntry
+	(*WhoAmIRequest)(nil),          // 62: dfs.v1.WhoAmIRequest
+	(*AccessKey)(nil),              // 63: dfs.v1.AccessKey
+	(*CreateKeyRequest)(nil),       // 64: dfs.v1.CreateKeyRequest
+	(*ListKeysRequest)(nil),        // 65: dfs.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),       // 66: dfs.v1.ListKeysResponse
+	(*DeleteKeyRequest)(nil),       // 67: dfs.v1.DeleteKeyRequest
+	(*DeleteKeyResponse)(nil),      // 68: dfs.v1.DeleteKeyResponse
+	(*SetGrantRequest)(nil),        // 69: dfs.v1.SetGrantRequest
+	nil,                            // 70: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 71: dfs.v1.Processing.ResultsEntry
+	nil,                            // 72: dfs.v1.AccessKey.GrantsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -4403,7 +4880,7 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	62, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	70, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -4422,66 +4899,78 @@ var file_dfs_proto_depIdxs = []int32{
 	53, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	63, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	71, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	1,  // 30: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 31: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 32: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 33: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 34: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 35: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 36: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 37: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 38: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 39: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 40: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 41: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 42: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 43: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 44: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 45: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 46: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 47: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	26, // 48: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 49: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 50: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 51: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 52: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 53: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 54: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 55: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 56: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 57: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 58: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 59: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 60: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 61: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 62: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 63: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 64: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 65: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 66: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 67: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 68: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 69: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 70: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 71: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 72: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	27, // 73: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 74: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 75: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 76: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 77: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 78: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 79: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 80: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	56, // [56:81] is the sub-list for method output_type
-	31, // [31:56] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	72, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	63, // 31: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
+	1,  // 32: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 33: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 34: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 35: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 36: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 37: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 38: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 39: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 40: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 41: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 42: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 43: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45, // 44: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48, // 45: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51, // 46: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57, // 47: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60, // 48: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 49: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	62, // 50: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64, // 51: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65, // 52: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67, // 53: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	69, // 54: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	26, // 55: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 56: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 57: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 58: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 59: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 60: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 61: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 62: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 63: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 64: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 65: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 66: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 67: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 68: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 69: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 70: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 71: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 72: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 73: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 74: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 75: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 76: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 77: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 78: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 79: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	63, // 80: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 81: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 82: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 83: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 84: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	27, // 85: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 86: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 87: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 88: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 89: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 90: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 91: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 92: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	63, // [63:93] is the sub-list for method output_type
+	33, // [33:63] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -4495,9 +4984,9 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   64,
+			NumMessages:   73,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_dfs_proto_goTypes,
 		DependencyIndexes: file_dfs_proto_depIdxs,

@@ -805,6 +805,280 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Access_WhoAmI_FullMethodName    = "/dfs.v1.Access/WhoAmI"
+	Access_CreateKey_FullMethodName = "/dfs.v1.Access/CreateKey"
+	Access_ListKeys_FullMethodName  = "/dfs.v1.Access/ListKeys"
+	Access_DeleteKey_FullMethodName = "/dfs.v1.Access/DeleteKey"
+	Access_SetGrant_FullMethodName  = "/dfs.v1.Access/SetGrant"
+)
+
+// AccessClient is the client API for Access service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Access is users and their rights: access keys, and grants per bucket (the
+// first segment of a path). Keys are an admin's; a bucket's owner may grant
+// and revoke rights on it.
+type AccessClient interface {
+	// WhoAmI says who the caller is and what it may do.
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*AccessKey, error)
+	// CreateKey makes a new access key and returns it with its secret: the
+	// only answer that carries a secret.
+	CreateKey(ctx context.Context, in *CreateKeyRequest, opts ...grpc.CallOption) (*AccessKey, error)
+	// ListKeys lists the access keys, without their secrets.
+	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
+	// DeleteKey deletes an access key: requests made with it fail from then on.
+	DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error)
+	// SetGrant adds and removes rights a key holds on a bucket.
+	SetGrant(ctx context.Context, in *SetGrantRequest, opts ...grpc.CallOption) (*AccessKey, error)
+}
+
+type accessClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAccessClient(cc grpc.ClientConnInterface) AccessClient {
+	return &accessClient{cc}
+}
+
+func (c *accessClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*AccessKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccessKey)
+	err := c.cc.Invoke(ctx, Access_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) CreateKey(ctx context.Context, in *CreateKeyRequest, opts ...grpc.CallOption) (*AccessKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccessKey)
+	err := c.cc.Invoke(ctx, Access_CreateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListKeysResponse)
+	err := c.cc.Invoke(ctx, Access_ListKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteKeyResponse)
+	err := c.cc.Invoke(ctx, Access_DeleteKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) SetGrant(ctx context.Context, in *SetGrantRequest, opts ...grpc.CallOption) (*AccessKey, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccessKey)
+	err := c.cc.Invoke(ctx, Access_SetGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AccessServer is the server API for Access service.
+// All implementations must embed UnimplementedAccessServer
+// for forward compatibility.
+//
+// Access is users and their rights: access keys, and grants per bucket (the
+// first segment of a path). Keys are an admin's; a bucket's owner may grant
+// and revoke rights on it.
+type AccessServer interface {
+	// WhoAmI says who the caller is and what it may do.
+	WhoAmI(context.Context, *WhoAmIRequest) (*AccessKey, error)
+	// CreateKey makes a new access key and returns it with its secret: the
+	// only answer that carries a secret.
+	CreateKey(context.Context, *CreateKeyRequest) (*AccessKey, error)
+	// ListKeys lists the access keys, without their secrets.
+	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
+	// DeleteKey deletes an access key: requests made with it fail from then on.
+	DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error)
+	// SetGrant adds and removes rights a key holds on a bucket.
+	SetGrant(context.Context, *SetGrantRequest) (*AccessKey, error)
+	mustEmbedUnimplementedAccessServer()
+}
+
+// UnimplementedAccessServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAccessServer struct{}
+
+func (UnimplementedAccessServer) WhoAmI(context.Context, *WhoAmIRequest) (*AccessKey, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedAccessServer) CreateKey(context.Context, *CreateKeyRequest) (*AccessKey, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateKey not implemented")
+}
+func (UnimplementedAccessServer) ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListKeys not implemented")
+}
+func (UnimplementedAccessServer) DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteKey not implemented")
+}
+func (UnimplementedAccessServer) SetGrant(context.Context, *SetGrantRequest) (*AccessKey, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetGrant not implemented")
+}
+func (UnimplementedAccessServer) mustEmbedUnimplementedAccessServer() {}
+func (UnimplementedAccessServer) testEmbeddedByValue()                {}
+
+// UnsafeAccessServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AccessServer will
+// result in compilation errors.
+type UnsafeAccessServer interface {
+	mustEmbedUnimplementedAccessServer()
+}
+
+func RegisterAccessServer(s grpc.ServiceRegistrar, srv AccessServer) {
+	// If the following call pancis, it indicates UnimplementedAccessServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Access_ServiceDesc, srv)
+}
+
+func _Access_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_CreateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).CreateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_CreateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).CreateKey(ctx, req.(*CreateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_ListKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).ListKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_ListKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).ListKeys(ctx, req.(*ListKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_DeleteKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).DeleteKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_DeleteKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).DeleteKey(ctx, req.(*DeleteKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_SetGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).SetGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_SetGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).SetGrant(ctx, req.(*SetGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Access_ServiceDesc is the grpc.ServiceDesc for Access service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Access_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "dfs.v1.Access",
+	HandlerType: (*AccessServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "WhoAmI",
+			Handler:    _Access_WhoAmI_Handler,
+		},
+		{
+			MethodName: "CreateKey",
+			Handler:    _Access_CreateKey_Handler,
+		},
+		{
+			MethodName: "ListKeys",
+			Handler:    _Access_ListKeys_Handler,
+		},
+		{
+			MethodName: "DeleteKey",
+			Handler:    _Access_DeleteKey_Handler,
+		},
+		{
+			MethodName: "SetGrant",
+			Handler:    _Access_SetGrant_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "dfs.proto",
+}
+
+const (
 	Registry_Register_FullMethodName     = "/dfs.v1.Registry/Register"
 	Registry_ReportChunks_FullMethodName = "/dfs.v1.Registry/ReportChunks"
 	Registry_Heartbeat_FullMethodName    = "/dfs.v1.Registry/Heartbeat"

@@ -552,6 +552,98 @@ func (x *JobRecord) GetStartedUnixNano() int64 {
 	return 0
 }
 
+// AccessKeyRecord is a user's access key: an id, a secret, and what the key
+// may do. Requests that S3 clients sign with the secret (SigV4) are checked
+// with the secret itself, so it is stored as given: etcd is reachable only
+// with a cluster certificate.
+type AccessKeyRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Secret string                 `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	// An admin key may do everything: every bucket, cluster operations,
+	// keys and grants.
+	Admin           bool  `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
+	CreatedUnixNano int64 `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// Rights by bucket (the first segment of a path), a bit set: read 1,
+	// write 2, owner 4 (grant and revoke others on the bucket).
+	Grants        map[string]uint32 `protobuf:"bytes,6,rep,name=grants,proto3" json:"grants,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessKeyRecord) Reset() {
+	*x = AccessKeyRecord{}
+	mi := &file_meta_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessKeyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessKeyRecord) ProtoMessage() {}
+
+func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessKeyRecord.ProtoReflect.Descriptor instead.
+func (*AccessKeyRecord) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AccessKeyRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AccessKeyRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AccessKeyRecord) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *AccessKeyRecord) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *AccessKeyRecord) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *AccessKeyRecord) GetGrants() map[string]uint32 {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_meta_proto protoreflect.FileDescriptor
 
 const file_meta_proto_rawDesc = "" +
@@ -607,7 +699,17 @@ const file_meta_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x02\n" +
+	"\x0fAccessKeyRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\x12\x14\n" +
+	"\x05admin\x18\x04 \x01(\bR\x05admin\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12;\n" +
+	"\x06grants\x18\x06 \x03(\v2#.dfs.v1.AccessKeyRecord.GrantsEntryR\x06grants\x1a9\n" +
+	"\vGrantsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01B\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -621,25 +723,28 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_meta_proto_goTypes = []any{
-	(*FileRecord)(nil),    // 0: dfs.v1.FileRecord
-	(*ContentRecord)(nil), // 1: dfs.v1.ContentRecord
-	(*ChunkPage)(nil),     // 2: dfs.v1.ChunkPage
-	(*NodeRecord)(nil),    // 3: dfs.v1.NodeRecord
-	(*SessionRecord)(nil), // 4: dfs.v1.SessionRecord
-	(*JobRecord)(nil),     // 5: dfs.v1.JobRecord
-	nil,                   // 6: dfs.v1.JobRecord.ResultsEntry
+	(*FileRecord)(nil),      // 0: dfs.v1.FileRecord
+	(*ContentRecord)(nil),   // 1: dfs.v1.ContentRecord
+	(*ChunkPage)(nil),       // 2: dfs.v1.ChunkPage
+	(*NodeRecord)(nil),      // 3: dfs.v1.NodeRecord
+	(*SessionRecord)(nil),   // 4: dfs.v1.SessionRecord
+	(*JobRecord)(nil),       // 5: dfs.v1.JobRecord
+	(*AccessKeyRecord)(nil), // 6: dfs.v1.AccessKeyRecord
+	nil,                     // 7: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 8: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	2, // 0: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
 	5, // 1: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
-	6, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	8, // 3: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -653,7 +758,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

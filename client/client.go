@@ -26,6 +26,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/chunker"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -49,8 +50,12 @@ type Config struct {
 	// datanodes over TLS, their certificates verified against the cluster's
 	// CA (its RootCAs). Nil: plain text, for a cluster run with --insecure.
 	// A HTTPClient given with TLS must carry the same configuration.
-	TLS    *tls.Config
-	Logger *slog.Logger
+	TLS *tls.Config
+	// AccessKeyID and SecretAccessKey are the access key the client
+	// calls with, over TLS. Without one, a client proves who it is with
+	// the certificate in TLS (a node's or an operator's), if any.
+	AccessKeyID, SecretAccessKey string
+	Logger                       *slog.Logger
 }
 
 // Client is a connection to a dfs cluster. It is safe for concurrent use.
@@ -59,6 +64,7 @@ type Client struct {
 	chunks chunker.Options
 	conns  []*grpc.ClientConn
 	coords []api.CoordinatorClient
+	access []api.AccessClient
 	http   *http.Client
 	scheme string // of datanode URLs
 	log    *slog.Logger
@@ -117,13 +123,18 @@ func New(cfg Config) (*Client, error) {
 		if addr == "" {
 			continue
 		}
-		conn, err := rpc.DialTLS(addr, cfg.TLS)
+		var opts []grpc.DialOption
+		if cfg.TLS != nil && cfg.AccessKeyID != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(keyCredentials{cfg.AccessKeyID, cfg.SecretAccessKey}))
+		}
+		conn, err := rpc.DialTLS(addr, cfg.TLS, opts...)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		c.conns = append(c.conns, conn)
 		c.coords = append(c.coords, api.NewCoordinatorClient(conn))
+		c.access = append(c.access, api.NewAccessClient(conn))
 		c.addrs = append(c.addrs, addr)
 	}
 	if len(c.coords) == 0 {
@@ -153,13 +164,19 @@ func (c *Client) Close() error {
 // call runs fn against a coordinator, moving on to the next one when a
 // coordinator is unreachable. Errors come back as dfs errors.
 func (c *Client) call(ctx context.Context, fn func(api.CoordinatorClient) error) error {
+	return c.try(ctx, func(k int) error { return fn(c.coords[k]) })
+}
+
+// try runs fn with the index of a coordinator, moving on to the next one
+// when a coordinator is unreachable.
+func (c *Client) try(ctx context.Context, fn func(k int) error) error {
 	c.mu.Lock()
 	start := c.next
 	c.mu.Unlock()
 	var err error
 	for i := range c.coords {
 		k := (start + i) % len(c.coords)
-		err = fn(c.coords[k])
+		err = fn(k)
 		if err == nil || !rpc.Retryable(err) || ctx.Err() != nil {
 			if err == nil && k != start {
 				c.mu.Lock()
@@ -454,3 +471,12 @@ func (c *Client) FsckPages(ctx context.Context, prefix string, files bool, limit
 		after = resp.NextStartAfter
 	}
 }
+
+// keyCredentials send an access key with every call.
+type keyCredentials struct{ id, secret string }
+
+func (k keyCredentials) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	return map[string]string{access.KeyIDHeader: k.id, access.SecretHeader: k.secret}, nil
+}
+
+func (keyCredentials) RequireTransportSecurity() bool { return true }

@@ -58,11 +58,11 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 			}
 			cfg.Size, cfg.FileSize, cfg.ChunkSize = int64(s), int64(fs), int(cs)
 			if target {
-				addrs, tc, err := g.clientSetup(cmd)
+				cc, err := g.clientSetup(cmd)
 				if err != nil {
 					return err
 				}
-				cfg.Coordinator, cfg.TLS = strings.Join(addrs, ","), tc
+				cfg.Coordinator, cfg.Client = strings.Join(cc.Coordinators, ","), cc
 			}
 			cfg.Insecure = g.insecure && !target
 			cfg.Progress = os.Stderr

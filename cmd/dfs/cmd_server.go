@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,9 +15,13 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/pki"
 )
 
@@ -101,7 +106,7 @@ the background at modest rates, as they share the machine.`,
 				return err
 			}
 			defer cl.Close()
-			confPath, wroteDefault, err := serverClientConfig(data, cl.Addr(), node)
+			confPath, wroteDefault, err := serverClientConfig(cmd.Context(), data, cl.Addr(), node, cl.Coordinator.Meta)
 			if err != nil {
 				return err
 			}
@@ -174,36 +179,65 @@ func serverCerts(g *globals, data string, addrs ...string) (*pki.Node, error) {
 }
 
 // serverClientConfig writes the client configuration of dfs server to
-// DATA/client.conf, and to ~/.config/dfs/config if the user has none. It
-// returns the first path and whether it wrote the second.
-func serverClientConfig(data, addr string, node *pki.Node) (string, bool, error) {
-	c := clientConfig{Coordinators: []string{addr}, Insecure: node == nil}
+// DATA/client.conf, with an admin access key (the one written before, if it
+// is still valid; else a new one), and to ~/.config/dfs/config if the user
+// has none or it is one this server wrote. It returns the first path and
+// whether it wrote the second.
+func serverClientConfig(ctx context.Context, data, addr string, node *pki.Node, m *meta.Store) (string, bool, error) {
+	dataAbs, err := filepath.Abs(data)
+	if err != nil {
+		return "", false, err
+	}
+	path := filepath.Join(dataAbs, "client.conf")
+	c := &clientConfig{Coordinators: []string{addr}, Insecure: node == nil, ServerData: dataAbs}
 	if node != nil {
 		ca, err := os.ReadFile(filepath.Join(node.Dir, pki.CACert))
 		if err != nil {
 			return "", false, err
 		}
 		c.CA = string(ca)
+		c.AccessKeyID, c.SecretAccessKey, err = serverAdminKey(ctx, path, m)
+		if err != nil {
+			return "", false, err
+		}
 	}
-	path, err := filepath.Abs(filepath.Join(data, "client.conf"))
-	if err != nil {
-		return "", false, err
-	}
-	if err := writeClientConfig(path, c); err != nil {
+	if err := client.WriteConfigFile(path, c); err != nil {
 		return "", false, fmt.Errorf("write the client configuration: %w", err)
 	}
 	def := defaultConfigPath()
 	if def == "" {
 		return path, false, nil
 	}
-	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
-		return path, false, nil
+	if old, err := client.ReadConfigFile(def); !errors.Is(err, fs.ErrNotExist) && (err != nil || old.ServerData != dataAbs) {
+		return path, false, nil // the user's own, or another server's
 	}
-	if err := writeClientConfig(def, c); err != nil {
+	if err := client.WriteConfigFile(def, c); err != nil {
 		slog.Warn("could not write the default client configuration", "path", def, "err", err)
 		return path, false, nil
 	}
 	return path, true, nil
+}
+
+// serverAdminKey returns the admin access key of dfs server: the one in its
+// client configuration at path if the cluster still holds it, else a new
+// one.
+func serverAdminKey(ctx context.Context, path string, m *meta.Store) (id, secret string, err error) {
+	if old, err := client.ReadConfigFile(path); err == nil && old.AccessKeyID != "" {
+		rec, err := m.AccessKey(ctx, old.AccessKeyID)
+		switch {
+		case err == nil && rec.Secret == old.SecretAccessKey && rec.Admin:
+			return old.AccessKeyID, old.SecretAccessKey, nil
+		case err != nil && !errors.Is(err, dfs.ErrNotFound):
+			return "", "", fmt.Errorf("read the admin access key: %w", err)
+		}
+	}
+	id, secret = access.NewKey()
+	rec := &api.AccessKeyRecord{Id: id, Secret: secret, Name: "admin (dfs server)", Admin: true, CreatedUnixNano: time.Now().UnixNano()}
+	if err := m.CreateAccessKey(ctx, rec); err != nil {
+		return "", "", fmt.Errorf("make the admin access key: %w", err)
+	}
+	slog.Info("made an admin access key", "key", id, "config", path)
+	return id, secret, nil
 }
 
 // coordinatorFlags are the tuning flags shared by server and coordinator.

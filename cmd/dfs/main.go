@@ -43,7 +43,7 @@ func exitCode(err error) int {
 	var ue usageError
 	var ae authError
 	switch {
-	case errors.As(err, &ae):
+	case errors.As(err, &ae), errors.Is(err, dfs.ErrDenied):
 		return exitAuth
 	case errors.As(err, &ue), errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash), errors.Is(err, dfs.ErrInvalid):
 		return exitUsage

@@ -59,7 +59,7 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default info for roles, warn for client commands)")
 	root.PersistentFlags().StringVar(&g.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
 	root.PersistentFlags().BoolVar(&g.insecure, "insecure", false, "plain text with no authentication, for a cluster on a private test network: roles serve and clients dial without TLS")
-	root.PersistentFlags().StringVar(&g.config, "config", "", "client configuration file: the cluster's addresses and CA (default ~/.config/dfs/config)")
+	root.PersistentFlags().StringVar(&g.config, "config", "", "client configuration file: the cluster's addresses, CA and access key (default ~/.config/dfs/config)")
 
 	root.AddCommand(
 		newServerCmd(g),
@@ -82,6 +82,9 @@ named DFS_ and the flag's name in capitals (--coordinator: DFS_COORDINATOR).`,
 		newWorkerCmd(g),
 		newJobsCmd(g),
 		newCertsCmd(),
+		newKeyCmd(g),
+		newBucketCmd(g),
+		newWhoAmICmd(g),
 	)
 	return root
 }

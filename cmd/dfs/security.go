@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -65,16 +62,9 @@ func (g *globals) registerCertsDir(cmd *cobra.Command) {
 }
 
 // clientConfig is the file a client command reads (--config, DFS_CONFIG,
-// or ~/.config/dfs/config): where the cluster is and how to trust it.
-type clientConfig struct {
-	// Coordinators are the coordinators' gRPC addresses.
-	Coordinators []string `json:"coordinators"`
-	// CA is the cluster CA's certificate, PEM: servers are verified
-	// against it.
-	CA string `json:"ca,omitempty"`
-	// Insecure says the cluster runs in plain text (--insecure).
-	Insecure bool `json:"insecure,omitempty"`
-}
+// or ~/.config/dfs/config): where the cluster is, how to trust it, and
+// the access key to call it with.
+type clientConfig = client.ConfigFile
 
 // defaultConfigPath is ~/.config/dfs/config (under $XDG_CONFIG_HOME if
 // set), or "" if there is no home.
@@ -97,70 +87,72 @@ func (g *globals) loadClientConfig() (*clientConfig, string, error) {
 	if path == "" {
 		return nil, "", nil
 	}
-	b, err := os.ReadFile(path)
+	c, err := client.ReadConfigFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !named {
 		return nil, path, nil
 	}
 	if err != nil {
 		return nil, path, authErrorf("client configuration: %v", err)
 	}
-	var c clientConfig
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, path, authErrorf("client configuration %s: %v", path, err)
-	}
-	return &c, path, nil
-}
-
-// writeClientConfig writes c to path, 0600, replacing what is there.
-func writeClientConfig(path string, c clientConfig) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return c, path, nil
 }
 
 // clientSetup is how a client command reaches the cluster: the
-// coordinators (--coordinator when given, else the configuration's) and
-// the TLS to trust them with (nil: plain text).
-func (g *globals) clientSetup(cmd *cobra.Command) ([]string, *tls.Config, error) {
+// coordinators (--coordinator when given, else the configuration's), the
+// TLS to trust them with (nil: plain text), and the access key to call
+// with (DFS_ACCESS_KEY_ID and DFS_SECRET_ACCESS_KEY, else the
+// configuration's). With --certs-dir, the command proves who it is with
+// that directory's node certificate instead of a key.
+func (g *globals) clientSetup(cmd *cobra.Command) (client.Config, error) {
 	cfg, path, err := g.loadClientConfig()
 	if err != nil {
-		return nil, nil, err
+		return client.Config{}, err
 	}
 	addrs := splitList(g.coordinators)
 	if cfg != nil && len(cfg.Coordinators) > 0 && !g.coordinatorSet(cmd) {
 		addrs = cfg.Coordinators
 	}
 	if len(addrs) == 0 {
-		return nil, nil, usagef("--coordinator: no address")
+		return client.Config{}, usagef("--coordinator: no address")
 	}
+	out := client.Config{Coordinators: addrs, Logger: slog.Default()}
 	switch {
 	case g.insecure || (cfg != nil && cfg.Insecure):
-		return addrs, nil, nil
+		return out, nil
+	case g.certsDir != "":
+		n, err := pki.LoadNode(g.certsDir, "")
+		if err != nil {
+			return client.Config{}, authErrorf("--certs-dir %s: %v", g.certsDir, err)
+		}
+		out.TLS = n.ClientTLS()
+		return out, nil
 	case cfg == nil:
 		where := "~/.config/dfs/config"
 		if path != "" {
 			where = path
 		}
-		return nil, nil, authErrorf("no client configuration (looked for %s): it holds the cluster's CA certificate that a client needs to trust the cluster. "+
-			"'dfs server --data DIR' writes one to DIR/client.conf and, if you have none, to ~/.config/dfs/config; "+
+		return client.Config{}, authErrorf("no client configuration (looked for %s): it holds the cluster's CA certificate that a client needs to trust the cluster, "+
+			"and an access key. 'dfs server --data DIR' writes one to DIR/client.conf and, if you have none, to ~/.config/dfs/config; "+
 			"name one with DFS_CONFIG or --config. For a cluster run with --insecure, use --insecure", where)
-	case cfg.CA == "":
-		return nil, nil, authErrorf("client configuration %s: no CA certificate (\"ca\")", path)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(cfg.CA)) {
-		return nil, nil, authErrorf("client configuration %s: the CA certificate (\"ca\") does not parse", path)
+	fc, err := cfg.Config()
+	if err != nil {
+		return client.Config{}, authErrorf("%s: %v", path, err)
 	}
-	return addrs, pki.ClientTLS(pool), nil
+	out.TLS, out.AccessKeyID, out.SecretAccessKey = fc.TLS, fc.AccessKeyID, fc.SecretAccessKey
+	id, idSet := os.LookupEnv("DFS_ACCESS_KEY_ID")
+	secret, secretSet := os.LookupEnv("DFS_SECRET_ACCESS_KEY")
+	if idSet || secretSet {
+		if id == "" || secret == "" {
+			return client.Config{}, authErrorf("DFS_ACCESS_KEY_ID and DFS_SECRET_ACCESS_KEY go together: set both, or neither to use the client configuration's key")
+		}
+		out.AccessKeyID, out.SecretAccessKey = id, secret
+	}
+	if out.AccessKeyID == "" {
+		return client.Config{}, authErrorf("no access key: set DFS_ACCESS_KEY_ID and DFS_SECRET_ACCESS_KEY, or put access_key_id and secret_access_key "+
+			"in the client configuration (%s). An admin makes keys with 'dfs key create NAME'; 'dfs server' writes its admin key to DATA/client.conf", path)
+	}
+	return out, nil
 }
 
 // coordinatorSet reports whether --coordinator was given, on the command
@@ -174,11 +166,11 @@ func (g *globals) coordinatorSet(cmd *cobra.Command) bool {
 }
 
 func (g *globals) clientFor(cmd *cobra.Command) (*client.Client, error) {
-	addrs, tc, err := g.clientSetup(cmd)
+	cfg, err := g.clientSetup(cmd)
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Coordinators: addrs, TLS: tc, Logger: slog.Default()})
+	return client.New(cfg)
 }
 
 // explainTrust turns a failure to trust the cluster's certificate (the

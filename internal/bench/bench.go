@@ -11,7 +11,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,7 +26,6 @@ import (
 	"time"
 
 	"github.com/dfs-store/dfs/client"
-	"github.com/dfs-store/dfs/internal/pki"
 )
 
 // Workloads are the names of the workloads, in the order they run.
@@ -40,9 +38,9 @@ type Config struct {
 	Workloads []string
 	// Coordinator targets a running cluster; empty starts a dfs server.
 	Coordinator string
-	// TLS is how to reach the running cluster Coordinator names (nil:
-	// plain text); a started server is reached with its own CA.
-	TLS *tls.Config
+	// Client is how to reach the running cluster Coordinator names: its
+	// TLS and access key.
+	Client client.Config
 	// Insecure starts the server in plain text (--insecure), to measure
 	// what TLS costs.
 	Insecure bool
@@ -192,8 +190,7 @@ func environment(cfg Config) *Environment {
 
 // target is a cluster under test.
 type target struct {
-	addrs  []string // coordinator addresses
-	tls    *tls.Config
+	base   client.Config // how its clients reach the cluster
 	client *client.Client
 	server *exec.Cmd // nil for a running cluster
 	dir    string    // the server's data directory
@@ -225,12 +222,14 @@ func (t *target) peakRSS() int64 {
 // (with or without fsync) when none is given.
 func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) error) error {
 	if cfg.Coordinator != "" {
-		c, err := client.New(client.Config{Coordinators: strings.Split(cfg.Coordinator, ","), TLS: cfg.TLS, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
+		base := cfg.Client
+		base.Coordinators, base.Logger = strings.Split(cfg.Coordinator, ","), cfg.Logger
+		c, err := client.New(withConcurrency(base))
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		return fn(&target{client: c, addrs: strings.Split(cfg.Coordinator, ","), tls: cfg.TLS})
+		return fn(&target{client: c, base: base})
 	}
 	bin := cfg.Binary
 	if bin == "" {
@@ -304,20 +303,25 @@ func withCluster(ctx context.Context, cfg Config, noSync bool, fn func(*target) 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	var tc *tls.Config
+	// The server's admin client configuration: its CA and access key.
+	base := client.Config{Coordinators: []string{addr}}
 	if !cfg.Insecure {
-		cas, err := pki.Pool(filepath.Join(dir, "data", "certs"))
+		f, err := client.ReadConfigFile(filepath.Join(dir, "data", "client.conf"))
 		if err != nil {
 			return err
 		}
-		tc = pki.ClientTLS(cas)
+		if base, err = f.Config(); err != nil {
+			return err
+		}
+		base.Coordinators = []string{addr}
 	}
-	c, err := client.New(client.Config{Coordinators: []string{addr}, TLS: tc, Logger: cfg.Logger, Uploads: 8, Downloads: 16})
+	base.Logger = cfg.Logger
+	c, err := client.New(withConcurrency(base))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return fn(&target{client: c, addrs: []string{addr}, tls: tc, server: cmd, dir: filepath.Join(dir, "data")})
+	return fn(&target{client: c, base: base, server: cmd, dir: filepath.Join(dir, "data")})
 }
 
 func freeAddr() (string, error) {
@@ -346,4 +350,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func mibPerSec(bytes int64, d time.Duration) float64 {
 	return float64(bytes) / (1 << 20) / d.Seconds()
+}
+
+// withConcurrency sets the transfers a benchmark's client keeps in flight.
+func withConcurrency(c client.Config) client.Config {
+	c.Uploads, c.Downloads = 8, 16
+	return c
 }

@@ -54,8 +54,9 @@ func runDedup(ctx context.Context, cfg Config, t *target) (*DedupResult, error) 
 	res := &DedupResult{Files: len(files), ChunkSize: cfg.ChunkSize}
 	c := t.client
 	if cfg.ChunkSize != 2<<20 {
-		c, err = client.New(client.Config{Coordinators: t.addrs, TLS: t.tls, Logger: cfg.Logger,
-			MinChunk: cfg.ChunkSize / 4, AvgChunk: cfg.ChunkSize, MaxChunk: cfg.ChunkSize * 4})
+		cc := t.base
+		cc.MinChunk, cc.AvgChunk, cc.MaxChunk = cfg.ChunkSize/4, cfg.ChunkSize, cfg.ChunkSize*4
+		c, err = client.New(cc)
 		if err != nil {
 			return nil, err
 		}

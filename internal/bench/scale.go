@@ -235,7 +235,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	if err := sc.start(ctx); err != nil {
 		return res, err
 	}
-	c, err := client.New(client.Config{Coordinators: sc.st.Coordinators, TLS: pki.ClientTLS(sc.node.CAs), Logger: cfg.Logger, Uploads: 1})
+	c, err := client.New(client.Config{Coordinators: sc.st.Coordinators, TLS: sc.node.ClientTLS(), Logger: cfg.Logger, Uploads: 1}) // the node certificate: admin
 	if err != nil {
 		return res, err
 	}

@@ -115,9 +115,10 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 	if c.Server, err = coordinator.New(ctx, c.Meta, cc); err != nil {
 		return nil, err
 	}
-	c.grpc = coordinatorServer(cfg.Logger.With("role", "coordinator"), cfg.TLS)
+	c.grpc = coordinatorServer(cfg.Logger.With("role", "coordinator"), cfg.TLS, c.Server)
 	api.RegisterCoordinatorServer(c.grpc, c.Server)
 	api.RegisterRegistryServer(c.grpc, c.Server)
+	api.RegisterAccessServer(c.grpc, c.Server)
 	go func() {
 		defer close(c.done)
 		c.grpc.Serve(c.ln)
@@ -127,14 +128,16 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 
 // coordinatorServer is the coordinator's gRPC server: over TLS, only a
 // datanode's certificate may call the Registry service (register, report,
-// heartbeat).
-func coordinatorServer(log *slog.Logger, node *pki.Node) *grpc.Server {
+// heartbeat), and every other call is made by an access key or a cluster
+// certificate, and checked against its rights (coordinator/access.go).
+func coordinatorServer(log *slog.Logger, node *pki.Node, srv *coordinator.Server) *grpc.Server {
 	if node == nil {
 		return rpc.NewServer(log)
 	}
 	registry := "/" + api.Registry_ServiceDesc.ServiceName + "/"
 	notRegistry := func(method string) bool { return !strings.HasPrefix(method, registry) }
-	return rpc.NewServerTLS(log, node.ServerTLS(false), rpc.RequireRole(notRegistry, pki.RoleDatanode)...)
+	opts := append(rpc.RequireRole(notRegistry, pki.RoleDatanode), srv.AuthInterceptors()...)
+	return rpc.NewServerTLS(log, node.ServerTLS(false), opts...)
 }
 
 // Close stops the coordinator and, when embedded, its etcd member.
@@ -350,12 +353,17 @@ func (cl *Cluster) WaitNodes(ctx context.Context, n int) error {
 // Addr is the coordinator's gRPC address, for clients.
 func (cl *Cluster) Addr() string { return cl.Coordinator.Addr() }
 
-// Client returns a client of the cluster: over TLS, verifying the
-// cluster's certificates, when the cluster runs TLS.
+// Client returns a client of the cluster: over TLS when the cluster runs
+// TLS, with its node certificate (an admin) unless cfg names an access key
+// or a TLS configuration of its own.
 func (cl *Cluster) Client(cfg client.Config) (*client.Client, error) {
 	cfg.Coordinators = []string{cl.Addr()}
 	if cl.cfg.TLS != nil && cfg.TLS == nil {
-		cfg.TLS = pki.ClientTLS(cl.cfg.TLS.CAs)
+		if cfg.AccessKeyID != "" {
+			cfg.TLS = pki.ClientTLS(cl.cfg.TLS.CAs)
+		} else {
+			cfg.TLS = cl.cfg.TLS.ClientTLS()
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = cl.cfg.Logger

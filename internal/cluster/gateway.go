@@ -29,6 +29,7 @@ type Gateway struct {
 	Server *gateway.Server
 	Client *client.Client
 	addr   string
+	scheme string
 	stop   context.CancelFunc
 	done   chan struct{}
 }
@@ -38,23 +39,36 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	ln, err := gateway.Listen(cfg.Listen, cfg.Token, cfg.Public)
+	// On a cluster with certificates every API request needs an access
+	// key, so the gateway may listen anywhere; off loopback it serves
+	// HTTPS with its node certificate, so keys and sessions never cross a
+	// network in plain text.
+	ln, err := gateway.Listen(cfg.Listen, cfg.Token, cfg.Public || cfg.TLS != nil)
 	if err != nil {
 		return nil, err
+	}
+	scheme := "http://"
+	if cfg.TLS != nil && !gateway.IsLoopback(cfg.Listen) {
+		tc := cfg.TLS.ServerTLS(false)
+		tc.ClientAuth = tls.NoClientCert
+		tc.MinVersion = tls.VersionTLS12 // browsers and curl of every age
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		ln = tls.NewListener(ln, tc)
+		scheme = "https://"
 	}
 	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, TLS: nodeTLS(cfg.TLS), Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	srv, err := gateway.New(gateway.Config{Client: cl, Token: cfg.Token, Public: cfg.Public, Logger: cfg.Logger})
+	srv, err := gateway.New(gateway.Config{Client: cl, Keys: cfg.TLS != nil, Token: cfg.Token, Public: cfg.Public, Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
 		cl.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Gateway{Server: srv, Client: cl, addr: ln.Addr().String(), stop: cancel, done: make(chan struct{})}
+	g := &Gateway{Server: srv, Client: cl, addr: ln.Addr().String(), scheme: scheme, stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(g.done)
 		if err := srv.Serve(ctx, ln); err != nil {
@@ -68,7 +82,7 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 func (g *Gateway) Addr() string { return g.addr }
 
 // URL is the web UI's address.
-func (g *Gateway) URL() string { return "http://" + g.addr + "/" }
+func (g *Gateway) URL() string { return g.scheme + g.addr + "/" }
 
 // Close stops the gateway: its server, its event feeds, its client.
 func (g *Gateway) Close() error {

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -32,7 +34,11 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 		}
 		specs[i] = dfs.ChunkRef{Hash: h, Size: c.Size}
 	}
-	sid, err := s.touchSession(ctx, req.SessionId)
+	p := s.caller(ctx)
+	if !p.CanAny(access.Write) {
+		return nil, denied(p, "upload: it holds the write right on no bucket (dfs bucket allow)")
+	}
+	sid, err := s.touchSession(ctx, req.SessionId, ownerOf(p))
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -58,25 +64,42 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.sessions[sid]
-	for _, c := range specs {
-		// The session now refers to the chunk: garbage collection keeps it
-		// while the session is open, and for a grace period after.
-		if ss != nil {
-			if _, ok := ss.chunks[c.Hash]; !ok {
-				if len(ss.chunks) >= s.cfg.MaxSessionChunks {
-					return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: the session has %d chunks, the most one upload may have", len(ss.chunks))
-				}
-				if s.pending >= s.cfg.MaxPendingChunks {
-					return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: %d chunks are allocated in open uploads, the most this coordinator holds; try again when some have finished", s.pending)
-				}
-				if ss.bytes+c.Size > s.cfg.MaxFileSize {
-					return nil, nil, status.Errorf(codes.InvalidArgument, "allocate: the upload passes %d bytes, the largest file this cluster takes (--max-file-size)", s.cfg.MaxFileSize)
-				}
-				ss.chunks[c.Hash] = struct{}{}
-				ss.bytes += c.Size
-				s.pending++
+	if ss != nil {
+		// The session now refers to the chunks: garbage collection keeps
+		// them while the session is open, and for a grace period after.
+		// The limits are checked for the whole request before any of it is
+		// taken, so a refused request leaves nothing behind.
+		added := map[dfs.Hash]struct{}{}
+		var bytes int64
+		for _, c := range specs {
+			if _, ok := ss.chunks[c.Hash]; ok {
+				continue
+			}
+			if _, ok := added[c.Hash]; !ok {
+				added[c.Hash] = struct{}{}
+				bytes += c.Size
 			}
 		}
+		n := len(added)
+		switch {
+		case n == 0:
+		case len(ss.chunks)+n > s.cfg.MaxSessionChunks:
+			return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: the session would have %d chunks, more than one upload may have (%d)", len(ss.chunks)+n, s.cfg.MaxSessionChunks)
+		case keyOwned(ss.owner) && s.keyChunks[ss.owner]+n > s.cfg.MaxKeyChunks:
+			return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: this key's open uploads would have %d chunks, more than one key may have (%d); try again when some have finished", s.keyChunks[ss.owner]+n, s.cfg.MaxKeyChunks)
+		case s.pending+n > s.cfg.MaxPendingChunks:
+			return nil, nil, status.Errorf(codes.ResourceExhausted, "allocate: %d chunks are allocated in open uploads, the most this coordinator holds; try again when some have finished", s.pending)
+		case ss.bytes+bytes > s.cfg.MaxFileSize:
+			return nil, nil, status.Errorf(codes.InvalidArgument, "allocate: the upload passes %d bytes, the largest file this cluster takes (--max-file-size)", s.cfg.MaxFileSize)
+		}
+		for h := range added {
+			ss.chunks[h] = struct{}{}
+		}
+		ss.bytes += bytes
+		s.pending += n
+		s.keyChunks[ss.owner] += n
+	}
+	for _, c := range specs {
 		s.touchLocked(c.Hash, now)
 		live := s.goodReplicasLocked(c.Hash, now)
 		if len(live) >= s.cfg.MinReplicas {
@@ -152,22 +175,43 @@ func (s *Server) touchCopies(ctx context.Context, reused map[dfs.NodeID][]dfs.Ha
 	wg.Wait()
 }
 
-// touchSession opens a session when id is empty, or adopts one opened by
-// another coordinator (after a failover), and extends its expiry.
-func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
+// keyOwned reports whether a session's owner is an access key, whose
+// sessions and chunks count against the per-key limits (a cluster
+// certificate's count only against the coordinator's).
+func keyOwned(owner string) bool { return !strings.HasPrefix(owner, "cert:") }
+
+// ownerOf names who owns an upload session.
+func ownerOf(p *access.Principal) string {
+	if p.KeyID != "" {
+		return p.KeyID
+	}
+	return "cert:" + p.Name
+}
+
+// touchSession opens a session for owner when id is empty, or adopts one
+// opened by another coordinator (after a failover), and extends its
+// expiry. A session is its owner's alone.
+func (s *Server) touchSession(ctx context.Context, id, owner string) (string, error) {
 	exp := time.Now().Add(s.cfg.SessionTTL)
 	s.mu.Lock()
 	ss, known := s.sessions[id]
+	if known && ss.owner != owner {
+		s.mu.Unlock()
+		return "", status.Errorf(codes.PermissionDenied, "upload session %s belongs to another caller", id)
+	}
 	if known {
 		ss.expires = exp
 	}
-	open := len(s.sessions)
+	open, mine := len(s.sessions), s.keySessions[owner]
 	s.mu.Unlock()
 	if known {
 		return id, nil
 	}
 	if open >= s.cfg.MaxSessions {
 		return "", status.Errorf(codes.ResourceExhausted, "allocate: %d uploads are open on this coordinator, the most it holds; try again when some have finished", open)
+	}
+	if keyOwned(owner) && mine >= s.cfg.MaxKeySessions {
+		return "", status.Errorf(codes.ResourceExhausted, "allocate: %d uploads of this key are open, the most one key may have; try again when some have finished", mine)
 	}
 	if id == "" {
 		id = uuid.NewString()
@@ -179,7 +223,10 @@ func (s *Server) touchSession(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	s.mu.Lock()
-	s.sessions[id] = &session{expires: exp, chunks: map[dfs.Hash]struct{}{}}
+	if _, dup := s.sessions[id]; !dup {
+		s.sessions[id] = &session{owner: owner, expires: exp, chunks: map[dfs.Hash]struct{}{}}
+		s.keySessions[owner]++
+	}
 	s.mu.Unlock()
 	return id, nil
 }
@@ -189,12 +236,23 @@ func (s *Server) dropSessionLocked(id string) {
 	if ss := s.sessions[id]; ss != nil {
 		s.pending -= len(ss.chunks)
 		delete(s.sessions, id)
+		if s.keyChunks[ss.owner] -= len(ss.chunks); s.keyChunks[ss.owner] <= 0 {
+			delete(s.keyChunks, ss.owner)
+		}
+		if s.keySessions[ss.owner]--; s.keySessions[ss.owner] <= 0 {
+			delete(s.keySessions, ss.owner)
+		}
 	}
 }
 
 // AbortSession implements api.CoordinatorServer.
 func (s *Server) AbortSession(ctx context.Context, req *api.AbortSessionRequest) (*api.AbortSessionResponse, error) {
+	p := s.caller(ctx)
 	s.mu.Lock()
+	if ss := s.sessions[req.SessionId]; ss != nil && ss.owner != ownerOf(p) && !p.Admin {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.PermissionDenied, "upload session %s belongs to another caller", req.SessionId)
+	}
 	s.dropSessionLocked(req.SessionId)
 	s.mu.Unlock()
 	if req.SessionId != "" {
@@ -211,9 +269,22 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("commit: %w", err))
 	}
+	if err := s.may(ctx, path, access.Write); err != nil {
+		return nil, err
+	}
 	ch, err := dfs.HashFromBytes(req.ContentHash)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: content hash: %v", path, err)
+	}
+	if req.SessionId != "" {
+		p := s.caller(ctx)
+		s.mu.Lock()
+		ss := s.sessions[req.SessionId]
+		theirs := ss != nil && ss.owner != ownerOf(p)
+		s.mu.Unlock()
+		if theirs {
+			return nil, status.Errorf(codes.PermissionDenied, "commit %s: upload session %s belongs to another caller", path, req.SessionId)
+		}
 	}
 	if req.Size > s.cfg.MaxFileSize {
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: %d bytes, more than the largest file this cluster takes (%d, --max-file-size)", path, req.Size, s.cfg.MaxFileSize)
@@ -311,6 +382,9 @@ func (s *Server) Lookup(ctx context.Context, req *api.LookupRequest) (*api.Looku
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
+	if err := s.may(ctx, path, access.Read); err != nil {
+		return nil, err
+	}
 	info, err := s.meta.GetFile(ctx, path)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
@@ -370,6 +444,9 @@ func (s *Server) Stat(ctx context.Context, req *api.StatRequest) (*api.StatRespo
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
+	if err := s.may(ctx, path, access.Read); err != nil {
+		return nil, err
+	}
 	info, err := s.meta.GetFile(ctx, path)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
@@ -386,15 +463,65 @@ func (s *Server) List(ctx context.Context, req *api.ListRequest) (*api.ListRespo
 	if len(prefix) > dfs.MaxPathLen {
 		return nil, rpc.ToStatus(fmt.Errorf("%w: prefix longer than %d bytes", dfs.ErrBadPath, dfs.MaxPathLen))
 	}
-	l, err := s.meta.List(ctx, prefix, req.Delimiter, req.StartAfter, int(req.Limit))
-	if err != nil {
-		return nil, rpc.ToStatus(err)
+	p := s.caller(ctx)
+	if p.Admin {
+		l, err := s.meta.List(ctx, prefix, req.Delimiter, req.StartAfter, int(req.Limit))
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		return listingToAPI(l), nil
 	}
+	if strings.Contains(prefix, "/") {
+		// One bucket: all of it or nothing.
+		if err := s.may(ctx, prefix, access.Read); err != nil {
+			return nil, err
+		}
+		l, err := s.meta.List(ctx, prefix, req.Delimiter, req.StartAfter, int(req.Limit))
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		return listingToAPI(l), nil
+	}
+	// Across buckets: only what the caller may read, read a bounded number
+	// of pages at a time (the answer says where to go on).
+	if !p.CanAny(access.Read) {
+		return nil, denied(p, "list: it holds the read right on no bucket (dfs bucket allow)")
+	}
+	resp := &api.ListResponse{}
+	after := req.StartAfter
+	for range listPagesPerCall {
+		l, err := s.meta.List(ctx, prefix, req.Delimiter, after, int(req.Limit))
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		for _, pre := range l.Prefixes {
+			if p.Can(pre, access.Read) {
+				resp.Prefixes = append(resp.Prefixes, pre)
+			}
+		}
+		for _, f := range l.Files {
+			if p.Can(f.Path, access.Read) {
+				resp.Files = append(resp.Files, fileToAPI(f))
+			}
+		}
+		resp.Truncated, resp.NextStartAfter, after = l.Truncated, l.Next, l.Next
+		if !l.Truncated || len(resp.Files)+len(resp.Prefixes) > 0 {
+			break
+		}
+	}
+	return resp, nil
+}
+
+// listPagesPerCall bounds the pages one List call reads for a caller who
+// may read only some of the buckets a listing spans.
+const listPagesPerCall = 8
+
+func listingToAPI(l meta.Listing) *api.ListResponse {
 	resp := &api.ListResponse{Prefixes: l.Prefixes, Truncated: l.Truncated, NextStartAfter: l.Next}
 	for _, f := range l.Files {
 		resp.Files = append(resp.Files, fileToAPI(f))
 	}
-	return resp, nil
+	return resp
 }
 
 // Delete implements api.CoordinatorServer. The content and its chunks stay
@@ -403,6 +530,9 @@ func (s *Server) Delete(ctx context.Context, req *api.DeleteRequest) (*api.Delet
 	path, err := dfs.CleanPath(req.Path)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
+	}
+	if err := s.may(ctx, path, access.Write); err != nil {
+		return nil, err
 	}
 	if err := s.meta.DeleteFile(ctx, path); err != nil {
 		return nil, rpc.ToStatus(err)

@@ -60,6 +60,11 @@ type Config struct {
 	// them, allocations fail with ResourceExhausted, and no flood of
 	// allocations can exhaust the coordinator's memory.
 	MaxSessions, MaxSessionChunks, MaxPendingChunks int
+	// MaxKeySessions bounds the upload sessions one access key may hold
+	// open on this coordinator (default 1000), and MaxKeyChunks the chunks
+	// allocated in them (default a quarter of MaxPendingChunks): one user
+	// cannot take every upload slot.
+	MaxKeySessions, MaxKeyChunks int
 	// MaxFileSize is the largest file an upload may make (default 5 TiB,
 	// S3's largest object): its chunks' sizes add up to at most this much
 	// in one session, and a commit of a larger file is refused.
@@ -121,6 +126,12 @@ func (c *Config) fill() {
 	if c.MaxPendingChunks <= 0 {
 		c.MaxPendingChunks = 4 << 20
 	}
+	if c.MaxKeySessions <= 0 {
+		c.MaxKeySessions = 1000
+	}
+	if c.MaxKeyChunks <= 0 {
+		c.MaxKeyChunks = max(1, c.MaxPendingChunks/4)
+	}
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 5 << 40
 	}
@@ -152,8 +163,10 @@ func (c *Config) fill() {
 type Server struct {
 	api.UnimplementedCoordinatorServer
 	api.UnimplementedRegistryServer
+	api.UnimplementedAccessServer
 
 	cfg  Config
+	keys keyCache // access keys read from etcd (access.go)
 	meta *meta.Store
 	log  *slog.Logger
 
@@ -163,7 +176,10 @@ type Server struct {
 	changed  chan struct{}       // closed and replaced when locs grow
 	gen      uint64              // last registration generation
 	sessions map[string]*session // sessions this coordinator opened
-	pending  int                 // chunks allocated in them, together
+	// keySessions and keyChunks count the open sessions and their chunks
+	// by owner (the per-key limits).
+	keySessions, keyChunks map[string]int
+	pending                int // chunks allocated in them, together
 
 	heal healState   // repair, drain and garbage collection (heal.go)
 	hl   healthState // chunk health, kept as it changes (health.go)
@@ -197,14 +213,15 @@ type Server struct {
 func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	cfg.fill()
 	s := &Server{
-		cfg:      cfg,
-		meta:     m,
-		log:      cfg.Logger.With("role", "coordinator"),
-		nodes:    map[dfs.NodeID]*node{},
-		locs:     newLocMap(),
-		changed:  make(chan struct{}),
-		sessions: map[string]*session{},
-		started:  time.Now(),
+		cfg:         cfg,
+		meta:        m,
+		log:         cfg.Logger.With("role", "coordinator"),
+		nodes:       map[dfs.NodeID]*node{},
+		locs:        newLocMap(),
+		changed:     make(chan struct{}),
+		sessions:    map[string]*session{},
+		keySessions: map[string]int{}, keyChunks: map[string]int{},
+		started: time.Now(),
 	}
 	s.heal.init()
 	s.hl.init(cfg.Replicas)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/meta"
 )
 
@@ -64,7 +65,13 @@ func (s *Server) Events(req *api.EventsRequest, stream api.Coordinator_EventsSer
 	if err := stream.SendHeader(metadata.Pairs(EventsOpenHeader, "1")); err != nil {
 		return err
 	}
+	// A key sees the paths it may read; a job event names a content, not
+	// a path.
+	p := s.caller(stream.Context())
 	err := s.meta.WatchChanges(ctx, func(c meta.Change) error {
+		if (c.Kind == meta.FileWritten || c.Kind == meta.FileDeleted) && !p.Monitor && !p.Can(c.File.Path, access.Read) {
+			return nil
+		}
 		ev := &api.Event{Kind: string(c.Kind), UnixNano: c.Time().UnixNano()}
 		switch c.Kind {
 		case meta.FileWritten:

@@ -47,6 +47,7 @@ import (
 
 // session is an open upload session this coordinator knows.
 type session struct {
+	owner   string // who opened it: an access key id, or a certificate's "cert:" name
 	expires time.Time
 	chunks  map[dfs.Hash]struct{} // chunks allocated in it
 	bytes   int64                 // their sizes, added up

@@ -36,16 +36,19 @@ import (
 // missed between the two.
 type hub struct {
 	mu     sync.Mutex
-	subs   map[chan []byte]struct{}
+	subs   map[chan []byte]func(path string) bool // what each may see of paths (nil: all)
 	state  map[string][]byte
 	closed bool
 }
 
-func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}, state: map[string][]byte{}} }
+func newHub() *hub {
+	return &hub{subs: map[chan []byte]func(string) bool{}, state: map[string][]byte{}}
+}
 
 // subscribe returns a channel of formatted messages, starting with the
 // state so far, closed when the subscriber is dropped or the hub closes.
-func (h *hub) subscribe() chan []byte {
+// Messages about a path are sent only if allow (when not nil) says so.
+func (h *hub) subscribe(allow func(path string) bool) chan []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := make(chan []byte, 256+len(h.state))
@@ -61,7 +64,7 @@ func (h *hub) subscribe() chan []byte {
 	for _, k := range keys {
 		ch <- h.state[k]
 	}
-	h.subs[ch] = struct{}{}
+	h.subs[ch] = allow
 	return ch
 }
 
@@ -75,7 +78,7 @@ func (h *hub) setState(key string, msg, keep []byte) {
 	} else {
 		h.state[key] = keep
 	}
-	h.send(msg)
+	h.send(msg, nil)
 }
 
 func (h *hub) unsubscribe(ch chan []byte) {
@@ -101,18 +104,25 @@ func message(kind string, v any) []byte {
 	return []byte(fmt.Sprintf("event: %s\ndata: %s\n\n", kind, data))
 }
 
-func (h *hub) publish(kind string, v any) {
+func (h *hub) publish(kind string, v any) { h.publishPath(kind, nil, v) }
+
+// publishPath publishes a message about *path (if not nil): only the
+// subscribers allowed to see the path get it.
+func (h *hub) publishPath(kind string, path *string, v any) {
 	msg := message(kind, v)
 	if msg == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.send(msg)
+	h.send(msg, path)
 }
 
-func (h *hub) send(msg []byte) {
-	for ch := range h.subs {
+func (h *hub) send(msg []byte, path *string) {
+	for ch, allow := range h.subs {
+		if path != nil && allow != nil && !allow(*path) {
+			continue
+		}
 		select {
 		case ch <- msg:
 		default:
@@ -141,7 +151,12 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	ch := s.hub.subscribe()
+	allow, err := s.readFilter(r.Context())
+	if err != nil {
+		s.clusterError(w, err)
+		return
+	}
+	ch := s.hub.subscribe(allow)
 	defer s.hub.unsubscribe(ch)
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 2000\nevent: hello\ndata: {}\n\n")
@@ -235,9 +250,9 @@ func (s *Server) relayEvents() {
 func (s *Server) publishEvent(ev client.Event) {
 	switch ev.Kind {
 	case client.EventFile:
-		s.hub.publish(ev.Kind, map[string]any{"path": ev.Path, "sha256": ev.Content, "size": ev.Size, "time": ev.Time})
+		s.hub.publishPath(ev.Kind, &ev.Path, map[string]any{"path": ev.Path, "sha256": ev.Content, "size": ev.Size, "time": ev.Time})
 	case client.EventFileDeleted:
-		s.hub.publish(ev.Kind, map[string]any{"path": ev.Path, "time": ev.Time})
+		s.hub.publishPath(ev.Kind, &ev.Path, map[string]any{"path": ev.Path, "time": ev.Time})
 	case client.EventJob:
 		s.hub.publish(ev.Kind, map[string]any{"sha256": ev.Content, "processing": processingOf(ev.Processing), "time": ev.Time})
 	}

@@ -36,7 +36,13 @@ import (
 type Config struct {
 	// Client reaches the cluster. The gateway does not close it.
 	Client *client.Client
-	// Token, if set, is required on every mutating request.
+	// Keys: the cluster runs with certificates, and every API request
+	// needs an access key (auth.go). Token is then unused.
+	Keys bool
+	// SessionTTL is how long a web UI sign-in lasts (default 12h).
+	SessionTTL time.Duration
+	// Token, if set, is required on every mutating request to a gateway
+	// of a cluster run with --insecure.
 	Token string
 	// Public: the gateway serves other hosts' names too. Without it and
 	// without a token, only requests naming a loopback host are served, so
@@ -62,13 +68,14 @@ type Config struct {
 // Server is a gateway: an http.Handler and the goroutines that feed its
 // event stream. Close stops them.
 type Server struct {
-	cfg     Config
-	cl      *client.Client
-	log     *slog.Logger
-	metrics *metrics
-	hub     *hub
-	web     http.Handler
-	origins *http.CrossOriginProtection
+	cfg      Config
+	cl       *client.Client
+	log      *slog.Logger
+	metrics  *metrics
+	hub      *hub
+	web      http.Handler
+	origins  *http.CrossOriginProtection
+	sessions webSessions
 
 	clusterMu  sync.Mutex
 	clusterAt  time.Time
@@ -205,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) route(w *recorder, r *http.Request) string {
 	p := r.URL.EscapedPath()
-	if s.cfg.Token == "" && !s.cfg.Public && !loopbackHost(r.Host) {
+	if s.cfg.Token == "" && !s.cfg.Keys && !s.cfg.Public && !loopbackHost(r.Host) {
 		writeError(w, http.StatusMisdirectedRequest, fmt.Errorf("this gateway serves loopback names only, not %q (start it with a token to serve others)", clip(r.Host)))
 		return "wrong-host"
 	}
@@ -216,7 +223,14 @@ func (s *Server) route(w *recorder, r *http.Request) string {
 		writeError(w, http.StatusForbidden, fmt.Errorf("cross-origin request refused: %v", err))
 		return "cross-origin"
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+	if s.cfg.Keys && needsKey(p) {
+		c, err := s.authenticate(r)
+		if err != nil {
+			unauthorized(w, err)
+			return "unauthorized"
+		}
+		r = r.WithContext(c.ctx)
+	} else if !s.cfg.Keys && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dfs"`)
 			writeError(w, http.StatusUnauthorized, errors.New("this gateway needs an API token: send Authorization: Bearer <token>"))
@@ -247,6 +261,9 @@ func (s *Server) route(w *recorder, r *http.Request) string {
 	case p == "/api/v1/cluster":
 		methods(w, r, s.serveCluster, http.MethodGet)
 		return "cluster"
+	case p == "/api/v1/session":
+		s.serveSession(w, r)
+		return "session"
 	case p == "/api/v1/info":
 		methods(w, r, s.serveInfo, http.MethodGet)
 		return "info"
@@ -307,7 +324,14 @@ func methods(w http.ResponseWriter, r *http.Request, h http.HandlerFunc, allowed
 }
 
 func (s *Server) serveInfo(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"auth_required": s.cfg.Token != "", "max_path_bytes": dfs.MaxPathLen})
+	mode := "none"
+	switch {
+	case s.cfg.Keys:
+		mode = "key"
+	case s.cfg.Token != "":
+		mode = "token"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"auth_required": mode != "none", "auth": mode, "max_path_bytes": dfs.MaxPathLen})
 }
 
 // serveReady answers 200 once the cluster answers and has a live datanode.
@@ -356,6 +380,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, dfs.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, dfs.ErrDenied):
+		return http.StatusForbidden
 	case errors.Is(err, dfs.ErrNoSpace):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, dfs.ErrUnavailable):

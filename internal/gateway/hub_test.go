@@ -10,7 +10,7 @@ import (
 // than holding up the others; one that reads gets every message in order.
 func TestHubDropsSlowSubscriber(t *testing.T) {
 	h := newHub()
-	slow, fast := h.subscribe(), h.subscribe()
+	slow, fast := h.subscribe(nil), h.subscribe(nil)
 	got := 0
 	for i := range 1000 {
 		h.publish("n", map[string]int{"i": i})
@@ -39,7 +39,7 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 	if _, ok := <-fast; ok {
 		t.Fatal("close left a subscriber open")
 	}
-	if _, ok := <-h.subscribe(); ok {
+	if _, ok := <-h.subscribe(nil); ok {
 		t.Fatal("a closed hub took a subscriber")
 	}
 }

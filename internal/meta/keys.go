@@ -46,6 +46,8 @@ import (
 //	                                        on a cluster written before them,
 //	                                        until the leader rebuilt them
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
+//	<root>/v1/access-keys/<key id>          AccessKeyRecord: a user's access key, its
+//	                                        secret and its grants per bucket
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
 //	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing still to
@@ -171,6 +173,12 @@ func (s Schema) NodesPrefix() string { return s.root + "nodes/" }
 
 // Node is the key of a datanode's record.
 func (s Schema) Node(id dfs.NodeID) string { return s.NodesPrefix() + string(id) }
+
+// AccessKeysPrefix holds the access keys.
+func (s Schema) AccessKeysPrefix() string { return s.root + "access-keys/" }
+
+// AccessKey is the key of an access key's record.
+func (s Schema) AccessKey(id string) string { return s.AccessKeysPrefix() + id }
 
 // SessionsPrefix holds open upload sessions.
 func (s Schema) SessionsPrefix() string { return s.root + "sessions/" }

@@ -289,6 +289,9 @@ func ClientTLS(cas *x509.CertPool) *tls.Config {
 type Peer struct {
 	Name  string   // the certificate's common name
 	Roles []string // a node's roles; none for a client
+	// Client is set for a client certificate (made by 'dfs certs
+	// create-client'): the cluster's operator, an admin.
+	Client bool
 	// Key identifies the certificate's public key: the hex SHA-256 of its
 	// SubjectPublicKeyInfo, as in key pinning.
 	Key string
@@ -304,8 +307,8 @@ func PeerOf(st *tls.ConnectionState) (Peer, bool) {
 		return Peer{}, false
 	}
 	leaf := st.VerifiedChains[0][0]
-	p := Peer{Name: leaf.Subject.CommonName, Key: KeyID(leaf)}
-	if !slices.Contains(leaf.Subject.OrganizationalUnit, clientOU) {
+	p := Peer{Name: leaf.Subject.CommonName, Key: KeyID(leaf), Client: slices.Contains(leaf.Subject.OrganizationalUnit, clientOU)}
+	if !p.Client {
 		for _, r := range leaf.Subject.OrganizationalUnit {
 			if slices.Contains(AllRoles, r) {
 				p.Roles = append(p.Roles, r)

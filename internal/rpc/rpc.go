@@ -39,12 +39,12 @@ func Dial(addr string) (*grpc.ClientConn, error) { return DialTLS(addr, nil) }
 
 // DialTLS returns a client connection to addr over TLS with tc, or in plain
 // text if tc is nil.
-func DialTLS(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
+func DialTLS(addr string, tc *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	conn, err := grpc.NewClient(addr,
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage), grpc.MaxCallSendMsgSize(MaxMessage)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -54,7 +54,7 @@ func DialTLS(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
 			MinConnectTimeout: 3 * time.Second}),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -193,6 +193,8 @@ func ToStatus(err error) error {
 		code = codes.ResourceExhausted
 	case errors.Is(err, dfs.ErrConflict), errors.Is(err, dfs.ErrHashMismatch), errors.Is(err, dfs.ErrFenced), errors.Is(err, dfs.ErrNotLeader):
 		code = codes.FailedPrecondition
+	case errors.Is(err, dfs.ErrDenied):
+		code = codes.PermissionDenied
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -228,6 +230,8 @@ func FromStatus(err error) error {
 		kind = dfs.ErrNoSpace
 	case codes.FailedPrecondition:
 		kind = dfs.ErrConflict
+	case codes.PermissionDenied, codes.Unauthenticated:
+		kind = dfs.ErrDenied
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
 	case codes.Canceled:

@@ -216,6 +216,7 @@ func (c *cluster) launch(t *testing.T) {
 			t.Fatal(err)
 		}
 		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http))
+		c.importSuiteKey(t)
 		c.waitNodes(t, 3, nil)
 	case topoHA:
 		var cs []*proc
@@ -233,6 +234,7 @@ func (c *cluster) launch(t *testing.T) {
 		for _, p := range dns {
 			ready(p)
 		}
+		c.importSuiteKey(t)
 		c.waitNodes(t, len(c.dnAddrs), nil)
 	case topoSeparate:
 		coordArgs := []string{"coordinator", "--etcd-embed", "--data", filepath.Join(c.dir, "coordinator"), "--grpc", c.coord,
@@ -250,9 +252,22 @@ func (c *cluster) launch(t *testing.T) {
 		for _, p := range dns {
 			ready(p)
 		}
+		c.importSuiteKey(t)
 		c.waitNodes(t, len(c.dnAddrs), nil)
 	default:
 		t.Fatalf("unknown topology %q", c.spec.topo)
+	}
+}
+
+// importSuiteKey stores the suite's admin access key (the one its client
+// configuration names) in the cluster, as an operator does with the node
+// certificate (dfs key import --certs-dir, from DFS_CERTS_DIR). A cluster
+// that holds it already (a restart) answers that it exists.
+func (c *cluster) importSuiteKey(t *testing.T) {
+	t.Helper()
+	r := runDFS(t, cmdTimeout, nil, nil, "key", "import", "--coordinator", c.coord, "--admin", "--secret-file", suiteSecretFile, "suite admin", suiteKeyID)
+	if r.code != 0 && !strings.Contains(r.stderr, "exists") {
+		t.Fatalf("import the suite's access key: %s", r)
 	}
 }
 

@@ -244,7 +244,7 @@ func (c *cluster) uploadMany(t *testing.T, n int, tag string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := client.New(client.Config{Coordinators: []string{c.coord}, TLS: pki.ClientTLS(cas)})
+	cli, err := client.New(client.Config{Coordinators: []string{c.coord}, TLS: pki.ClientTLS(cas), AccessKeyID: suiteKeyID, SecretAccessKey: suiteSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

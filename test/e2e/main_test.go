@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/pki"
 )
 
@@ -101,6 +102,10 @@ func skipShort(t *testing.T) {
 // a home directory for the processes.
 var suiteCerts, suiteConfig, suiteHome string
 
+// The suite's admin access key, which every cluster is given at start
+// (importSuiteKey) and the suite's client configuration names.
+var suiteKeyID, suiteSecret, suiteSecretFile string
+
 func makeSuiteCerts(dir string) error {
 	suiteCerts = filepath.Join(dir, "certs")
 	suiteConfig = filepath.Join(dir, "client.conf")
@@ -118,7 +123,13 @@ func makeSuiteCerts(dir string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(map[string]any{"coordinators": []string{"127.0.0.1:9400"}, "ca": string(ca)})
+	suiteKeyID, suiteSecret = access.NewKey()
+	suiteSecretFile = filepath.Join(dir, "suite.secret")
+	if err := os.WriteFile(suiteSecretFile, []byte(suiteSecret+"\n"), 0o600); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]any{"coordinators": []string{"127.0.0.1:9400"}, "ca": string(ca),
+		"access_key_id": suiteKeyID, "secret_access_key": suiteSecret})
 	return os.WriteFile(suiteConfig, b, 0o600)
 }
 

@@ -65,15 +65,25 @@ function toast(msg, isError) {
 
 // ---------------------------------------------------------------- auth
 
+// A gateway asks for one of: nothing (a loopback test gateway), an API
+// token on changes (a cluster run with --insecure), or a signed-in access
+// key on every call (a secure cluster: the session is an HttpOnly cookie).
 const auth = {
-  required: false,
+  mode: "none",
+  user: null, // who is signed in, in "key" mode
   get token() { return localStorage.getItem("dfs-token") || ""; },
   set token(v) { v ? localStorage.setItem("dfs-token", v) : localStorage.removeItem("dfs-token"); },
-  header() { return this.token ? { Authorization: "Bearer " + this.token } : {}; },
-  // ensure asks for the token when the gateway needs one and none is kept.
+  header() { return this.mode === "token" && this.token ? { Authorization: "Bearer " + this.token } : {}; },
+  // ensure asks for what the gateway needs when none is kept.
   async ensure() {
-    if (!this.required || this.token) return true;
+    if (this.mode === "key") return !!this.user || this.signIn();
+    if (this.mode !== "token" || this.token) return true;
     return this.ask();
+  },
+  // refused is called on a 401: ask again, and say whether to retry.
+  async refused(message) {
+    if (this.mode === "key") { this.user = null; updateTokenButton(); return this.signIn(message); }
+    return this.ask(message || "The token was refused. Enter the gateway's API token.");
   },
   async ask(message) {
     const v = await promptDialog({
@@ -86,12 +96,56 @@ const auth = {
     updateTokenButton();
     return !!this.token;
   },
+  // signIn shows the sign-in dialog until a key is accepted or the user
+  // cancels.
+  async signIn(message) {
+    const d = $("#signin-dialog");
+    const err = $("#signin-error");
+    err.hidden = !message;
+    err.textContent = message || "";
+    for (;;) {
+      d.returnValue = "";
+      d.showModal();
+      $("#signin-id").focus();
+      const ok = await new Promise((resolve) => d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true }));
+      if (!ok) return false;
+      const body = JSON.stringify({ access_key_id: $("#signin-id").value.trim(), secret_access_key: $("#signin-secret").value });
+      let res, data = {};
+      try {
+        res = await fetch(API + "/session", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+        data = await res.json().catch(() => ({}));
+      } catch {
+        err.textContent = "The gateway did not answer.";
+        err.hidden = false;
+        continue;
+      }
+      if (res.ok) {
+        $("#signin-secret").value = "";
+        this.user = data;
+        updateTokenButton();
+        toast("Signed in as " + data.name);
+        reconnect();
+        return true;
+      }
+      err.textContent = data.error || res.statusText;
+      err.hidden = false;
+    }
+  },
+  async signOut() {
+    await fetch(API + "/session", { method: "DELETE" }).catch(() => {});
+    if (events) events.close();
+    this.user = null;
+    updateTokenButton();
+    toast("Signed out");
+    route();
+  },
 };
 
 function updateTokenButton() {
   const b = $("#token-button");
-  b.hidden = !auth.required;
-  b.textContent = auth.token ? "Forget token" : "Enter token";
+  b.hidden = auth.mode === "none";
+  if (auth.mode === "key") b.textContent = auth.user ? "Sign out " + auth.user.name : "Sign in";
+  else b.textContent = auth.token ? "Forget token" : "Enter token";
 }
 
 // api calls the REST API and returns the decoded JSON, or throws an Error
@@ -99,7 +153,7 @@ function updateTokenButton() {
 async function api(method, path, opts = {}) {
   for (let attempt = 0; ; attempt++) {
     const res = await fetch(API + path, { method, headers: { ...auth.header(), ...(opts.headers || {}) }, body: opts.body });
-    if (res.status === 401 && attempt === 0 && await auth.ask("The token was refused. Enter the gateway's API token.")) continue;
+    if (res.status === 401 && attempt === 0 && await auth.refused()) continue;
     const text = await res.text();
     let data = {};
     try { data = text ? JSON.parse(text) : {}; } catch { data = { error: text }; }
@@ -381,7 +435,7 @@ function send(u) {
     xhr.onload = async () => {
       let data = {};
       try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
-      if (xhr.status === 401 && !u.retried && await auth.ask("The token was refused. Enter the gateway's API token.")) {
+      if (xhr.status === 401 && !u.retried && await auth.refused()) {
         u.retried = true;
         u.state = "waiting";
         resolve();
@@ -567,9 +621,17 @@ setInterval(() => {
 // ---------------------------------------------------------------- events
 
 let connectedOnce = false;
+let events = null;
+
+// reconnect opens the event stream again if it has closed for good (a
+// stream refused before sign-in is not retried by the browser).
+function reconnect() {
+  if (!events || events.readyState === EventSource.CLOSED) connect();
+}
 
 function connect() {
   const es = new EventSource(API + "/events");
+  events = es;
   const live = $("#live");
   es.addEventListener("hello", () => {
     live.classList.add("on");
@@ -644,7 +706,10 @@ function wire() {
     if (await deleteFile(path)) location.hash = filesHref(dirName(path));
   });
   $("#token-button").addEventListener("click", async () => {
-    if (auth.token) { auth.token = ""; updateTokenButton(); toast("Token forgotten"); }
+    if (auth.mode === "key") {
+      if (auth.user) await auth.signOut();
+      else if (await auth.signIn()) route();
+    } else if (auth.token) { auth.token = ""; updateTokenButton(); toast("Token forgotten"); }
     else await auth.ask();
   });
 
@@ -668,11 +733,16 @@ async function main() {
   wire();
   try {
     const info = await api("GET", "/info");
-    auth.required = !!info.auth_required;
+    auth.mode = info.auth || (info.auth_required ? "token" : "none");
   } catch { /* the gateway will say so on each call */ }
+  if (auth.mode === "key") {
+    const res = await fetch(API + "/session").catch(() => null);
+    if (res && res.ok) auth.user = await res.json();
+  }
   updateTokenButton();
+  if (auth.mode === "key" && !auth.user) await auth.signIn();
   route();
-  connect();
+  reconnect();
 }
 
 main();

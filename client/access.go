@@ -1,0 +1,147 @@
+package client
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/access"
+)
+
+// Rights on a bucket, a bit set: what AccessKey.Grants holds and SetGrant
+// takes.
+const (
+	RightRead  = uint32(access.Read)  // stat, list and read files
+	RightWrite = uint32(access.Write) // put and delete files
+	RightOwner = uint32(access.Owner) // grant and revoke rights on the bucket
+)
+
+// AccessKey is an access key: an id, a name, and what it may do. Secret is
+// set only by CreateKey.
+type AccessKey struct {
+	ID      string            `json:"access_key_id"`
+	Secret  string            `json:"secret_access_key,omitempty"`
+	Name    string            `json:"name"`
+	Admin   bool              `json:"admin"`
+	Created time.Time         `json:"created"`
+	Grants  map[string]string `json:"grants"` // bucket -> "read,write,owner"
+	// Certificate: WhoAmI was answered for a cluster certificate, not a
+	// key.
+	Certificate bool `json:"certificate,omitempty"`
+	rights      map[string]uint32
+}
+
+// Rights returns the rights the key holds on bucket.
+func (k AccessKey) Rights(bucket string) uint32 { return k.rights[bucket] }
+
+// Buckets returns the buckets the key holds a grant on, sorted.
+func (k AccessKey) Buckets() []string {
+	out := make([]string, 0, len(k.rights))
+	for b := range k.rights {
+		out = append(out, b)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func keyFromAPI(a *api.AccessKey) AccessKey {
+	k := AccessKey{ID: a.AccessKeyId, Secret: a.SecretAccessKey, Name: a.Name, Admin: a.Admin, Certificate: a.Certificate,
+		Grants: map[string]string{}, rights: map[string]uint32{}}
+	if a.CreatedUnixNano != 0 {
+		k.Created = time.Unix(0, a.CreatedUnixNano)
+	}
+	for b, r := range a.Grants {
+		k.Grants[b] = access.Rights(r).String()
+		k.rights[b] = r
+	}
+	return k
+}
+
+// ActAs returns a context whose calls a gateway makes for the user of key
+// id, whom it has authenticated itself (a signed-in user, a signed S3
+// request). Only a gateway's certificate may act for a key.
+func ActAs(ctx context.Context, id string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, access.ActAsHeader, id)
+}
+
+// WhoAmI says who the client is to the cluster and what it may do.
+func (c *Client) WhoAmI(ctx context.Context) (AccessKey, error) {
+	var resp *api.AccessKey
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].WhoAmI(ctx, &api.WhoAmIRequest{})
+		return err
+	})
+	if err != nil {
+		return AccessKey{}, err
+	}
+	return keyFromAPI(resp), nil
+}
+
+// CreateKey makes a new access key (an admin's call). The answer is the
+// only one that carries the key's secret.
+func (c *Client) CreateKey(ctx context.Context, name string, admin bool) (AccessKey, error) {
+	return c.ImportKey(ctx, name, admin, "", "")
+}
+
+// ImportKey stores an access key made elsewhere (another store's, say)
+// with its id and secret (an admin's call).
+func (c *Client) ImportKey(ctx context.Context, name string, admin bool, id, secret string) (AccessKey, error) {
+	var resp *api.AccessKey
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].CreateKey(ctx, &api.CreateKeyRequest{Name: name, Admin: admin, AccessKeyId: id, SecretAccessKey: secret})
+		return err
+	})
+	if err != nil {
+		return AccessKey{}, err
+	}
+	return keyFromAPI(resp), nil
+}
+
+// ListKeys lists the access keys, without secrets (an admin's call).
+func (c *Client) ListKeys(ctx context.Context) ([]AccessKey, error) {
+	var resp *api.ListKeysResponse
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].ListKeys(ctx, &api.ListKeysRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AccessKey, 0, len(resp.Keys))
+	for _, k := range resp.Keys {
+		out = append(out, keyFromAPI(k))
+	}
+	return out, nil
+}
+
+// DeleteKey deletes an access key (an admin's call).
+func (c *Client) DeleteKey(ctx context.Context, id string) error {
+	return c.try(ctx, func(k int) error {
+		_, err := c.access[k].DeleteKey(ctx, &api.DeleteKeyRequest{AccessKeyId: id})
+		return err
+	})
+}
+
+// SetGrant adds the rights allow to those key id holds on bucket and
+// removes the rights deny: an admin's call, or the bucket's owner's.
+func (c *Client) SetGrant(ctx context.Context, id, bucket string, allow, deny uint32) (AccessKey, error) {
+	var resp *api.AccessKey
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].SetGrant(ctx, &api.SetGrantRequest{AccessKeyId: id, Bucket: bucket, Allow: allow, Deny: deny})
+		return err
+	})
+	if err != nil {
+		return AccessKey{}, err
+	}
+	return keyFromAPI(resp), nil
+}
+
+// WithKey returns a context whose calls are made with access key id and
+// its secret, whatever the client's own credentials: a gateway passing on
+// a request's key.
+func WithKey(ctx context.Context, id, secret string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, access.KeyIDHeader, id, access.SecretHeader, secret)
+}
