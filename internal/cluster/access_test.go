@@ -3,8 +3,8 @@ package cluster_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"path/filepath"
