@@ -114,6 +114,9 @@ var (
 	// ErrDenied: the caller is not authenticated, or not allowed to do
 	// what it asked.
 	ErrDenied = errors.New("access denied")
+	// ErrUnauthenticated: the caller did not prove who it is (no key, or
+	// a wrong one). It is also an ErrDenied.
+	ErrUnauthenticated = fmt.Errorf("%w: not authenticated", ErrDenied)
 )
 
 // MaxPathLen is the longest path, in bytes, that dfs stores.

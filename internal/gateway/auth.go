@@ -133,9 +133,6 @@ func needsKey(p string) bool {
 }
 
 func unauthorized(w http.ResponseWriter, err error) {
-	// Not "Basic": a browser would put up its own sign-in box over the
-	// web UI's.
-	w.Header().Set("WWW-Authenticate", `DFS-Key realm="dfs"`)
 	writeError(w, http.StatusUnauthorized, err)
 }
 

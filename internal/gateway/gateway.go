@@ -368,6 +368,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeError answers {"error": "..."} with code.
 func writeError(w http.ResponseWriter, code int, err error) {
+	if code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		// Not "Basic": a browser would put up its own sign-in box over
+		// the web UI's.
+		w.Header().Set("WWW-Authenticate", `DFS-Key realm="dfs"`)
+	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
@@ -380,6 +385,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, dfs.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, dfs.ErrUnauthenticated):
+		return http.StatusUnauthorized
 	case errors.Is(err, dfs.ErrDenied):
 		return http.StatusForbidden
 	case errors.Is(err, dfs.ErrNoSpace):

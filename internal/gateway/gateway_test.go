@@ -629,9 +629,16 @@ type event struct {
 	data []byte
 }
 
-func (e *env) events(t *testing.T) *sse {
+func (e *env) events(t *testing.T, hdr ...string) *sse {
 	t.Helper()
-	resp, err := e.srv.Client().Get(e.srv.URL + "/api/v1/events")
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -230,8 +230,10 @@ func FromStatus(err error) error {
 		kind = dfs.ErrNoSpace
 	case codes.FailedPrecondition:
 		kind = dfs.ErrConflict
-	case codes.PermissionDenied, codes.Unauthenticated:
+	case codes.PermissionDenied:
 		kind = dfs.ErrDenied
+	case codes.Unauthenticated:
+		kind = dfs.ErrUnauthenticated
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: %w", st.Message(), context.DeadlineExceeded)
 	case codes.Canceled:
