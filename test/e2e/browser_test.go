@@ -65,7 +65,8 @@ func artifactDir(t *testing.T) string {
 // two uploads through the page's file picker (the second with the first's
 // bytes), their statuses, a download compared byte for byte, the detail
 // view, a delete, and the cluster view with three live nodes; then, on a
-// separate dfs gateway with an API token, a delete that asks for it.
+// separate dfs gateway, a reader key whose delete is refused, and the
+// admin's that goes through.
 func TestBrowser(t *testing.T) {
 	skipShort(t)
 	chromium := chromiumPath(t)
@@ -134,8 +135,20 @@ func TestBrowser(t *testing.T) {
 		return fmt.Sprintf(`document.querySelector('#uploads li[data-path=%q] .status .pill')?.dataset.state`, path)
 	}
 
-	// The first page, with its event stream connected.
+	// The first page asks to sign in: a wrong secret is refused in the
+	// dialog, the suite's admin key is taken.
+	signIn := func(id, secret string) {
+		t.Helper()
+		waitJS("the sign-in dialog", `document.querySelector('#signin-dialog').open`)
+		step("enter an access key", chromedp.Evaluate[chromedp.Void](`document.querySelector('#signin-id').value = ""; document.querySelector('#signin-secret').value = ""`),
+			chromedp.SendKeys("#signin-id", id), chromedp.SendKeys("#signin-secret", secret), chromedp.Click("#signin-ok"))
+	}
 	step("open the web UI", chromedp.Navigate(base+"/"), chromedp.WaitReady("#file-input"))
+	signIn(suiteKeyID, "not-the-secret-of-this-key")
+	waitJS("a refused sign-in says so", `!document.querySelector('#signin-error').hidden && document.querySelector('#signin-dialog').open`)
+	shot("sign-in.png")
+	signIn(suiteKeyID, suiteSecret)
+	waitJS("signed in", `!document.querySelector('#signin-dialog').open && document.querySelector('#token-button').textContent.startsWith("Sign out")`)
 	waitJS("the live event stream", `document.querySelector('#live').classList.contains('on')`)
 	step("empty folder", chromedp.WaitVisible("#files-empty"))
 
@@ -206,7 +219,7 @@ func TestBrowser(t *testing.T) {
 	step("delete the copy", chromedp.Click(`#files tr[data-path="copy-of-report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
 	waitJS("the copy gone from the list", `!document.querySelector('#files tr[data-path="copy-of-report.bin"]') && !!document.querySelector('#files tr[data-path="report.bin"]')`)
 	for path, code := range map[string]int{"copy-of-report.bin": http.StatusNotFound, "report.bin": http.StatusOK} {
-		resp, err := http.Head(base + "/api/v1/files/" + path)
+		resp, err := headAs(base+"/api/v1/files/"+path, suiteKeyID, suiteSecret)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,10 +241,16 @@ func TestBrowser(t *testing.T) {
 	step("phone cluster view", chromedp.Click("#nav-cluster"), chromedp.WaitVisible(`#nodes tbody tr`))
 	shot("cluster-phone.png")
 
-	// A separate dfs gateway with an API token: the page asks for the
-	// token before a delete, and asks again when it is refused.
+	// A separate dfs gateway, and a key that may only read report.bin (a
+	// file at the root is its own bucket): its delete is refused and the
+	// file stays; signed in again as the admin, the delete goes through.
+	reader := decodeJSON[struct {
+		ID     string `json:"access_key_id"`
+		Secret string `json:"secret_access_key"`
+	}](t, c.mustDFS(t, "key", "create", "--json", "reader"))
+	c.mustDFS(t, "bucket", "allow", "--read", "report.bin", reader.ID)
 	gwAddr := c.pickAddr(t)
-	gw, err := startProcEnv(filepath.Join(c.dir, "logs"), "gateway", []string{"DFS_API_TOKEN=s3cret"}, "gateway", "--coordinator", c.coord, "--http", gwAddr)
+	gw, err := startProc(filepath.Join(c.dir, "logs"), "gateway", "gateway", "--coordinator", c.coord, "--http", gwAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,31 +263,51 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("%v\n%s", err, gw.logTail(20))
 	}
 	step("desktop viewport", chromedp.EmulateViewport(1280, 900))
-	step("open the gateway with a token", chromedp.Navigate("http://"+gwAddr+"/#/files/"), chromedp.WaitVisible(`#files tr[data-path="report.bin"]`), chromedp.WaitVisible("#token-button"))
-	prompt := func(textHas, token string) {
-		t.Helper()
-		waitJS("the token prompt", `document.querySelector('#prompt-dialog').open && document.querySelector('#prompt-text').textContent.includes(`+fmt.Sprintf("%q", textHas)+`)`)
-		step("enter a token", chromedp.SendKeys("#prompt-input", token), chromedp.Click("#prompt-ok"))
+	step("open the second gateway", chromedp.Navigate("http://"+gwAddr+"/#/files/"))
+	signIn(reader.ID, reader.Secret)
+	step("the reader sees report.bin", chromedp.WaitVisible(`#files tr[data-path="report.bin"]`))
+	step("the reader deletes", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	waitJS("the refusal shown", `[...document.querySelectorAll('.toast.error')].some(e => e.textContent.includes("may not write"))`)
+	if resp, err := headAs(base+"/api/v1/files/report.bin", suiteKeyID, suiteSecret); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the reader's delete, HEAD report.bin: %v %v, want 200", resp, err)
 	}
-	step("delete with a token gateway", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
-	prompt("needs its API token", "wrong")
-	prompt("refused", "s3cret")
-	waitJS("report.bin deleted with the token", `!document.querySelector('#files tr[data-path="report.bin"]')`)
-	resp, err := http.Head(base + "/api/v1/files/report.bin")
+	step("sign out", chromedp.Click("#token-button"))
+	waitJS("signed out", `document.querySelector('#token-button').textContent === "Sign in"`)
+	step("sign in again", chromedp.Click("#token-button"))
+	signIn(suiteKeyID, suiteSecret)
+	step("the admin sees report.bin", chromedp.WaitVisible(`#files tr[data-path="report.bin"]`))
+	step("the admin deletes", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	waitJS("report.bin deleted", `!document.querySelector('#files tr[data-path="report.bin"]')`)
+	resp, err := headAs(base+"/api/v1/files/report.bin", suiteKeyID, suiteSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("after the delete with the token, HEAD report.bin: %d, want 404", resp.StatusCode)
+		t.Fatalf("after the admin's delete, HEAD report.bin: %d, want 404", resp.StatusCode)
 	}
 
 	if t.Failed() {
 		return
 	}
-	for _, name := range []string{"files.png", "detail.png", "cluster.png", "files-phone.png", "cluster-phone.png"} {
+	for _, name := range []string{"sign-in.png", "files.png", "detail.png", "cluster.png", "files-phone.png", "cluster-phone.png"} {
 		if fi, err := os.Stat(filepath.Join(art, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s: %v", name, errors.Join(err, fmt.Errorf("empty")))
 		}
 	}
+}
+
+// headAs sends a HEAD request with an access key (HTTP basic
+// authentication).
+func headAs(url, id, secret string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodHead, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return resp, nil
 }
