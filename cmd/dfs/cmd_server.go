@@ -249,6 +249,8 @@ type coordinatorFlags struct {
 	repairInterval        time.Duration
 	gcInterval, gcGrace   time.Duration
 	electionTTL           time.Duration
+	maxKeySessions        int
+	maxKeyChunks          int
 }
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
@@ -261,6 +263,8 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.repairInterval, "repair-interval", 10*time.Second, "time between scans for under-replicated chunks")
 	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "time between garbage collections")
 	f.DurationVar(&c.gcGrace, "gc-grace", time.Hour, "how old unreferenced data must be before it is collected")
+	f.IntVar(&c.maxKeySessions, "max-key-sessions", 1000, "open uploads one access key may hold on a coordinator")
+	f.IntVar(&c.maxKeyChunks, "max-key-chunks", 1<<20, "chunks allocated in one access key's open uploads on a coordinator")
 	f.DurationVar(&c.electionTTL, "election-ttl", 5*time.Second, "lease of the leader's election key: a leader silent this long is replaced (whole seconds, at least 1s)")
 }
 
@@ -279,5 +283,7 @@ func (c *coordinatorFlags) config() (coordinator.Config, error) {
 		GCInterval:     c.gcInterval,
 		GCGrace:        c.gcGrace,
 		ElectionTTL:    c.electionTTL,
+		MaxKeySessions: c.maxKeySessions,
+		MaxKeyChunks:   c.maxKeyChunks,
 	}, nil
 }

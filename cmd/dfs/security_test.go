@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -66,6 +67,51 @@ func TestSecureByDefault(t *testing.T) {
 	err = runDFS(t, "ls", "--config", bad)
 	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "does not parse") {
 		t.Fatalf("ls with a broken CA: %v (exit %d)", err, exitCode(err))
+	}
+}
+
+// A client command needs an access key: from the configuration, or both
+// DFS_ACCESS_KEY_ID and DFS_SECRET_ACCESS_KEY, which replace it; without
+// one it says how to get one (exit 5), before dialling anything.
+func TestClientNeedsAKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := runDFS(t, "certs", "create-ca", "--certs-dir", dir); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, pki.CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "conf")
+	write := func(extra string) {
+		b, _ := json.Marshal(string(ca))
+		os.WriteFile(conf, []byte(`{"coordinators":["127.0.0.1:1"],"ca":`+string(b)+extra+`}`), 0o600)
+	}
+	write("")
+	t.Setenv("DFS_ACCESS_KEY_ID", "")
+	os.Unsetenv("DFS_ACCESS_KEY_ID")
+	err = runDFS(t, "ls", "--config", conf)
+	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "DFS_ACCESS_KEY_ID") || !strings.Contains(err.Error(), "dfs key create") {
+		t.Fatalf("ls without a key: %v (exit %d)", err, exitCode(err))
+	}
+	t.Setenv("DFS_ACCESS_KEY_ID", "DKAAAAAAAAAAAAAAAAAA")
+	err = runDFS(t, "ls", "--config", conf)
+	if exitCode(err) != exitAuth || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("ls with a key id and no secret: %v (exit %d)", err, exitCode(err))
+	}
+	g := &globals{config: conf}
+	cmd := newLsCmd(g)
+	t.Setenv("DFS_SECRET_ACCESS_KEY", "from-the-environment")
+	write(`,"access_key_id":"DKBBBBBBBBBBBBBBBBBB","secret_access_key":"from-the-file"`)
+	cfg, err := g.clientSetup(cmd)
+	if err != nil || cfg.AccessKeyID != "DKAAAAAAAAAAAAAAAAAA" || cfg.SecretAccessKey != "from-the-environment" || cfg.TLS == nil {
+		t.Fatalf("the environment's key over the file's: %+v, %v", cfg, err)
+	}
+	os.Unsetenv("DFS_ACCESS_KEY_ID")
+	os.Unsetenv("DFS_SECRET_ACCESS_KEY")
+	cfg, err = g.clientSetup(cmd)
+	if err != nil || cfg.AccessKeyID != "DKBBBBBBBBBBBBBBBBBB" || cfg.SecretAccessKey != "from-the-file" {
+		t.Fatalf("the file's key: %+v, %v", cfg, err)
 	}
 }
 
