@@ -198,6 +198,9 @@ type ChunkLocation struct {
 	ChunkRef
 	Offset   int64     `json:"offset"`
 	Replicas []Replica `json:"replicas"`
+	// Token is the capability token a GET of the chunk carries, from the
+	// coordinator's lookup.
+	Token string `json:"-"`
 }
 
 // NodeState is a datanode's state as the coordinator sees it.

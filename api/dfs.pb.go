@@ -215,7 +215,10 @@ type Placement struct {
 	Chain []*Node                `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // write to chain[0], which forwards along the chain
 	// How many nodes of the chain must store it. 0: the chunk already has
 	// enough copies and this is a best-effort top-up.
-	Need          int32 `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`
+	Need int32 `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`
+	// The capability token the PUT to chain[0] carries (X-Dfs-Token), for
+	// this chunk and this chain; empty on a cluster run with --insecure.
+	Token         string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +279,13 @@ func (x *Placement) GetNeed() int32 {
 		return x.Need
 	}
 	return 0
+}
+
+func (x *Placement) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
 }
 
 type AllocateResponse struct {
@@ -639,11 +649,14 @@ func (x *FileInfo) GetModifiedUnixNano() int64 {
 }
 
 type ChunkLocation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Nodes         []string               `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"` // ids into LookupResponse.nodes, live first
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Hash   []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Size   int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Offset int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Nodes  []string               `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"` // ids into LookupResponse.nodes, live first
+	// The capability token a GET of the chunk carries (X-Dfs-Token);
+	// empty on a cluster run with --insecure.
+	Token         string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -704,6 +717,13 @@ func (x *ChunkLocation) GetNodes() []string {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *ChunkLocation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
 }
 
 type LookupRequest struct {
@@ -1668,7 +1688,11 @@ type RegisterResponse struct {
 	FullReport bool `protobuf:"varint,3,opt,name=full_report,json=fullReport,proto3" json:"full_report,omitempty"`
 	// The cluster's replication factor: a chunk PUT's chain names at most
 	// replicas-1 further nodes.
-	Replicas      int32 `protobuf:"varint,4,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Replicas int32 `protobuf:"varint,4,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// The key capability tokens are made with, and its id: the node serves
+	// clients' chunk PUTs and GETs only with a token it checks with it.
+	TokenKey      []byte `protobuf:"bytes,5,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
+	TokenKeyId    uint32 `protobuf:"varint,6,opt,name=token_key_id,json=tokenKeyId,proto3" json:"token_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1727,6 +1751,20 @@ func (x *RegisterResponse) GetFullReport() bool {
 func (x *RegisterResponse) GetReplicas() int32 {
 	if x != nil {
 		return x.Replicas
+	}
+	return 0
+}
+
+func (x *RegisterResponse) GetTokenKey() []byte {
+	if x != nil {
+		return x.TokenKey
+	}
+	return nil
+}
+
+func (x *RegisterResponse) GetTokenKeyId() uint32 {
+	if x != nil {
+		return x.TokenKeyId
 	}
 	return 0
 }
@@ -4412,12 +4450,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12)\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x11.dfs.v1.ChunkSpecR\x06chunks\x12\x18\n" +
-	"\aexclude\x18\x03 \x03(\tR\aexclude\"k\n" +
+	"\aexclude\x18\x03 \x03(\tR\aexclude\"\x81\x01\n" +
 	"\tPlacement\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04have\x18\x02 \x01(\bR\x04have\x12\"\n" +
 	"\x05chain\x18\x03 \x03(\v2\f.dfs.v1.NodeR\x05chain\x12\x12\n" +
-	"\x04need\x18\x04 \x01(\x05R\x04need\"\x87\x01\n" +
+	"\x04need\x18\x04 \x01(\x05R\x04need\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\"\x87\x01\n" +
 	"\x10AllocateResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
@@ -4446,12 +4485,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\fcontent_hash\x18\x03 \x01(\fR\vcontentHash\x12!\n" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
-	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"e\n" +
+	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"{\n" +
 	"\rChunkLocation\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
-	"\x05nodes\x18\x04 \x03(\tR\x05nodes\"#\n" +
+	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\"#\n" +
 	"\rLookupRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"9\n" +
 	"\x14LookupContentRequest\x12!\n" +
@@ -4529,7 +4569,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0fRegisterRequest\x12 \n" +
 	"\x04node\x18\x01 \x01(\v2\f.dfs.v1.NodeR\x04node\x12'\n" +
 	"\x05stats\x18\x02 \x01(\v2\x11.dfs.v1.NodeStatsR\x05stats\x12 \n" +
-	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"\x90\x01\n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"\xcf\x01\n" +
 	"\x10RegisterResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -4538,7 +4578,10 @@ const file_dfs_proto_rawDesc = "" +
 	"leaderTerm\x12\x1f\n" +
 	"\vfull_report\x18\x03 \x01(\bR\n" +
 	"fullReport\x12\x1a\n" +
-	"\breplicas\x18\x04 \x01(\x05R\breplicas\"\x97\x01\n" +
+	"\breplicas\x18\x04 \x01(\x05R\breplicas\x12\x1b\n" +
+	"\ttoken_key\x18\x05 \x01(\fR\btokenKey\x12 \n" +
+	"\ftoken_key_id\x18\x06 \x01(\rR\n" +
+	"tokenKeyId\"\x97\x01\n" +
 	"\vChunkReport\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1e\n" +
 	"\n" +

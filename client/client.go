@@ -373,7 +373,7 @@ func locationFromAPI(resp *api.LookupResponse) (Location, error) {
 		if err != nil {
 			return Location{}, err
 		}
-		cl := dfs.ChunkLocation{ChunkRef: dfs.ChunkRef{Hash: ref, Size: ch.Size}, Offset: ch.Offset}
+		cl := dfs.ChunkLocation{ChunkRef: dfs.ChunkRef{Hash: ref, Size: ch.Size}, Offset: ch.Offset, Token: ch.Token}
 		for _, id := range ch.Nodes {
 			cl.Replicas = append(cl.Replicas, dfs.Replica{Node: dfs.NodeID(id), Addr: resp.Nodes[id].GetAddr()})
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -141,7 +142,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 	var errs []string
 	for k := range ch.Replicas {
 		r := ch.Replicas[(start+k)%len(ch.Replicas)]
-		err := c.fetchFrom(ctx, r, ch.ChunkRef, (*buf)[:ch.Size])
+		err := c.fetchFrom(ctx, r, ch.ChunkRef, ch.Token, (*buf)[:ch.Size])
 		if err == nil {
 			return buf, nil
 		}
@@ -158,10 +159,13 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 	return nil, fmt.Errorf("chunk %s at offset %d: no replica could serve it: %s", ch.Hash.Short(), ch.Offset, strings.Join(errs, "; "))
 }
 
-func (c *Client) fetchFrom(ctx context.Context, r dfs.Replica, ref dfs.ChunkRef, dst []byte) error {
+func (c *Client) fetchFrom(ctx context.Context, r dfs.Replica, ref dfs.ChunkRef, token string, dst []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+r.Addr+"/chunks/"+ref.Hash.String(), nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set(dataplane.TokenHeader, token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -49,7 +49,8 @@ type pending struct {
 	ref   dfs.ChunkRef
 	buf   *[]byte
 	chain []*api.Node
-	need  int // nodes of the chain that must store it
+	need  int    // nodes of the chain that must store it
+	token string // the PUT's capability token, for this chain
 	// hashed is closed once ref.Hash is set; the buffer stays with the
 	// pending until it is released.
 	hashed chan struct{}
@@ -201,7 +202,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 					release(p)
 					continue
 				}
-				p.chain, p.need = placements[i].Chain, int(placements[i].Need)
+				p.chain, p.need, p.token = placements[i].Chain, int(placements[i].Need), placements[i].Token
 				work <- p
 			}
 		}
@@ -348,7 +349,7 @@ func (c *Client) putChunk(ctx context.Context, session string, p *pending) error
 			if pl[0].Have {
 				return nil
 			}
-			p.chain, p.need = pl[0].Chain, int(pl[0].Need)
+			p.chain, p.need, p.token = pl[0].Chain, int(pl[0].Need), pl[0].Token
 		}
 		if len(p.chain) == 0 {
 			return fmt.Errorf("chunk %s: no datanode to write to", p.ref.Hash.Short())
@@ -403,6 +404,9 @@ func (c *Client) sendChain(ctx context.Context, p *pending) (dataplane.PutResult
 	// connection is torn down.
 	defer func() { <-body.Done() }()
 	req.ContentLength = p.ref.Size
+	if p.token != "" {
+		req.Header.Set(dataplane.TokenHeader, p.token)
+	}
 	if len(p.chain) > 1 {
 		hops := make([]dataplane.Hop, 0, len(p.chain)-1)
 		for _, n := range p.chain[1:] {

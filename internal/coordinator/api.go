@@ -14,6 +14,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -137,6 +138,13 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 			p.Chain = append(p.Chain, s.apiNodeLocked(id))
 		}
 		p.Need = int32(max(1, s.cfg.MinReplicas-len(live)))
+		if s.tokens != nil && len(p.Chain) > 0 {
+			hops := make([]dataplane.Hop, 0, len(p.Chain)-1)
+			for _, n := range p.Chain[1:] {
+				hops = append(hops, dataplane.Hop{ID: dfs.NodeID(n.Id), Addr: n.Addr})
+			}
+			p.Token = s.tokens.PutToken(c.Hash, dfs.NodeID(p.Chain[0].Id), dataplane.FormatChain(hops), now.Add(dataplane.PutTokenLife))
+		}
 		resp.Placements = append(resp.Placements, p)
 	}
 	return resp, reused, nil
@@ -414,11 +422,15 @@ func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash) (*api.Loo
 	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{},
 		Processing: s.processing(ctx, h)}
 	now := time.Now()
+	getExp := now.Add(dataplane.GetTokenLife(c.Size))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var off int64
 	for _, ch := range c.Chunks {
 		loc := &api.ChunkLocation{Hash: ch.Hash[:], Size: ch.Size, Offset: off}
+		if s.tokens != nil {
+			loc.Token = s.tokens.GetToken(ch.Hash, getExp)
+		}
 		live := s.liveReplicasLocked(ch.Hash, now)
 		if len(live) == 0 && s.coldLocked(now) {
 			// Not every datanode has reported to this coordinator since it

@@ -27,6 +27,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/meta"
 )
 
@@ -167,8 +168,11 @@ type Server struct {
 
 	cfg  Config
 	keys keyCache // access keys read from etcd (access.go)
-	meta *meta.Store
-	log  *slog.Logger
+	// tokens makes the datanodes' capability tokens; nil on a cluster run
+	// with --insecure.
+	tokens *dataplane.TokenKey
+	meta   *meta.Store
+	log    *slog.Logger
 
 	mu       sync.Mutex
 	nodes    map[dfs.NodeID]*node
@@ -225,6 +229,13 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	}
 	s.heal.init()
 	s.hl.init(cfg.Replicas)
+	if s.secure() {
+		id, secret, err := m.TokenKey(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		s.tokens = &dataplane.TokenKey{ID: id, Secret: secret}
+	}
 	recs, err := m.Nodes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: load node registry: %w", err)

@@ -201,7 +201,11 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	n.incarnation = req.Incarnation
 	s.reclassQuickLocked(n, time.Now())
 	s.log.Info("datanode registered", "node", id, "addr", nd.Addr, "generation", n.gen, "full_report", full)
-	return &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm(), FullReport: full, Replicas: int32(s.cfg.Replicas)}, nil
+	resp := &api.RegisterResponse{Generation: n.gen, LeaderTerm: s.KnownTerm(), FullReport: full, Replicas: int32(s.cfg.Replicas)}
+	if s.tokens != nil {
+		resp.TokenKey, resp.TokenKeyId = s.tokens.Secret, uint32(s.tokens.ID)
+	}
+	return resp, nil
 }
 
 func cloneStats(st *api.NodeStats) *api.NodeStats {

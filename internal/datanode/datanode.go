@@ -129,7 +129,10 @@ type Node struct {
 	// replicas is the replication factor the coordinators gave at
 	// registration (0 until then): it bounds the chains the node forwards.
 	replicas atomic.Int32
-	scheme   string // of the data port's URLs: "https://", or "http://" with --insecure
+	// tokenKeys is the key the coordinators make capability tokens with,
+	// given at registration; nil until then.
+	tokenKeys atomic.Pointer[dataplane.TokenKey]
+	scheme    string // of the data port's URLs: "https://", or "http://" with --insecure
 
 	links []*link
 	terms *terms // the newest leader term seen (term.go)

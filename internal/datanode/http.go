@@ -11,6 +11,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/internal/dataplane"
+	"github.com/dfs-store/dfs/internal/pki"
 )
 
 func (n *Node) handler() http.Handler {
@@ -46,6 +47,11 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "chunk %s: %v", h.Short(), err)
+		return
+	}
+	if !n.capable(w, r, func(keys dataplane.Keys, tok string) error {
+		return dataplane.CheckPut(keys, tok, h, n.id, r.Header.Get(dataplane.ChainHeader), time.Now())
+	}) {
 		return
 	}
 	body := http.MaxBytesReader(w, dataplane.MinRateBody(w, r, n.cfg.SlowWindow), MaxChunkSize)
@@ -162,6 +168,11 @@ func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	if !n.capable(w, r, func(keys dataplane.Keys, tok string) error {
+		return dataplane.CheckGet(keys, tok, h, time.Now())
+	}) {
+		return
+	}
 	f, size, err := n.store.Open(h)
 	if errors.Is(err, dfs.ErrNotFound) {
 		httpError(w, http.StatusNotFound, "chunk %s: not on node %s", h, n.id)
@@ -188,6 +199,32 @@ func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
 // checkChain refuses a chain that would send a chunk round in a loop (back
 // to this node, or to a node twice) or to more nodes than the cluster keeps
 // copies on.
+// capable reports whether a chunk request may be served, answering it
+// when not: a peer with a cluster certificate of a role that moves chunks
+// (a datanode forwarding a chain or copying a repair, a coordinator, a
+// worker) or the cluster's operator may; anyone else, a client or a
+// gateway, needs a capability token that check accepts. On a cluster run
+// with --insecure everyone may.
+func (n *Node) capable(w http.ResponseWriter, r *http.Request, check func(dataplane.Keys, string) error) bool {
+	if n.cfg.TLS == nil {
+		return true
+	}
+	if p, ok := pki.PeerOf(r.TLS); ok && (p.Client || p.Holds(pki.RoleDatanode) || p.Holds(pki.RoleCoordinator) || p.Holds(pki.RoleWorker)) {
+		return true
+	}
+	key := n.tokenKeys.Load()
+	if key == nil {
+		httpError(w, http.StatusServiceUnavailable, "node %s has not registered with a coordinator yet: it cannot check capability tokens", n.id)
+		return false
+	}
+	keys := func(id byte) (dataplane.TokenKey, bool) { return *key, id == key.ID }
+	if err := check(keys, r.Header.Get(dataplane.TokenHeader)); err != nil {
+		httpError(w, http.StatusForbidden, "%s %s: %v", r.Method, r.URL.Path, err)
+		return false
+	}
+	return true
+}
+
 func (n *Node) checkChain(chain []dataplane.Hop) error {
 	if r := int(n.replicas.Load()); r > 0 && len(chain) > r-1 {
 		return fmt.Errorf("a chain of %d more nodes: the cluster keeps %d copies, so at most %d", len(chain), r, r-1)

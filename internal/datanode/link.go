@@ -12,6 +12,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
 
@@ -214,6 +215,9 @@ func (l *link) register(ctx context.Context) error {
 		}
 	}
 	l.observeTerm(resp.LeaderTerm)
+	if len(resp.TokenKey) > 0 {
+		l.n.tokenKeys.Store(&dataplane.TokenKey{ID: byte(resp.TokenKeyId), Secret: resp.TokenKey})
+	}
 	if resp.Replicas > 0 {
 		l.n.replicas.Store(resp.Replicas)
 	}

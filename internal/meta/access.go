@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sort"
 
@@ -128,4 +129,29 @@ func (s *Store) SetGrant(ctx context.Context, id, bucket string, change func(old
 			return nil, err
 		}
 	}
+}
+
+// TokenKey returns the cluster's capability token key: its id and its
+// secret, made (id 1, 32 bytes from crypto/rand) by the first caller.
+func (s *Store) TokenKey(ctx context.Context) (id byte, secret []byte, err error) {
+	key := s.schema.TokenKey()
+	fresh := make([]byte, 33)
+	fresh[0] = 1
+	if _, err := rand.Read(fresh[1:]); err != nil {
+		return 0, nil, err
+	}
+	resp, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(fresh))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return 0, nil, fmt.Errorf("token key: %w", etcdErr(err))
+	}
+	v := fresh
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) != 1 || len(kvs[0].Value) < 17 {
+			return 0, nil, fmt.Errorf("token key: the value in etcd is malformed")
+		}
+		v = kvs[0].Value
+	}
+	return v[0], v[1:], nil
 }

@@ -48,6 +48,9 @@ import (
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/access-keys/<key id>          AccessKeyRecord: a user's access key, its
 //	                                        secret and its grants per bucket
+//	<root>/v1/token-key                     the key (id byte, then 32 random bytes) that
+//	                                        capability tokens for the datanodes are
+//	                                        made with: made by the first coordinator
 //	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
 //	                                        lease of the coordinator that opened it
 //	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing still to
@@ -167,6 +170,9 @@ func (s Schema) DeadContent(h dfs.ContentHash) string { return s.root + "gc/cref
 
 // Format holds the layout version.
 func (s Schema) Format() string { return s.root + "format" }
+
+// TokenKey is the key of the capability tokens' secret.
+func (s Schema) TokenKey() string { return s.root + "token-key" }
 
 // NodesPrefix holds the node registry.
 func (s Schema) NodesPrefix() string { return s.root + "nodes/" }

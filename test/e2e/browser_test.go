@@ -266,7 +266,11 @@ func TestBrowser(t *testing.T) {
 	step("open the second gateway", chromedp.Navigate("http://"+gwAddr+"/#/files/"))
 	signIn(reader.ID, reader.Secret)
 	step("the reader sees report.bin", chromedp.WaitVisible(`#files tr[data-path="report.bin"]`))
-	step("the reader deletes", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	// The list is drawn again when the event stream (re)opens: click in
+	// the page, on whatever row is there then.
+	clickDelete := chromedp.Evaluate[chromedp.Void](`document.querySelector('#files tr[data-path="report.bin"] button.delete').click()`)
+	waitJS("the reader's event stream", `document.querySelector('#live').classList.contains('on')`)
+	step("the reader deletes", clickDelete, chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
 	waitJS("the refusal shown", `[...document.querySelectorAll('.toast.error')].some(e => e.textContent.includes("may not write"))`)
 	if resp, err := headAs(base+"/api/v1/files/report.bin", suiteKeyID, suiteSecret); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the reader's delete, HEAD report.bin: %v %v, want 200", resp, err)
@@ -276,7 +280,8 @@ func TestBrowser(t *testing.T) {
 	step("sign in again", chromedp.Click("#token-button"))
 	signIn(suiteKeyID, suiteSecret)
 	step("the admin sees report.bin", chromedp.WaitVisible(`#files tr[data-path="report.bin"]`))
-	step("the admin deletes", chromedp.Click(`#files tr[data-path="report.bin"] button.delete`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	waitJS("the admin's event stream", `document.querySelector('#live').classList.contains('on')`)
+	step("the admin deletes", clickDelete, chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
 	waitJS("report.bin deleted", `!document.querySelector('#files tr[data-path="report.bin"]')`)
 	resp, err := headAs(base+"/api/v1/files/report.bin", suiteKeyID, suiteSecret)
 	if err != nil {

@@ -134,6 +134,9 @@ const auth = {
   async signOut() {
     await fetch(API + "/session", { method: "DELETE" }).catch(() => {});
     if (events) events.close();
+    const live = $("#live");
+    live.classList.remove("on");
+    $(".live-text", live).textContent = "Signed out";
     this.user = null;
     updateTokenButton();
     toast("Signed out");
