@@ -174,6 +174,9 @@ type Content struct {
 	Size    int64       `json:"size"`
 	Chunks  []ChunkRef  `json:"chunks"`
 	Created time.Time   `json:"created"`
+	// Layout names the chunk list (empty for a content of one chunk named
+	// by its hash).
+	Layout string `json:"-"`
 }
 
 // FileInfo is what a path points at.
@@ -184,6 +187,9 @@ type FileInfo struct {
 	ContentType string      `json:"content_type,omitempty"`
 	Created     time.Time   `json:"created"`
 	Modified    time.Time   `json:"modified"`
+	// Layout is the chunk list the path was committed with (see
+	// Content.Layout); empty if unknown.
+	Layout string `json:"-"`
 }
 
 // Replica is one known copy of a chunk: the node holding it and where to

@@ -35,8 +35,13 @@ type FileRecord struct {
 	ContentType      string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	CreatedUnixNano  int64  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	ModifiedUnixNano int64  `protobuf:"varint,6,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The chunk list the path was committed with: its content record's
+	// layout then (empty for a content of one chunk named by its hash, and
+	// in records written before it). A read refuses a path whose content
+	// no longer has it: the content was found forged and replaced.
+	Layout        string `protobuf:"bytes,7,opt,name=layout,proto3" json:"layout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileRecord) Reset() {
@@ -109,6 +114,13 @@ func (x *FileRecord) GetModifiedUnixNano() int64 {
 		return x.ModifiedUnixNano
 	}
 	return 0
+}
+
+func (x *FileRecord) GetLayout() string {
+	if x != nil {
+		return x.Layout
+	}
+	return ""
 }
 
 // ContentRecord is the head of a content. Its chunk list is kept in pages
@@ -649,7 +661,7 @@ var File_meta_proto protoreflect.FileDescriptor
 const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"meta.proto\x12\x06dfs.v1\"\xd4\x01\n" +
+	"meta.proto\x12\x06dfs.v1\"\xec\x01\n" +
 	"\n" +
 	"FileRecord\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
@@ -657,7 +669,8 @@ const file_meta_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12!\n" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
-	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"\x8b\x02\n" +
+	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\x12\x16\n" +
+	"\x06layout\x18\a \x01(\tR\x06layout\"\x8b\x02\n" +
 	"\rContentRecord\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +

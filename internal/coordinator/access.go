@@ -33,6 +33,7 @@ type keyCache struct {
 
 type cachedKey struct {
 	rec *api.AccessKeyRecord
+	p   *access.Principal // who the key is, made once per read
 	at  time.Time
 }
 
@@ -43,26 +44,27 @@ func (c *keyCache) forget(id string) {
 	c.mu.Unlock()
 }
 
-// accessKey returns key id, from the cache while fresh.
-func (s *Server) accessKey(ctx context.Context, id string) (*api.AccessKeyRecord, error) {
+// accessKey returns key id and who it is, from the cache while fresh.
+func (s *Server) accessKey(ctx context.Context, id string) (*api.AccessKeyRecord, *access.Principal, error) {
 	now := time.Now()
 	s.keys.mu.Lock()
 	ck, ok := s.keys.keys[id]
 	s.keys.mu.Unlock()
 	if ok && now.Sub(ck.at) < keyCacheTTL {
-		return ck.rec, nil
+		return ck.rec, ck.p, nil
 	}
 	rec, err := s.meta.AccessKey(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	p := principalOf(rec)
 	s.keys.mu.Lock()
 	if s.keys.keys == nil || len(s.keys.keys) >= maxCachedKeys {
 		s.keys.keys = map[string]cachedKey{}
 	}
-	s.keys.keys[id] = cachedKey{rec: rec, at: now}
+	s.keys.keys[id] = cachedKey{rec: rec, p: p, at: now}
 	s.keys.mu.Unlock()
-	return rec, nil
+	return rec, p, nil
 }
 
 // maxCachedKeys bounds the key cache.
@@ -167,10 +169,9 @@ func (s *Server) identify(ctx context.Context) (*access.Principal, error) {
 		}
 		return ""
 	}
-	peer, hasCert := rpc.Peer(ctx)
 	if id := one(access.KeyIDHeader); id != "" {
 		secret := one(access.SecretHeader)
-		rec, err := s.knownKey(ctx, id)
+		rec, p, err := s.knownKey(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -179,17 +180,18 @@ func (s *Server) identify(ctx context.Context) (*access.Principal, error) {
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(rec.Secret)) != 1 {
 			return nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
 		}
-		return principalOf(rec), nil
+		return p, nil
 	}
+	peer, hasCert := rpc.Peer(ctx)
 	if id := one(access.ActAsHeader); id != "" {
 		if !hasCert || !peer.Holds(pki.RoleGateway) {
 			return nil, status.Error(codes.PermissionDenied, "only a gateway's certificate may act for an access key")
 		}
-		rec, err := s.knownKey(ctx, id)
+		_, p, err := s.knownKey(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		return principalOf(rec), nil
+		return p, nil
 	}
 	if hasCert {
 		switch {
@@ -204,18 +206,18 @@ func (s *Server) identify(ctx context.Context) (*access.Principal, error) {
 }
 
 // knownKey returns key id, or an Unauthenticated error if there is none.
-func (s *Server) knownKey(ctx context.Context, id string) (*api.AccessKeyRecord, error) {
+func (s *Server) knownKey(ctx context.Context, id string) (*api.AccessKeyRecord, *access.Principal, error) {
 	if !access.ValidID(id) {
-		return nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
+		return nil, nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
 	}
-	rec, err := s.accessKey(ctx, id)
+	rec, p, err := s.accessKey(ctx, id)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
+			return nil, nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
 		}
-		return nil, rpc.ToStatus(err)
+		return nil, nil, rpc.ToStatus(err)
 	}
-	return rec, nil
+	return rec, p, nil
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, dfs.ErrNotFound) }
@@ -257,7 +259,7 @@ func keyToAPI(rec *api.AccessKeyRecord) *api.AccessKey {
 func (s *Server) WhoAmI(ctx context.Context, req *api.WhoAmIRequest) (*api.AccessKey, error) {
 	p := s.caller(ctx)
 	if p.KeyID != "" {
-		rec, err := s.accessKey(ctx, p.KeyID)
+		rec, _, err := s.accessKey(ctx, p.KeyID)
 		if err != nil {
 			return nil, rpc.ToStatus(err)
 		}

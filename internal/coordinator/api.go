@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -318,7 +319,7 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if err := s.waitReplicas(ctx, content.Chunks); err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("commit %s: %w", path, err))
 	}
-	info, dup, err := s.meta.CommitFile(ctx, meta.Commit{
+	info, dup, err := s.commitChecked(ctx, meta.Commit{
 		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType},
 		Content:  content,
 		Session:  req.SessionId,
@@ -397,7 +398,10 @@ func (s *Server) Lookup(ctx context.Context, req *api.LookupRequest) (*api.Looku
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp, err := s.lookupContent(ctx, info.Content)
+	resp, err := s.lookupContent(ctx, info.Content, info.Layout)
+	if errors.Is(err, errLayoutGone) {
+		return nil, rpc.ToStatus(errForged(path))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -411,11 +415,23 @@ func (s *Server) LookupContent(ctx context.Context, req *api.LookupContentReques
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return s.lookupContent(ctx, h)
+	return s.lookupContent(ctx, h, "")
 }
 
-func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash) (*api.LookupResponse, error) {
+// errLayoutGone: a path's content no longer has the chunk list the path
+// was committed with.
+var errLayoutGone = errors.New("the path's chunk list is gone")
+
+// lookupContent finds content h's chunks and their replicas. With layout
+// set, the content must still have that chunk list (see integrity.go).
+func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout string) (*api.LookupResponse, error) {
 	c, err := s.meta.GetContent(ctx, h)
+	if err == nil && layout != "" && c.Layout != layout {
+		c, err = s.meta.GetContentFresh(ctx, h) // a replacement this member has not seen yet?
+		if err == nil && c.Layout != layout {
+			return nil, errLayoutGone
+		}
+	}
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,8 +172,11 @@ type Server struct {
 	// tokens makes the datanodes' capability tokens; nil on a cluster run
 	// with --insecure.
 	tokens *dataplane.TokenKey
-	meta   *meta.Store
-	log    *slog.Logger
+	// httpc reads chunks to check a content hash (integrity.go).
+	httpOnce sync.Once
+	httpc    *http.Client
+	meta     *meta.Store
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	nodes    map[dfs.NodeID]*node

@@ -71,3 +71,27 @@ func flip(tok string) string {
 	}
 	return string(b)
 }
+
+// What a token costs: one to make at allocation or lookup, one to check
+// at the datanode, per chunk.
+func BenchmarkTokens(b *testing.B) {
+	k := TokenKey{ID: 1, Secret: []byte("0123456789abcdef0123456789abcdef")}
+	keys := func(id byte) (TokenKey, bool) { return k, id == k.ID }
+	h := dfs.Sum([]byte("a"))
+	chain := FormatChain([]Hop{{ID: "dn-2", Addr: "10.0.0.2:9500"}, {ID: "dn-3", Addr: "10.0.0.3:9500"}})
+	exp := time.Now().Add(time.Hour)
+	b.Run("make-put", func(b *testing.B) {
+		for b.Loop() {
+			k.PutToken(h, "dn-1", chain, exp)
+		}
+	})
+	tok := k.PutToken(h, "dn-1", chain, exp)
+	b.Run("check-put", func(b *testing.B) {
+		now := time.Now()
+		for b.Loop() {
+			if err := CheckPut(keys, tok, h, "dn-1", chain, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

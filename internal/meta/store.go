@@ -66,6 +66,36 @@ type Commit struct {
 	Session string
 	// Job is queued in the same transaction when the content is new.
 	QueueJob bool
+	// DedupAny points the path at a stored content of the same hash
+	// whatever its chunk list. Without it, a stored content with another
+	// chunk list is a *LayoutConflict: the coordinator must first check
+	// which chunk list really hashes to the content's hash.
+	DedupAny bool
+}
+
+// LayoutConflict is the error of a commit whose content hash is stored
+// already with another chunk list. Either two clients cut the same bytes
+// differently, or one of the two chunk lists does not hash to the claimed
+// hash: a forged commit, or one that would take a forged content's bytes
+// for its own. Stored is the stored content, at Revision.
+type LayoutConflict struct {
+	Stored   dfs.Content
+	Revision int64
+}
+
+func (e *LayoutConflict) Error() string {
+	return fmt.Sprintf("content %s is stored with another chunk list", e.Stored.Hash.Short())
+}
+
+func (e *LayoutConflict) Unwrap() error { return dfs.ErrConflict }
+
+// LayoutOf names a content's chunk list as its record does: "" for one
+// chunk named by the content's hash.
+func LayoutOf(c dfs.Content) string {
+	if selfChunk(c) {
+		return ""
+	}
+	return layoutOf(c.Chunks)
 }
 
 // CommitFile writes the file record, and the content record if the content
@@ -123,7 +153,17 @@ func (s *Store) prepareContent(ctx context.Context, c dfs.Content, st *commitSta
 	}
 	now := time.Now()
 	rec, pages := contentRecord(c, now)
-	err = s.batches(ctx, s.chunkRefOps(c, now), func(ctx context.Context, ops []clientv3.Op) error {
+	if err := s.writeRefsAndPages(ctx, c, rec, pages, now); err != nil {
+		return err
+	}
+	st.prepared = true
+	return nil
+}
+
+// writeRefsAndPages writes content c's chunk references and the pages of
+// its record rec, each batch in short attempts of its own.
+func (s *Store) writeRefsAndPages(ctx context.Context, c dfs.Content, rec *api.ContentRecord, pages []*api.ChunkPage, now time.Time) error {
+	err := s.batches(ctx, s.chunkRefOps(c, now), func(ctx context.Context, ops []clientv3.Op) error {
 		if _, err := s.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
 			return fmt.Errorf("write chunk references of %s: %w", c.Hash.Short(), etcdErr(err))
 		}
@@ -147,7 +187,6 @@ func (s *Store) prepareContent(ctx context.Context, c dfs.Content, st *commitSta
 			return err
 		}
 	}
-	st.prepared = true
 	return nil
 }
 
@@ -182,7 +221,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	h := c.Content.Hash
 	ckey, fkey, rkey, dkey := s.schema.Content(h), s.schema.File(c.File.Path), s.schema.Ref(h), s.schema.DeadContent(h)
 	read, err := s.kv.Txn(ctx).Then(
-		clientv3.OpGet(ckey, clientv3.WithCountOnly()),
+		clientv3.OpGet(ckey),
 		clientv3.OpGet(fkey),
 		clientv3.OpGet(rkey),
 		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
@@ -190,7 +229,23 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
 	}
-	exists := read.Responses[0].GetResponseRange().Count > 0
+	stored := read.Responses[0].GetResponseRange().Kvs
+	exists := len(stored) > 0
+	layout := LayoutOf(c.Content)
+	if exists {
+		var rec api.ContentRecord
+		if err := proto.Unmarshal(stored[0].Value, &rec); err != nil {
+			return info, false, fmt.Errorf("commit %s: content record %s: %w", c.File.Path, h.Short(), err)
+		}
+		if rec.Layout != layout && !c.DedupAny {
+			sc, err := s.GetContentFresh(ctx, h)
+			if err != nil {
+				return info, false, err
+			}
+			return info, false, &LayoutConflict{Stored: sc, Revision: stored[0].ModRevision}
+		}
+		layout = rec.Layout
+	}
 	old := read.Responses[1].GetResponseRange().Kvs
 	ref := countOf(read.Responses[2].GetResponseRange().Kvs)
 	dead := revOf(read.Responses[3].GetResponseRange().Kvs)
@@ -199,6 +254,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	info = c.File
 	info.Content = h
 	info.Size = c.Content.Size
+	info.Layout = layout
 	if info.Created.IsZero() {
 		info.Created = info.Modified
 	}
@@ -440,6 +496,7 @@ func fileRecord(f dfs.FileInfo) *api.FileRecord {
 		ContentType:      f.ContentType,
 		CreatedUnixNano:  f.Created.UnixNano(),
 		ModifiedUnixNano: f.Modified.UnixNano(),
+		Layout:           f.Layout,
 	}
 }
 
@@ -456,6 +513,7 @@ func FileFromRecord(r *api.FileRecord) (dfs.FileInfo, error) {
 		ContentType: r.ContentType,
 		Created:     time.Unix(0, r.CreatedUnixNano),
 		Modified:    time.Unix(0, r.ModifiedUnixNano),
+		Layout:      r.Layout,
 	}, nil
 }
 
@@ -486,12 +544,28 @@ func (s *Store) fileFromKV(key, value []byte) (dfs.FileInfo, error) {
 // GetContent returns a content with its whole chunk list, or an error
 // wrapping dfs.ErrNotFound.
 func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content, error) {
+	return s.getContent(ctx, h, false)
+}
+
+// GetContentFresh is GetContent with a linearizable read: the content as
+// the last write left it.
+func (s *Store) GetContentFresh(ctx context.Context, h dfs.ContentHash) (dfs.Content, error) {
+	return s.getContent(ctx, h, true)
+}
+
+func (s *Store) getContent(ctx context.Context, h dfs.ContentHash, fresh bool) (dfs.Content, error) {
 	key := s.schema.Content(h)
-	// A content record never changes once written, so a serializable read
-	// (this member's copy, no quorum round) is exact when it finds one; only
-	// a miss needs the linearizable read.
-	resp, err := s.kv.Get(ctx, key, clientv3.WithSerializable())
-	if err == nil && len(resp.Kvs) == 0 {
+	// A content's chunk list changes only when a forged content is
+	// replaced (ReplaceContent), so a serializable read (this member's
+	// copy, no quorum round) is exact when it finds one but in that rare
+	// case; a miss, or a reader that finds the chunk list it expected
+	// gone, reads again linearizably.
+	var resp *clientv3.GetResponse
+	var err error
+	if !fresh {
+		resp, err = s.kv.Get(ctx, key, clientv3.WithSerializable())
+	}
+	if fresh || (err == nil && len(resp.Kvs) == 0) {
 		resp, err = s.read(ctx, key)
 	}
 	if err != nil {
@@ -504,7 +578,7 @@ func (s *Store) GetContent(ctx context.Context, h dfs.ContentHash) (dfs.Content,
 	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 		return dfs.Content{}, fmt.Errorf("get content %s: decode: %w", h.Short(), err)
 	}
-	c := dfs.Content{Hash: h, Size: rec.Size, Created: time.Unix(0, rec.CreatedUnixNano),
+	c := dfs.Content{Hash: h, Size: rec.Size, Created: time.Unix(0, rec.CreatedUnixNano), Layout: rec.Layout,
 		Chunks: make([]dfs.ChunkRef, 0, rec.ChunkCount)}
 	add := func(p *api.ChunkPage) error {
 		if len(p.Hashes) != len(p.Sizes) {
@@ -928,4 +1002,66 @@ func retryWrite(ctx context.Context, write func(ctx context.Context) error) erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ReplaceContent gives content c.Hash the chunk list of c in place of the
+// one stored at revision rev, which the caller found does not hash to it (a
+// forged commit): the content keeps its paths and their count, its job is
+// queued again, and paths committed with the forged chunk list no longer
+// read (their layout is gone). The forged list's chunks lose the content's
+// references and become garbage candidates. It fails with dfs.ErrConflict
+// if the content changed since rev.
+func (s *Store) ReplaceContent(ctx context.Context, c dfs.Content, forged dfs.Content, rev int64) error {
+	h := c.Hash
+	now := time.Now()
+	rec, pages := contentRecord(c, now)
+	if err := s.writeRefsAndPages(ctx, c, rec, pages, now); err != nil {
+		return err
+	}
+	val, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	job, err := proto.Marshal(QueuedJob(now))
+	if err != nil {
+		return err
+	}
+	ckey := s.schema.Content(h)
+	resp, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(ckey), "=", rev)).
+		Then(clientv3.OpPut(ckey, string(val)), clientv3.OpPut(s.schema.Job(h), string(job))).Commit()
+	if err != nil {
+		return fmt.Errorf("replace content %s: %w", h.Short(), etcdErr(err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("replace content %s: %w: it changed meanwhile", h.Short(), dfs.ErrConflict)
+	}
+	// The forged list's references and pages go; its chunks are checked by
+	// the next collection (a chunk another content refers to keeps that
+	// content's reference).
+	keep := map[dfs.Hash]bool{}
+	if selfChunk(c) {
+		keep[h] = true
+	}
+	for _, ch := range c.Chunks {
+		keep[ch.Hash] = true
+	}
+	stamp := strconv.FormatInt(now.UnixNano(), 10)
+	var ops []clientv3.Op
+	seen := map[dfs.Hash]bool{}
+	for _, ch := range forged.Chunks {
+		if keep[ch.Hash] || seen[ch.Hash] || (selfChunk(forged) && ch.Hash == h) {
+			continue
+		}
+		seen[ch.Hash] = true
+		ops = append(ops, clientv3.OpDelete(s.schema.ChunkRef(ch.Hash, h)), clientv3.OpPut(s.schema.ChunkCandidate(ch.Hash), stamp))
+	}
+	if forged.Layout != "" && forged.Layout != rec.Layout {
+		ops = append(ops, clientv3.OpDelete(ckey+"/"+forged.Layout+"/", clientv3.WithPrefix()))
+	}
+	return s.batches(ctx, ops, func(ctx context.Context, ops []clientv3.Op) error {
+		if _, err := s.kv.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("drop the forged chunk list of %s: %w", h.Short(), etcdErr(err))
+		}
+		return nil
+	})
 }
