@@ -128,6 +128,7 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 			for _, id := range chain {
 				p.Chain = append(p.Chain, s.apiNodeLocked(id))
 			}
+			s.signPut(p, c.Hash, now)
 			resp.Placements = append(resp.Placements, p)
 			continue
 		}
@@ -139,16 +140,23 @@ func (s *Server) allocate(sid string, specs []dfs.ChunkRef, exclude map[dfs.Node
 			p.Chain = append(p.Chain, s.apiNodeLocked(id))
 		}
 		p.Need = int32(max(1, s.cfg.MinReplicas-len(live)))
-		if s.tokens != nil && len(p.Chain) > 0 {
-			hops := make([]dataplane.Hop, 0, len(p.Chain)-1)
-			for _, n := range p.Chain[1:] {
-				hops = append(hops, dataplane.Hop{ID: dfs.NodeID(n.Id), Addr: n.Addr})
-			}
-			p.Token = s.tokens.PutToken(c.Hash, dfs.NodeID(p.Chain[0].Id), dataplane.FormatChain(hops), now.Add(dataplane.PutTokenLife))
-		}
+		s.signPut(p, c.Hash, now)
 		resp.Placements = append(resp.Placements, p)
 	}
 	return resp, reused, nil
+}
+
+// signPut gives a placement with a chain the capability token of its PUT:
+// for its chunk, its head and the rest of its chain.
+func (s *Server) signPut(p *api.Placement, h dfs.Hash, now time.Time) {
+	if s.tokens == nil || len(p.Chain) == 0 {
+		return
+	}
+	hops := make([]dataplane.Hop, 0, len(p.Chain)-1)
+	for _, n := range p.Chain[1:] {
+		hops = append(hops, dataplane.Hop{ID: dfs.NodeID(n.Id), Addr: n.Addr})
+	}
+	p.Token = s.tokens.PutToken(h, dfs.NodeID(p.Chain[0].Id), dataplane.FormatChain(hops), now.Add(dataplane.PutTokenLife))
 }
 
 // touchCopies has the datanodes mark the copies an upload reuses as in use

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,6 +16,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/dataplane"
+	"github.com/dfs-store/dfs/internal/rpc"
 )
 
 // An attacker on the network with a key of the cluster but no rights, or
@@ -153,4 +162,92 @@ func TestAttackerWithoutRights(t *testing.T) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// A forger against real processes: Mallory commits her own bytes under the
+// hash of a report Alice will upload (through the API, as a lying client
+// would); Alice's dfs put and dfs get then store and read her own bytes,
+// and Mallory's path no longer reads. Claiming the hash of a stored file
+// without its bytes is refused.
+func TestForgedCommitCannotPoisonDedup(t *testing.T) {
+	skipShort(t)
+	c := newCluster(t, clusterSpec{topo: topoServer})
+	type key struct {
+		ID     string `json:"access_key_id"`
+		Secret string `json:"secret_access_key"`
+	}
+	mallory := decodeJSON[key](t, c.mustDFS(t, "key", "create", "--json", "mallory"))
+	alice := decodeJSON[key](t, c.mustDFS(t, "key", "create", "--json", "alice"))
+	c.mustDFS(t, "bucket", "allow", "--read", "--write", "evil", mallory.ID)
+	c.mustDFS(t, "bucket", "allow", "--read", "--write", "home", alice.ID)
+	as := func(k key, args ...string) result {
+		t.Helper()
+		return runDFS(t, cmdTimeout, nil, []string{"DFS_ACCESS_KEY_ID=" + k.ID, "DFS_SECRET_ACCESS_KEY=" + k.Secret, "DFS_CERTS_DIR"}, c.args(args)...)
+	}
+	dir := t.TempDir()
+	report, sum := randomFile(t, dir, "report.bin", 5<<20)
+	claimed, _ := hex.DecodeString(sum)
+
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(filepath.Join(suiteCerts, "ca.crt"))
+	pool.AppendCertsFromPEM(ca)
+	tc := &tls.Config{RootCAs: pool}
+	forge := func(path string, data []byte) error {
+		ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs(access.KeyIDHeader, mallory.ID, access.SecretHeader, mallory.Secret))
+		conn, err := rpc.DialTLS(c.coord, tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		co := api.NewCoordinatorClient(conn)
+		h := sha256.Sum256(data)
+		al, err := co.Allocate(ctx, &api.AllocateRequest{Chunks: []*api.ChunkSpec{{Hash: h[:], Size: int64(len(data))}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := al.Placements[0]; !p.Have {
+			var hops []dataplane.Hop
+			for _, n := range p.Chain[1:] {
+				hops = append(hops, dataplane.Hop{ID: dfs.NodeID(n.Id), Addr: n.Addr})
+			}
+			req, _ := http.NewRequest(http.MethodPut, "https://"+p.Chain[0].Addr+"/chunks/"+hex.EncodeToString(h[:]), bytes.NewReader(data))
+			req.Header.Set(dataplane.TokenHeader, p.Token)
+			if len(hops) > 0 {
+				req.Header.Set(dataplane.ChainHeader, dataplane.FormatChain(hops))
+			}
+			resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("mallory's chunk: %s", resp.Status)
+			}
+		}
+		_, err = co.Commit(ctx, &api.CommitRequest{Path: path, SessionId: al.SessionId, ContentHash: claimed, Size: int64(len(data)),
+			Chunks: []*api.ChunkSpec{{Hash: h[:], Size: int64(len(data))}}})
+		return err
+	}
+	if err := forge("evil/placeholder", []byte("mallory's bytes, not the report")); err != nil {
+		t.Fatalf("the forgery, before anyone can tell: %v", err)
+	}
+	if r := as(alice, "put", report, "home/report.bin"); r.code != 0 {
+		t.Fatalf("alice's put after the forgery: %s", r)
+	}
+	back := filepath.Join(dir, "back.bin")
+	if r := as(alice, "get", "home/report.bin", back); r.code != 0 {
+		t.Fatalf("alice's get: %s", r)
+	}
+	if got, _ := fileSHA(t, back); got != sum {
+		t.Fatalf("alice reads %s, want her report %s", got, sum)
+	}
+	if r := as(mallory, "cat", "evil/placeholder"); r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "forged") {
+		t.Fatalf("mallory's forged path: %s; want a refusal saying it was forged", r)
+	}
+	if err := forge("evil/stolen", []byte("claims the report without having it")); err == nil || !strings.Contains(err.Error(), "hash mismatch") {
+		t.Fatalf("a false claim of the stored report's hash: %v, want refused", err)
+	}
+	if r := as(mallory, "stat", "evil/stolen"); r.code != 3 {
+		t.Fatalf("the refused claim left a path: %s", r)
+	}
 }
