@@ -25,6 +25,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/etcdserver"
 	"github.com/dfs-store/dfs/internal/pki"
 )
@@ -163,6 +164,11 @@ type ProcCPU struct {
 // scaleState is kept in the directory of a kept cluster: its addresses,
 // how far the fill got, and the figures of the empty cluster.
 type scaleState struct {
+	// The admin access key the bench's clients (dfs ls, the gateway's
+	// API) call with, imported into the cluster at each start.
+	KeyID     string `json:"access_key_id,omitempty"`
+	KeySecret string `json:"secret_access_key,omitempty"`
+
 	Coordinators []string `json:"coordinators"`
 	Pprof        []string `json:"pprof"`
 	EtcdClient   string   `json:"etcd_client"`
@@ -241,6 +247,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	}
 	defer c.Close()
 	if err := sc.waitNodes(ctx, c); err != nil {
+		return res, err
+	}
+	if err := sc.ensureKey(ctx, c); err != nil {
 		return res, err
 	}
 	if sc.st.Filled == 0 && sc.st.BaseRSS == 0 {
@@ -666,6 +675,24 @@ func (sc *scaleCluster) idleCPU(ctx context.Context, window time.Duration, res *
 	return nil
 }
 
+// ensureKey gives the cluster the bench's admin access key (made on the
+// first run, kept in the state) and writes the client configuration that
+// names it.
+func (sc *scaleCluster) ensureKey(ctx context.Context, c *client.Client) error {
+	if sc.st.KeyID == "" {
+		sc.st.KeyID, sc.st.KeySecret = access.NewKey()
+	}
+	if _, err := c.ImportKey(ctx, "dfs bench scale", true, sc.st.KeyID, sc.st.KeySecret); err != nil && !errors.Is(err, dfs.ErrConflict) {
+		return fmt.Errorf("the bench's access key: %w", err)
+	}
+	ca, err := os.ReadFile(filepath.Join(sc.node.Dir, pki.CACert))
+	if err != nil {
+		return err
+	}
+	return client.WriteConfigFile(filepath.Join(sc.dir, "client.conf"), &client.ConfigFile{Coordinators: sc.st.Coordinators, CA: string(ca),
+		AccessKeyID: sc.st.KeyID, SecretAccessKey: sc.st.KeySecret})
+}
+
 // counters times one GET /api/v1/cluster and returns its counters_error.
 func (sc *scaleCluster) counters(ctx context.Context) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -674,6 +701,7 @@ func (sc *scaleCluster) counters(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	req.SetBasicAuth(sc.st.KeyID, sc.st.KeySecret)
 	t0 := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
