@@ -95,7 +95,9 @@ func decode(tok string, keys Keys, now time.Time) (TokenKey, int64, []byte, erro
 	if tok == "" {
 		return TokenKey{}, 0, nil, ErrNoToken
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	// Strict: one token has one spelling (the last character's unused
+	// bits must be zero).
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil || len(b) != tokenLen {
 		return TokenKey{}, 0, nil, ErrTokenInvalid
 	}

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -94,4 +96,34 @@ func BenchmarkTokens(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A token from the network is decoded without panicking, and no string an
+// attacker makes up is accepted.
+func FuzzTokens(f *testing.F) {
+	k := TokenKey{ID: 1, Secret: []byte("0123456789abcdef0123456789abcdef")}
+	keys := func(id byte) (TokenKey, bool) { return k, id == k.ID }
+	h := dfs.Sum([]byte("a"))
+	now := time.Unix(1_800_000_000, 0)
+	f.Add(k.GetToken(h, now.Add(time.Hour)))
+	f.Add(k.PutToken(h, "dn-1", "", now.Add(time.Hour)))
+	f.Add("")
+	f.Add("AQAAAABrSdIA")
+	f.Fuzz(func(t *testing.T, tok string) {
+		if tok == k.GetToken(h, time.Unix(decodeExp(tok), 0)) || tok == k.PutToken(h, "dn-1", "", time.Unix(decodeExp(tok), 0)) {
+			return // a real token (the seeds)
+		}
+		if CheckGet(keys, tok, h, now) == nil || CheckPut(keys, tok, h, "dn-1", "", now) == nil {
+			t.Fatalf("a made-up token %q was accepted", tok)
+		}
+	})
+}
+
+// decodeExp reads a token's expiry, or 0.
+func decodeExp(tok string) int64 {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) < 9 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b[1:9]))
 }
