@@ -4362,6 +4362,118 @@ func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
 	return file_dfs_proto_rawDescGZIP(), []int{68}
 }
 
+type SigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId   string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	Day           string                 `protobuf:"bytes,2,opt,name=day,proto3" json:"day,omitempty"` // YYYYMMDD
+	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Service       string                 `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyRequest) Reset() {
+	*x = SigningKeyRequest{}
+	mi := &file_dfs_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyRequest) ProtoMessage() {}
+
+func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*SigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *SigningKeyRequest) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *SigningKeyRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+type SigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKeyResponse) Reset() {
+	*x = SigningKeyResponse{}
+	mi := &file_dfs_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKeyResponse) ProtoMessage() {}
+
+func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*SigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *SigningKeyResponse) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type SetGrantRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	AccessKeyId string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
@@ -4377,7 +4489,7 @@ type SetGrantRequest struct {
 
 func (x *SetGrantRequest) Reset() {
 	*x = SetGrantRequest{}
-	mi := &file_dfs_proto_msgTypes[69]
+	mi := &file_dfs_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4389,7 +4501,7 @@ func (x *SetGrantRequest) String() string {
 func (*SetGrantRequest) ProtoMessage() {}
 
 func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[69]
+	mi := &file_dfs_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4402,7 +4514,7 @@ func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGrantRequest.ProtoReflect.Descriptor instead.
 func (*SetGrantRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{69}
+	return file_dfs_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SetGrantRequest) GetAccessKeyId() string {
@@ -4786,7 +4898,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\v2\x11.dfs.v1.AccessKeyR\x04keys\"6\n" +
 	"\x10DeleteKeyRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\"\x13\n" +
-	"\x11DeleteKeyResponse\"w\n" +
+	"\x11DeleteKeyResponse\"{\n" +
+	"\x11SigningKeyRequest\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x10\n" +
+	"\x03day\x18\x02 \x01(\tR\x03day\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\"&\n" +
+	"\x12SigningKeyResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"w\n" +
 	"\x0fSetGrantRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x16\n" +
 	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
@@ -4809,13 +4928,15 @@ const file_dfs_proto_rawDesc = "" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
 	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
-	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xaf\x02\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xf4\x02\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
 	"\bListKeys\x12\x17.dfs.v1.ListKeysRequest\x1a\x18.dfs.v1.ListKeysResponse\x12@\n" +
 	"\tDeleteKey\x12\x18.dfs.v1.DeleteKeyRequest\x1a\x19.dfs.v1.DeleteKeyResponse\x126\n" +
-	"\bSetGrant\x12\x17.dfs.v1.SetGrantRequest\x1a\x11.dfs.v1.AccessKey2\xcf\x01\n" +
+	"\bSetGrant\x12\x17.dfs.v1.SetGrantRequest\x1a\x11.dfs.v1.AccessKey\x12C\n" +
+	"\n" +
+	"SigningKey\x12\x19.dfs.v1.SigningKeyRequest\x1a\x1a.dfs.v1.SigningKeyResponse2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -4839,7 +4960,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -4910,10 +5031,12 @@ var file_dfs_proto_goTypes = []any{
 	(*ListKeysResponse)(nil),       // 66: dfs.v1.ListKeysResponse
 	(*DeleteKeyRequest)(nil),       // 67: dfs.v1.DeleteKeyRequest
 	(*DeleteKeyResponse)(nil),      // 68: dfs.v1.DeleteKeyResponse
-	(*SetGrantRequest)(nil),        // 69: dfs.v1.SetGrantRequest
-	nil,                            // 70: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 71: dfs.v1.Processing.ResultsEntry
-	nil,                            // 72: dfs.v1.AccessKey.GrantsEntry
+	(*SigningKeyRequest)(nil),      // 69: dfs.v1.SigningKeyRequest
+	(*SigningKeyResponse)(nil),     // 70: dfs.v1.SigningKeyResponse
+	(*SetGrantRequest)(nil),        // 71: dfs.v1.SetGrantRequest
+	nil,                            // 72: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 73: dfs.v1.Processing.ResultsEntry
+	nil,                            // 74: dfs.v1.AccessKey.GrantsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -4923,7 +5046,7 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	70, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	72, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -4942,11 +5065,11 @@ var file_dfs_proto_depIdxs = []int32{
 	53, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	71, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	73, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	72, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	74, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
 	63, // 31: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
 	1,  // 32: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
 	2,  // 33: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
@@ -4970,47 +5093,49 @@ var file_dfs_proto_depIdxs = []int32{
 	64, // 51: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
 	65, // 52: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
 	67, // 53: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	69, // 54: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	26, // 55: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 56: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 57: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 58: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 59: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 60: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 61: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 62: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 63: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 64: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 65: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 66: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 67: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 68: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 69: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 70: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 71: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 72: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 73: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 74: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 75: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 76: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 77: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 78: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 79: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	63, // 80: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 81: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 82: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 83: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 84: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	27, // 85: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 86: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 87: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 88: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 89: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 90: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 91: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 92: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	63, // [63:93] is the sub-list for method output_type
-	33, // [33:63] is the sub-list for method input_type
+	71, // 54: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	69, // 55: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	26, // 56: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 57: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 58: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 59: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 60: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 61: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 62: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 63: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 64: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 65: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 66: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 67: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 68: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 69: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 70: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 71: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 72: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 73: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 74: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 75: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 76: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 77: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 78: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 79: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 80: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	63, // 81: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 82: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 83: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 84: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 85: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	70, // 86: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	27, // 87: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 88: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 89: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 90: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 91: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 92: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 93: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 94: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	64, // [64:95] is the sub-list for method output_type
+	33, // [33:64] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name
@@ -5027,7 +5152,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   73,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -805,11 +805,12 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Access_WhoAmI_FullMethodName    = "/dfs.v1.Access/WhoAmI"
-	Access_CreateKey_FullMethodName = "/dfs.v1.Access/CreateKey"
-	Access_ListKeys_FullMethodName  = "/dfs.v1.Access/ListKeys"
-	Access_DeleteKey_FullMethodName = "/dfs.v1.Access/DeleteKey"
-	Access_SetGrant_FullMethodName  = "/dfs.v1.Access/SetGrant"
+	Access_WhoAmI_FullMethodName     = "/dfs.v1.Access/WhoAmI"
+	Access_CreateKey_FullMethodName  = "/dfs.v1.Access/CreateKey"
+	Access_ListKeys_FullMethodName   = "/dfs.v1.Access/ListKeys"
+	Access_DeleteKey_FullMethodName  = "/dfs.v1.Access/DeleteKey"
+	Access_SetGrant_FullMethodName   = "/dfs.v1.Access/SetGrant"
+	Access_SigningKey_FullMethodName = "/dfs.v1.Access/SigningKey"
 )
 
 // AccessClient is the client API for Access service.
@@ -831,6 +832,11 @@ type AccessClient interface {
 	DeleteKey(ctx context.Context, in *DeleteKeyRequest, opts ...grpc.CallOption) (*DeleteKeyResponse, error)
 	// SetGrant adds and removes rights a key holds on a bucket.
 	SetGrant(ctx context.Context, in *SetGrantRequest, opts ...grpc.CallOption) (*AccessKey, error)
+	// SigningKey derives an access key's AWS Signature Version 4 signing
+	// key for one day, region and service, for a gateway to check S3
+	// requests with: the secret itself never leaves the coordinators. Only
+	// a gateway's (or the operator's) certificate may ask.
+	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
 }
 
 type accessClient struct {
@@ -891,6 +897,16 @@ func (c *accessClient) SetGrant(ctx context.Context, in *SetGrantRequest, opts .
 	return out, nil
 }
 
+func (c *accessClient) SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SigningKeyResponse)
+	err := c.cc.Invoke(ctx, Access_SigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccessServer is the server API for Access service.
 // All implementations must embed UnimplementedAccessServer
 // for forward compatibility.
@@ -910,6 +926,11 @@ type AccessServer interface {
 	DeleteKey(context.Context, *DeleteKeyRequest) (*DeleteKeyResponse, error)
 	// SetGrant adds and removes rights a key holds on a bucket.
 	SetGrant(context.Context, *SetGrantRequest) (*AccessKey, error)
+	// SigningKey derives an access key's AWS Signature Version 4 signing
+	// key for one day, region and service, for a gateway to check S3
+	// requests with: the secret itself never leaves the coordinators. Only
+	// a gateway's (or the operator's) certificate may ask.
+	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
 	mustEmbedUnimplementedAccessServer()
 }
 
@@ -934,6 +955,9 @@ func (UnimplementedAccessServer) DeleteKey(context.Context, *DeleteKeyRequest) (
 }
 func (UnimplementedAccessServer) SetGrant(context.Context, *SetGrantRequest) (*AccessKey, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetGrant not implemented")
+}
+func (UnimplementedAccessServer) SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SigningKey not implemented")
 }
 func (UnimplementedAccessServer) mustEmbedUnimplementedAccessServer() {}
 func (UnimplementedAccessServer) testEmbeddedByValue()                {}
@@ -1046,6 +1070,24 @@ func _Access_SetGrant_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Access_SigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).SigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_SigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).SigningKey(ctx, req.(*SigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Access_ServiceDesc is the grpc.ServiceDesc for Access service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1072,6 +1114,10 @@ var Access_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetGrant",
 			Handler:    _Access_SetGrant_Handler,
+		},
+		{
+			MethodName: "SigningKey",
+			Handler:    _Access_SigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

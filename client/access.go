@@ -145,3 +145,18 @@ func (c *Client) SetGrant(ctx context.Context, id, bucket string, allow, deny ui
 func WithKey(ctx context.Context, id, secret string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, access.KeyIDHeader, id, access.SecretHeader, secret)
 }
+
+// SigningKey derives access key id's AWS Signature Version 4 signing key
+// for a day (YYYYMMDD), region and service: a gateway's call, to check S3
+// requests without holding the secret.
+func (c *Client) SigningKey(ctx context.Context, id, day, region, service string) ([]byte, error) {
+	var resp *api.SigningKeyResponse
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].SigningKey(ctx, &api.SigningKeyRequest{AccessKeyId: id, Day: day, Region: region, Service: service})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Key, nil
+}

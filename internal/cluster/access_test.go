@@ -22,6 +22,7 @@ import (
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
+	"github.com/dfs-store/dfs/internal/s3"
 )
 
 // secureCluster starts a cluster on TLS under a CA of its own, and returns
@@ -219,6 +220,22 @@ func TestActAsNeedsAGatewayCertificate(t *testing.T) {
 	wantDenied(t, "a datanode's certificate acting for a key", err)
 	_, err = dn.Stat(ctx, "photos/a.jpg")
 	wantDenied(t, "a datanode's certificate", err)
+
+	// Signing keys for S3: a gateway's certificate gets the key's, and no
+	// one else does.
+	sk, err := gw.SigningKey(ctx, reader.ID, "20261203", "us-east-1", "s3")
+	if err != nil || !bytes.Equal(sk, s3.SigningKey(reader.Secret, "20261203", "us-east-1", "s3")) {
+		t.Fatalf("a gateway's signing key for the reader: %x, %v", sk, err)
+	}
+	if _, err := gw.SigningKey(ctx, "DKNOBODYNOBODYNOBODY", "20261203", "us-east-1", "s3"); !errors.Is(err, dfs.ErrNotFound) {
+		t.Fatalf("a signing key for an unknown key: %v, want not found", err)
+	}
+	_, err = dn.SigningKey(ctx, reader.ID, "20261203", "us-east-1", "s3")
+	wantDenied(t, "a datanode's certificate asks for a signing key", err)
+	_, err = keyClient(t, cl, reader).SigningKey(ctx, reader.ID, "20261203", "us-east-1", "s3")
+	wantDenied(t, "a key asks for its own signing key", err)
+	_, err = gw.SigningKey(client.ActAs(ctx, reader.ID), reader.ID, "20261203", "us-east-1", "s3")
+	wantDenied(t, "a gateway acting for a key asks for a signing key", err)
 
 	// No certificate and no key: nothing.
 	conn, err := rpc.DialTLS(cl.Addr(), caOnly(t, caDir))

@@ -19,6 +19,7 @@ import (
 	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
+	"github.com/dfs-store/dfs/internal/s3"
 )
 
 // keyCacheTTL is how long a key read from etcd is used before it is read
@@ -137,6 +138,7 @@ var (
 	monitorCalls = map[string]bool{
 		coordPrefix + "Nodes": true, coordPrefix + "Counters": true, coordPrefix + "Status": true,
 		coordPrefix + "Events": true, accessPrefix + "WhoAmI": true,
+		accessPrefix + "SigningKey": true, // checked in the handler: a gateway's certificate
 	}
 )
 
@@ -356,3 +358,24 @@ func (s *Server) SetGrant(ctx context.Context, req *api.SetGrantRequest) (*api.A
 	s.log.Info("grant set", "key", req.AccessKeyId, "bucket", req.Bucket, "rights", now.String(), "by", p.Who())
 	return keyToAPI(rec), nil
 }
+
+// SigningKey implements api.AccessServer: a gateway checks S3 signatures
+// with keys derived from a secret it never sees.
+func (s *Server) SigningKey(ctx context.Context, req *api.SigningKeyRequest) (*api.SigningKeyResponse, error) {
+	p := s.caller(ctx)
+	if !(p.Monitor || (p.Admin && p.KeyID == "")) {
+		return nil, denied(p, "derive signing keys: that is for a gateway's certificate")
+	}
+	if len(req.Day) != 8 || strings.Trim(req.Day, "0123456789") != "" || req.Region == "" || len(req.Region) > 64 || req.Service == "" || len(req.Service) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "signing key: want a day YYYYMMDD, a region and a service")
+	}
+	if !access.ValidID(req.AccessKeyId) {
+		return nil, status.Errorf(codes.NotFound, "access key %q: not found", req.AccessKeyId)
+	}
+	rec, _, err := s.accessKey(ctx, req.AccessKeyId)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.SigningKeyResponse{Key: s3.SigningKey(rec.Secret, req.Day, req.Region, req.Service)}, nil
+}
+
