@@ -378,4 +378,3 @@ func (s *Server) SigningKey(ctx context.Context, req *api.SigningKeyRequest) (*a
 	}
 	return &api.SigningKeyResponse{Key: s3.SigningKey(rec.Secret, req.Day, req.Region, req.Service)}, nil
 }
-
