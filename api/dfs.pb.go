@@ -4362,6 +4362,270 @@ func (*DeleteKeyResponse) Descriptor() ([]byte, []int) {
 	return file_dfs_proto_rawDescGZIP(), []int{68}
 }
 
+type Bucket struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Owner           string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Bucket) Reset() {
+	*x = Bucket{}
+	mi := &file_dfs_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bucket) ProtoMessage() {}
+
+func (x *Bucket) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bucket.ProtoReflect.Descriptor instead.
+func (*Bucket) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *Bucket) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Bucket) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Bucket) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+type CreateBucketRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateBucketRequest) Reset() {
+	*x = CreateBucketRequest{}
+	mi := &file_dfs_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateBucketRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateBucketRequest) ProtoMessage() {}
+
+func (x *CreateBucketRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateBucketRequest.ProtoReflect.Descriptor instead.
+func (*CreateBucketRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *CreateBucketRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteBucketRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBucketRequest) Reset() {
+	*x = DeleteBucketRequest{}
+	mi := &file_dfs_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBucketRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBucketRequest) ProtoMessage() {}
+
+func (x *DeleteBucketRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBucketRequest.ProtoReflect.Descriptor instead.
+func (*DeleteBucketRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *DeleteBucketRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteBucketResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBucketResponse) Reset() {
+	*x = DeleteBucketResponse{}
+	mi := &file_dfs_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBucketResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBucketResponse) ProtoMessage() {}
+
+func (x *DeleteBucketResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBucketResponse.ProtoReflect.Descriptor instead.
+func (*DeleteBucketResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{72}
+}
+
+type ListBucketsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBucketsRequest) Reset() {
+	*x = ListBucketsRequest{}
+	mi := &file_dfs_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBucketsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBucketsRequest) ProtoMessage() {}
+
+func (x *ListBucketsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBucketsRequest.ProtoReflect.Descriptor instead.
+func (*ListBucketsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{73}
+}
+
+type ListBucketsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buckets       []*Bucket              `protobuf:"bytes,1,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBucketsResponse) Reset() {
+	*x = ListBucketsResponse{}
+	mi := &file_dfs_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBucketsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBucketsResponse) ProtoMessage() {}
+
+func (x *ListBucketsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBucketsResponse.ProtoReflect.Descriptor instead.
+func (*ListBucketsResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ListBucketsResponse) GetBuckets() []*Bucket {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
 type SigningKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AccessKeyId   string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
@@ -4374,7 +4638,7 @@ type SigningKeyRequest struct {
 
 func (x *SigningKeyRequest) Reset() {
 	*x = SigningKeyRequest{}
-	mi := &file_dfs_proto_msgTypes[69]
+	mi := &file_dfs_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4650,7 @@ func (x *SigningKeyRequest) String() string {
 func (*SigningKeyRequest) ProtoMessage() {}
 
 func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[69]
+	mi := &file_dfs_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4663,7 @@ func (x *SigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*SigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{69}
+	return file_dfs_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *SigningKeyRequest) GetAccessKeyId() string {
@@ -4439,7 +4703,7 @@ type SigningKeyResponse struct {
 
 func (x *SigningKeyResponse) Reset() {
 	*x = SigningKeyResponse{}
-	mi := &file_dfs_proto_msgTypes[70]
+	mi := &file_dfs_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4451,7 +4715,7 @@ func (x *SigningKeyResponse) String() string {
 func (*SigningKeyResponse) ProtoMessage() {}
 
 func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[70]
+	mi := &file_dfs_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4464,7 +4728,7 @@ func (x *SigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*SigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{70}
+	return file_dfs_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SigningKeyResponse) GetKey() []byte {
@@ -4489,7 +4753,7 @@ type SetGrantRequest struct {
 
 func (x *SetGrantRequest) Reset() {
 	*x = SetGrantRequest{}
-	mi := &file_dfs_proto_msgTypes[71]
+	mi := &file_dfs_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4501,7 +4765,7 @@ func (x *SetGrantRequest) String() string {
 func (*SetGrantRequest) ProtoMessage() {}
 
 func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[71]
+	mi := &file_dfs_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4514,7 +4778,7 @@ func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGrantRequest.ProtoReflect.Descriptor instead.
 func (*SetGrantRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{71}
+	return file_dfs_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *SetGrantRequest) GetAccessKeyId() string {
@@ -4898,7 +5162,19 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x03(\v2\x11.dfs.v1.AccessKeyR\x04keys\"6\n" +
 	"\x10DeleteKeyRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\"\x13\n" +
-	"\x11DeleteKeyResponse\"{\n" +
+	"\x11DeleteKeyResponse\"^\n" +
+	"\x06Bucket\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\")\n" +
+	"\x13CreateBucketRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\")\n" +
+	"\x13DeleteBucketRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeleteBucketResponse\"\x14\n" +
+	"\x12ListBucketsRequest\"?\n" +
+	"\x13ListBucketsResponse\x12(\n" +
+	"\abuckets\x18\x01 \x03(\v2\x0e.dfs.v1.BucketR\abuckets\"{\n" +
 	"\x11SigningKeyRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x10\n" +
 	"\x03day\x18\x02 \x01(\tR\x03day\x12\x16\n" +
@@ -4928,7 +5204,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
 	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
-	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xf4\x02\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xc4\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -4936,7 +5212,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\tDeleteKey\x12\x18.dfs.v1.DeleteKeyRequest\x1a\x19.dfs.v1.DeleteKeyResponse\x126\n" +
 	"\bSetGrant\x12\x17.dfs.v1.SetGrantRequest\x1a\x11.dfs.v1.AccessKey\x12C\n" +
 	"\n" +
-	"SigningKey\x12\x19.dfs.v1.SigningKeyRequest\x1a\x1a.dfs.v1.SigningKeyResponse2\xcf\x01\n" +
+	"SigningKey\x12\x19.dfs.v1.SigningKeyRequest\x1a\x1a.dfs.v1.SigningKeyResponse\x12;\n" +
+	"\fCreateBucket\x12\x1b.dfs.v1.CreateBucketRequest\x1a\x0e.dfs.v1.Bucket\x12I\n" +
+	"\fDeleteBucket\x12\x1b.dfs.v1.DeleteBucketRequest\x1a\x1c.dfs.v1.DeleteBucketResponse\x12F\n" +
+	"\vListBuckets\x12\x1a.dfs.v1.ListBucketsRequest\x1a\x1b.dfs.v1.ListBucketsResponse2\xcf\x01\n" +
 	"\bRegistry\x12=\n" +
 	"\bRegister\x12\x17.dfs.v1.RegisterRequest\x1a\x18.dfs.v1.RegisterResponse\x12B\n" +
 	"\fReportChunks\x12\x13.dfs.v1.ChunkReport\x1a\x1b.dfs.v1.ChunkReportResponse(\x01\x12@\n" +
@@ -4960,7 +5239,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -5031,12 +5310,18 @@ var file_dfs_proto_goTypes = []any{
 	(*ListKeysResponse)(nil),       // 66: dfs.v1.ListKeysResponse
 	(*DeleteKeyRequest)(nil),       // 67: dfs.v1.DeleteKeyRequest
 	(*DeleteKeyResponse)(nil),      // 68: dfs.v1.DeleteKeyResponse
-	(*SigningKeyRequest)(nil),      // 69: dfs.v1.SigningKeyRequest
-	(*SigningKeyResponse)(nil),     // 70: dfs.v1.SigningKeyResponse
-	(*SetGrantRequest)(nil),        // 71: dfs.v1.SetGrantRequest
-	nil,                            // 72: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 73: dfs.v1.Processing.ResultsEntry
-	nil,                            // 74: dfs.v1.AccessKey.GrantsEntry
+	(*Bucket)(nil),                 // 69: dfs.v1.Bucket
+	(*CreateBucketRequest)(nil),    // 70: dfs.v1.CreateBucketRequest
+	(*DeleteBucketRequest)(nil),    // 71: dfs.v1.DeleteBucketRequest
+	(*DeleteBucketResponse)(nil),   // 72: dfs.v1.DeleteBucketResponse
+	(*ListBucketsRequest)(nil),     // 73: dfs.v1.ListBucketsRequest
+	(*ListBucketsResponse)(nil),    // 74: dfs.v1.ListBucketsResponse
+	(*SigningKeyRequest)(nil),      // 75: dfs.v1.SigningKeyRequest
+	(*SigningKeyResponse)(nil),     // 76: dfs.v1.SigningKeyResponse
+	(*SetGrantRequest)(nil),        // 77: dfs.v1.SetGrantRequest
+	nil,                            // 78: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 79: dfs.v1.Processing.ResultsEntry
+	nil,                            // 80: dfs.v1.AccessKey.GrantsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
@@ -5046,7 +5331,7 @@ var file_dfs_proto_depIdxs = []int32{
 	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
 	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	72, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	78, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -5065,80 +5350,87 @@ var file_dfs_proto_depIdxs = []int32{
 	53, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	73, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	79, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	74, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	80, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
 	63, // 31: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
-	1,  // 32: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 33: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 34: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 35: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 36: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 37: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 38: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 39: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 40: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 41: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 42: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 43: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 44: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 45: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 46: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 47: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 48: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 49: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	62, // 50: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64, // 51: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65, // 52: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67, // 53: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	71, // 54: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	69, // 55: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	26, // 56: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 57: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 58: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 59: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 60: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 61: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 62: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 63: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 64: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 65: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 66: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 67: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 68: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 69: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 70: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 71: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 72: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 73: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 74: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 75: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 76: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 77: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 78: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 79: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 80: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	63, // 81: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 82: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 83: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 84: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 85: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	70, // 86: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	27, // 87: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 88: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 89: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 90: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 91: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 92: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 93: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 94: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	64, // [64:95] is the sub-list for method output_type
-	33, // [33:64] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	69, // 32: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
+	1,  // 33: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 34: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 35: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 36: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 37: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 38: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 39: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 40: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 41: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 42: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 43: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 44: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45, // 45: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48, // 46: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51, // 47: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57, // 48: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60, // 49: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 50: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	62, // 51: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64, // 52: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65, // 53: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67, // 54: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	77, // 55: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75, // 56: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	70, // 57: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71, // 58: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73, // 59: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26, // 60: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 61: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 62: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 63: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 64: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 65: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 66: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 67: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 68: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 69: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 70: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 71: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 72: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 73: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 74: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 75: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 76: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 77: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 78: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 79: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 80: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 81: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 82: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 83: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 84: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	63, // 85: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 86: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 87: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 88: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 89: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76, // 90: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	69, // 91: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72, // 92: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74, // 93: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27, // 94: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 95: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 96: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 97: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 98: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 99: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 100: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 101: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	68, // [68:102] is the sub-list for method output_type
+	34, // [34:68] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -5152,7 +5444,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   75,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

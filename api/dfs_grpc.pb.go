@@ -805,12 +805,15 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Access_WhoAmI_FullMethodName     = "/dfs.v1.Access/WhoAmI"
-	Access_CreateKey_FullMethodName  = "/dfs.v1.Access/CreateKey"
-	Access_ListKeys_FullMethodName   = "/dfs.v1.Access/ListKeys"
-	Access_DeleteKey_FullMethodName  = "/dfs.v1.Access/DeleteKey"
-	Access_SetGrant_FullMethodName   = "/dfs.v1.Access/SetGrant"
-	Access_SigningKey_FullMethodName = "/dfs.v1.Access/SigningKey"
+	Access_WhoAmI_FullMethodName       = "/dfs.v1.Access/WhoAmI"
+	Access_CreateKey_FullMethodName    = "/dfs.v1.Access/CreateKey"
+	Access_ListKeys_FullMethodName     = "/dfs.v1.Access/ListKeys"
+	Access_DeleteKey_FullMethodName    = "/dfs.v1.Access/DeleteKey"
+	Access_SetGrant_FullMethodName     = "/dfs.v1.Access/SetGrant"
+	Access_SigningKey_FullMethodName   = "/dfs.v1.Access/SigningKey"
+	Access_CreateBucket_FullMethodName = "/dfs.v1.Access/CreateBucket"
+	Access_DeleteBucket_FullMethodName = "/dfs.v1.Access/DeleteBucket"
+	Access_ListBuckets_FullMethodName  = "/dfs.v1.Access/ListBuckets"
 )
 
 // AccessClient is the client API for Access service.
@@ -837,6 +840,15 @@ type AccessClient interface {
 	// requests with: the secret itself never leaves the coordinators. Only
 	// a gateway's (or the operator's) certificate may ask.
 	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
+	// CreateBucket makes a bucket; a key that makes one owns it. A name
+	// that holds files already, or that another made, is refused.
+	CreateBucket(ctx context.Context, in *CreateBucketRequest, opts ...grpc.CallOption) (*Bucket, error)
+	// DeleteBucket deletes an empty bucket (its owner's or an admin's
+	// call), and every key's rights on it.
+	DeleteBucket(ctx context.Context, in *DeleteBucketRequest, opts ...grpc.CallOption) (*DeleteBucketResponse, error)
+	// ListBuckets lists the buckets made on purpose that the caller may
+	// read (every one for an admin).
+	ListBuckets(ctx context.Context, in *ListBucketsRequest, opts ...grpc.CallOption) (*ListBucketsResponse, error)
 }
 
 type accessClient struct {
@@ -907,6 +919,36 @@ func (c *accessClient) SigningKey(ctx context.Context, in *SigningKeyRequest, op
 	return out, nil
 }
 
+func (c *accessClient) CreateBucket(ctx context.Context, in *CreateBucketRequest, opts ...grpc.CallOption) (*Bucket, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Bucket)
+	err := c.cc.Invoke(ctx, Access_CreateBucket_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) DeleteBucket(ctx context.Context, in *DeleteBucketRequest, opts ...grpc.CallOption) (*DeleteBucketResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteBucketResponse)
+	err := c.cc.Invoke(ctx, Access_DeleteBucket_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accessClient) ListBuckets(ctx context.Context, in *ListBucketsRequest, opts ...grpc.CallOption) (*ListBucketsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBucketsResponse)
+	err := c.cc.Invoke(ctx, Access_ListBuckets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccessServer is the server API for Access service.
 // All implementations must embed UnimplementedAccessServer
 // for forward compatibility.
@@ -931,6 +973,15 @@ type AccessServer interface {
 	// requests with: the secret itself never leaves the coordinators. Only
 	// a gateway's (or the operator's) certificate may ask.
 	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
+	// CreateBucket makes a bucket; a key that makes one owns it. A name
+	// that holds files already, or that another made, is refused.
+	CreateBucket(context.Context, *CreateBucketRequest) (*Bucket, error)
+	// DeleteBucket deletes an empty bucket (its owner's or an admin's
+	// call), and every key's rights on it.
+	DeleteBucket(context.Context, *DeleteBucketRequest) (*DeleteBucketResponse, error)
+	// ListBuckets lists the buckets made on purpose that the caller may
+	// read (every one for an admin).
+	ListBuckets(context.Context, *ListBucketsRequest) (*ListBucketsResponse, error)
 	mustEmbedUnimplementedAccessServer()
 }
 
@@ -958,6 +1009,15 @@ func (UnimplementedAccessServer) SetGrant(context.Context, *SetGrantRequest) (*A
 }
 func (UnimplementedAccessServer) SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SigningKey not implemented")
+}
+func (UnimplementedAccessServer) CreateBucket(context.Context, *CreateBucketRequest) (*Bucket, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateBucket not implemented")
+}
+func (UnimplementedAccessServer) DeleteBucket(context.Context, *DeleteBucketRequest) (*DeleteBucketResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteBucket not implemented")
+}
+func (UnimplementedAccessServer) ListBuckets(context.Context, *ListBucketsRequest) (*ListBucketsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListBuckets not implemented")
 }
 func (UnimplementedAccessServer) mustEmbedUnimplementedAccessServer() {}
 func (UnimplementedAccessServer) testEmbeddedByValue()                {}
@@ -1088,6 +1148,60 @@ func _Access_SigningKey_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Access_CreateBucket_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateBucketRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).CreateBucket(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_CreateBucket_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).CreateBucket(ctx, req.(*CreateBucketRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_DeleteBucket_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteBucketRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).DeleteBucket(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_DeleteBucket_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).DeleteBucket(ctx, req.(*DeleteBucketRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Access_ListBuckets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBucketsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).ListBuckets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_ListBuckets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).ListBuckets(ctx, req.(*ListBucketsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Access_ServiceDesc is the grpc.ServiceDesc for Access service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1118,6 +1232,18 @@ var Access_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SigningKey",
 			Handler:    _Access_SigningKey_Handler,
+		},
+		{
+			MethodName: "CreateBucket",
+			Handler:    _Access_CreateBucket_Handler,
+		},
+		{
+			MethodName: "DeleteBucket",
+			Handler:    _Access_DeleteBucket_Handler,
+		},
+		{
+			MethodName: "ListBuckets",
+			Handler:    _Access_ListBuckets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -564,6 +564,62 @@ func (x *JobRecord) GetStartedUnixNano() int64 {
 	return 0
 }
 
+// BucketRecord is a bucket made on purpose (dfs bucket create, S3's
+// CreateBucket): its name is the key's. A bucket is also any first path
+// segment that holds files; a record adds who made it and when.
+type BucketRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The access key that made it, or "" when a cluster certificate did.
+	Owner           string `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,2,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BucketRecord) Reset() {
+	*x = BucketRecord{}
+	mi := &file_meta_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketRecord) ProtoMessage() {}
+
+func (x *BucketRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketRecord.ProtoReflect.Descriptor instead.
+func (*BucketRecord) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BucketRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *BucketRecord) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
 // AccessKeyRecord is a user's access key: an id, a secret, and what the key
 // may do. Requests that S3 clients sign with the secret (SigV4) are checked
 // with the secret itself, so it is stored as given: etcd is reachable only
@@ -586,7 +642,7 @@ type AccessKeyRecord struct {
 
 func (x *AccessKeyRecord) Reset() {
 	*x = AccessKeyRecord{}
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +654,7 @@ func (x *AccessKeyRecord) String() string {
 func (*AccessKeyRecord) ProtoMessage() {}
 
 func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +667,7 @@ func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKeyRecord.ProtoReflect.Descriptor instead.
 func (*AccessKeyRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
+	return file_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AccessKeyRecord) GetId() string {
@@ -712,7 +768,10 @@ const file_meta_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\fBucketRecord\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12*\n" +
+	"\x11created_unix_nano\x18\x02 \x01(\x03R\x0fcreatedUnixNano\"\x87\x02\n" +
 	"\x0fAccessKeyRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -736,7 +795,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_meta_proto_goTypes = []any{
 	(*FileRecord)(nil),      // 0: dfs.v1.FileRecord
 	(*ContentRecord)(nil),   // 1: dfs.v1.ContentRecord
@@ -744,15 +803,16 @@ var file_meta_proto_goTypes = []any{
 	(*NodeRecord)(nil),      // 3: dfs.v1.NodeRecord
 	(*SessionRecord)(nil),   // 4: dfs.v1.SessionRecord
 	(*JobRecord)(nil),       // 5: dfs.v1.JobRecord
-	(*AccessKeyRecord)(nil), // 6: dfs.v1.AccessKeyRecord
-	nil,                     // 7: dfs.v1.JobRecord.ResultsEntry
-	nil,                     // 8: dfs.v1.AccessKeyRecord.GrantsEntry
+	(*BucketRecord)(nil),    // 6: dfs.v1.BucketRecord
+	(*AccessKeyRecord)(nil), // 7: dfs.v1.AccessKeyRecord
+	nil,                     // 8: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 9: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
 	2, // 0: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
 	5, // 1: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
-	7, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	8, // 3: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	8, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	9, // 3: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
 	4, // [4:4] is the sub-list for method output_type
 	4, // [4:4] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
@@ -771,7 +831,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

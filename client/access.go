@@ -160,3 +160,53 @@ func (c *Client) SigningKey(ctx context.Context, id, day, region, service string
 	}
 	return resp.Key, nil
 }
+
+// Bucket is a bucket made on purpose: by dfs bucket create, or S3's
+// CreateBucket.
+type Bucket struct {
+	Name    string    `json:"name"`
+	Owner   string    `json:"owner,omitempty"` // the access key that made it
+	Created time.Time `json:"created"`
+}
+
+func bucketFromAPI(b *api.Bucket) Bucket {
+	return Bucket{Name: b.Name, Owner: b.Owner, Created: time.Unix(0, b.CreatedUnixNano)}
+}
+
+// CreateBucket makes a bucket, which the client's key then owns.
+func (c *Client) CreateBucket(ctx context.Context, name string) (Bucket, error) {
+	var resp *api.Bucket
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].CreateBucket(ctx, &api.CreateBucketRequest{Name: name})
+		return err
+	})
+	if err != nil {
+		return Bucket{}, err
+	}
+	return bucketFromAPI(resp), nil
+}
+
+// DeleteBucket deletes an empty bucket and every key's rights on it.
+func (c *Client) DeleteBucket(ctx context.Context, name string) error {
+	return c.try(ctx, func(k int) error {
+		_, err := c.access[k].DeleteBucket(ctx, &api.DeleteBucketRequest{Name: name})
+		return err
+	})
+}
+
+// ListBuckets lists the buckets made on purpose that the client may read.
+func (c *Client) ListBuckets(ctx context.Context) ([]Bucket, error) {
+	var resp *api.ListBucketsResponse
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].ListBuckets(ctx, &api.ListBucketsRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Bucket, 0, len(resp.Buckets))
+	for _, b := range resp.Buckets {
+		out = append(out, bucketFromAPI(b))
+	}
+	return out, nil
+}

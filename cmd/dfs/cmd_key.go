@@ -173,7 +173,7 @@ func rightsSummary(k client.AccessKey) string {
 func newBucketCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bucket",
-		Short: "Grant and revoke access keys' rights on a bucket",
+		Short: "Make, list and delete buckets; grant and revoke keys' rights on them",
 		Long: `A bucket is the first segment of a path: "photos" for photos/2024/a.jpg. A key
 may read (stat, list, get), write (put, rm) or own a bucket (grant and revoke
 others' rights on it, and read and write). An admin, or the bucket's owner,
@@ -224,7 +224,68 @@ grants and revokes.`,
 		},
 	}
 	flags(deny, "revoke")
-	cmd.AddCommand(allow, deny)
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Make a bucket, owned by the key that makes it",
+		Long: `create makes a bucket: 3 to 63 lower-case letters, digits, '.' and '-' (S3's
+rules). The key that makes it owns it; no other key may touch it until granted.
+A name that holds files already, or that another made, is refused.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			b, err := c.CreateBucket(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Printf("bucket %s created\n", b.Name)
+			return nil
+		},
+	}
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the buckets made on purpose that the key may read",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			bs, err := c.ListBuckets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if listJSON {
+				return printJSON(bs)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tOWNER\tCREATED")
+			for _, b := range bs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Name, orDash(b.Owner), b.Created.Format("2006-01-02 15:04"))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete an empty bucket and every key's rights on it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.DeleteBucket(cmd.Context(), args[0])
+		},
+	}
+	cmd.AddCommand(allow, deny, create, list, del)
 	g.registerOperatorCertsDir(cmd)
 	return cmd
 }
@@ -243,6 +304,13 @@ func setGrant(cmd *cobra.Command, g *globals, bucket, id string, allow, deny uin
 	}
 	fmt.Printf("%s (%s) on %s: %s\n", k.ID, k.Name, bucket, orNone(k.Grants[bucket]))
 	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func orNone(s string) string {

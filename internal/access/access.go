@@ -24,6 +24,7 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 )
@@ -143,6 +144,34 @@ func (p *Principal) Who() string {
 func CheckBucket(b string) error {
 	if b == "" || b == "." || b == ".." || strings.ContainsAny(b, "/\x00") || len(b) > 255 {
 		return fmt.Errorf("bucket %q: want one path segment (no slash), at most 255 bytes", b)
+	}
+	return nil
+}
+
+// CheckBucketName returns an error unless name may name a bucket made on
+// purpose: S3's rules (3 to 63 lower-case letters, digits, '.' and '-',
+// beginning and ending with a letter or digit, no "..", not an IP
+// address), so that every bucket works through S3 too.
+func CheckBucketName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("bucket name %q: %s", name, why) }
+	if len(name) < 3 || len(name) > 63 {
+		return bad("want 3 to 63 characters")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return bad("want lower-case letters, digits, '.' and '-'")
+		}
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
+		return bad("want a letter or digit first and last")
+	}
+	if strings.Contains(name, "..") {
+		return bad(`want no ".."`)
+	}
+	if net.ParseIP(name) != nil {
+		return bad("an IP address is not a bucket name")
 	}
 	return nil
 }

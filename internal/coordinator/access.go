@@ -17,6 +17,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/pki"
 	"github.com/dfs-store/dfs/internal/rpc"
 	"github.com/dfs-store/dfs/internal/s3"
@@ -36,6 +37,13 @@ type cachedKey struct {
 	rec *api.AccessKeyRecord
 	p   *access.Principal // who the key is, made once per read
 	at  time.Time
+}
+
+// forgetAll drops every key, after a change to many.
+func (c *keyCache) forgetAll() {
+	c.mu.Lock()
+	c.keys = nil
+	c.mu.Unlock()
 }
 
 // forget drops id, so a change this coordinator made is seen at once.
@@ -377,4 +385,60 @@ func (s *Server) SigningKey(ctx context.Context, req *api.SigningKeyRequest) (*a
 		return nil, rpc.ToStatus(err)
 	}
 	return &api.SigningKeyResponse{Key: s3.SigningKey(rec.Secret, req.Day, req.Region, req.Service)}, nil
+}
+
+func bucketToAPI(b meta.Bucket) *api.Bucket {
+	return &api.Bucket{Name: b.Name, Owner: b.Owner, CreatedUnixNano: b.Created.UnixNano()}
+}
+
+// CreateBucket implements api.AccessServer: any key may make a bucket
+// whose name is free, and owns it.
+func (s *Server) CreateBucket(ctx context.Context, req *api.CreateBucketRequest) (*api.Bucket, error) {
+	if err := access.CheckBucketName(req.Name); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	p := s.caller(ctx)
+	if p.KeyID == "" && !p.Admin {
+		return nil, denied(p, "create a bucket")
+	}
+	b, err := s.meta.CreateBucket(ctx, req.Name, p.KeyID)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	s.keys.forgetAll()
+	s.log.Info("bucket created", "bucket", b.Name, "by", p.Who())
+	return bucketToAPI(b), nil
+}
+
+// DeleteBucket implements api.AccessServer.
+func (s *Server) DeleteBucket(ctx context.Context, req *api.DeleteBucketRequest) (*api.DeleteBucketResponse, error) {
+	if err := access.CheckBucket(req.Name); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	p := s.caller(ctx)
+	if !p.Can(req.Name, access.Owner) {
+		return nil, denied(p, "delete bucket %q: that needs its owner right or an admin key", req.Name)
+	}
+	if err := s.meta.DeleteBucket(ctx, req.Name); err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	s.keys.forgetAll()
+	s.log.Info("bucket deleted", "bucket", req.Name, "by", p.Who())
+	return &api.DeleteBucketResponse{}, nil
+}
+
+// ListBuckets implements api.AccessServer.
+func (s *Server) ListBuckets(ctx context.Context, req *api.ListBucketsRequest) (*api.ListBucketsResponse, error) {
+	p := s.caller(ctx)
+	bs, err := s.meta.Buckets(ctx)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	out := &api.ListBucketsResponse{}
+	for _, b := range bs {
+		if p.Can(b.Name, access.Read) || (p.KeyID != "" && b.Owner == p.KeyID) {
+			out.Buckets = append(out.Buckets, bucketToAPI(b))
+		}
+	}
+	return out, nil
 }

@@ -46,6 +46,7 @@ import (
 //	                                        on a cluster written before them,
 //	                                        until the leader rebuilt them
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
+//	<root>/v1/buckets/<name>                BucketRecord: a bucket made on purpose
 //	<root>/v1/access-keys/<key id>          AccessKeyRecord: a user's access key, its
 //	                                        secret and its grants per bucket
 //	<root>/v1/token-key                     the key (id byte, then 32 random bytes) that
@@ -179,6 +180,12 @@ func (s Schema) NodesPrefix() string { return s.root + "nodes/" }
 
 // Node is the key of a datanode's record.
 func (s Schema) Node(id dfs.NodeID) string { return s.NodesPrefix() + string(id) }
+
+// BucketsPrefix holds the bucket records.
+func (s Schema) BucketsPrefix() string { return s.root + "buckets/" }
+
+// Bucket is the key of a bucket's record.
+func (s Schema) Bucket(name string) string { return s.BucketsPrefix() + name }
 
 // AccessKeysPrefix holds the access keys.
 func (s Schema) AccessKeysPrefix() string { return s.root + "access-keys/" }
