@@ -190,6 +190,9 @@ type FileInfo struct {
 	// Layout is the chunk list the path was committed with (see
 	// Content.Layout); empty if unknown.
 	Layout string `json:"-"`
+	// Attrs are named attributes kept with the file: S3's ETag, user
+	// metadata and content headers.
+	Attrs map[string]string `json:"attrs,omitempty"`
 }
 
 // Replica is one known copy of a chunk: the node holding it and where to

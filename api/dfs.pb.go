@@ -349,13 +349,16 @@ func (x *AllocateResponse) GetMinReplicas() int32 {
 }
 
 type CommitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	ContentHash   []byte                 `protobuf:"bytes,3,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
-	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
-	Chunks        []*ChunkSpec           `protobuf:"bytes,5,rep,name=chunks,proto3" json:"chunks,omitempty"`
-	ContentType   string                 `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	SessionId   string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Path        string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	ContentHash []byte                 `protobuf:"bytes,3,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Size        int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Chunks      []*ChunkSpec           `protobuf:"bytes,5,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	ContentType string                 `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Named attributes kept with the file (S3's ETag, user metadata and
+	// content headers): at most 64, 8 KiB in all.
+	Attrs         map[string]string `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +433,13 @@ func (x *CommitRequest) GetContentType() string {
 		return x.ContentType
 	}
 	return ""
+}
+
+func (x *CommitRequest) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
 }
 
 type CommitResponse struct {
@@ -572,6 +582,7 @@ type FileInfo struct {
 	ContentType      string                 `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	CreatedUnixNano  int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	ModifiedUnixNano int64                  `protobuf:"varint,6,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
+	Attrs            map[string]string      `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -646,6 +657,13 @@ func (x *FileInfo) GetModifiedUnixNano() int64 {
 		return x.ModifiedUnixNano
 	}
 	return 0
+}
+
+func (x *FileInfo) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
 }
 
 type ChunkLocation struct {
@@ -4839,7 +4857,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"placements\x18\x02 \x03(\v2\x11.dfs.v1.PlacementR\n" +
 	"placements\x12!\n" +
-	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xc7\x01\n" +
+	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xb9\x02\n" +
 	"\rCommitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -4847,21 +4865,31 @@ const file_dfs_proto_rawDesc = "" +
 	"\fcontent_hash\x18\x03 \x01(\fR\vcontentHash\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12)\n" +
 	"\x06chunks\x18\x05 \x03(\v2\x11.dfs.v1.ChunkSpecR\x06chunks\x12!\n" +
-	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\"T\n" +
+	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\x126\n" +
+	"\x05attrs\x18\a \x03(\v2 .dfs.v1.CommitRequest.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
 	"\x0eCommitResponse\x12$\n" +
 	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"4\n" +
 	"\x13AbortSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x16\n" +
-	"\x14AbortSessionResponse\"\xd2\x01\n" +
+	"\x14AbortSessionResponse\"\xbf\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12!\n" +
 	"\fcontent_hash\x18\x03 \x01(\fR\vcontentHash\x12!\n" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
-	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\"{\n" +
+	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\x121\n" +
+	"\x05attrs\x18\a \x03(\v2\x1b.dfs.v1.FileInfo.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
 	"\rChunkLocation\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -5239,7 +5267,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -5319,118 +5347,122 @@ var file_dfs_proto_goTypes = []any{
 	(*SigningKeyRequest)(nil),      // 75: dfs.v1.SigningKeyRequest
 	(*SigningKeyResponse)(nil),     // 76: dfs.v1.SigningKeyResponse
 	(*SetGrantRequest)(nil),        // 77: dfs.v1.SetGrantRequest
-	nil,                            // 78: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 79: dfs.v1.Processing.ResultsEntry
-	nil,                            // 80: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 78: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 79: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 80: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 81: dfs.v1.Processing.ResultsEntry
+	nil,                            // 82: dfs.v1.AccessKey.GrantsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
 	1,  // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
 	3,  // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
 	0,  // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	9,  // 4: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	9,  // 5: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
-	10, // 6: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	78, // 7: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	56, // 8: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 9: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	56, // 10: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 11: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
-	1,  // 12: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
-	25, // 13: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
-	21, // 14: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
-	1,  // 15: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
-	25, // 16: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
-	25, // 17: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
-	1,  // 18: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
-	25, // 19: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
-	1,  // 20: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	46, // 21: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	49, // 22: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
-	53, // 23: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	52, // 24: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	54, // 25: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	79, // 26: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	56, // 27: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	58, // 28: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	56, // 29: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	80, // 30: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
-	63, // 31: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
-	69, // 32: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	1,  // 33: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 34: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 35: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 36: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 37: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 38: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 39: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 40: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 41: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 42: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 43: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 44: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 45: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 46: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 47: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 48: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 49: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 50: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	62, // 51: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64, // 52: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65, // 53: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67, // 54: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	77, // 55: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	75, // 56: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	70, // 57: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71, // 58: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73, // 59: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26, // 60: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 61: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 62: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 63: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 64: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 65: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 66: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 67: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 68: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 69: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 70: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 71: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 72: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 73: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 74: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 75: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 76: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 77: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 78: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 79: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 80: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 81: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 82: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 83: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 84: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	63, // 85: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 86: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 87: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 88: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 89: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76, // 90: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	69, // 91: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72, // 92: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74, // 93: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27, // 94: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 95: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 96: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 97: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 98: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 99: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 100: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 101: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	68, // [68:102] is the sub-list for method output_type
-	34, // [34:68] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	78, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	9,  // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
+	79, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	9,  // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
+	10, // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
+	80, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	56, // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	9,  // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
+	56, // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	9,  // 13: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
+	1,  // 14: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
+	25, // 15: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
+	21, // 16: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
+	1,  // 17: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
+	25, // 18: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
+	25, // 19: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
+	1,  // 20: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
+	25, // 21: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
+	1,  // 22: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
+	46, // 23: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	49, // 24: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
+	53, // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	52, // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	54, // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	81, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	56, // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	58, // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	56, // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	82, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	63, // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
+	69, // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
+	1,  // 35: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 36: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 37: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 38: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 39: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 40: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 41: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 42: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 43: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 44: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 45: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 46: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45, // 47: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48, // 48: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51, // 49: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57, // 50: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60, // 51: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 52: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	62, // 53: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64, // 54: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65, // 55: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67, // 56: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	77, // 57: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75, // 58: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	70, // 59: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71, // 60: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73, // 61: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26, // 62: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 63: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 64: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 65: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 66: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 67: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 68: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 69: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 70: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 71: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 72: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 73: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 74: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 75: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 76: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 77: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 78: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 79: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 80: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 81: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 82: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 83: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 84: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 85: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 86: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	63, // 87: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 88: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 89: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 90: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 91: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76, // 92: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	69, // 93: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72, // 94: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74, // 95: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27, // 96: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 97: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 98: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 99: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 100: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 101: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 102: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 103: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	70, // [70:104] is the sub-list for method output_type
+	36, // [36:70] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -5444,7 +5476,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   81,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -39,7 +39,10 @@ type FileRecord struct {
 	// layout then (empty for a content of one chunk named by its hash, and
 	// in records written before it). A read refuses a path whose content
 	// no longer has it: the content was found forged and replaced.
-	Layout        string `protobuf:"bytes,7,opt,name=layout,proto3" json:"layout,omitempty"`
+	Layout string `protobuf:"bytes,7,opt,name=layout,proto3" json:"layout,omitempty"`
+	// Named attributes given at commit (S3's ETag, user metadata, content
+	// headers).
+	Attrs         map[string]string `protobuf:"bytes,8,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -121,6 +124,13 @@ func (x *FileRecord) GetLayout() string {
 		return x.Layout
 	}
 	return ""
+}
+
+func (x *FileRecord) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
 }
 
 // ContentRecord is the head of a content. Its chunk list is kept in pages
@@ -717,7 +727,7 @@ var File_meta_proto protoreflect.FileDescriptor
 const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"meta.proto\x12\x06dfs.v1\"\xec\x01\n" +
+	"meta.proto\x12\x06dfs.v1\"\xdb\x02\n" +
 	"\n" +
 	"FileRecord\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
@@ -726,7 +736,12 @@ const file_meta_proto_rawDesc = "" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
 	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\x12\x16\n" +
-	"\x06layout\x18\a \x01(\tR\x06layout\"\x8b\x02\n" +
+	"\x06layout\x18\a \x01(\tR\x06layout\x123\n" +
+	"\x05attrs\x18\b \x03(\v2\x1d.dfs.v1.FileRecord.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
 	"\rContentRecord\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
@@ -795,7 +810,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_meta_proto_goTypes = []any{
 	(*FileRecord)(nil),      // 0: dfs.v1.FileRecord
 	(*ContentRecord)(nil),   // 1: dfs.v1.ContentRecord
@@ -805,19 +820,21 @@ var file_meta_proto_goTypes = []any{
 	(*JobRecord)(nil),       // 5: dfs.v1.JobRecord
 	(*BucketRecord)(nil),    // 6: dfs.v1.BucketRecord
 	(*AccessKeyRecord)(nil), // 7: dfs.v1.AccessKeyRecord
-	nil,                     // 8: dfs.v1.JobRecord.ResultsEntry
-	nil,                     // 9: dfs.v1.AccessKeyRecord.GrantsEntry
+	nil,                     // 8: dfs.v1.FileRecord.AttrsEntry
+	nil,                     // 9: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 10: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	2, // 0: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
-	5, // 1: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
-	8, // 2: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	9, // 3: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	8,  // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
+	2,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
+	5,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
+	9,  // 3: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	10, // 4: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	5,  // [5:5] is the sub-list for method output_type
+	5,  // [5:5] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -831,7 +848,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

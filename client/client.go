@@ -391,6 +391,7 @@ func fileFromAPI(f *api.FileInfo) dfs.FileInfo {
 		ContentType: f.GetContentType(),
 		Created:     time.Unix(0, f.GetCreatedUnixNano()),
 		Modified:    time.Unix(0, f.GetModifiedUnixNano()),
+		Attrs:       f.GetAttrs(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
@@ -24,6 +25,10 @@ import (
 // PutOptions tune an upload.
 type PutOptions struct {
 	ContentType string
+	// Attrs are named attributes to keep with the file (see
+	// dfs.FileInfo.Attrs); Staged.SetAttrs sets those known only once
+	// the bytes are read.
+	Attrs map[string]string
 	// Progress, if set, is called with the number of bytes of the source
 	// handled so far (sent, or found already stored).
 	Progress func(done int64)
@@ -85,6 +90,13 @@ func (s *Staged) Path() string { return s.req.Path }
 
 // Commit makes the path point at the staged content.
 func (s *Staged) Commit(ctx context.Context) (PutResult, error) {
+	for k, v := range s.req.Attrs {
+		// A string that is not UTF-8 cannot be sent; say so.
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			s.c.abort(s.req.SessionId)
+			return s.res, fmt.Errorf("put %s: %w: attribute %q is not valid UTF-8", s.req.Path, dfs.ErrInvalid, k)
+		}
+	}
 	resp, err := s.c.commit(ctx, s.req)
 	if err != nil {
 		s.c.abort(s.req.SessionId)
@@ -95,6 +107,10 @@ func (s *Staged) Commit(ctx context.Context) (PutResult, error) {
 	res.Duplicate = resp.Duplicate
 	return res, nil
 }
+
+// SetAttrs replaces the attributes the commit keeps with the file (known
+// only once the bytes are read, as S3's ETag).
+func (s *Staged) SetAttrs(attrs map[string]string) { s.req.Attrs = attrs }
 
 // Abort drops the staged upload; its chunks become garbage.
 func (s *Staged) Abort() { s.c.abort(s.req.SessionId) }
@@ -282,6 +298,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 		Size:        split.Size(),
 		Chunks:      specs(chunks),
 		ContentType: o.ContentType,
+		Attrs:       o.Attrs,
 	}}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -633,7 +634,7 @@ func TestFailingSourceCommitsNothing(t *testing.T) {
 		}
 	}
 	mustRead(t, c, "kept", old)
-	if fi, err := c.Stat(ctx, "kept"); err != nil || fi != fiOld {
+	if fi, err := c.Stat(ctx, "kept"); err != nil || !reflect.DeepEqual(fi, fiOld) {
 		t.Fatalf("stat after the failed overwrite: %+v, %v; want %+v", fi, err, fiOld)
 	}
 	if _, err := c.Stat(ctx, "fresh"); !errors.Is(err, dfs.ErrNotFound) {

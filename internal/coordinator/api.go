@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -327,8 +328,11 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if err := s.waitReplicas(ctx, content.Chunks); err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("commit %s: %w", path, err))
 	}
+	if err := checkAttrs(req.Attrs); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "commit %s: %v", path, err)
+	}
 	info, dup, err := s.commitChecked(ctx, meta.Commit{
-		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType},
+		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType, Attrs: req.Attrs},
 		Content:  content,
 		Session:  req.SessionId,
 		QueueJob: true,
@@ -390,7 +394,41 @@ func fileToAPI(f dfs.FileInfo) *api.FileInfo {
 		ContentType:      f.ContentType,
 		CreatedUnixNano:  f.Created.UnixNano(),
 		ModifiedUnixNano: f.Modified.UnixNano(),
+		Attrs:            f.Attrs,
 	}
+}
+
+// Bounds of a file's attributes.
+const (
+	maxAttrs      = 64
+	maxAttrsBytes = 8 << 10
+)
+
+// checkAttrs refuses attributes past the bounds, or whose names are not
+// lower-case printable ASCII or whose values are not valid UTF-8.
+func checkAttrs(attrs map[string]string) error {
+	if len(attrs) > maxAttrs {
+		return fmt.Errorf("%d attributes, at most %d", len(attrs), maxAttrs)
+	}
+	total := 0
+	for k, v := range attrs {
+		total += len(k) + len(v)
+		if k == "" || len(k) > 256 {
+			return fmt.Errorf("attribute name %.40q: want 1 to 256 bytes", k)
+		}
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; c <= ' ' || c > '~' || (c >= 'A' && c <= 'Z') {
+				return fmt.Errorf("attribute name %.40q: want lower-case printable ASCII", k)
+			}
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("attribute %s: the value is not valid UTF-8", k)
+		}
+	}
+	if total > maxAttrsBytes {
+		return fmt.Errorf("attributes of %d bytes, at most %d", total, maxAttrsBytes)
+	}
+	return nil
 }
 
 // Lookup implements api.CoordinatorServer.

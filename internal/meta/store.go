@@ -497,6 +497,7 @@ func fileRecord(f dfs.FileInfo) *api.FileRecord {
 		CreatedUnixNano:  f.Created.UnixNano(),
 		ModifiedUnixNano: f.Modified.UnixNano(),
 		Layout:           f.Layout,
+		Attrs:            f.Attrs,
 	}
 }
 
@@ -514,6 +515,7 @@ func FileFromRecord(r *api.FileRecord) (dfs.FileInfo, error) {
 		Created:     time.Unix(0, r.CreatedUnixNano),
 		Modified:    time.Unix(0, r.ModifiedUnixNano),
 		Layout:      r.Layout,
+		Attrs:       r.Attrs,
 	}, nil
 }
 
