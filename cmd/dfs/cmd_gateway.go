@@ -51,6 +51,7 @@ func (g *gatewayFlags) load() error {
 func newGatewayCmd(g *globals) *cobra.Command {
 	var (
 		httpAddr string
+		s3Addr   string
 		gf       gatewayFlags
 	)
 	cmd := &cobra.Command{
@@ -77,7 +78,7 @@ unless --insecure-public says the exposure is intended.`,
 				return err
 			}
 			gw, err := cluster.StartGateway(cluster.GatewayConfig{
-				Listen: httpAddr, Coordinators: addrs, Token: gf.token, Public: gf.public, TLS: node, Logger: slog.Default(),
+				Listen: httpAddr, S3: s3Addr, Coordinators: addrs, Token: gf.token, Public: gf.public, TLS: node, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err
@@ -88,6 +89,7 @@ unless --insecure-public says the exposure is intended.`,
 		},
 	}
 	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP listen address")
+	cmd.Flags().StringVar(&s3Addr, "s3", "", "S3 API listen address (path-style; requests signed with access keys); empty: none")
 	gf.register(cmd)
 	g.registerCertsDir(cmd)
 	return cmd

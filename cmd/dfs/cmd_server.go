@@ -21,6 +21,7 @@ import (
 	"github.com/dfs-store/dfs/internal/access"
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
+	"github.com/dfs-store/dfs/internal/gateway"
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/pki"
 )
@@ -45,6 +46,7 @@ func newServerCmd(g *globals) *cobra.Command {
 		endpoints string
 		keyRoot   string
 		httpAddr  string
+		s3Addr    string
 		scrub     scrubFlags
 		cc        coordinatorFlags
 		gf        gatewayFlags
@@ -81,7 +83,7 @@ the background at modest rates, as they share the machine.`,
 				return err
 			}
 			start := time.Now()
-			node, err := serverCerts(g, data, grpcAddr, httpAddr)
+			node, err := serverCerts(g, data, grpcAddr, httpAddr, s3Addr)
 			if err != nil {
 				return err
 			}
@@ -96,6 +98,7 @@ the background at modest rates, as they share the machine.`,
 				KeyRoot:         keyRoot,
 				Coordinator:     coord,
 				HTTP:            httpAddr,
+				S3:              s3Addr,
 				APIToken:        gf.token,
 				HTTPPublic:      gf.public,
 				Jobs:            jc,
@@ -123,6 +126,9 @@ the background at modest rates, as they share the machine.`,
 			}
 			if cl.Gateway != nil {
 				fmt.Printf("  web UI %s\n", cl.Gateway.URL())
+				if a := cl.Gateway.S3Addr(); a != "" {
+					fmt.Printf("  S3 API %s (region %s; keys: dfs key create NAME)\n", a, gateway.DefaultRegion)
+				}
 			}
 			fmt.Printf("  try: dfs put FILE && dfs ls && dfs nodes\n")
 			return waitForStop(cmd, cl.Coordinator.Etcd)
@@ -137,6 +143,7 @@ the background at modest rates, as they share the machine.`,
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
+	f.StringVar(&s3Addr, "s3", "", "S3 API listen address (needs the gateway); empty: none")
 	scrub.register(cmd, serverScrubRate, serverScrubChunks)
 	cc.register(cmd)
 	gf.register(cmd)

@@ -195,7 +195,9 @@ type Config struct {
 	// HTTP, if set, is the address of a gateway (REST API and web UI)
 	// started with the cluster; APIToken and HTTPPublic as in
 	// gateway.Listen.
-	HTTP       string
+	HTTP string
+	// S3, if set with HTTP, is the address of the gateway's S3 API.
+	S3         string
 	APIToken   string
 	HTTPPublic bool
 	// Jobs configures the post-upload workers; none run if Jobs.Workers
@@ -270,7 +272,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.HTTP != "" {
 		if cl.Gateway, err = StartGateway(GatewayConfig{
-			Listen: cfg.HTTP, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
+			Listen: cfg.HTTP, S3: cfg.S3, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
 		}); err != nil {
 			return nil, err
 		}

@@ -3,7 +3,12 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"time"
 
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/gateway"
@@ -15,6 +20,10 @@ type GatewayConfig struct {
 	// Listen is the HTTP address (port 0 picks a free one).
 	Listen       string
 	Coordinators []string
+	// S3, if set, is the address of the S3 API (a cluster with
+	// certificates only: S3 requests are signed with access keys), for
+	// region S3Region (gateway.DefaultRegion if empty).
+	S3, S3Region string
 	// Token and Public as in gateway.Listen.
 	Token  string
 	Public bool
@@ -30,6 +39,8 @@ type Gateway struct {
 	Client *client.Client
 	addr   string
 	scheme string
+	s3addr string
+	s3done chan struct{}
 	stop   context.CancelFunc
 	done   chan struct{}
 }
@@ -49,12 +60,22 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	scheme := "http://"
 	if cfg.TLS != nil && !gateway.IsLoopback(cfg.Listen) {
-		tc := cfg.TLS.ServerTLS(false)
-		tc.ClientAuth = tls.NoClientCert
-		tc.MinVersion = tls.VersionTLS12 // browsers and curl of every age
-		tc.NextProtos = []string{"h2", "http/1.1"}
-		ln = tls.NewListener(ln, tc)
+		ln = tls.NewListener(ln, publicTLS(cfg.TLS))
 		scheme = "https://"
+	}
+	var s3ln net.Listener
+	if cfg.S3 != "" {
+		if cfg.TLS == nil {
+			ln.Close()
+			return nil, errors.New("gateway: the S3 API needs a cluster with certificates: its requests are signed with access keys")
+		}
+		if s3ln, err = net.Listen("tcp", cfg.S3); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("gateway: S3 listen %s: %w", cfg.S3, err)
+		}
+		if !gateway.IsLoopback(cfg.S3) {
+			s3ln = tls.NewListener(s3ln, publicTLS(cfg.TLS))
+		}
 	}
 	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, TLS: nodeTLS(cfg.TLS), Logger: cfg.Logger})
 	if err != nil {
@@ -64,6 +85,9 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 	srv, err := gateway.New(gateway.Config{Client: cl, Keys: cfg.TLS != nil, Token: cfg.Token, Public: cfg.Public, Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
+		if s3ln != nil {
+			s3ln.Close()
+		}
 		cl.Close()
 		return nil, err
 	}
@@ -75,8 +99,34 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 			cfg.Logger.Error("gateway stopped", "err", err)
 		}
 	}()
+	if s3ln != nil {
+		g.s3addr = s3ln.Addr().String()
+		g.s3done = make(chan struct{})
+		hs := &http.Server{Handler: srv.S3(cfg.S3Region), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		go func() {
+			defer close(g.s3done)
+			go func() { <-ctx.Done(); hs.Close() }()
+			if err := hs.Serve(s3ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("S3 API stopped", "err", err)
+			}
+		}()
+	}
 	return g, nil
 }
+
+// publicTLS is how a gateway serves HTTPS to clients: its node
+// certificate, no client certificate asked for.
+func publicTLS(n *pki.Node) *tls.Config {
+	tc := n.ServerTLS(false)
+	tc.ClientAuth = tls.NoClientCert
+	tc.MinVersion = tls.VersionTLS12 // browsers and clients of every age
+	tc.NextProtos = []string{"h2", "http/1.1"}
+	return tc
+}
+
+// S3Addr is the S3 API's address, "" if it has none.
+func (g *Gateway) S3Addr() string { return g.s3addr }
 
 // Addr is the gateway's HTTP address.
 func (g *Gateway) Addr() string { return g.addr }
@@ -88,6 +138,9 @@ func (g *Gateway) URL() string { return g.scheme + g.addr + "/" }
 func (g *Gateway) Close() error {
 	g.stop()
 	<-g.done
+	if g.s3done != nil {
+		<-g.s3done
+	}
 	g.Server.Close()
 	g.Client.Close()
 	return nil

@@ -1,0 +1,687 @@
+package gateway
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/crc64nvme"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/s3"
+)
+
+// The S3 API, over dfs's one namespace: a bucket is a path's first
+// segment, an object key the rest of the path. Every request is signed
+// (AWS Signature Version 4, internal/s3); the gateway then calls the
+// cluster acting for the request's access key, so the key's grants decide
+// what it may do, as on every other interface. Path-style addressing.
+
+// DefaultRegion is the S3 region a gateway answers for unless told.
+const DefaultRegion = "us-east-1"
+
+// maxSinglePut is S3's largest single PUT.
+const maxSinglePut = 5 << 30
+
+// S3 returns the gateway's S3 API handler for region (DefaultRegion if
+// empty). Serve it on a port of its own.
+func (s *Server) S3(region string) http.Handler {
+	if region == "" {
+		region = DefaultRegion
+	}
+	return &s3Handler{s: s, region: region, keys: map[string]signingKey{}}
+}
+
+type s3Handler struct {
+	s      *Server
+	region string
+
+	mu   sync.Mutex
+	keys map[string]signingKey // by key id, day, region, service
+}
+
+type signingKey struct {
+	key []byte
+	at  time.Time
+}
+
+// signingKeyTTL is how long a derived signing key is used before it is
+// asked for again: a deleted key stops working within it.
+const signingKeyTTL = 10 * time.Second
+
+func (h *s3Handler) signingKey(ctx context.Context, id, day, region, service string) ([]byte, error) {
+	k := id + "/" + day + "/" + region + "/" + service
+	now := time.Now()
+	h.mu.Lock()
+	sk, ok := h.keys[k]
+	h.mu.Unlock()
+	if ok && now.Sub(sk.at) < signingKeyTTL {
+		return sk.key, nil
+	}
+	key, err := h.s.cl.SigningKey(ctx, id, day, region, service)
+	if errors.Is(err, dfs.ErrNotFound) {
+		return nil, s3.ErrUnknownKey
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if len(h.keys) > 10000 {
+		h.keys = map[string]signingKey{}
+	}
+	h.keys[k] = signingKey{key: key, at: now}
+	h.mu.Unlock()
+	return key, nil
+}
+
+// s3Error is an S3 error answer.
+type s3Error struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *s3Error) Error() string { return e.code + ": " + e.msg }
+
+func s3Err(status int, code, format string, args ...any) *s3Error {
+	return &s3Error{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// s3ErrorOf maps an error to its S3 answer. notFound is the code of a
+// missing thing (NoSuchKey, NoSuchBucket).
+func s3ErrorOf(err error, notFound string) *s3Error {
+	var se *s3Error
+	if errors.As(err, &se) {
+		return se
+	}
+	// Signature errors carry their code before the colon.
+	for _, sigErr := range []error{s3.ErrUnknownKey, s3.ErrSignature, s3.ErrSkewed, s3.ErrExpired, s3.ErrAuthHeader,
+		s3.ErrAuthQuery, s3.ErrMissingAuth, s3.ErrUnsupportedAuth, s3.ErrContentSHA256, s3.ErrPayloadMismatch,
+		s3.ErrChunkSignature, s3.ErrMalformedChunking} {
+		if errors.Is(err, sigErr) {
+			code, _, _ := strings.Cut(sigErr.Error(), ":")
+			status := http.StatusForbidden
+			switch code {
+			case "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "InvalidRequest", "XAmzContentSHA256Mismatch", "IncompleteBody":
+				status = http.StatusBadRequest
+			}
+			return &s3Error{status: status, code: code, msg: err.Error()}
+		}
+	}
+	switch {
+	case errors.Is(err, dfs.ErrNotFound):
+		return s3Err(http.StatusNotFound, notFound, "%v", err)
+	case errors.Is(err, dfs.ErrDenied):
+		return s3Err(http.StatusForbidden, "AccessDenied", "%v", err)
+	case errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrInvalid), errors.Is(err, dfs.ErrBadHash):
+		return s3Err(http.StatusBadRequest, "InvalidArgument", "%v", err)
+	case errors.Is(err, dfs.ErrNoSpace):
+		return s3Err(http.StatusInsufficientStorage, "InsufficientStorage", "%v", err)
+	case errors.Is(err, dfs.ErrUnavailable):
+		return s3Err(http.StatusServiceUnavailable, "ServiceUnavailable", "%v", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return s3Err(http.StatusBadRequest, "RequestTimeout", "%v", err)
+	}
+	return s3Err(http.StatusInternalServerError, "InternalError", "%v", err)
+}
+
+func (h *s3Handler) fail(w http.ResponseWriter, r *http.Request, err error, notFound string) {
+	e := s3ErrorOf(err, notFound)
+	if e.status >= 500 {
+		h.s.log.Info("s3 error", "method", r.Method, "path", clip(r.URL.Path), "code", e.code, "err", e.msg)
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(e.status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	xml.NewEncoder(w).Encode(struct {
+		XMLName  xml.Name `xml:"Error"`
+		Code     string
+		Message  string
+		Resource string
+	}{Code: e.code, Message: e.msg, Resource: r.URL.Path})
+}
+
+func writeXML(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	io.WriteString(w, xml.Header)
+	xml.NewEncoder(w).Encode(v)
+}
+
+func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a, err := s3.Verify(r.Context(), r, h.signingKey, h.region, time.Now())
+	if err != nil {
+		h.fail(w, r, err, "NoSuchKey")
+		return
+	}
+	ctx := client.ActAs(r.Context(), a.KeyID)
+	r = r.WithContext(ctx)
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	q := r.URL.Query()
+	for _, sub := range []string{"versioning", "versions", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
+		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
+		"uploads", "uploadId", "partNumber", "restore", "select", "torrent", "ownershipControls", "publicAccessBlock", "analytics",
+		"inventory", "metrics", "intelligent-tiering", "attributes", "delete"} {
+		if q.Has(sub) && !(sub == "acl" && r.Method == http.MethodGet) {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", sub), "")
+			return
+		}
+	}
+	switch {
+	case bucket == "":
+		if r.Method != http.MethodGet {
+			h.fail(w, r, s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s / is not allowed", r.Method), "")
+			return
+		}
+		h.listBuckets(w, r, a)
+	case key == "":
+		h.bucket(w, r, bucket)
+	default:
+		h.object(w, r, a, bucket, key)
+	}
+}
+
+// ---------------------------------------------------------------- buckets
+
+func (h *s3Handler) listBuckets(w http.ResponseWriter, r *http.Request, a *s3.Auth) {
+	ctx := r.Context()
+	recs, err := h.s.cl.ListBuckets(ctx)
+	if err != nil {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	created := map[string]time.Time{}
+	for _, b := range recs {
+		created[b.Name] = b.Created
+	}
+	// Buckets also are the top-level folders the key may read.
+	l, err := h.s.cl.List(ctx, client.ListOptions{Delimiter: "/", Limit: 1000})
+	if err != nil && !errors.Is(err, dfs.ErrDenied) {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	for _, p := range l.Prefixes {
+		name := strings.TrimSuffix(p, "/")
+		if _, ok := created[name]; !ok {
+			created[name] = time.Unix(0, 0)
+		}
+	}
+	type bucketXML struct {
+		Name         string
+		CreationDate string
+	}
+	var out struct {
+		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListAllMyBucketsResult"`
+		Owner   struct{ ID, DisplayName string }
+		Buckets []bucketXML `xml:"Buckets>Bucket"`
+	}
+	out.Owner.ID, out.Owner.DisplayName = a.KeyID, a.KeyID
+	for name, t := range created {
+		out.Buckets = append(out.Buckets, bucketXML{Name: name, CreationDate: t.UTC().Format(time.RFC3339)})
+	}
+	sort.Slice(out.Buckets, func(i, j int) bool { return out.Buckets[i].Name < out.Buckets[j].Name })
+	writeXML(w, http.StatusOK, out)
+}
+
+// bucketExists reports whether bucket, as far as the caller may know, was
+// made on purpose or holds files. A bucket the caller may not read is
+// answered as absent (404, where S3 says 403): that tells a stranger less.
+func (h *s3Handler) bucketExists(ctx context.Context, bucket string) (bool, error) {
+	l, err := h.s.cl.List(ctx, client.ListOptions{Prefix: bucket + "/", Limit: 1})
+	if err == nil && len(l.Files) > 0 {
+		return true, nil
+	}
+	if err != nil && !errors.Is(err, dfs.ErrDenied) {
+		return false, err
+	}
+	recs, err := h.s.cl.ListBuckets(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, b := range recs {
+		if b.Name == bucket {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodPut:
+		if err := access.CheckBucketName(bucket); err != nil {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidBucketName", "%v", err), "")
+			return
+		}
+		io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10)) // CreateBucketConfiguration: one region
+		if _, err := h.s.cl.CreateBucket(ctx, bucket); err != nil {
+			if errors.Is(err, dfs.ErrConflict) {
+				if k, werr := h.s.cl.WhoAmI(ctx); werr == nil && k.Rights(bucket)&client.RightOwner != 0 {
+					h.fail(w, r, s3Err(http.StatusConflict, "BucketAlreadyOwnedByYou", "bucket %s is yours already", bucket), "")
+					return
+				}
+				h.fail(w, r, s3Err(http.StatusConflict, "BucketAlreadyExists", "bucket %s exists", bucket), "")
+				return
+			}
+			h.fail(w, r, err, "NoSuchBucket")
+			return
+		}
+		w.Header().Set("Location", "/"+bucket)
+		w.WriteHeader(http.StatusOK)
+	case http.MethodHead:
+		ok, err := h.bucketExists(ctx, bucket)
+		switch {
+		case ok:
+			w.WriteHeader(http.StatusOK)
+		case err != nil:
+			h.fail(w, r, err, "NoSuchBucket")
+		default:
+			h.fail(w, r, s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket), "")
+		}
+	case http.MethodDelete:
+		err := h.s.cl.DeleteBucket(ctx, bucket)
+		switch {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.Is(err, dfs.ErrConflict):
+			h.fail(w, r, s3Err(http.StatusConflict, "BucketNotEmpty", "bucket %s holds objects", bucket), "")
+		default:
+			h.fail(w, r, err, "NoSuchBucket")
+		}
+	case http.MethodGet:
+		switch {
+		case q.Has("location"):
+			ok, err := h.bucketExists(ctx, bucket)
+			if !ok {
+				if err == nil {
+					err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+				}
+				h.fail(w, r, err, "NoSuchBucket")
+				return
+			}
+			loc := h.region
+			if loc == "us-east-1" {
+				loc = ""
+			}
+			writeXML(w, http.StatusOK, struct {
+				XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ LocationConstraint"`
+				Value   string   `xml:",chardata"`
+			}{Value: loc})
+		case q.Has("acl"):
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "ACLs are not supported: access is granted per key with dfs bucket allow"), "")
+		default:
+			h.listObjects(w, r, bucket)
+		}
+	default:
+		h.fail(w, r, s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s on a bucket is not allowed", r.Method), "")
+	}
+}
+
+type objectXML struct {
+	Key          string
+	LastModified string
+	ETag         string
+	Size         int64
+	StorageClass string
+}
+
+type prefixXML struct{ Prefix string }
+
+// listObjects answers ListObjects (v1) and ListObjectsV2.
+func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket string) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	v2 := q.Get("list-type") == "2"
+	prefix, delim := q.Get("prefix"), q.Get("delimiter")
+	maxKeys := 1000
+	if v := q.Get("max-keys"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-keys %q", v), "")
+			return
+		}
+		maxKeys = min(n, 1000)
+	}
+	encode := q.Get("encoding-type")
+	if encode != "" && encode != "url" {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode), "")
+		return
+	}
+	enc := func(s string) string {
+		if encode == "url" {
+			return s3URLEncode(s)
+		}
+		return s
+	}
+	after := q.Get("marker")
+	if v2 {
+		after = q.Get("start-after")
+		if tok := q.Get("continuation-token"); tok != "" {
+			b, err := base64.RawURLEncoding.DecodeString(tok)
+			if err != nil {
+				h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "the continuation token is not valid"), "")
+				return
+			}
+			after = string(b)
+		}
+	}
+	ok, err := h.bucketExists(ctx, bucket)
+	if !ok {
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	var contents []objectXML
+	var prefixes []prefixXML
+	truncated, next := false, ""
+	if maxKeys > 0 {
+		opts := client.ListOptions{Prefix: bucket + "/" + prefix, Delimiter: delim, Limit: maxKeys}
+		if after != "" {
+			opts.StartAfter = bucket + "/" + after
+		}
+		for {
+			l, err := h.s.cl.List(ctx, opts)
+			if err != nil {
+				h.fail(w, r, err, "NoSuchBucket")
+				return
+			}
+			for _, f := range l.Files {
+				k := strings.TrimPrefix(f.Path, bucket+"/")
+				contents = append(contents, objectXML{Key: enc(k), LastModified: f.Modified.UTC().Format("2006-01-02T15:04:05.000Z"),
+					ETag: etagOf(f), Size: f.Size, StorageClass: "STANDARD"})
+				next = k
+			}
+			for _, p := range l.Prefixes {
+				k := strings.TrimPrefix(p, bucket+"/")
+				prefixes = append(prefixes, prefixXML{Prefix: enc(k)})
+				next = k
+			}
+			truncated = l.Truncated
+			if !l.Truncated || len(contents)+len(prefixes) >= maxKeys {
+				break
+			}
+			opts.StartAfter = l.Next
+		}
+	}
+	if v2 {
+		out := struct {
+			XMLName               xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListBucketResult"`
+			Name                  string
+			Prefix                string
+			Delimiter             string `xml:",omitempty"`
+			MaxKeys               int
+			KeyCount              int
+			IsTruncated           bool
+			EncodingType          string `xml:",omitempty"`
+			ContinuationToken     string `xml:",omitempty"`
+			NextContinuationToken string `xml:",omitempty"`
+			StartAfter            string `xml:",omitempty"`
+			Contents              []objectXML
+			CommonPrefixes        []prefixXML
+		}{Name: bucket, Prefix: enc(prefix), Delimiter: enc(delim), MaxKeys: maxKeys, KeyCount: len(contents) + len(prefixes),
+			IsTruncated: truncated, EncodingType: encode, ContinuationToken: q.Get("continuation-token"), StartAfter: enc(q.Get("start-after")),
+			Contents: contents, CommonPrefixes: prefixes}
+		if truncated {
+			out.NextContinuationToken = base64.RawURLEncoding.EncodeToString([]byte(next))
+		}
+		writeXML(w, http.StatusOK, out)
+		return
+	}
+	out := struct {
+		XMLName        xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListBucketResult"`
+		Name           string
+		Prefix         string
+		Marker         string
+		Delimiter      string `xml:",omitempty"`
+		MaxKeys        int
+		IsTruncated    bool
+		EncodingType   string `xml:",omitempty"`
+		NextMarker     string `xml:",omitempty"`
+		Contents       []objectXML
+		CommonPrefixes []prefixXML
+	}{Name: bucket, Prefix: enc(prefix), Marker: enc(q.Get("marker")), Delimiter: enc(delim), MaxKeys: maxKeys, IsTruncated: truncated,
+		EncodingType: encode, Contents: contents, CommonPrefixes: prefixes}
+	if truncated {
+		out.NextMarker = enc(next)
+	}
+	writeXML(w, http.StatusOK, out)
+}
+
+// s3URLEncode is the encoding of keys in listings with encoding-type=url.
+func s3URLEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("-_.~/", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// etagOf is an object's ETag: the MD5 an S3 upload recorded, else (a file
+// put by other means) its SHA-256.
+func etagOf(f dfs.FileInfo) string {
+	if e := f.Attrs["etag"]; e != "" {
+		return `"` + e + `"`
+	}
+	return `"` + f.Content.String() + `"`
+}
+
+// ---------------------------------------------------------------- objects
+
+// objectAttrs are the request headers an object keeps and returns.
+var objectAttrs = []string{"content-encoding", "content-disposition", "content-language", "cache-control", "expires"}
+
+// checksums S3 clients send, by header.
+var checksums = map[string]func() hash.Hash{
+	"x-amz-checksum-crc32":     func() hash.Hash { return crc32.NewIEEE() },
+	"x-amz-checksum-crc32c":    func() hash.Hash { return crc32.New(crc32.MakeTable(crc32.Castagnoli)) },
+	"x-amz-checksum-crc64nvme": func() hash.Hash { return crc64nvme.New() },
+	"x-amz-checksum-sha1":      sha1.New,
+	"x-amz-checksum-sha256":    sha256.New,
+}
+
+func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, bucket, key string) {
+	p, err := dfs.CleanPath(bucket + "/" + key)
+	if err != nil || p != bucket+"/"+key {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "key %q: dfs cannot store it (no empty, '.' or '..' segment, no trailing '/', at most 1024 bytes)", key), "")
+		return
+	}
+	switch r.Method {
+	case http.MethodPut:
+		if r.Header.Get("X-Amz-Copy-Source") != "" {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "CopyObject is not supported yet"), "")
+			return
+		}
+		h.putObject(w, r, a, p)
+	case http.MethodGet, http.MethodHead:
+		h.getObject(w, r, p)
+	case http.MethodDelete:
+		if err := h.s.cl.Delete(r.Context(), p); err != nil && !errors.Is(err, dfs.ErrNotFound) {
+			h.fail(w, r, err, "NoSuchKey")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		h.fail(w, r, s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s on an object is not allowed", r.Method), "")
+	}
+}
+
+func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth, path string) {
+	ctx := r.Context()
+	var body io.Reader = r.Body
+	var chunked *s3.ChunkedReader
+	size := r.ContentLength
+	switch a.Payload {
+	case s3.StreamingPayload, s3.StreamingPayloadTrailer, s3.StreamingUnsignedTrailer:
+		chunked = s3.NewChunkedReader(r.Body, a, r.Header.Get("X-Amz-Trailer"))
+		body = chunked
+		n, err := strconv.ParseInt(r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64)
+		if err != nil || n < 0 {
+			h.fail(w, r, s3Err(http.StatusLengthRequired, "MissingContentLength", "x-amz-decoded-content-length is required"), "")
+			return
+		}
+		size = n
+	}
+	if size < 0 {
+		h.fail(w, r, s3Err(http.StatusLengthRequired, "MissingContentLength", "Content-Length is required"), "")
+		return
+	}
+	if size > maxSinglePut {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "EntityTooLarge", "%d bytes in one PUT, at most %d: use a multipart upload", size, int64(maxSinglePut)), "")
+		return
+	}
+	// Every digest the request states, and the MD5 for the ETag, in the
+	// one pass that stores the bytes.
+	md := md5.New()
+	hashes := []io.Writer{md}
+	var payloadSHA hash.Hash
+	if a.Payload != s3.UnsignedPayload && chunked == nil {
+		payloadSHA = sha256.New()
+		hashes = append(hashes, payloadSHA)
+	}
+	sums := map[string]hash.Hash{}
+	declared := strings.ToLower(r.Header.Get("X-Amz-Trailer"))
+	for name, mk := range checksums {
+		if r.Header.Get(name) != "" || (chunked != nil && strings.Contains(declared, name)) {
+			sums[name] = mk()
+			hashes = append(hashes, sums[name])
+		}
+	}
+	counted := &countingReader{r: io.TeeReader(io.LimitReader(body, size+1), io.MultiWriter(hashes...))}
+	st, err := h.s.cl.Stage(ctx, path, counted, client.PutOptions{ContentType: r.Header.Get("Content-Type")})
+	if err != nil {
+		if counted.err != nil {
+			err = counted.err
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	fail := func(e *s3Error) {
+		st.Abort()
+		h.fail(w, r, e, "")
+	}
+	if counted.n != size {
+		fail(s3Err(http.StatusBadRequest, "IncompleteBody", "%d bytes received, %d declared", counted.n, size))
+		return
+	}
+	if payloadSHA != nil && hex.EncodeToString(payloadSHA.Sum(nil)) != a.Payload {
+		fail(s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", "the body does not hash to x-amz-content-sha256"))
+		return
+	}
+	etag := md.Sum(nil)
+	if v := r.Header.Get("Content-Md5"); v != "" {
+		want, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(want) != md5.Size {
+			fail(s3Err(http.StatusBadRequest, "InvalidDigest", "Content-MD5 %q is not a base64 MD5", v))
+			return
+		}
+		if string(want) != string(etag) {
+			fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match Content-MD5"))
+			return
+		}
+	}
+	attrs := map[string]string{"etag": hex.EncodeToString(etag)}
+	for name, sum := range sums {
+		want := r.Header.Get(name)
+		if chunked != nil && want == "" {
+			want = chunked.Trailer.Get(name)
+		}
+		got := base64.StdEncoding.EncodeToString(sum.Sum(nil))
+		if want != got {
+			fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match %s", name))
+			return
+		}
+		attrs[name] = got
+	}
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-amz-meta-") {
+			attrs[lk] = strings.Join(vs, ",")
+		}
+	}
+	for _, k := range objectAttrs {
+		if v := r.Header.Get(k); v != "" {
+			attrs[k] = v
+		}
+	}
+	st.SetAttrs(attrs)
+	if _, err := st.Commit(ctx); err != nil {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	w.Header().Set("ETag", `"`+attrs["etag"]+`"`)
+	for name := range sums {
+		w.Header().Set(name, attrs[name])
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// countingReader counts what it reads and remembers a read error.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path string) {
+	loc, err := h.s.cl.Locate(r.Context(), path)
+	if err != nil {
+		h.fail(w, r, err, "NoSuchKey")
+		return
+	}
+	f := loc.File
+	hd := w.Header()
+	hd.Set("ETag", etagOf(f))
+	hd.Set("Content-Type", typeOf(f))
+	hd.Set("Accept-Ranges", "bytes")
+	for k, v := range f.Attrs {
+		if strings.HasPrefix(k, "x-amz-meta-") || (strings.HasPrefix(k, "x-amz-checksum-") && r.Header.Get("X-Amz-Checksum-Mode") == "ENABLED") {
+			hd.Set(k, v)
+		}
+	}
+	for _, k := range objectAttrs {
+		if v := f.Attrs[k]; v != "" {
+			hd.Set(k, v)
+		}
+	}
+	rs := &contentReader{ctx: r.Context(), cl: h.s.cl, loc: loc}
+	defer rs.Close()
+	http.ServeContent(w, r, "", f.Modified.UTC().Truncate(time.Second), rs)
+	h.s.metrics.bytesOut.Add(float64(rs.read))
+}
