@@ -447,3 +447,39 @@ func (c *Client) sendChain(ctx context.Context, p *pending) (dataplane.PutResult
 	}
 	return res, nil
 }
+
+// CopyOptions tune a copy.
+type CopyOptions struct {
+	// Replace gives the copy ContentType and Attrs instead of the
+	// source's.
+	Replace     bool
+	ContentType string
+	Attrs       map[string]string
+}
+
+// Copy makes dst point at src's content: no byte is read or sent, only a
+// commit is made. The copy keeps src's content type and attributes unless
+// o.Replace.
+func (c *Client) Copy(ctx context.Context, src, dst string, o CopyOptions) (dfs.FileInfo, error) {
+	dst, err := dfs.CleanPath(dst)
+	if err != nil {
+		return dfs.FileInfo{}, err
+	}
+	loc, err := c.Locate(ctx, src)
+	if err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("copy %s: %w", src, err)
+	}
+	req := &api.CommitRequest{Path: dst, ContentHash: hashBytes(dfs.Hash(loc.Content)), Size: loc.Size,
+		ContentType: loc.File.ContentType, Attrs: loc.File.Attrs}
+	if o.Replace {
+		req.ContentType, req.Attrs = o.ContentType, o.Attrs
+	}
+	for _, ch := range loc.Chunks {
+		req.Chunks = append(req.Chunks, &api.ChunkSpec{Hash: hashBytes(ch.Hash), Size: ch.Size})
+	}
+	resp, err := c.commit(ctx, req)
+	if err != nil {
+		return dfs.FileInfo{}, fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return fileFromAPI(resp.File), nil
+}

@@ -14,6 +14,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,7 +181,7 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, sub := range []string{"versioning", "versions", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
 		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
 		"uploads", "uploadId", "partNumber", "restore", "select", "torrent", "ownershipControls", "publicAccessBlock", "analytics",
-		"inventory", "metrics", "intelligent-tiering", "attributes", "delete"} {
+		"inventory", "metrics", "intelligent-tiering", "attributes"} {
 		if q.Has(sub) && !(sub == "acl" && r.Method == http.MethodGet) {
 			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", sub), "")
 			return
@@ -309,6 +310,12 @@ func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string
 		default:
 			h.fail(w, r, err, "NoSuchBucket")
 		}
+	case http.MethodPost:
+		if !q.Has("delete") {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "POST on a bucket is only DeleteObjects (?delete)"), "")
+			return
+		}
+		h.deleteObjects(w, r, bucket)
 	case http.MethodGet:
 		switch {
 		case q.Has("location"):
@@ -516,7 +523,7 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 	switch r.Method {
 	case http.MethodPut:
 		if r.Header.Get("X-Amz-Copy-Source") != "" {
-			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "CopyObject is not supported yet"), "")
+			h.copyObject(w, r, p)
 			return
 		}
 		h.putObject(w, r, a, p)
@@ -684,4 +691,118 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 	defer rs.Close()
 	http.ServeContent(w, r, "", f.Modified.UTC().Truncate(time.Second), rs)
 	h.s.metrics.bytesOut.Add(float64(rs.read))
+}
+
+// copyObject answers CopyObject: a commit of the source's content under the
+// new key, no byte read or sent.
+func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst string) {
+	src := r.Header.Get("X-Amz-Copy-Source")
+	if i := strings.IndexByte(src, '?'); i >= 0 {
+		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "copying a version (%s) is not supported", src[i:]), "")
+		return
+	}
+	src, err := url.PathUnescape(strings.TrimPrefix(src, "/"))
+	if err != nil || !strings.Contains(src, "/") {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source %q: want bucket/key", r.Header.Get("X-Amz-Copy-Source")), "")
+		return
+	}
+	directive := r.Header.Get("X-Amz-Metadata-Directive")
+	o := client.CopyOptions{}
+	switch directive {
+	case "", "COPY":
+		if src == dst {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidRequest", "copying an object onto itself needs x-amz-metadata-directive: REPLACE"), "")
+			return
+		}
+	case "REPLACE":
+		o.Replace, o.ContentType = true, r.Header.Get("Content-Type")
+		loc, err := h.s.cl.Locate(r.Context(), src)
+		if err != nil {
+			h.fail(w, r, err, "NoSuchKey")
+			return
+		}
+		o.Attrs = map[string]string{}
+		for k, v := range loc.File.Attrs {
+			if k == "etag" || strings.HasPrefix(k, "x-amz-checksum-") {
+				o.Attrs[k] = v // the bytes', not the request's
+			}
+		}
+		for k, vs := range r.Header {
+			if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-amz-meta-") {
+				o.Attrs[lk] = strings.Join(vs, ",")
+			}
+		}
+		for _, k := range objectAttrs {
+			if v := r.Header.Get(k); v != "" {
+				o.Attrs[k] = v
+			}
+		}
+	default:
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-metadata-directive %q: want COPY or REPLACE", directive), "")
+		return
+	}
+	f, err := h.s.cl.Copy(r.Context(), src, dst, o)
+	if err != nil {
+		h.fail(w, r, err, "NoSuchKey")
+		return
+	}
+	writeXML(w, http.StatusOK, struct {
+		XMLName      xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CopyObjectResult"`
+		LastModified string
+		ETag         string
+	}{LastModified: f.Modified.UTC().Format("2006-01-02T15:04:05.000Z"), ETag: etagOf(f)})
+}
+
+// maxDeleteObjects is S3's limit of keys in one DeleteObjects.
+const maxDeleteObjects = 1000
+
+// deleteObjects answers DeleteObjects: each key deleted or its error
+// said, the deleted ones left out when Quiet.
+func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 2<<20))
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	if v := r.Header.Get("Content-Md5"); v != "" {
+		sum := md5.Sum(body)
+		if v != base64.StdEncoding.EncodeToString(sum[:]) {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "BadDigest", "the body does not match Content-MD5"), "")
+			return
+		}
+	}
+	var req struct {
+		Quiet   bool
+		Objects []struct{ Key string } `xml:"Object"`
+	}
+	if err := xml.Unmarshal(body, &req); err != nil {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "MalformedXML", "%v", err), "")
+		return
+	}
+	if len(req.Objects) == 0 || len(req.Objects) > maxDeleteObjects {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "MalformedXML", "%d keys: want 1 to %d", len(req.Objects), maxDeleteObjects), "")
+		return
+	}
+	type deleted struct{ Key string }
+	type failed struct{ Key, Code, Message string }
+	var out struct {
+		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ DeleteResult"`
+		Deleted []deleted
+		Error   []failed
+	}
+	for _, o := range req.Objects {
+		p, err := dfs.CleanPath(bucket + "/" + o.Key)
+		if err == nil {
+			err = h.s.cl.Delete(r.Context(), p)
+		}
+		if err != nil && !errors.Is(err, dfs.ErrNotFound) {
+			e := s3ErrorOf(err, "NoSuchKey")
+			out.Error = append(out.Error, failed{Key: o.Key, Code: e.code, Message: e.msg})
+			continue
+		}
+		if !req.Quiet {
+			out.Deleted = append(out.Deleted, deleted{Key: o.Key})
+		}
+	}
+	writeXML(w, http.StatusOK, out)
 }

@@ -171,3 +171,57 @@ func TestS3Basics(t *testing.T) {
 		t.Fatalf("the removed bucket exists: %v, %v", ok, err)
 	}
 }
+
+// CopyObject is a commit, not a copy of bytes: the copy shares the
+// source's content, keeps or replaces its metadata as told; DeleteObjects
+// deletes many keys in one request and says which failed.
+func TestS3CopyAndDeleteObjects(t *testing.T) {
+	e, admin := secureEnv(t)
+	srv := httptest.NewServer(e.gw.S3(""))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	alice, _ := admin.CreateKey(ctx, "alice", false)
+	mc := s3Client(t, srv, alice)
+	if err := mc.MakeBucket(ctx, "docs", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("x"), 1<<20)
+	if _, err := mc.PutObject(ctx, "docs", "a.bin", bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectOptions{ContentType: "application/x-a", UserMetadata: map[string]string{"k": "v"}, DisableMultipart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.CopyObject(ctx, minio.CopyDestOptions{Bucket: "docs", Object: "copy.bin"}, minio.CopySrcOptions{Bucket: "docs", Object: "a.bin"}); err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if _, err := mc.CopyObject(ctx, minio.CopyDestOptions{Bucket: "docs", Object: "replaced.bin", ReplaceMetadata: true, UserMetadata: map[string]string{"k": "new"}},
+		minio.CopySrcOptions{Bucket: "docs", Object: "a.bin"}); err != nil {
+		t.Fatalf("copy with new metadata: %v", err)
+	}
+	a, _ := admin.Stat(ctx, "docs/a.bin")
+	for name, want := range map[string]string{"copy.bin": "v", "replaced.bin": "new"} {
+		st, err := mc.StatObject(ctx, "docs", name, minio.StatObjectOptions{})
+		if err != nil || st.UserMetadata["K"] != want || st.Size != int64(len(data)) {
+			t.Fatalf("stat %s: %+v, %v; want metadata k=%s", name, st, err, want)
+		}
+		f, _ := admin.Stat(ctx, "docs/"+name)
+		if f.Content != a.Content {
+			t.Fatalf("%s has content %s, the source %s: a copy shares the content", name, f.Content.Short(), a.Content.Short())
+		}
+	}
+	if _, err := mc.CopyObject(ctx, minio.CopyDestOptions{Bucket: "docs", Object: "a.bin"}, minio.CopySrcOptions{Bucket: "docs", Object: "a.bin"}); minio.ToErrorResponse(err).Code != "InvalidRequest" {
+		t.Fatalf("a copy onto itself without REPLACE: %v", err)
+	}
+
+	objs := make(chan minio.ObjectInfo, 4)
+	for _, k := range []string{"a.bin", "copy.bin", "never-was"} {
+		objs <- minio.ObjectInfo{Key: k}
+	}
+	close(objs)
+	for res := range mc.RemoveObjects(ctx, "docs", objs, minio.RemoveObjectsOptions{}) {
+		t.Errorf("remove %s: %v", res.ObjectName, res.Err)
+	}
+	l, _ := admin.List(ctx, client.ListOptions{Prefix: "docs/"})
+	if len(l.Files) != 1 || l.Files[0].Path != "docs/replaced.bin" {
+		t.Fatalf("after DeleteObjects: %+v", l.Files)
+	}
+}
