@@ -59,11 +59,19 @@ func newServerCmd(g *globals) *cobra.Command {
 an embedded etcd, a coordinator, three datanodes, each with its own
 directory and ports so that three replicas really are three copies, three
 post-upload workers (worker-1 to worker-3), and a gateway serving the REST
-API and the web UI on --http. All data lives under --data and comes back
+API and the web UI on --http and the S3 API on --s3. All data lives under --data and comes back
 after a restart. The datanodes scrub (re-read and check) their chunks in
 the background at modest rates, as they share the machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The S3 API is the gateway's, and needs access keys: it is on
+			// by default only where both are.
+			if s3Addr != "" && (httpAddr == "" || g.insecure) {
+				if cmd.Flags().Changed("s3") {
+					return usagef("--s3 needs the gateway (--http) and a cluster with certificates (no --insecure): S3 requests are signed with access keys")
+				}
+				s3Addr = ""
+			}
 			res, err := parseReserve(reserve, data)
 			if err != nil {
 				return err
@@ -143,7 +151,7 @@ the background at modest rates, as they share the machine.`,
 	f.StringVar(&endpoints, "etcd-endpoints", "", "use this external etcd cluster instead of an embedded one")
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
-	f.StringVar(&s3Addr, "s3", "", "S3 API listen address (needs the gateway); empty: none")
+	f.StringVar(&s3Addr, "s3", "127.0.0.1:9100", "S3 API listen address (path-style, signed with access keys); empty: none")
 	scrub.register(cmd, serverScrubRate, serverScrubChunks)
 	cc.register(cmd)
 	gf.register(cmd)

@@ -44,6 +44,7 @@ type cluster struct {
 	dir     string // everything: data directories and logs
 	coord   string // coordinator gRPC address
 	http    string // gateway HTTP address (server topology)
+	s3      string // gateway S3 address (server topology)
 	dnAddrs []string
 	// separate only: every other address a process listens on, picked by
 	// the test like the ones above. A port a process picked itself (":0")
@@ -152,6 +153,7 @@ func (c *cluster) start(t *testing.T) {
 	}
 	c.coord = c.pickAddr(t)
 	c.http = c.pickAddr(t)
+	c.s3 = c.pickAddr(t)
 	if c.spec.topo == topoHA {
 		c.coords = []string{c.coord, c.pickAddr(t), c.pickAddr(t)}
 		for range c.coords {
@@ -215,7 +217,7 @@ func (c *cluster) launch(t *testing.T) {
 		if err := copyCerts(filepath.Join(c.dir, "data", "certs")); err != nil {
 			t.Fatal(err)
 		}
-		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http))
+		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http, "--s3", c.s3))
 		c.importSuiteKey(t)
 		c.waitNodes(t, 3, nil)
 	case topoHA:

@@ -31,7 +31,7 @@ func TestServerSecureByDefault(t *testing.T) {
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	// The server's own certificates and configuration, not the suite's.
 	env := []string{"HOME=" + home, "DFS_CONFIG", "DFS_CERTS_DIR"}
-	p, err := startProcEnv(dir, "server", env, "server", "--data", data, "--grpc", grpcAddr, "--http", httpAddr)
+	p, err := startProcEnv(dir, "server", env, "server", "--data", data, "--grpc", grpcAddr, "--http", httpAddr, "--s3", freeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
