@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -194,15 +195,24 @@ func cleanEnv() []string {
 }
 
 // freeAddr returns a loopback address with a port nothing listens on.
+//
+// The port is drawn below Linux's ephemeral range (32768 and up), where
+// the kernel picks the local ports of outgoing connections: a port taken
+// from that range can be handed to some connection before the process that
+// was to listen on it starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // result is what a client command did.
