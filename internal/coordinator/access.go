@@ -222,15 +222,13 @@ func (s *Server) knownKey(ctx context.Context, id string) (*api.AccessKeyRecord,
 	}
 	rec, p, err := s.accessKey(ctx, id)
 	if err != nil {
-		if isNotFound(err) {
+		if errors.Is(err, dfs.ErrNotFound) {
 			return nil, nil, status.Error(codes.Unauthenticated, "the access key id or secret is not valid")
 		}
 		return nil, nil, rpc.ToStatus(err)
 	}
 	return rec, p, nil
 }
-
-func isNotFound(err error) bool { return err != nil && errors.Is(err, dfs.ErrNotFound) }
 
 // AuthInterceptors check every call of the Coordinator and Access services
 // (see authenticate).

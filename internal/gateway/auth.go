@@ -101,25 +101,19 @@ func (ws *webSessions) drop(id string) {
 var errNoCredentials = errors.New("sign in: send an access key with HTTP basic authentication (the key id as the user, its secret as the password) " +
 	"or sign in to the web UI; 'dfs key create' makes keys")
 
-// caller is who made a request: the context to call the cluster with, and
-// the key's id (its rights are the cluster's to check).
-type caller struct {
-	ctx   context.Context
-	keyID string
-}
-
 // authenticate finds the access key of a request, from its basic
-// authentication or its session cookie.
-func (s *Server) authenticate(r *http.Request) (*caller, error) {
+// authentication or its session cookie, and returns the context to call
+// the cluster with for it (the key's rights are the cluster's to check).
+func (s *Server) authenticate(r *http.Request) (context.Context, error) {
 	if id, secret, ok := r.BasicAuth(); ok {
 		if !access.ValidID(id) || secret == "" {
 			return nil, errors.New("the access key id or secret is not valid")
 		}
-		return &caller{ctx: client.WithKey(r.Context(), id, secret), keyID: id}, nil
+		return client.WithKey(r.Context(), id, secret), nil
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if ws, ok := s.sessions.get(c.Value); ok {
-			return &caller{ctx: client.ActAs(r.Context(), ws.key.ID), keyID: ws.key.ID}, nil
+			return client.ActAs(r.Context(), ws.key.ID), nil
 		}
 		return nil, errors.New("the session has ended: sign in again")
 	}
@@ -145,12 +139,12 @@ func (s *Server) serveSession(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet:
-		c, err := s.authenticate(r)
+		ctx, err := s.authenticate(r)
 		if err != nil {
 			unauthorized(w, err)
 			return
 		}
-		k, err := s.cl.WhoAmI(c.ctx)
+		k, err := s.cl.WhoAmI(ctx)
 		if err != nil {
 			s.clusterError(w, err)
 			return

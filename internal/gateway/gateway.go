@@ -224,12 +224,12 @@ func (s *Server) route(w *recorder, r *http.Request) string {
 		return "cross-origin"
 	}
 	if s.cfg.Keys && needsKey(p) {
-		c, err := s.authenticate(r)
+		ctx, err := s.authenticate(r)
 		if err != nil {
 			unauthorized(w, err)
 			return "unauthorized"
 		}
-		r = r.WithContext(c.ctx)
+		r = r.WithContext(ctx)
 	} else if !s.cfg.Keys && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dfs"`)
