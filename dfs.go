@@ -177,6 +177,64 @@ type Content struct {
 	// Layout names the chunk list (empty for a content of one chunk named
 	// by its hash).
 	Layout string `json:"-"`
+	// Parts are set for a content put together from parts uploaded apart
+	// (S3 multipart): each part's SHA-256 and size, in order. Hash is then
+	// PartsHash(Parts), and each part begins at a chunk boundary.
+	Parts []Part `json:"parts,omitempty"`
+}
+
+// Part is one part of a content put together from parts.
+type Part struct {
+	Hash ContentHash `json:"sha256"`
+	Size int64       `json:"size"`
+}
+
+// CheckParts checks that the chunks of c, a content put together from
+// parts, hash part by part to c.Parts: read writes a chunk's bytes. Each
+// part must end at a chunk boundary. A mismatch wraps ErrHashMismatch.
+func CheckParts(c Content, read func(ChunkRef, io.Writer) error) error {
+	i := 0
+	for n, p := range c.Parts {
+		h := sha256.New()
+		var size int64
+		for size < p.Size && i < len(c.Chunks) {
+			if err := read(c.Chunks[i], h); err != nil {
+				return err
+			}
+			size += c.Chunks[i].Size
+			i++
+		}
+		if size != p.Size {
+			return fmt.Errorf("%w: content %s: part %d is %d bytes of chunks, not %d", ErrHashMismatch, c.Hash.Short(), n+1, size, p.Size)
+		}
+		if got := ContentHash(h.Sum(nil)); got != p.Hash {
+			return fmt.Errorf("%w: content %s: part %d hashes to %s, not %s", ErrHashMismatch, c.Hash.Short(), n+1, got.Short(), p.Hash.Short())
+		}
+	}
+	if i != len(c.Chunks) {
+		return fmt.Errorf("%w: content %s: %d chunks after its last part", ErrHashMismatch, c.Hash.Short(), len(c.Chunks)-i)
+	}
+	return nil
+}
+
+// PartsHash names a content put together from parts: the SHA-256 of a
+// fixed tag followed by each part's SHA-256 and its size (8 bytes, little
+// endian). It is not the SHA-256 of the bytes: parts are uploaded in any
+// order and in parallel, so the whole is hashed only afterwards, by the
+// post-upload job (its "sha256" result). The tag keeps the name apart
+// from every hash of bytes.
+func PartsHash(parts []Part) ContentHash {
+	h := sha256.New()
+	h.Write([]byte("dfs parts v1\n"))
+	var size [8]byte
+	for _, p := range parts {
+		h.Write(p.Hash[:])
+		for i := range size {
+			size[i] = byte(p.Size >> (8 * i))
+		}
+		h.Write(size[:])
+	}
+	return ContentHash(h.Sum(nil))
 }
 
 // FileInfo is what a path points at.

@@ -358,7 +358,11 @@ type CommitRequest struct {
 	ContentType string                 `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// Named attributes kept with the file (S3's ETag, user metadata and
 	// content headers): at most 64, 8 KiB in all.
-	Attrs         map[string]string `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attrs map[string]string `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// With upload_id, the commit is part part_number (1 to 10000) of that
+	// open upload at path, not the path itself.
+	UploadId      string `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	PartNumber    int32  `protobuf:"varint,9,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +444,20 @@ func (x *CommitRequest) GetAttrs() map[string]string {
 		return x.Attrs
 	}
 	return nil
+}
+
+func (x *CommitRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetPartNumber() int32 {
+	if x != nil {
+		return x.PartNumber
+	}
+	return 0
 }
 
 type CommitResponse struct {
@@ -833,13 +851,17 @@ func (x *LookupContentRequest) GetContentHash() []byte {
 }
 
 type LookupResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	File          *FileInfo              `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"` // unset for LookupContent
-	ContentHash   []byte                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	Chunks        []*ChunkLocation       `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
-	Nodes         map[string]*Node       `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Processing    *Processing            `protobuf:"bytes,6,opt,name=processing,proto3" json:"processing,omitempty"` // unset when the content has no job record
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	File        *FileInfo              `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"` // unset for LookupContent
+	ContentHash []byte                 `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	Size        int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Chunks      []*ChunkLocation       `protobuf:"bytes,4,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Nodes       map[string]*Node       `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Processing  *Processing            `protobuf:"bytes,6,opt,name=processing,proto3" json:"processing,omitempty"` // unset when the content has no job record
+	// The sizes of the parts of a content put together from parts (S3
+	// multipart), in order; empty otherwise.
+	PartSizes     []int64  `protobuf:"varint,7,rep,packed,name=part_sizes,json=partSizes,proto3" json:"part_sizes,omitempty"`
+	PartHashes    [][]byte `protobuf:"bytes,8,rep,name=part_hashes,json=partHashes,proto3" json:"part_hashes,omitempty"` // their SHA-256s
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +934,20 @@ func (x *LookupResponse) GetNodes() map[string]*Node {
 func (x *LookupResponse) GetProcessing() *Processing {
 	if x != nil {
 		return x.Processing
+	}
+	return nil
+}
+
+func (x *LookupResponse) GetPartSizes() []int64 {
+	if x != nil {
+		return x.PartSizes
+	}
+	return nil
+}
+
+func (x *LookupResponse) GetPartHashes() [][]byte {
+	if x != nil {
+		return x.PartHashes
 	}
 	return nil
 }
@@ -4827,6 +4863,634 @@ func (x *SetGrantRequest) GetDeny() uint32 {
 	return 0
 }
 
+type Upload struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Path              string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Owner             string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	InitiatedUnixNano int64                  `protobuf:"varint,4,opt,name=initiated_unix_nano,json=initiatedUnixNano,proto3" json:"initiated_unix_nano,omitempty"`
+	ContentType       string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Attrs             map[string]string      `protobuf:"bytes,6,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_dfs_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *Upload) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Upload) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Upload) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Upload) GetInitiatedUnixNano() int64 {
+	if x != nil {
+		return x.InitiatedUnixNano
+	}
+	return 0
+}
+
+func (x *Upload) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Upload) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+type CreateUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	ContentType   string                 `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Attrs         map[string]string      `protobuf:"bytes,3,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadRequest) Reset() {
+	*x = CreateUploadRequest{}
+	mi := &file_dfs_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadRequest) ProtoMessage() {}
+
+func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
+func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *CreateUploadRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *CreateUploadRequest) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+type CompleteUploadRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Path     string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	UploadId string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// The parts to put together, in increasing order, each as committed.
+	PartNumbers []int32 `protobuf:"varint,3,rep,packed,name=part_numbers,json=partNumbers,proto3" json:"part_numbers,omitempty"`
+	// Attributes of the whole, merged over those given at CreateUpload (the
+	// S3 gateway's multipart ETag).
+	Attrs         map[string]string `protobuf:"bytes,4,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteUploadRequest) Reset() {
+	*x = CompleteUploadRequest{}
+	mi := &file_dfs_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteUploadRequest) ProtoMessage() {}
+
+func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
+func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CompleteUploadRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetPartNumbers() []int32 {
+	if x != nil {
+		return x.PartNumbers
+	}
+	return nil
+}
+
+func (x *CompleteUploadRequest) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+type AbortUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	UploadId      string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortUploadRequest) Reset() {
+	*x = AbortUploadRequest{}
+	mi := &file_dfs_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortUploadRequest) ProtoMessage() {}
+
+func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortUploadRequest.ProtoReflect.Descriptor instead.
+func (*AbortUploadRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *AbortUploadRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AbortUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+type AbortUploadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortUploadResponse) Reset() {
+	*x = AbortUploadResponse{}
+	mi := &file_dfs_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortUploadResponse) ProtoMessage() {}
+
+func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
+func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{82}
+}
+
+type ListUploadsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Resume after this path and, for that path, this upload id.
+	AfterPath     string `protobuf:"bytes,2,opt,name=after_path,json=afterPath,proto3" json:"after_path,omitempty"`
+	AfterId       string `protobuf:"bytes,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // at most 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsRequest) Reset() {
+	*x = ListUploadsRequest{}
+	mi := &file_dfs_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsRequest) ProtoMessage() {}
+
+func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
+func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ListUploadsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetAfterPath() string {
+	if x != nil {
+		return x.AfterPath
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetAfterId() string {
+	if x != nil {
+		return x.AfterId
+	}
+	return ""
+}
+
+func (x *ListUploadsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListUploadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uploads       []*Upload              `protobuf:"bytes,1,rep,name=uploads,proto3" json:"uploads,omitempty"`
+	Truncated     bool                   `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsResponse) Reset() {
+	*x = ListUploadsResponse{}
+	mi := &file_dfs_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsResponse) ProtoMessage() {}
+
+func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
+func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ListUploadsResponse) GetUploads() []*Upload {
+	if x != nil {
+		return x.Uploads
+	}
+	return nil
+}
+
+func (x *ListUploadsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type Part struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Number           int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	Size             int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	ContentHash      []byte                 `protobuf:"bytes,3,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	ModifiedUnixNano int64                  `protobuf:"varint,4,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
+	Attrs            map[string]string      `protobuf:"bytes,5,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // as committed (the S3 gateway's part ETag)
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Part) Reset() {
+	*x = Part{}
+	mi := &file_dfs_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Part) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Part) ProtoMessage() {}
+
+func (x *Part) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Part.ProtoReflect.Descriptor instead.
+func (*Part) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *Part) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Part) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Part) GetContentHash() []byte {
+	if x != nil {
+		return x.ContentHash
+	}
+	return nil
+}
+
+func (x *Part) GetModifiedUnixNano() int64 {
+	if x != nil {
+		return x.ModifiedUnixNano
+	}
+	return 0
+}
+
+func (x *Part) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+type ListPartsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	UploadId      string                 `protobuf:"bytes,2,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	After         int32                  `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"` // list parts numbered above this
+	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // at most 1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartsRequest) Reset() {
+	*x = ListPartsRequest{}
+	mi := &file_dfs_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartsRequest) ProtoMessage() {}
+
+func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartsRequest.ProtoReflect.Descriptor instead.
+func (*ListPartsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *ListPartsRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ListPartsRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *ListPartsRequest) GetAfter() int32 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListPartsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListPartsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Upload        *Upload                `protobuf:"bytes,1,opt,name=upload,proto3" json:"upload,omitempty"`
+	Parts         []*Part                `protobuf:"bytes,2,rep,name=parts,proto3" json:"parts,omitempty"`
+	Truncated     bool                   `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartsResponse) Reset() {
+	*x = ListPartsResponse{}
+	mi := &file_dfs_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartsResponse) ProtoMessage() {}
+
+func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartsResponse.ProtoReflect.Descriptor instead.
+func (*ListPartsResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *ListPartsResponse) GetUpload() *Upload {
+	if x != nil {
+		return x.Upload
+	}
+	return nil
+}
+
+func (x *ListPartsResponse) GetParts() []*Part {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *ListPartsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -4857,7 +5521,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"placements\x18\x02 \x03(\v2\x11.dfs.v1.PlacementR\n" +
 	"placements\x12!\n" +
-	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xb9\x02\n" +
+	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xf7\x02\n" +
 	"\rCommitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -4866,7 +5530,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12)\n" +
 	"\x06chunks\x18\x05 \x03(\v2\x11.dfs.v1.ChunkSpecR\x06chunks\x12!\n" +
 	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\x126\n" +
-	"\x05attrs\x18\a \x03(\v2 .dfs.v1.CommitRequest.AttrsEntryR\x05attrs\x1a8\n" +
+	"\x05attrs\x18\a \x03(\v2 .dfs.v1.CommitRequest.AttrsEntryR\x05attrs\x12\x1b\n" +
+	"\tupload_id\x18\b \x01(\tR\buploadId\x12\x1f\n" +
+	"\vpart_number\x18\t \x01(\x05R\n" +
+	"partNumber\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -4899,7 +5566,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\rLookupRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"9\n" +
 	"\x14LookupContentRequest\x12!\n" +
-	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\xd1\x02\n" +
+	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\x91\x03\n" +
 	"\x0eLookupResponse\x12$\n" +
 	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x12\n" +
@@ -4908,7 +5575,11 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05nodes\x18\x05 \x03(\v2!.dfs.v1.LookupResponse.NodesEntryR\x05nodes\x122\n" +
 	"\n" +
 	"processing\x18\x06 \x01(\v2\x12.dfs.v1.ProcessingR\n" +
-	"processing\x1aF\n" +
+	"processing\x12\x1d\n" +
+	"\n" +
+	"part_sizes\x18\a \x03(\x03R\tpartSizes\x12\x1f\n" +
+	"\vpart_hashes\x18\b \x03(\fR\n" +
+	"partHashes\x1aF\n" +
 	"\n" +
 	"NodesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
@@ -5214,7 +5885,68 @@ const file_dfs_proto_rawDesc = "" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x16\n" +
 	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
 	"\x05allow\x18\x03 \x01(\rR\x05allow\x12\x12\n" +
-	"\x04deny\x18\x04 \x01(\rR\x04deny2\xf2\a\n" +
+	"\x04deny\x18\x04 \x01(\rR\x04deny\"\x80\x02\n" +
+	"\x06Upload\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12.\n" +
+	"\x13initiated_unix_nano\x18\x04 \x01(\x03R\x11initiatedUnixNano\x12!\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x12/\n" +
+	"\x05attrs\x18\x06 \x03(\v2\x19.dfs.v1.Upload.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x01\n" +
+	"\x13CreateUploadRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12<\n" +
+	"\x05attrs\x18\x03 \x03(\v2&.dfs.v1.CreateUploadRequest.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x01\n" +
+	"\x15CompleteUploadRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12!\n" +
+	"\fpart_numbers\x18\x03 \x03(\x05R\vpartNumbers\x12>\n" +
+	"\x05attrs\x18\x04 \x03(\v2(.dfs.v1.CompleteUploadRequest.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
+	"\x12AbortUploadRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\"\x15\n" +
+	"\x13AbortUploadResponse\"|\n" +
+	"\x12ListUploadsRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
+	"\n" +
+	"after_path\x18\x02 \x01(\tR\tafterPath\x12\x19\n" +
+	"\bafter_id\x18\x03 \x01(\tR\aafterId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"]\n" +
+	"\x13ListUploadsResponse\x12(\n" +
+	"\auploads\x18\x01 \x03(\v2\x0e.dfs.v1.UploadR\auploads\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xec\x01\n" +
+	"\x04Part\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12!\n" +
+	"\fcontent_hash\x18\x03 \x01(\fR\vcontentHash\x12,\n" +
+	"\x12modified_unix_nano\x18\x04 \x01(\x03R\x10modifiedUnixNano\x12-\n" +
+	"\x05attrs\x18\x05 \x03(\v2\x17.dfs.v1.Part.AttrsEntryR\x05attrs\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
+	"\x10ListPartsRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\x05R\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"}\n" +
+	"\x11ListPartsResponse\x12&\n" +
+	"\x06upload\x18\x01 \x01(\v2\x0e.dfs.v1.UploadR\x06upload\x12\"\n" +
+	"\x05parts\x18\x02 \x03(\v2\f.dfs.v1.PartR\x05parts\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated2\xca\n" +
+	"\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -5232,7 +5964,12 @@ const file_dfs_proto_rawDesc = "" +
 	"\x06Status\x12\x15.dfs.v1.StatusRequest\x1a\x16.dfs.v1.StatusResponse\x121\n" +
 	"\x04Jobs\x12\x13.dfs.v1.JobsRequest\x1a\x14.dfs.v1.JobsResponse\x120\n" +
 	"\x06Events\x12\x15.dfs.v1.EventsRequest\x1a\r.dfs.v1.Event0\x01\x124\n" +
-	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse2\xc4\x04\n" +
+	"\x05RunGC\x12\x14.dfs.v1.RunGCRequest\x1a\x15.dfs.v1.RunGCResponse\x12;\n" +
+	"\fCreateUpload\x12\x1b.dfs.v1.CreateUploadRequest\x1a\x0e.dfs.v1.Upload\x12G\n" +
+	"\x0eCompleteUpload\x12\x1d.dfs.v1.CompleteUploadRequest\x1a\x16.dfs.v1.CommitResponse\x12F\n" +
+	"\vAbortUpload\x12\x1a.dfs.v1.AbortUploadRequest\x1a\x1b.dfs.v1.AbortUploadResponse\x12F\n" +
+	"\vListUploads\x12\x1a.dfs.v1.ListUploadsRequest\x1a\x1b.dfs.v1.ListUploadsResponse\x12@\n" +
+	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse2\xc4\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -5267,7 +6004,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -5347,23 +6084,37 @@ var file_dfs_proto_goTypes = []any{
 	(*SigningKeyRequest)(nil),      // 75: dfs.v1.SigningKeyRequest
 	(*SigningKeyResponse)(nil),     // 76: dfs.v1.SigningKeyResponse
 	(*SetGrantRequest)(nil),        // 77: dfs.v1.SetGrantRequest
-	nil,                            // 78: dfs.v1.CommitRequest.AttrsEntry
-	nil,                            // 79: dfs.v1.FileInfo.AttrsEntry
-	nil,                            // 80: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 81: dfs.v1.Processing.ResultsEntry
-	nil,                            // 82: dfs.v1.AccessKey.GrantsEntry
+	(*Upload)(nil),                 // 78: dfs.v1.Upload
+	(*CreateUploadRequest)(nil),    // 79: dfs.v1.CreateUploadRequest
+	(*CompleteUploadRequest)(nil),  // 80: dfs.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),     // 81: dfs.v1.AbortUploadRequest
+	(*AbortUploadResponse)(nil),    // 82: dfs.v1.AbortUploadResponse
+	(*ListUploadsRequest)(nil),     // 83: dfs.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),    // 84: dfs.v1.ListUploadsResponse
+	(*Part)(nil),                   // 85: dfs.v1.Part
+	(*ListPartsRequest)(nil),       // 86: dfs.v1.ListPartsRequest
+	(*ListPartsResponse)(nil),      // 87: dfs.v1.ListPartsResponse
+	nil,                            // 88: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 89: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 90: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 91: dfs.v1.Processing.ResultsEntry
+	nil,                            // 92: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 93: dfs.v1.Upload.AttrsEntry
+	nil,                            // 94: dfs.v1.CreateUploadRequest.AttrsEntry
+	nil,                            // 95: dfs.v1.CompleteUploadRequest.AttrsEntry
+	nil,                            // 96: dfs.v1.Part.AttrsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
 	1,  // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
 	3,  // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
 	0,  // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	78, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	88, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
 	9,  // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	79, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	89, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
 	9,  // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	80, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	90, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56, // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56, // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -5382,87 +6133,104 @@ var file_dfs_proto_depIdxs = []int32{
 	53, // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52, // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54, // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	81, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	91, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56, // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58, // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56, // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	82, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	92, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
 	63, // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
 	69, // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	1,  // 35: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 36: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 37: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 38: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 39: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 40: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 41: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 42: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 43: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 44: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 45: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 46: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 47: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 48: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 49: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 50: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 51: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 52: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	62, // 53: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64, // 54: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65, // 55: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67, // 56: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	77, // 57: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	75, // 58: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	70, // 59: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71, // 60: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73, // 61: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26, // 62: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 63: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 64: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 65: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 66: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 67: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 68: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 69: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 70: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 71: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 72: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 73: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 74: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 75: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 76: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 77: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 78: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 79: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 80: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 81: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 82: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 83: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 84: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 85: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 86: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	63, // 87: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 88: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 89: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 90: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 91: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76, // 92: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	69, // 93: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72, // 94: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74, // 95: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27, // 96: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 97: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 98: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 99: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 100: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 101: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 102: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 103: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	70, // [70:104] is the sub-list for method output_type
-	36, // [36:70] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	93, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
+	94, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
+	95, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
+	78, // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
+	96, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
+	78, // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
+	85, // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
+	1,  // 42: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,  // 43: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,  // 44: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,  // 45: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11, // 46: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12, // 47: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14, // 48: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16, // 49: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18, // 50: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20, // 51: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23, // 52: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41, // 53: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45, // 54: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48, // 55: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51, // 56: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57, // 57: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60, // 58: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43, // 59: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	79, // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
+	80, // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
+	81, // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
+	83, // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
+	86, // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
+	62, // 65: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64, // 66: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65, // 67: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67, // 68: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	77, // 69: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75, // 70: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	70, // 71: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71, // 72: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73, // 73: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26, // 74: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 75: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 76: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 77: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 78: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 79: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 80: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 81: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 82: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 83: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 84: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 85: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 86: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 87: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 88: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 89: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 90: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 91: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 92: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 93: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 94: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 95: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 96: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 97: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 98: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	78, // 99: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
+	6,  // 100: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
+	82, // 101: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
+	84, // 102: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
+	87, // 103: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
+	63, // 104: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 105: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 106: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 107: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 108: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76, // 109: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	69, // 110: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72, // 111: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74, // 112: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27, // 113: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 114: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 115: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 116: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 117: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 118: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 119: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 120: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	82, // [82:121] is the sub-list for method output_type
+	43, // [43:82] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -5476,7 +6244,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   83,
+			NumMessages:   97,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -42,6 +42,11 @@ const (
 	Coordinator_Jobs_FullMethodName           = "/dfs.v1.Coordinator/Jobs"
 	Coordinator_Events_FullMethodName         = "/dfs.v1.Coordinator/Events"
 	Coordinator_RunGC_FullMethodName          = "/dfs.v1.Coordinator/RunGC"
+	Coordinator_CreateUpload_FullMethodName   = "/dfs.v1.Coordinator/CreateUpload"
+	Coordinator_CompleteUpload_FullMethodName = "/dfs.v1.Coordinator/CompleteUpload"
+	Coordinator_AbortUpload_FullMethodName    = "/dfs.v1.Coordinator/AbortUpload"
+	Coordinator_ListUploads_FullMethodName    = "/dfs.v1.Coordinator/ListUploads"
+	Coordinator_ListParts_FullMethodName      = "/dfs.v1.Coordinator/ListParts"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -98,6 +103,19 @@ type CoordinatorClient interface {
 	// did; full also checks every chunk the leader knows (an admin
 	// operation: it reads the references of every chunk).
 	RunGC(ctx context.Context, in *RunGCRequest, opts ...grpc.CallOption) (*RunGCResponse, error)
+	// Uploads in parts (S3 multipart). CreateUpload begins one at a path;
+	// each part is staged as a file is and committed with Commit naming the
+	// upload and part number; CompleteUpload commits the path as the
+	// chosen parts put together, in order, without reading them again.
+	CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*Upload, error)
+	CompleteUpload(ctx context.Context, in *CompleteUploadRequest, opts ...grpc.CallOption) (*CommitResponse, error)
+	// AbortUpload drops an open upload and its parts.
+	AbortUpload(ctx context.Context, in *AbortUploadRequest, opts ...grpc.CallOption) (*AbortUploadResponse, error)
+	// ListUploads lists the open uploads under a path prefix, by path then
+	// id.
+	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
+	// ListParts lists the committed parts of an open upload.
+	ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error)
 }
 
 type coordinatorClient struct {
@@ -287,6 +305,56 @@ func (c *coordinatorClient) RunGC(ctx context.Context, in *RunGCRequest, opts ..
 	return out, nil
 }
 
+func (c *coordinatorClient) CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*Upload, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Upload)
+	err := c.cc.Invoke(ctx, Coordinator_CreateUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) CompleteUpload(ctx context.Context, in *CompleteUploadRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitResponse)
+	err := c.cc.Invoke(ctx, Coordinator_CompleteUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) AbortUpload(ctx context.Context, in *AbortUploadRequest, opts ...grpc.CallOption) (*AbortUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AbortUploadResponse)
+	err := c.cc.Invoke(ctx, Coordinator_AbortUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUploadsResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ListUploads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPartsResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ListParts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -341,6 +409,19 @@ type CoordinatorServer interface {
 	// did; full also checks every chunk the leader knows (an admin
 	// operation: it reads the references of every chunk).
 	RunGC(context.Context, *RunGCRequest) (*RunGCResponse, error)
+	// Uploads in parts (S3 multipart). CreateUpload begins one at a path;
+	// each part is staged as a file is and committed with Commit naming the
+	// upload and part number; CompleteUpload commits the path as the
+	// chosen parts put together, in order, without reading them again.
+	CreateUpload(context.Context, *CreateUploadRequest) (*Upload, error)
+	CompleteUpload(context.Context, *CompleteUploadRequest) (*CommitResponse, error)
+	// AbortUpload drops an open upload and its parts.
+	AbortUpload(context.Context, *AbortUploadRequest) (*AbortUploadResponse, error)
+	// ListUploads lists the open uploads under a path prefix, by path then
+	// id.
+	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
+	// ListParts lists the committed parts of an open upload.
+	ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -401,6 +482,21 @@ func (UnimplementedCoordinatorServer) Events(*EventsRequest, grpc.ServerStreamin
 }
 func (UnimplementedCoordinatorServer) RunGC(context.Context, *RunGCRequest) (*RunGCResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunGC not implemented")
+}
+func (UnimplementedCoordinatorServer) CreateUpload(context.Context, *CreateUploadRequest) (*Upload, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateUpload not implemented")
+}
+func (UnimplementedCoordinatorServer) CompleteUpload(context.Context, *CompleteUploadRequest) (*CommitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CompleteUpload not implemented")
+}
+func (UnimplementedCoordinatorServer) AbortUpload(context.Context, *AbortUploadRequest) (*AbortUploadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AbortUpload not implemented")
+}
+func (UnimplementedCoordinatorServer) ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListUploads not implemented")
+}
+func (UnimplementedCoordinatorServer) ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListParts not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -722,6 +818,96 @@ func _Coordinator_RunGC_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_CreateUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).CreateUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_CreateUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).CreateUpload(ctx, req.(*CreateUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_CompleteUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).CompleteUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_CompleteUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).CompleteUpload(ctx, req.(*CompleteUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_AbortUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbortUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).AbortUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_AbortUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).AbortUpload(ctx, req.(*AbortUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_ListUploads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUploadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ListUploads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ListUploads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ListUploads(ctx, req.(*ListUploadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_ListParts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPartsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ListParts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ListParts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ListParts(ctx, req.(*ListPartsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -792,6 +978,26 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunGC",
 			Handler:    _Coordinator_RunGC_Handler,
+		},
+		{
+			MethodName: "CreateUpload",
+			Handler:    _Coordinator_CreateUpload_Handler,
+		},
+		{
+			MethodName: "CompleteUpload",
+			Handler:    _Coordinator_CompleteUpload_Handler,
+		},
+		{
+			MethodName: "AbortUpload",
+			Handler:    _Coordinator_AbortUpload_Handler,
+		},
+		{
+			MethodName: "ListUploads",
+			Handler:    _Coordinator_ListUploads_Handler,
+		},
+		{
+			MethodName: "ListParts",
+			Handler:    _Coordinator_ListParts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -25,6 +25,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type UploadRecord_State int32
+
+const (
+	UploadRecord_OPEN      UploadRecord_State = 0
+	UploadRecord_COMPLETED UploadRecord_State = 1
+	UploadRecord_ABORTED   UploadRecord_State = 2
+)
+
+// Enum value maps for UploadRecord_State.
+var (
+	UploadRecord_State_name = map[int32]string{
+		0: "OPEN",
+		1: "COMPLETED",
+		2: "ABORTED",
+	}
+	UploadRecord_State_value = map[string]int32{
+		"OPEN":      0,
+		"COMPLETED": 1,
+		"ABORTED":   2,
+	}
+)
+
+func (x UploadRecord_State) Enum() *UploadRecord_State {
+	p := new(UploadRecord_State)
+	*p = x
+	return p
+}
+
+func (x UploadRecord_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UploadRecord_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_meta_proto_enumTypes[0].Descriptor()
+}
+
+func (UploadRecord_State) Type() protoreflect.EnumType {
+	return &file_meta_proto_enumTypes[0]
+}
+
+func (x UploadRecord_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UploadRecord_State.Descriptor instead.
+func (UploadRecord_State) EnumDescriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{3, 0}
+}
+
 // FileRecord is the value of a path key.
 type FileRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -155,7 +204,12 @@ type ContentRecord struct {
 	// The content's finished post-upload job (done or error, with its
 	// results), written by the transaction that finished it; absent while
 	// the job is pending (under jobs/) or when there was none.
-	Job           *JobRecord `protobuf:"bytes,8,opt,name=job,proto3" json:"job,omitempty"`
+	Job *JobRecord `protobuf:"bytes,8,opt,name=job,proto3" json:"job,omitempty"`
+	// The parts of a content put together from separately uploaded parts
+	// (S3 multipart): each part's SHA-256 and size, in order. The content's
+	// hash is then dfs.PartsHash over them, not a hash of its bytes, and
+	// each part starts at a chunk boundary.
+	Parts         []*ContentPart `protobuf:"bytes,9,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +300,161 @@ func (x *ContentRecord) GetJob() *JobRecord {
 	return nil
 }
 
+func (x *ContentRecord) GetParts() []*ContentPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+type ContentPart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContentPart) Reset() {
+	*x = ContentPart{}
+	mi := &file_meta_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContentPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContentPart) ProtoMessage() {}
+
+func (x *ContentPart) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContentPart.ProtoReflect.Descriptor instead.
+func (*ContentPart) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ContentPart) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ContentPart) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// UploadRecord is an upload in parts (S3 multipart) still open, or
+// completed or aborted and having its parts dropped. Its parts are
+// FileRecords under the upload's parts prefix, each holding a reference
+// to its part's content as a path does.
+type UploadRecord struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Path              string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Owner             string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"` // the access key id (or "cert:" name) that began it
+	InitiatedUnixNano int64                  `protobuf:"varint,4,opt,name=initiated_unix_nano,json=initiatedUnixNano,proto3" json:"initiated_unix_nano,omitempty"`
+	ContentType       string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Attrs             map[string]string      `protobuf:"bytes,6,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	State             UploadRecord_State     `protobuf:"varint,7,opt,name=state,proto3,enum=dfs.v1.UploadRecord_State" json:"state,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *UploadRecord) Reset() {
+	*x = UploadRecord{}
+	mi := &file_meta_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadRecord) ProtoMessage() {}
+
+func (x *UploadRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_meta_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadRecord.ProtoReflect.Descriptor instead.
+func (*UploadRecord) Descriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UploadRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetInitiatedUnixNano() int64 {
+	if x != nil {
+		return x.InitiatedUnixNano
+	}
+	return 0
+}
+
+func (x *UploadRecord) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *UploadRecord) GetAttrs() map[string]string {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+func (x *UploadRecord) GetState() UploadRecord_State {
+	if x != nil {
+		return x.State
+	}
+	return UploadRecord_OPEN
+}
+
 // ChunkPage is one page of a content's ordered chunk list.
 type ChunkPage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -257,7 +466,7 @@ type ChunkPage struct {
 
 func (x *ChunkPage) Reset() {
 	*x = ChunkPage{}
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_meta_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +478,7 @@ func (x *ChunkPage) String() string {
 func (*ChunkPage) ProtoMessage() {}
 
 func (x *ChunkPage) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_meta_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +491,7 @@ func (x *ChunkPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkPage.ProtoReflect.Descriptor instead.
 func (*ChunkPage) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{2}
+	return file_meta_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ChunkPage) GetHashes() [][]byte {
@@ -318,7 +527,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +539,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_meta_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +552,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{3}
+	return file_meta_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeRecord) GetId() string {
@@ -409,7 +618,7 @@ type SessionRecord struct {
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +630,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +643,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{4}
+	return file_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionRecord) GetId() string {
@@ -483,7 +692,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +704,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +717,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{5}
+	return file_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobRecord) GetContentHash() []byte {
@@ -588,7 +797,7 @@ type BucketRecord struct {
 
 func (x *BucketRecord) Reset() {
 	*x = BucketRecord{}
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +809,7 @@ func (x *BucketRecord) String() string {
 func (*BucketRecord) ProtoMessage() {}
 
 func (x *BucketRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +822,7 @@ func (x *BucketRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRecord.ProtoReflect.Descriptor instead.
 func (*BucketRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
+	return file_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BucketRecord) GetOwner() string {
@@ -652,7 +861,7 @@ type AccessKeyRecord struct {
 
 func (x *AccessKeyRecord) Reset() {
 	*x = AccessKeyRecord{}
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +873,7 @@ func (x *AccessKeyRecord) String() string {
 func (*AccessKeyRecord) ProtoMessage() {}
 
 func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +886,7 @@ func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKeyRecord.ProtoReflect.Descriptor instead.
 func (*AccessKeyRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{7}
+	return file_meta_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AccessKeyRecord) GetId() string {
@@ -741,7 +950,7 @@ const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x02\n" +
 	"\rContentRecord\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1f\n" +
@@ -752,7 +961,27 @@ const file_meta_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12\x16\n" +
 	"\x06layout\x18\x06 \x01(\tR\x06layout\x12)\n" +
 	"\x06inline\x18\a \x01(\v2\x11.dfs.v1.ChunkPageR\x06inline\x12#\n" +
-	"\x03job\x18\b \x01(\v2\x11.dfs.v1.JobRecordR\x03job\"9\n" +
+	"\x03job\x18\b \x01(\v2\x11.dfs.v1.JobRecordR\x03job\x12)\n" +
+	"\x05parts\x18\t \x03(\v2\x13.dfs.v1.ContentPartR\x05parts\"5\n" +
+	"\vContentPart\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"\xed\x02\n" +
+	"\fUploadRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12.\n" +
+	"\x13initiated_unix_nano\x18\x04 \x01(\x03R\x11initiatedUnixNano\x12!\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x125\n" +
+	"\x05attrs\x18\x06 \x03(\v2\x1f.dfs.v1.UploadRecord.AttrsEntryR\x05attrs\x120\n" +
+	"\x05state\x18\a \x01(\x0e2\x1a.dfs.v1.UploadRecord.StateR\x05state\x1a8\n" +
+	"\n" +
+	"AttrsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
+	"\x05State\x12\b\n" +
+	"\x04OPEN\x10\x00\x12\r\n" +
+	"\tCOMPLETED\x10\x01\x12\v\n" +
+	"\aABORTED\x10\x02\"9\n" +
 	"\tChunkPage\x12\x16\n" +
 	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12\x14\n" +
 	"\x05sizes\x18\x02 \x03(\x03R\x05sizes\"\xcf\x01\n" +
@@ -810,31 +1039,39 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_meta_proto_goTypes = []any{
-	(*FileRecord)(nil),      // 0: dfs.v1.FileRecord
-	(*ContentRecord)(nil),   // 1: dfs.v1.ContentRecord
-	(*ChunkPage)(nil),       // 2: dfs.v1.ChunkPage
-	(*NodeRecord)(nil),      // 3: dfs.v1.NodeRecord
-	(*SessionRecord)(nil),   // 4: dfs.v1.SessionRecord
-	(*JobRecord)(nil),       // 5: dfs.v1.JobRecord
-	(*BucketRecord)(nil),    // 6: dfs.v1.BucketRecord
-	(*AccessKeyRecord)(nil), // 7: dfs.v1.AccessKeyRecord
-	nil,                     // 8: dfs.v1.FileRecord.AttrsEntry
-	nil,                     // 9: dfs.v1.JobRecord.ResultsEntry
-	nil,                     // 10: dfs.v1.AccessKeyRecord.GrantsEntry
+	(UploadRecord_State)(0), // 0: dfs.v1.UploadRecord.State
+	(*FileRecord)(nil),      // 1: dfs.v1.FileRecord
+	(*ContentRecord)(nil),   // 2: dfs.v1.ContentRecord
+	(*ContentPart)(nil),     // 3: dfs.v1.ContentPart
+	(*UploadRecord)(nil),    // 4: dfs.v1.UploadRecord
+	(*ChunkPage)(nil),       // 5: dfs.v1.ChunkPage
+	(*NodeRecord)(nil),      // 6: dfs.v1.NodeRecord
+	(*SessionRecord)(nil),   // 7: dfs.v1.SessionRecord
+	(*JobRecord)(nil),       // 8: dfs.v1.JobRecord
+	(*BucketRecord)(nil),    // 9: dfs.v1.BucketRecord
+	(*AccessKeyRecord)(nil), // 10: dfs.v1.AccessKeyRecord
+	nil,                     // 11: dfs.v1.FileRecord.AttrsEntry
+	nil,                     // 12: dfs.v1.UploadRecord.AttrsEntry
+	nil,                     // 13: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 14: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	8,  // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
-	2,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
-	5,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
-	9,  // 3: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	10, // 4: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
+	5,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
+	8,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
+	3,  // 3: dfs.v1.ContentRecord.parts:type_name -> dfs.v1.ContentPart
+	12, // 4: dfs.v1.UploadRecord.attrs:type_name -> dfs.v1.UploadRecord.AttrsEntry
+	0,  // 5: dfs.v1.UploadRecord.state:type_name -> dfs.v1.UploadRecord.State
+	13, // 6: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	14, // 7: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -847,13 +1084,14 @@ func file_meta_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_meta_proto_goTypes,
 		DependencyIndexes: file_meta_proto_depIdxs,
+		EnumInfos:         file_meta_proto_enumTypes,
 		MessageInfos:      file_meta_proto_msgTypes,
 	}.Build()
 	File_meta_proto = out.File

@@ -326,6 +326,9 @@ type Location struct {
 	Chunks  []dfs.ChunkLocation
 	// Processing is the content's post-upload job; nil if it has none.
 	Processing *dfs.Processing
+	// Parts are the parts of a content put together from parts (S3
+	// multipart), in order; nil for any other.
+	Parts []dfs.Part
 }
 
 // Locate returns a file's chunks and where they live.
@@ -367,6 +370,16 @@ func locationFromAPI(resp *api.LookupResponse) (Location, error) {
 		Processing: processingFromAPI(h, resp.Processing)}
 	if resp.File != nil {
 		loc.File = fileFromAPI(resp.File)
+	}
+	if len(resp.PartHashes) != len(resp.PartSizes) {
+		return Location{}, fmt.Errorf("lookup: %d part hashes for %d parts", len(resp.PartHashes), len(resp.PartSizes))
+	}
+	for i, b := range resp.PartHashes {
+		ph, err := dfs.HashFromBytes(b)
+		if err != nil {
+			return Location{}, err
+		}
+		loc.Parts = append(loc.Parts, dfs.Part{Hash: ph, Size: resp.PartSizes[i]})
 	}
 	for i, ch := range resp.Chunks {
 		ref, err := dfs.HashFromBytes(ch.Hash)

@@ -331,12 +331,24 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if err := checkAttrs(req.Attrs); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: %v", path, err)
 	}
-	info, dup, err := s.commitChecked(ctx, meta.Commit{
+	commit := meta.Commit{
 		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType, Attrs: req.Attrs},
 		Content:  content,
 		Session:  req.SessionId,
 		QueueJob: true,
-	})
+	}
+	if req.UploadId != "" || req.PartNumber != 0 {
+		// A part of an upload: no post-upload job of its own (the whole
+		// gets one when it completes).
+		if !meta.ValidUploadID(req.UploadId) {
+			return nil, rpc.ToStatus(fmt.Errorf("commit %s: upload %q: %w", path, req.UploadId, meta.ErrNoUpload))
+		}
+		if req.PartNumber < 1 || req.PartNumber > meta.MaxParts {
+			return nil, status.Errorf(codes.InvalidArgument, "commit %s: part number %d outside [1, %d]", path, req.PartNumber, meta.MaxParts)
+		}
+		commit.Upload, commit.Part, commit.QueueJob = &meta.Upload{Path: path, ID: req.UploadId}, int(req.PartNumber), false
+	}
+	info, dup, err := s.commitChecked(ctx, commit)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -483,6 +495,10 @@ func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout st
 	}
 	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{},
 		Processing: s.processing(ctx, h)}
+	for _, p := range c.Parts {
+		resp.PartSizes = append(resp.PartSizes, p.Size)
+		resp.PartHashes = append(resp.PartHashes, p.Hash[:])
+	}
 	now := time.Now()
 	getExp := now.Add(dataplane.GetTokenLife(c.Size))
 	s.mu.Lock()

@@ -84,6 +84,9 @@ type Config struct {
 	// (default 1h). Both are shortened in tests.
 	GCInterval time.Duration
 	GCGrace    time.Duration
+	// UploadExpiry is how long an upload in parts (S3 multipart) may stay
+	// open before it is aborted and its parts dropped (default 7 days).
+	UploadExpiry time.Duration
 	// ElectionTTL is the lease of the leader's etcd session: a leader that
 	// stops renewing it loses the election after this long (default 5s).
 	ElectionTTL time.Duration
@@ -151,6 +154,9 @@ func (c *Config) fill() {
 	}
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
+	}
+	if c.UploadExpiry <= 0 {
+		c.UploadExpiry = 7 * 24 * time.Hour
 	}
 	if c.ElectionTTL < time.Second {
 		c.ElectionTTL = 5 * time.Second
@@ -253,7 +259,8 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Add(8)
+	s.wg.Add(9)
+	go s.uploadLoop()
 	go s.countFiles()
 	go s.healthLoop()
 	go s.maintain()

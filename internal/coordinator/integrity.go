@@ -41,6 +41,9 @@ func (s *Server) verifyContent(ctx context.Context, c dfs.Content) error {
 	if len(c.Chunks) == 1 && c.Chunks[0].Hash == c.Hash {
 		return nil // one chunk named by the content's hash: the datanodes checked it
 	}
+	if len(c.Parts) > 0 {
+		return s.verifyParts(ctx, c)
+	}
 	whole := sha256.New()
 	for _, ch := range c.Chunks {
 		if err := s.readChunk(ctx, ch, whole); err != nil {
@@ -51,6 +54,16 @@ func (s *Server) verifyContent(ctx context.Context, c dfs.Content) error {
 		return fmt.Errorf("%w: the chunks of content %s hash to %s", dfs.ErrHashMismatch, c.Hash.Short(), got.Short())
 	}
 	return nil
+}
+
+// verifyParts checks a content put together from parts: its name is the
+// hash of its parts' list, and each part's run of chunks hashes to the
+// part's SHA-256.
+func (s *Server) verifyParts(ctx context.Context, c dfs.Content) error {
+	if dfs.PartsHash(c.Parts) != c.Hash {
+		return fmt.Errorf("%w: content %s is not named by its parts", dfs.ErrHashMismatch, c.Hash.Short())
+	}
+	return dfs.CheckParts(c, func(ch dfs.ChunkRef, w io.Writer) error { return s.readChunk(ctx, ch, w) })
 }
 
 // readChunk writes chunk ch to w from the first live replica whose copy is

@@ -14,7 +14,6 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,7 +179,7 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for _, sub := range []string{"versioning", "versions", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
 		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
-		"uploads", "uploadId", "partNumber", "restore", "select", "torrent", "ownershipControls", "publicAccessBlock", "analytics",
+		"restore", "select", "torrent", "ownershipControls", "publicAccessBlock", "analytics",
 		"inventory", "metrics", "intelligent-tiering", "attributes"} {
 		if q.Has(sub) && !(sub == "acl" && r.Method == http.MethodGet) {
 			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", sub), "")
@@ -337,6 +336,8 @@ func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string
 			}{Value: loc})
 		case q.Has("acl"):
 			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "ACLs are not supported: access is granted per key with dfs bucket allow"), "")
+		case q.Has("uploads"):
+			h.listUploads(w, r, bucket)
 		default:
 			h.listObjects(w, r, bucket)
 		}
@@ -520,8 +521,34 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "key %q: dfs cannot store it (no empty, '.' or '..' segment, no trailing '/', at most 1024 bytes)", key), "")
 		return
 	}
+	q := r.URL.Query()
+	if q.Has("uploadId") {
+		switch r.Method {
+		case http.MethodPut:
+			h.uploadPart(w, r, a, p)
+		case http.MethodPost:
+			h.completeUpload(w, r, bucket, key, p)
+		case http.MethodDelete:
+			h.abortUpload(w, r, p)
+		case http.MethodGet:
+			h.listParts(w, r, bucket, key, p)
+		default:
+			h.fail(w, r, s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s on an upload is not allowed", r.Method), "")
+		}
+		return
+	}
 	switch r.Method {
+	case http.MethodPost:
+		if !q.Has("uploads") {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "POST on an object is only CreateMultipartUpload (?uploads)"), "")
+			return
+		}
+		h.createUpload(w, r, bucket, key, p)
 	case http.MethodPut:
+		if q.Has("partNumber") {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "partNumber without uploadId"), "")
+			return
+		}
 		if r.Header.Get("X-Amz-Copy-Source") != "" {
 			h.copyObject(w, r, p)
 			return
@@ -541,6 +568,52 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 }
 
 func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth, path string) {
+	up, ok := h.receive(w, r, a, path, maxSinglePut)
+	if !ok {
+		return
+	}
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-amz-meta-") {
+			up.attrs[lk] = strings.Join(vs, ",")
+		}
+	}
+	for _, k := range objectAttrs {
+		if v := r.Header.Get(k); v != "" {
+			up.attrs[k] = v
+		}
+	}
+	up.st.SetAttrs(up.attrs)
+	if _, err := up.st.Commit(r.Context()); err != nil {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	up.answer(w)
+}
+
+// received is a request body staged and checked: its chunks are stored,
+// nothing is committed yet.
+type received struct {
+	st    *client.Staged
+	attrs map[string]string // etag (the MD5) and the checksums the request gave
+	sums  []string          // their names
+}
+
+// answer sends the ETag and checksums of what was stored.
+func (up *received) answer(w http.ResponseWriter) {
+	w.Header().Set("ETag", `"`+up.attrs["etag"]+`"`)
+	for _, name := range up.sums {
+		w.Header().Set(name, up.attrs[name])
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// receive stages the body of a PUT of at most limit bytes at path,
+// checking every digest the request states (the payload's SHA-256,
+// Content-MD5, x-amz-checksum-* in headers or trailers) and the length in
+// the one pass that stores the bytes. On failure it has answered and
+// staged nothing.
+func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, path string, limit int64) (*received, bool) {
 	ctx := r.Context()
 	var body io.Reader = r.Body
 	var chunked *s3.ChunkedReader
@@ -552,20 +625,19 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 		n, err := strconv.ParseInt(r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64)
 		if err != nil || n < 0 {
 			h.fail(w, r, s3Err(http.StatusLengthRequired, "MissingContentLength", "x-amz-decoded-content-length is required"), "")
-			return
+			return nil, false
 		}
 		size = n
 	}
 	if size < 0 {
 		h.fail(w, r, s3Err(http.StatusLengthRequired, "MissingContentLength", "Content-Length is required"), "")
-		return
+		return nil, false
 	}
-	if size > maxSinglePut {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "EntityTooLarge", "%d bytes in one PUT, at most %d: use a multipart upload", size, int64(maxSinglePut)), "")
-		return
+	if size > limit {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "EntityTooLarge", "%d bytes in one PUT, at most %d: use a multipart upload", size, limit), "")
+		return nil, false
 	}
-	// Every digest the request states, and the MD5 for the ETag, in the
-	// one pass that stores the bytes.
+	// Every digest the request states, and the MD5 for the ETag.
 	md := md5.New()
 	hashes := []io.Writer{md}
 	var payloadSHA hash.Hash
@@ -588,33 +660,30 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 			err = counted.err
 		}
 		h.fail(w, r, err, "NoSuchBucket")
-		return
+		return nil, false
 	}
-	fail := func(e *s3Error) {
+	fail := func(e *s3Error) (*received, bool) {
 		st.Abort()
 		h.fail(w, r, e, "")
+		return nil, false
 	}
 	if counted.n != size {
-		fail(s3Err(http.StatusBadRequest, "IncompleteBody", "%d bytes received, %d declared", counted.n, size))
-		return
+		return fail(s3Err(http.StatusBadRequest, "IncompleteBody", "%d bytes received, %d declared", counted.n, size))
 	}
 	if payloadSHA != nil && hex.EncodeToString(payloadSHA.Sum(nil)) != a.Payload {
-		fail(s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", "the body does not hash to x-amz-content-sha256"))
-		return
+		return fail(s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", "the body does not hash to x-amz-content-sha256"))
 	}
 	etag := md.Sum(nil)
 	if v := r.Header.Get("Content-Md5"); v != "" {
 		want, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(want) != md5.Size {
-			fail(s3Err(http.StatusBadRequest, "InvalidDigest", "Content-MD5 %q is not a base64 MD5", v))
-			return
+			return fail(s3Err(http.StatusBadRequest, "InvalidDigest", "Content-MD5 %q is not a base64 MD5", v))
 		}
 		if string(want) != string(etag) {
-			fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match Content-MD5"))
-			return
+			return fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match Content-MD5"))
 		}
 	}
-	attrs := map[string]string{"etag": hex.EncodeToString(etag)}
+	up := &received{st: st, attrs: map[string]string{"etag": hex.EncodeToString(etag)}}
 	for name, sum := range sums {
 		want := r.Header.Get(name)
 		if chunked != nil && want == "" {
@@ -622,32 +691,12 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 		}
 		got := base64.StdEncoding.EncodeToString(sum.Sum(nil))
 		if want != got {
-			fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match %s", name))
-			return
+			return fail(s3Err(http.StatusBadRequest, "BadDigest", "the body does not match %s", name))
 		}
-		attrs[name] = got
+		up.attrs[name] = got
+		up.sums = append(up.sums, name)
 	}
-	for k, vs := range r.Header {
-		lk := strings.ToLower(k)
-		if strings.HasPrefix(lk, "x-amz-meta-") {
-			attrs[lk] = strings.Join(vs, ",")
-		}
-	}
-	for _, k := range objectAttrs {
-		if v := r.Header.Get(k); v != "" {
-			attrs[k] = v
-		}
-	}
-	st.SetAttrs(attrs)
-	if _, err := st.Commit(ctx); err != nil {
-		h.fail(w, r, err, "NoSuchBucket")
-		return
-	}
-	w.Header().Set("ETag", `"`+attrs["etag"]+`"`)
-	for name := range sums {
-		w.Header().Set(name, attrs[name])
-	}
-	w.WriteHeader(http.StatusOK)
+	return up, true
 }
 
 // countingReader counts what it reads and remembers a read error.
@@ -674,6 +723,27 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 	}
 	f := loc.File
 	hd := w.Header()
+	if v := r.URL.Query().Get("partNumber"); v != "" {
+		n, err := partNumber(v)
+		if err == nil && r.Header.Get("Range") != "" {
+			err = s3Err(http.StatusBadRequest, "InvalidRequest", "a Range header and partNumber cannot go together")
+		}
+		var off, length int64
+		var count int
+		if err == nil {
+			off, length, count, err = partRange(loc, n)
+		}
+		if err != nil {
+			h.fail(w, r, err, "")
+			return
+		}
+		hd.Set("X-Amz-Mp-Parts-Count", strconv.Itoa(count))
+		// The part is served as the range it spans.
+		r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
+		if length == 0 {
+			r.Header.Del("Range")
+		}
+	}
 	hd.Set("ETag", etagOf(f))
 	hd.Set("Content-Type", typeOf(f))
 	hd.Set("Accept-Ranges", "bytes")
@@ -696,14 +766,9 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 // copyObject answers CopyObject: a commit of the source's content under the
 // new key, no byte read or sent.
 func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst string) {
-	src := r.Header.Get("X-Amz-Copy-Source")
-	if i := strings.IndexByte(src, '?'); i >= 0 {
-		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "copying a version (%s) is not supported", src[i:]), "")
-		return
-	}
-	src, err := url.PathUnescape(strings.TrimPrefix(src, "/"))
-	if err != nil || !strings.Contains(src, "/") {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source %q: want bucket/key", r.Header.Get("X-Amz-Copy-Source")), "")
+	src, err := copySource(r)
+	if err != nil {
+		h.fail(w, r, err, "")
 		return
 	}
 	directive := r.Header.Get("X-Amz-Metadata-Directive")

@@ -3,7 +3,10 @@ package jobs
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -134,7 +137,15 @@ type Verify struct{}
 
 func (Verify) Name() string { return "verify" }
 
+//
+// A content put together from parts (S3 multipart) is named by its parts'
+// hashes (dfs.PartsHash); its job checks each part and the name, and is
+// where the SHA-256 of its whole bytes is computed, once, off the upload's
+// path: the "sha256" result.
 func (Verify) Process(ctx context.Context, c *Content) (map[string]string, error) {
+	if len(c.loc.Parts) > 0 {
+		return verifyParts(ctx, c)
+	}
 	h := sha256.New()
 	n := &countWriter{w: h}
 	if err := c.WriteTo(ctx, n); err != nil {
@@ -151,6 +162,67 @@ func (Verify) Process(ctx context.Context, c *Content) (map[string]string, error
 		"bytes":  strconv.FormatInt(n.n, 10),
 		"chunks": strconv.Itoa(c.Chunks()),
 	}, nil
+}
+
+func verifyParts(ctx context.Context, c *Content) (map[string]string, error) {
+	parts := c.loc.Parts
+	if dfs.PartsHash(parts) != c.Hash {
+		return nil, BadInput(fmt.Errorf("%w: content %s is not named by its parts", dfs.ErrHashMismatch, c.Hash.Short()))
+	}
+	// One pass over the bytes feeds the whole's hash and each part's.
+	pw := &partsWriter{parts: parts, whole: sha256.New(), part: sha256.New()}
+	err := c.WriteTo(ctx, pw)
+	if err == nil {
+		_, err = pw.Write(nil) // empty parts at the end
+	}
+	if err != nil {
+		if errors.Is(err, dfs.ErrHashMismatch) {
+			return nil, BadInput(err)
+		}
+		return nil, err
+	}
+	if pw.n != c.Size || pw.i != len(parts) {
+		return nil, BadInput(fmt.Errorf("read %d bytes, the content record says %d", pw.n, c.Size))
+	}
+	return map[string]string{
+		"sha256": hex.EncodeToString(pw.whole.Sum(nil)),
+		"parts":  strconv.Itoa(len(parts)),
+		"bytes":  strconv.FormatInt(pw.n, 10),
+		"chunks": strconv.Itoa(c.Chunks()),
+	}, nil
+}
+
+// partsWriter hashes a stream of parts: the whole, and each part checked
+// against its SHA-256 where it ends.
+type partsWriter struct {
+	parts       []dfs.Part
+	whole, part hash.Hash
+	i           int   // the part being read
+	in          int64 // its bytes read so far
+	n           int64 // all bytes read
+}
+
+func (w *partsWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	w.whole.Write(p)
+	w.n += int64(len(p))
+	for len(p) > 0 || (w.i < len(w.parts) && w.parts[w.i].Size == 0) {
+		if w.i >= len(w.parts) {
+			return 0, fmt.Errorf("%w: bytes after the last part", dfs.ErrHashMismatch)
+		}
+		k := min(int64(len(p)), w.parts[w.i].Size-w.in)
+		w.part.Write(p[:k])
+		w.in += k
+		p = p[k:]
+		if w.in == w.parts[w.i].Size {
+			if got := dfs.ContentHash(w.part.Sum(nil)); got != w.parts[w.i].Hash {
+				return 0, fmt.Errorf("%w: part %d hashes to %s, not %s", dfs.ErrHashMismatch, w.i+1, got.Short(), w.parts[w.i].Hash.Short())
+			}
+			w.part.Reset()
+			w.i, w.in = w.i+1, 0
+		}
+	}
+	return n, nil
 }
 
 type countWriter struct {

@@ -71,6 +71,14 @@ type Commit struct {
 	// chunk list is a *LayoutConflict: the coordinator must first check
 	// which chunk list really hashes to the content's hash.
 	DedupAny bool
+	// Part, if set, commits part Part of the open upload Upload instead of
+	// the path: the record goes to the part's key and holds its reference
+	// to the content as a path's does.
+	Upload *Upload
+	Part   int
+	// CompleteUpload: the commit of the path completes Upload, marking it
+	// so in the same transaction (its parts are dropped after).
+	CompleteUpload bool
 }
 
 // LayoutConflict is the error of a commit whose content hash is stored
@@ -220,11 +228,19 @@ type commitState struct {
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
 	ckey, fkey, rkey, dkey := s.schema.Content(h), s.schema.File(c.File.Path), s.schema.Ref(h), s.schema.DeadContent(h)
+	ukey := "\x00" // no upload: a key that never exists
+	if c.Upload != nil {
+		ukey = s.schema.Upload(c.Upload.Path, c.Upload.ID)
+		if c.Part > 0 {
+			fkey = s.schema.UploadPart(c.Upload.ID, c.Part)
+		}
+	}
 	read, err := s.kv.Txn(ctx).Then(
 		clientv3.OpGet(ckey),
 		clientv3.OpGet(fkey),
 		clientv3.OpGet(rkey),
 		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
+		clientv3.OpGet(ukey),
 	).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
@@ -286,6 +302,25 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if err != nil {
 		return info, false, err
 	}
+	var uploadCmps []clientv3.Cmp
+	var uploadOps []clientv3.Op
+	if c.Upload != nil {
+		// The upload must be open, and stay so until the transaction.
+		up := read.Responses[4].GetResponseRange().Kvs
+		var rec api.UploadRecord
+		if len(up) == 0 || proto.Unmarshal(up[0].Value, &rec) != nil || rec.State != api.UploadRecord_OPEN {
+			return info, false, fmt.Errorf("upload %s of %s: %w", c.Upload.ID, c.File.Path, ErrNoUpload)
+		}
+		uploadCmps = append(uploadCmps, clientv3.Compare(clientv3.ModRevision(ukey), "=", up[0].ModRevision))
+		if c.CompleteUpload {
+			rec.State = api.UploadRecord_COMPLETED
+			val, err := proto.Marshal(&rec)
+			if err != nil {
+				return info, false, err
+			}
+			uploadOps = append(uploadOps, clientv3.OpPut(ukey, string(val)))
+		}
+	}
 
 	// The path, the counts of the content it points at now and of the one
 	// it pointed at, and the candidates of both change in one transaction,
@@ -294,8 +329,10 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		clientv3.Compare(clientv3.ModRevision(fkey), "=", fileRev),
 		clientv3.Compare(clientv3.ModRevision(rkey), "=", ref.rev),
 	}
+	cmps = append(cmps, uploadCmps...)
 	ops := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
-	if Sampled(c.File.Path) {
+	ops = append(ops, uploadOps...)
+	if c.Part == 0 && Sampled(c.File.Path) {
 		ops = append(ops, clientv3.OpPut(s.schema.Skip(c.File.Path), ""))
 	}
 	if c.Session != "" {
@@ -464,6 +501,9 @@ func contentRecord(c dfs.Content, now time.Time) (*api.ContentRecord, []*api.Chu
 		ChunkCount:      int64(len(c.Chunks)),
 		CreatedUnixNano: now.UnixNano(),
 	}
+	for _, p := range c.Parts {
+		rec.Parts = append(rec.Parts, &api.ContentPart{Hash: p.Hash[:], Size: p.Size})
+	}
 	if selfChunk(c) {
 		return rec, nil
 	}
@@ -582,6 +622,13 @@ func (s *Store) getContent(ctx context.Context, h dfs.ContentHash, fresh bool) (
 	}
 	c := dfs.Content{Hash: h, Size: rec.Size, Created: time.Unix(0, rec.CreatedUnixNano), Layout: rec.Layout,
 		Chunks: make([]dfs.ChunkRef, 0, rec.ChunkCount)}
+	for _, p := range rec.Parts {
+		ph, err := dfs.HashFromBytes(p.Hash)
+		if err != nil {
+			return dfs.Content{}, fmt.Errorf("content %s: part: %w", h.Short(), err)
+		}
+		c.Parts = append(c.Parts, dfs.Part{Hash: ph, Size: p.Size})
+	}
 	add := func(p *api.ChunkPage) error {
 		if len(p.Hashes) != len(p.Sizes) {
 			return fmt.Errorf("content %s: corrupt chunk page", h.Short())
