@@ -137,7 +137,6 @@ type Verify struct{}
 
 func (Verify) Name() string { return "verify" }
 
-//
 // A content put together from parts (S3 multipart) is named by its parts'
 // hashes (dfs.PartsHash); its job checks each part and the name, and is
 // where the SHA-256 of its whole bytes is computed, once, off the upload's
