@@ -5170,9 +5170,12 @@ type ListUploadsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Prefix string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	// Resume after this path and, for that path, this upload id.
-	AfterPath     string `protobuf:"bytes,2,opt,name=after_path,json=afterPath,proto3" json:"after_path,omitempty"`
-	AfterId       string `protobuf:"bytes,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
-	Limit         int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // at most 1000
+	AfterPath string `protobuf:"bytes,2,opt,name=after_path,json=afterPath,proto3" json:"after_path,omitempty"`
+	AfterId   string `protobuf:"bytes,3,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	Limit     int32  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // at most 1000
+	// Resume after every upload whose path begins with after_path (a
+	// common prefix of a listing by delimiter) instead.
+	AfterPrefix   bool `protobuf:"varint,5,opt,name=after_prefix,json=afterPrefix,proto3" json:"after_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5233,6 +5236,13 @@ func (x *ListUploadsRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListUploadsRequest) GetAfterPrefix() bool {
+	if x != nil {
+		return x.AfterPrefix
+	}
+	return false
 }
 
 type ListUploadsResponse struct {
@@ -5917,13 +5927,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\x12AbortUploadRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\tupload_id\x18\x02 \x01(\tR\buploadId\"\x15\n" +
-	"\x13AbortUploadResponse\"|\n" +
+	"\x13AbortUploadResponse\"\x9f\x01\n" +
 	"\x12ListUploadsRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1d\n" +
 	"\n" +
 	"after_path\x18\x02 \x01(\tR\tafterPath\x12\x19\n" +
 	"\bafter_id\x18\x03 \x01(\tR\aafterId\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"]\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12!\n" +
+	"\fafter_prefix\x18\x05 \x01(\bR\vafterPrefix\"]\n" +
 	"\x13ListUploadsResponse\x12(\n" +
 	"\auploads\x18\x01 \x03(\v2\x0e.dfs.v1.UploadR\auploads\x12\x1c\n" +
 	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xec\x01\n" +

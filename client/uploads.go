@@ -97,13 +97,24 @@ func (c *Client) AbortUpload(ctx context.Context, path, id string) error {
 	return nil
 }
 
-// ListUploads lists up to limit open uploads whose paths begin with
-// prefix, by path and then id, after (afterPath, afterID); more says
-// whether others follow.
-func (c *Client) ListUploads(ctx context.Context, prefix, afterPath, afterID string, limit int) (ups []Upload, more bool, err error) {
+// ListUploadsOptions select a page of open uploads.
+type ListUploadsOptions struct {
+	Prefix string // paths that begin with it
+	// After (AfterPath, AfterID): the uploads of AfterPath with ids above
+	// AfterID, or none of AfterPath if AfterID is empty, then those of
+	// later paths. With AfterPrefix, none whose path begins with AfterPath.
+	AfterPath, AfterID string
+	AfterPrefix        bool
+	Limit              int // at most 1000
+}
+
+// ListUploads lists open uploads by path and then id; more says whether
+// others follow.
+func (c *Client) ListUploads(ctx context.Context, o ListUploadsOptions) (ups []Upload, more bool, err error) {
 	var resp *api.ListUploadsResponse
 	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.ListUploads(ctx, &api.ListUploadsRequest{Prefix: prefix, AfterPath: afterPath, AfterId: afterID, Limit: int32(limit)})
+		resp, err = cc.ListUploads(ctx, &api.ListUploadsRequest{Prefix: o.Prefix, AfterPath: o.AfterPath, AfterId: o.AfterID,
+			AfterPrefix: o.AfterPrefix, Limit: int32(o.Limit)})
 		return err
 	})
 	if err != nil {

@@ -85,7 +85,7 @@ func TestUploadInParts(t *testing.T) {
 	if listed[0].Content != sha256.Sum256(parts[0]) {
 		t.Fatalf("part 1 lists content %s", listed[0].Content.Short())
 	}
-	ups, _, err := c.ListUploads(ctx, "mp/", "", "", 10)
+	ups, _, err := c.ListUploads(ctx, client.ListUploadsOptions{Prefix: "mp/", Limit: 10})
 	if err != nil || len(ups) != 1 || ups[0].ID != up.ID || ups[0].Attrs["x-amz-meta-a"] != "1" {
 		t.Fatalf("list uploads: %+v %v", ups, err)
 	}

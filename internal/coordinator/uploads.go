@@ -153,7 +153,7 @@ func (s *Server) ListUploads(ctx context.Context, req *api.ListUploadsRequest) (
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	ups, more, err := s.meta.ListUploads(ctx, req.Prefix, req.AfterPath, req.AfterId, limit)
+	ups, more, err := s.meta.ListUploads(ctx, req.Prefix, req.AfterPath, req.AfterId, req.AfterPrefix, limit)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}

@@ -659,6 +659,9 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 		if counted.err != nil {
 			err = counted.err
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = s3Err(http.StatusBadRequest, "IncompleteBody", "the body ended after %d of %d bytes", counted.n, size)
+		}
 		h.fail(w, r, err, "NoSuchBucket")
 		return nil, false
 	}

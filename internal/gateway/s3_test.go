@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"io"
+	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -224,4 +225,198 @@ func TestS3CopyAndDeleteObjects(t *testing.T) {
 	if len(l.Files) != 1 || l.Files[0].Path != "docs/replaced.bin" {
 		t.Fatalf("after DeleteObjects: %+v", l.Files)
 	}
+}
+
+// Multipart uploads through a real S3 client: parts sent out of order and
+// in parallel complete into one object with the MD5-of-MD5s ETag, readable
+// whole and by part number; every misuse of Complete is answered with its
+// error and leaves the upload as it was; an aborted or completed upload is
+// gone; a key with no right on the bucket can neither see nor touch an
+// upload in it; UploadPartCopy builds a part from a range of an object.
+func TestS3Multipart(t *testing.T) {
+	e, admin := secureEnv(t)
+	srv := httptest.NewServer(e.gw.S3(""))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	alice, _ := admin.CreateKey(ctx, "alice", false)
+	bob, _ := admin.CreateKey(ctx, "bob", false)
+	mc, bc := s3Client(t, srv, alice), s3Client(t, srv, bob)
+	core, bcore := &minio.Core{Client: mc}, &minio.Core{Client: bc}
+	if err := mc.MakeBucket(ctx, "big", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	parts := [][]byte{randomData(5<<20, 1), randomData(5<<20, 2), randomData(1<<20, 3)}
+	whole := bytes.Join(parts, nil)
+
+	id, err := core.NewMultipartUpload(ctx, "big", "v/movie.bin", minio.PutObjectOptions{ContentType: "video/x-test", UserMetadata: map[string]string{"take": "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make([]minio.CompletePart, len(parts))
+	errs := make(chan error, len(parts))
+	for i := len(parts) - 1; i >= 0; i-- {
+		go func() {
+			p, err := core.PutObjectPart(ctx, "big", "v/movie.bin", id, i+1, bytes.NewReader(parts[i]), int64(len(parts[i])), minio.PutObjectPartOptions{})
+			done[i] = minio.CompletePart{PartNumber: i + 1, ETag: p.ETag}
+			errs <- err
+		}()
+	}
+	for range parts {
+		if err := <-errs; err != nil {
+			t.Fatalf("upload part: %v", err)
+		}
+	}
+	for i, p := range done {
+		if sum := md5.Sum(parts[i]); strings.Trim(p.ETag, `"`) != hex.EncodeToString(sum[:]) {
+			t.Fatalf("part %d ETag %s, want its MD5", i+1, p.ETag)
+		}
+	}
+	lp, err := core.ListObjectParts(ctx, "big", "v/movie.bin", id, 0, 2)
+	if err != nil || len(lp.ObjectParts) != 2 || !lp.IsTruncated || lp.NextPartNumberMarker != 2 || lp.ObjectParts[1].Size != 5<<20 {
+		t.Fatalf("list parts: %+v, %v", lp, err)
+	}
+	lu, err := core.ListMultipartUploads(ctx, "big", "v/", "", "", "", 10)
+	if err != nil || len(lu.Uploads) != 1 || lu.Uploads[0].UploadID != id || lu.Uploads[0].Key != "v/movie.bin" {
+		t.Fatalf("list uploads: %+v, %v", lu, err)
+	}
+	lu, err = core.ListMultipartUploads(ctx, "big", "", "", "", "/", 10)
+	if err != nil || len(lu.Uploads) != 0 || len(lu.CommonPrefixes) != 1 || lu.CommonPrefixes[0].Prefix != "v/" {
+		t.Fatalf("list uploads by /: %+v, %v", lu, err)
+	}
+	// Bob, with no right on the bucket.
+	if _, err := bcore.ListObjectParts(ctx, "big", "v/movie.bin", id, 0, 10); minio.ToErrorResponse(err).StatusCode != http.StatusForbidden {
+		t.Fatalf("bob lists alice's parts: %v", err)
+	}
+	if _, err := bcore.PutObjectPart(ctx, "big", "v/movie.bin", id, 4, bytes.NewReader(parts[2]), int64(len(parts[2])), minio.PutObjectPartOptions{}); minio.ToErrorResponse(err).StatusCode != http.StatusForbidden {
+		t.Fatalf("bob uploads a part: %v", err)
+	}
+	if err := bcore.AbortMultipartUpload(ctx, "big", "v/movie.bin", id); minio.ToErrorResponse(err).StatusCode != http.StatusForbidden {
+		t.Fatalf("bob aborts: %v", err)
+	}
+
+	// Complete, wrongly: each refusal leaves the upload open.
+	for name, c := range map[string]struct {
+		parts []minio.CompletePart
+		code  string
+	}{
+		"wrong ETag":      {[]minio.CompletePart{done[0], {PartNumber: 2, ETag: done[0].ETag}, done[2]}, "InvalidPart"},
+		"missing part":    {[]minio.CompletePart{done[0], {PartNumber: 7, ETag: done[1].ETag}}, "InvalidPart"},
+		"out of order":    {[]minio.CompletePart{done[1], done[0], done[2]}, "InvalidPartOrder"},
+		"small in mid":    {[]minio.CompletePart{done[0], done[2], {PartNumber: 4, ETag: done[1].ETag}}, "InvalidPart"},
+		"unknown id":      {done, "NoSuchUpload"},
+		"no parts at all": {nil, "MalformedXML"},
+	} {
+		uid := id
+		if name == "unknown id" {
+			uid = strings.Repeat("0", 32)
+		}
+		if _, err := core.CompleteMultipartUpload(ctx, "big", "v/movie.bin", uid, c.parts, minio.PutObjectOptions{}); minio.ToErrorResponse(err).Code != c.code {
+			t.Fatalf("complete, %s: %v, want %s", name, err, c.code)
+		}
+	}
+	if _, err := mc.StatObject(ctx, "big", "v/movie.bin", minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != "NoSuchKey" {
+		t.Fatalf("a refused completion made the object: %v", err)
+	}
+	// A small part before the last is EntityTooSmall.
+	small, _ := core.NewMultipartUpload(ctx, "big", "small.bin", minio.PutObjectOptions{})
+	var sp []minio.CompletePart
+	for i, p := range [][]byte{parts[2], parts[2]} {
+		op, err := core.PutObjectPart(ctx, "big", "small.bin", small, i+1, bytes.NewReader(p), int64(len(p)), minio.PutObjectPartOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp = append(sp, minio.CompletePart{PartNumber: i + 1, ETag: op.ETag})
+	}
+	if _, err := core.CompleteMultipartUpload(ctx, "big", "small.bin", small, sp, minio.PutObjectOptions{}); minio.ToErrorResponse(err).Code != "EntityTooSmall" {
+		t.Fatalf("complete with a small first part: %v", err)
+	}
+	if err := core.AbortMultipartUpload(ctx, "big", "small.bin", small); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	if _, err := core.ListObjectParts(ctx, "big", "small.bin", small, 0, 10); minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+		t.Fatalf("list parts of an aborted upload: %v", err)
+	}
+
+	// Complete, rightly.
+	info, err := core.CompleteMultipartUpload(ctx, "big", "v/movie.bin", id, done, minio.PutObjectOptions{})
+	if err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	md := md5.New()
+	for _, p := range parts {
+		s := md5.Sum(p)
+		md.Write(s[:])
+	}
+	wantETag := hex.EncodeToString(md.Sum(nil)) + "-3"
+	if info.ETag != wantETag {
+		t.Fatalf("multipart ETag %s, want %s", info.ETag, wantETag)
+	}
+	st, err := mc.StatObject(ctx, "big", "v/movie.bin", minio.StatObjectOptions{})
+	if err != nil || st.ETag != wantETag || st.Size != int64(len(whole)) || st.ContentType != "video/x-test" || st.UserMetadata["Take"] != "2" {
+		t.Fatalf("stat: %+v, %v", st, err)
+	}
+	obj, _ := mc.GetObject(ctx, "big", "v/movie.bin", minio.GetObjectOptions{})
+	if got, err := io.ReadAll(obj); err != nil || !bytes.Equal(got, whole) {
+		t.Fatalf("get: %d bytes, %v", len(got), err)
+	}
+	for n := 1; n <= 3; n++ {
+		rc, oi, hd, err := core.GetObject(ctx, "big", "v/movie.bin", minio.GetObjectOptions{PartNumber: n})
+		if err != nil {
+			t.Fatalf("get part %d: %v", n, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, parts[n-1]) || oi.Size != int64(len(parts[n-1])) || hd.Get("X-Amz-Mp-Parts-Count") != "3" {
+			t.Fatalf("get part %d: %d bytes, size %d, parts count %q, %v", n, len(got), oi.Size, hd.Get("X-Amz-Mp-Parts-Count"), err)
+		}
+	}
+	if _, _, _, err := core.GetObject(ctx, "big", "v/movie.bin", minio.GetObjectOptions{PartNumber: 4}); minio.ToErrorResponse(err).Code != "InvalidPartNumber" {
+		t.Fatalf("get part 4 of 3: %v", err)
+	}
+	if _, err := core.ListObjectParts(ctx, "big", "v/movie.bin", id, 0, 10); minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+		t.Fatalf("list parts of a completed upload: %v", err)
+	}
+	if _, err := core.PutObjectPart(ctx, "big", "v/movie.bin", id, 4, bytes.NewReader(parts[2]), int64(len(parts[2])), minio.PutObjectPartOptions{}); minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+		t.Fatalf("a part for a completed upload: %v", err)
+	}
+	// The object is a file, whose chunks are the parts'.
+	if fi, err := admin.Stat(ctx, "big/v/movie.bin"); err != nil || fi.Size != int64(len(whole)) {
+		t.Fatalf("the object as a file: %+v, %v", fi, err)
+	}
+
+	// UploadPartCopy: a new object from a range of the first and a part
+	// of its own.
+	cid, _ := core.NewMultipartUpload(ctx, "big", "cut.bin", minio.PutObjectOptions{})
+	cp, err := core.CopyObjectPart(ctx, "big", "v/movie.bin", "big", "cut.bin", cid, 1, 1<<20, 5<<20, nil)
+	if err != nil {
+		t.Fatalf("upload part copy: %v", err)
+	}
+	p2, err := core.PutObjectPart(ctx, "big", "cut.bin", cid, 2, bytes.NewReader(parts[2]), int64(len(parts[2])), minio.PutObjectPartOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.CompleteMultipartUpload(ctx, "big", "cut.bin", cid, []minio.CompletePart{cp, {PartNumber: 2, ETag: p2.ETag}}, minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("complete the copy: %v", err)
+	}
+	obj, _ = mc.GetObject(ctx, "big", "cut.bin", minio.GetObjectOptions{})
+	want := append(bytes.Clone(whole[1<<20:6<<20]), parts[2]...)
+	if got, err := io.ReadAll(obj); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("get the copy: %d bytes, %v", len(got), err)
+	}
+
+	// minio-go's own multipart PutObject, streaming, parts in parallel.
+	big := randomData(17<<20, 9)
+	if _, err := mc.PutObject(ctx, "big", "auto.bin", bytes.NewReader(big), int64(len(big)), minio.PutObjectOptions{PartSize: 5 << 20, NumThreads: 3}); err != nil {
+		t.Fatalf("put in parts: %v", err)
+	}
+	obj, _ = mc.GetObject(ctx, "big", "auto.bin", minio.GetObjectOptions{})
+	if got, err := io.ReadAll(obj); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("get what was put in parts: %d bytes, %v", len(got), err)
+	}
+}
+
+func randomData(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
 }

@@ -286,10 +286,6 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidPart", "part %d: ETag %s, the part stored has \"%s\"", p.PartNumber, p.ETag, sp.Attrs["etag"]), "")
 			return
 		}
-		if i < len(req.Parts)-1 && sp.Size < minPartSize {
-			h.fail(w, r, s3Err(http.StatusBadRequest, "EntityTooSmall", "part %d is %d bytes: every part but the last must have at least %d", p.PartNumber, sp.Size, minPartSize), "")
-			return
-		}
 		sum, err := hex.DecodeString(sp.Attrs["etag"])
 		if err != nil {
 			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidPart", "part %d has no ETag", p.PartNumber), "")
@@ -297,6 +293,13 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		}
 		md.Write(sum)
 		numbers[i] = p.PartNumber
+	}
+	// Sizes once every part is known to be there.
+	for _, p := range req.Parts[:len(req.Parts)-1] {
+		if sp := stored[p.PartNumber]; sp.Size < minPartSize {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "EntityTooSmall", "part %d is %d bytes: every part but the last must have at least %d", p.PartNumber, sp.Size, minPartSize), "")
+			return
+		}
 	}
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(md.Sum(nil)), len(numbers))
 	res, err := h.s.cl.CompleteUpload(ctx, path, id, numbers, map[string]string{"etag": etag})
@@ -444,22 +447,22 @@ func (h *s3Handler) listUploads(w http.ResponseWriter, r *http.Request, bucket s
 	}{Bucket: bucket, KeyMarker: enc(keyMarker), UploadIdMarker: idMarker, Delimiter: enc(delim), Prefix: enc(prefix), EncodingType: encode, MaxUploads: maxUploads}
 
 	base := bucket + "/"
-	afterPath, afterID := "", ""
+	o := client.ListUploadsOptions{Prefix: base + prefix, Limit: 1000}
 	if keyMarker != "" {
-		afterPath, afterID = base+keyMarker, idMarker
+		o.AfterPath, o.AfterID = base+keyMarker, idMarker
 	}
 	n := 0
 	lastPrefix := ""
 scan:
 	for {
-		ups, more, err := h.s.cl.ListUploads(ctx, base+prefix, afterPath, afterID, 1000)
+		ups, more, err := h.s.cl.ListUploads(ctx, o)
 		if err != nil {
 			h.fail(w, r, err, "NoSuchBucket")
 			return
 		}
 		for _, u := range ups {
 			key := strings.TrimPrefix(u.Path, base)
-			afterPath, afterID = u.Path, u.ID
+			o.AfterPath, o.AfterID, o.AfterPrefix = u.Path, u.ID, false
 			if delim != "" {
 				if i := strings.Index(key[len(prefix):], delim); i >= 0 {
 					cp := key[:len(prefix)+i+len(delim)]
@@ -474,8 +477,8 @@ scan:
 					out.CommonPrefixes = append(out.CommonPrefixes, prefixXML{Prefix: enc(cp)})
 					out.NextKeyMarker, out.NextUploadIdMarker = enc(cp), ""
 					n++
-					// Skip the rest of the prefix: no path holds 0xff.
-					afterPath, afterID = base+cp+"\xff", ""
+					// Skip the rest of the prefix.
+					o.AfterPath, o.AfterID, o.AfterPrefix = base+cp, "", true
 					continue scan
 				}
 			}

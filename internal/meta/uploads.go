@@ -219,13 +219,18 @@ type UploadHead struct {
 
 // ListUploads returns up to limit open uploads under path prefix prefix,
 // by path and then id, after (afterPath, afterID), and whether more follow.
-func (s *Store) ListUploads(ctx context.Context, prefix, afterPath, afterID string, limit int) ([]*api.UploadRecord, bool, error) {
+// With afterPrefix, it resumes after every upload whose path begins with
+// afterPath.
+func (s *Store) ListUploads(ctx context.Context, prefix, afterPath, afterID string, afterPrefix bool, limit int) ([]*api.UploadRecord, bool, error) {
 	start := ""
-	if afterPath != "" {
+	switch {
+	case afterPath == "":
+	case afterPrefix:
+		start = s.schema.UploadsPrefix() + afterPath + "\xff" // no path holds the byte 0xff
+	case afterID == "":
+		start = s.schema.UploadsPrefix() + afterPath + "\x00\xff" // every upload of afterPath
+	default:
 		start = s.schema.Upload(afterPath, afterID)
-		if afterID == "" {
-			start = s.schema.UploadsPrefix() + afterPath + "\x00\xff" // every upload of afterPath
-		}
 	}
 	var out []*api.UploadRecord
 	more := false
