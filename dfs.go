@@ -106,6 +106,9 @@ var (
 	ErrNoSpace      = errors.New("no space left")
 	ErrUnavailable  = errors.New("unavailable")
 	ErrConflict     = errors.New("conflict")
+	// ErrPrecondition: a conditional write found the path not as its
+	// condition required. It is also an ErrConflict.
+	ErrPrecondition = fmt.Errorf("%w: precondition failed", ErrConflict)
 	// ErrFenced: a leader-only action carried a leader term older than
 	// the newest known, so a deposed leader's action was refused.
 	ErrFenced = errors.New("fenced: a newer leader term exists")

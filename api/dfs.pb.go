@@ -361,8 +361,14 @@ type CommitRequest struct {
 	Attrs map[string]string `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// With upload_id, the commit is part part_number (1 to 10000) of that
 	// open upload at path, not the path itself.
-	UploadId      string `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	PartNumber    int32  `protobuf:"varint,9,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	UploadId   string `protobuf:"bytes,8,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	PartNumber int32  `protobuf:"varint,9,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	// Conditions, checked in the commit's transaction: if_absent commits
+	// only if the path holds no file; if_match only if the path's file has
+	// this ETag (its "etag" attribute, or its content hash in hex when it
+	// has none). Either failing is FailedPrecondition.
+	IfAbsent      bool   `protobuf:"varint,10,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
+	IfMatch       string `protobuf:"bytes,11,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -458,6 +464,20 @@ func (x *CommitRequest) GetPartNumber() int32 {
 		return x.PartNumber
 	}
 	return 0
+}
+
+func (x *CommitRequest) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
+}
+
+func (x *CommitRequest) GetIfMatch() string {
+	if x != nil {
+		return x.IfMatch
+	}
+	return ""
 }
 
 type CommitResponse struct {
@@ -5016,6 +5036,8 @@ type CompleteUploadRequest struct {
 	// Attributes of the whole, merged over those given at CreateUpload (the
 	// S3 gateway's multipart ETag).
 	Attrs         map[string]string `protobuf:"bytes,4,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	IfAbsent      bool              `protobuf:"varint,5,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"` // as in CommitRequest
+	IfMatch       string            `protobuf:"bytes,6,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5076,6 +5098,20 @@ func (x *CompleteUploadRequest) GetAttrs() map[string]string {
 		return x.Attrs
 	}
 	return nil
+}
+
+func (x *CompleteUploadRequest) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
+}
+
+func (x *CompleteUploadRequest) GetIfMatch() string {
+	if x != nil {
+		return x.IfMatch
+	}
+	return ""
 }
 
 type AbortUploadRequest struct {
@@ -5531,7 +5567,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"placements\x18\x02 \x03(\v2\x11.dfs.v1.PlacementR\n" +
 	"placements\x12!\n" +
-	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xf7\x02\n" +
+	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xaf\x03\n" +
 	"\rCommitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -5543,7 +5579,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05attrs\x18\a \x03(\v2 .dfs.v1.CommitRequest.AttrsEntryR\x05attrs\x12\x1b\n" +
 	"\tupload_id\x18\b \x01(\tR\buploadId\x12\x1f\n" +
 	"\vpart_number\x18\t \x01(\x05R\n" +
-	"partNumber\x1a8\n" +
+	"partNumber\x12\x1b\n" +
+	"\tif_absent\x18\n" +
+	" \x01(\bR\bifAbsent\x12\x19\n" +
+	"\bif_match\x18\v \x01(\tR\aifMatch\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5914,12 +5953,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x02\n" +
 	"\x15CompleteUploadRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12!\n" +
 	"\fpart_numbers\x18\x03 \x03(\x05R\vpartNumbers\x12>\n" +
-	"\x05attrs\x18\x04 \x03(\v2(.dfs.v1.CompleteUploadRequest.AttrsEntryR\x05attrs\x1a8\n" +
+	"\x05attrs\x18\x04 \x03(\v2(.dfs.v1.CompleteUploadRequest.AttrsEntryR\x05attrs\x12\x1b\n" +
+	"\tif_absent\x18\x05 \x01(\bR\bifAbsent\x12\x19\n" +
+	"\bif_match\x18\x06 \x01(\tR\aifMatch\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

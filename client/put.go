@@ -32,6 +32,13 @@ type PutOptions struct {
 	// Progress, if set, is called with the number of bytes of the source
 	// handled so far (sent, or found already stored).
 	Progress func(done int64)
+	// IfAbsent commits only if the path holds no file; IfMatch only if
+	// its file has this ETag (its "etag" attribute, or its content hash in
+	// hex). Checked atomically with the commit; failing, the commit is an
+	// error wrapping dfs.ErrPrecondition (dfs.ErrNotFound for IfMatch on
+	// no file) and the chunks sent become garbage.
+	IfAbsent bool
+	IfMatch  string
 }
 
 // PutResult says what an upload did.
@@ -299,6 +306,8 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 		Chunks:      specs(chunks),
 		ContentType: o.ContentType,
 		Attrs:       o.Attrs,
+		IfAbsent:    o.IfAbsent,
+		IfMatch:     o.IfMatch,
 	}}, nil
 }
 

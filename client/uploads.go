@@ -66,11 +66,20 @@ func (s *Staged) CommitPart(ctx context.Context, id string, n int) (PutResult, e
 	return res, nil
 }
 
+// CompleteOptions tune the completion of an upload.
+type CompleteOptions struct {
+	// Attrs are added to those given at CreateUpload.
+	Attrs map[string]string
+	// IfAbsent and IfMatch are conditions, as in PutOptions.
+	IfAbsent bool
+	IfMatch  string
+}
+
 // CompleteUpload commits path as the given parts of upload id put
-// together in that order (rising part numbers); attrs are added to those
-// given at CreateUpload. The parts are dropped after.
-func (c *Client) CompleteUpload(ctx context.Context, path, id string, parts []int, attrs map[string]string) (PutResult, error) {
-	req := &api.CompleteUploadRequest{Path: path, UploadId: id, Attrs: attrs}
+// together in that order (rising part numbers). The parts are dropped
+// after.
+func (c *Client) CompleteUpload(ctx context.Context, path, id string, parts []int, o CompleteOptions) (PutResult, error) {
+	req := &api.CompleteUploadRequest{Path: path, UploadId: id, Attrs: o.Attrs, IfAbsent: o.IfAbsent, IfMatch: o.IfMatch}
 	for _, n := range parts {
 		req.PartNumbers = append(req.PartNumbers, int32(n))
 	}

@@ -90,7 +90,7 @@ func TestUploadInParts(t *testing.T) {
 		t.Fatalf("list uploads: %+v %v", ups, err)
 	}
 
-	res, err := c.CompleteUpload(ctx, up.Path, up.ID, numbers(3), map[string]string{"etag": "e-3"})
+	res, err := c.CompleteUpload(ctx, up.Path, up.ID, numbers(3), client.CompleteOptions{Attrs: map[string]string{"etag": "e-3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestUploadInParts(t *testing.T) {
 	if _, err := st.CommitPart(ctx, up.ID, 4); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("a part committed to a completed upload: %v", err)
 	}
-	if _, err := c.CompleteUpload(ctx, up.Path, up.ID, numbers(3), nil); !errors.Is(err, dfs.ErrNotFound) {
+	if _, err := c.CompleteUpload(ctx, up.Path, up.ID, numbers(3), client.CompleteOptions{}); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("completed twice: %v", err)
 	}
 
@@ -139,7 +139,7 @@ func TestUploadInParts(t *testing.T) {
 			t.Fatalf("part %d of the same bytes sent %d bytes", i+1, r.SentBytes)
 		}
 	}
-	res2, err := c.CompleteUpload(ctx, again.Path, again.ID, numbers(3), nil)
+	res2, err := c.CompleteUpload(ctx, again.Path, again.ID, numbers(3), client.CompleteOptions{})
 
 	if err != nil || !res2.Duplicate || res2.File.Content != res.File.Content {
 		t.Fatalf("the same parts completed: %+v %v", res2, err)
@@ -159,7 +159,7 @@ func TestUploadInParts(t *testing.T) {
 	if sent == 0 || sent > 4<<20 {
 		t.Fatalf("an edit of 7 bytes in %d sent %d bytes", len(whole), sent)
 	}
-	if _, err := c.CompleteUpload(ctx, ed.Path, ed.ID, numbers(3), nil); err != nil {
+	if _, err := c.CompleteUpload(ctx, ed.Path, ed.ID, numbers(3), client.CompleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mustRead(t, c, ed.Path, bytes.Join([][]byte{edited, parts[1], parts[2]}, nil))
@@ -172,20 +172,20 @@ func TestUploadInParts(t *testing.T) {
 	}
 	uploadParts(t, c, sk, parts)
 	for _, bad := range [][]int{{2, 1}, {1, 1}, {0, 1}, {}} {
-		if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, bad, nil); !errors.Is(err, dfs.ErrInvalid) {
+		if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, bad, client.CompleteOptions{}); !errors.Is(err, dfs.ErrInvalid) {
 			t.Fatalf("complete with parts %v: %v", bad, err)
 		}
 	}
-	if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, []int{1, 4}, nil); !errors.Is(err, dfs.ErrNotFound) {
+	if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, []int{1, 4}, client.CompleteOptions{}); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("complete with a part never uploaded: %v", err)
 	}
-	if _, err := c.CompleteUpload(ctx, "mp/other.bin", sk.ID, []int{1}, nil); !errors.Is(err, dfs.ErrNotFound) {
+	if _, err := c.CompleteUpload(ctx, "mp/other.bin", sk.ID, []int{1}, client.CompleteOptions{}); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("complete at another path: %v", err)
 	}
 	if _, err := c.Stat(ctx, sk.Path); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("a failed completion made the file: %v", err)
 	}
-	if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, []int{1, 3}, nil); err != nil {
+	if _, err := c.CompleteUpload(ctx, sk.Path, sk.ID, []int{1, 3}, client.CompleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mustRead(t, c, sk.Path, append(bytes.Clone(parts[0]), parts[2]...))
@@ -243,7 +243,7 @@ func TestUploadAbortAndExpiry(t *testing.T) {
 	if err := c.AbortUpload(ctx, up.Path, up.ID); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("aborted twice: %v", err)
 	}
-	if _, err := c.CompleteUpload(ctx, up.Path, up.ID, []int{1}, nil); !errors.Is(err, dfs.ErrNotFound) {
+	if _, err := c.CompleteUpload(ctx, up.Path, up.ID, []int{1}, client.CompleteOptions{}); !errors.Is(err, dfs.ErrNotFound) {
 		t.Fatalf("completed after the abort: %v", err)
 	}
 	if _, err := c.LocateContent(ctx, sha256.Sum256(data)); err != nil {

@@ -336,6 +336,8 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 		Content:  content,
 		Session:  req.SessionId,
 		QueueJob: true,
+		IfAbsent: req.IfAbsent,
+		IfMatch:  req.IfMatch,
 	}
 	if req.UploadId != "" || req.PartNumber != 0 {
 		// A part of an upload: no post-upload job of its own (the whole

@@ -109,6 +109,8 @@ func (s *Server) CompleteUpload(ctx context.Context, req *api.CompleteUploadRequ
 		QueueJob:       true,
 		Upload:         &u,
 		CompleteUpload: true,
+		IfAbsent:       req.IfAbsent,
+		IfMatch:        req.IfMatch,
 	})
 	if err != nil {
 		return nil, rpc.ToStatus(err)

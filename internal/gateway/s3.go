@@ -126,6 +126,8 @@ func s3ErrorOf(err error, notFound string) *s3Error {
 		}
 	}
 	switch {
+	case errors.Is(err, dfs.ErrPrecondition):
+		return s3Err(http.StatusPreconditionFailed, "PreconditionFailed", "%v", err)
 	case errors.Is(err, dfs.ErrNotFound):
 		return s3Err(http.StatusNotFound, notFound, "%v", err)
 	case errors.Is(err, dfs.ErrDenied):
@@ -585,7 +587,7 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 	}
 	up.st.SetAttrs(up.attrs)
 	if _, err := up.st.Commit(r.Context()); err != nil {
-		h.fail(w, r, err, "NoSuchBucket")
+		h.fail(w, r, err, "NoSuchKey") // If-Match on no object
 		return
 	}
 	up.answer(w)
@@ -653,8 +655,17 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 			hashes = append(hashes, sums[name])
 		}
 	}
+	o := client.PutOptions{ContentType: r.Header.Get("Content-Type")}
+	if r.URL.Query().Get("uploadId") == "" {
+		cond, err := writeConditions(r)
+		if err != nil {
+			h.fail(w, r, err, "")
+			return nil, false
+		}
+		o.IfAbsent, o.IfMatch = cond.IfAbsent, cond.IfMatch
+	}
 	counted := &countingReader{r: io.TeeReader(io.LimitReader(body, size+1), io.MultiWriter(hashes...))}
-	st, err := h.s.cl.Stage(ctx, path, counted, client.PutOptions{ContentType: r.Header.Get("Content-Type")})
+	st, err := h.s.cl.Stage(ctx, path, counted, o)
 	if err != nil {
 		if counted.err != nil {
 			err = counted.err

@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -221,6 +222,26 @@ func etagListMatches(list, etag string) bool {
 
 func s3Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
+// writeConditions reads the conditions of a write: If-None-Match: * (only
+// if no object is there) and If-Match (only if the object there has this
+// ETag), which the cluster checks in the commit's transaction.
+func writeConditions(r *http.Request) (client.PutOptions, error) {
+	var o client.PutOptions
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-None-Match on a write takes only *")
+		}
+		o.IfAbsent = true
+	}
+	if v := r.Header.Get("If-Match"); v != "" {
+		o.IfMatch = strings.Trim(strings.TrimSpace(v), `"`)
+		if o.IfMatch == "" || strings.Contains(o.IfMatch, ",") || o.IfMatch == "*" {
+			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-Match on a write takes one ETag")
+		}
+	}
+	return o, nil
+}
+
 // completeUpload answers CompleteMultipartUpload: the parts named must
 // exist with the ETags given, in rising order, each but the last at least
 // minPartSize. The object's ETag is the MD5 of the parts' MD5s, then "-"
@@ -302,8 +323,18 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		}
 	}
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(md.Sum(nil)), len(numbers))
-	res, err := h.s.cl.CompleteUpload(ctx, path, id, numbers, map[string]string{"etag": etag})
+	cond, err := writeConditions(r)
 	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	res, err := h.s.cl.CompleteUpload(ctx, path, id, numbers, client.CompleteOptions{
+		Attrs: map[string]string{"etag": etag}, IfAbsent: cond.IfAbsent, IfMatch: cond.IfMatch})
+	if err != nil {
+		if errors.Is(err, dfs.ErrNotFound) && cond.IfMatch != "" {
+			h.fail(w, r, err, "NoSuchKey") // the upload was there: the object is not
+			return
+		}
 		h.failUpload(w, r, err)
 		return
 	}

@@ -79,6 +79,21 @@ type Commit struct {
 	// CompleteUpload: the commit of the path completes Upload, marking it
 	// so in the same transaction (its parts are dropped after).
 	CompleteUpload bool
+	// IfAbsent commits only if the path holds no file; IfMatch only if
+	// the path's file has this ETag (see ETag). Either failing is an
+	// error wrapping dfs.ErrPrecondition, IfMatch on no file one wrapping
+	// dfs.ErrNotFound.
+	IfAbsent bool
+	IfMatch  string
+}
+
+// ETag is a file's entity tag: its "etag" attribute (S3's MD5), or its
+// content hash in hex when it has none.
+func ETag(f dfs.FileInfo) string {
+	if e := f.Attrs["etag"]; e != "" {
+		return e
+	}
+	return f.Content.String()
 }
 
 // LayoutConflict is the error of a commit whose content hash is stored
@@ -289,6 +304,21 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
 			}
 			oldContent, _ = dfs.HashFromBytes(rec.ContentHash)
+		}
+	}
+	if c.IfAbsent && len(old) == 1 {
+		return info, false, fmt.Errorf("commit %s: %w: the path holds a file", c.File.Path, dfs.ErrPrecondition)
+	}
+	if c.IfMatch != "" {
+		if len(old) == 0 {
+			return info, false, fmt.Errorf("commit %s: %w: no file to match", c.File.Path, dfs.ErrNotFound)
+		}
+		of, err := s.fileFromKV(old[0].Key, old[0].Value)
+		if err != nil {
+			return info, false, err
+		}
+		if ETag(of) != c.IfMatch {
+			return info, false, fmt.Errorf("commit %s: %w: its ETag is %s, not %s", c.File.Path, dfs.ErrPrecondition, ETag(of), c.IfMatch)
 		}
 	}
 	if st.sent && fileRev != st.fileRev {

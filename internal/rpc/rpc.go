@@ -230,6 +230,9 @@ func FromStatus(err error) error {
 		kind = dfs.ErrNoSpace
 	case codes.FailedPrecondition:
 		kind = dfs.ErrConflict
+		if strings.Contains(st.Message(), dfs.ErrPrecondition.Error()) {
+			kind = dfs.ErrPrecondition
+		}
 	case codes.PermissionDenied:
 		kind = dfs.ErrDenied
 	case codes.Unauthenticated:
