@@ -763,7 +763,9 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 	hd.Set("Accept-Ranges", "bytes")
 	for k, v := range f.Attrs {
 		if strings.HasPrefix(k, "x-amz-meta-") || (strings.HasPrefix(k, "x-amz-checksum-") && r.Header.Get("X-Amz-Checksum-Mode") == "ENABLED") {
-			hd.Set(k, v)
+			// Sent in lower case, as S3 does: SDKs take a metadata
+			// name from the header's name as it arrives.
+			hd[k] = []string{v}
 		}
 	}
 	for _, k := range objectAttrs {
