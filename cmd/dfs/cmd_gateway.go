@@ -18,6 +18,8 @@ type gatewayFlags struct {
 	inFlag    string // --api-token, refused: a flag shows in ps
 	public    bool
 	token     string // set by load
+	s3Region  string
+	s3Domain  string
 }
 
 func (g *gatewayFlags) register(cmd *cobra.Command) {
@@ -26,6 +28,8 @@ func (g *gatewayFlags) register(cmd *cobra.Command) {
 	f.StringVar(&g.inFlag, "api-token", "", "")
 	f.MarkHidden("api-token")
 	f.BoolVar(&g.public, "insecure-public", false, "allow listening on a non-loopback address without a token: anyone who reaches it can write and delete")
+	f.StringVar(&g.s3Region, "s3-region", "us-east-1", "the region the S3 API answers for (clients sign requests for it)")
+	f.StringVar(&g.s3Domain, "s3-domain", "", "serve virtual-hosted style S3 requests (BUCKET.DOMAIN) for this domain too, besides path style")
 }
 
 // load reads the token: from DFS_API_TOKEN or --api-token-file, never
@@ -78,7 +82,7 @@ unless --insecure-public says the exposure is intended.`,
 				return err
 			}
 			gw, err := cluster.StartGateway(cluster.GatewayConfig{
-				Listen: httpAddr, S3: s3Addr, Coordinators: addrs, Token: gf.token, Public: gf.public, TLS: node, Logger: slog.Default(),
+				Listen: httpAddr, S3: s3Addr, S3Region: gf.s3Region, S3Domain: gf.s3Domain, Coordinators: addrs, Token: gf.token, Public: gf.public, TLS: node, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err

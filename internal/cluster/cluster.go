@@ -196,10 +196,11 @@ type Config struct {
 	// started with the cluster; APIToken and HTTPPublic as in
 	// gateway.Listen.
 	HTTP string
-	// S3, if set with HTTP, is the address of the gateway's S3 API.
-	S3         string
-	APIToken   string
-	HTTPPublic bool
+	// S3, if set with HTTP, is the address of the gateway's S3 API, for
+	// region S3Region, virtual-hosted style too for S3Domain.
+	S3, S3Region, S3Domain string
+	APIToken               string
+	HTTPPublic             bool
 	// Jobs configures the post-upload workers; none run if Jobs.Workers
 	// is 0. The etcd and dfs clients and the key schema are filled in.
 	Jobs jobs.Config
@@ -272,7 +273,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.HTTP != "" {
 		if cl.Gateway, err = StartGateway(GatewayConfig{
-			Listen: cfg.HTTP, S3: cfg.S3, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
+			Listen: cfg.HTTP, S3: cfg.S3, S3Region: cfg.S3Region, S3Domain: cfg.S3Domain, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
 		}); err != nil {
 			return nil, err
 		}

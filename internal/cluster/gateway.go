@@ -24,6 +24,9 @@ type GatewayConfig struct {
 	// certificates only: S3 requests are signed with access keys), for
 	// region S3Region (gateway.DefaultRegion if empty).
 	S3, S3Region string
+	// S3Domain, if set, also serves virtual-hosted style requests
+	// (BUCKET.S3Domain) on the S3 address.
+	S3Domain string
 	// Token and Public as in gateway.Listen.
 	Token  string
 	Public bool
@@ -102,7 +105,7 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 	if s3ln != nil {
 		g.s3addr = s3ln.Addr().String()
 		g.s3done = make(chan struct{})
-		hs := &http.Server{Handler: srv.S3(cfg.S3Region), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		hs := &http.Server{Handler: srv.S3(gateway.S3Options{Region: cfg.S3Region, Domain: cfg.S3Domain}), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 		go func() {
 			defer close(g.s3done)

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -40,18 +41,29 @@ const DefaultRegion = "us-east-1"
 // maxSinglePut is S3's largest single PUT.
 const maxSinglePut = 5 << 30
 
-// S3 returns the gateway's S3 API handler for region (DefaultRegion if
-// empty). Serve it on a port of its own.
-func (s *Server) S3(region string) http.Handler {
-	if region == "" {
-		region = DefaultRegion
+// S3Options configure the S3 API.
+type S3Options struct {
+	// Region is the region requests are signed for (DefaultRegion if
+	// empty).
+	Region string
+	// Domain, if set, serves virtual-hosted style requests: a request to
+	// host BUCKET.Domain names the bucket in its host. Path style is
+	// always served (a request to Domain itself, or to any other host).
+	Domain string
+}
+
+// S3 returns the gateway's S3 API handler. Serve it on a port of its own.
+func (s *Server) S3(o S3Options) http.Handler {
+	if o.Region == "" {
+		o.Region = DefaultRegion
 	}
-	return &s3Handler{s: s, region: region, keys: map[string]signingKey{}}
+	return &s3Handler{s: s, region: o.Region, domain: strings.ToLower(strings.TrimSuffix(o.Domain, ".")), keys: map[string]signingKey{}}
 }
 
 type s3Handler struct {
 	s      *Server
 	region string
+	domain string
 
 	mu   sync.Mutex
 	keys map[string]signingKey // by key id, day, region, service
@@ -177,7 +189,7 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := client.ActAs(r.Context(), a.KeyID)
 	r = r.WithContext(ctx)
-	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	bucket, key := h.bucketAndKey(r)
 	q := r.URL.Query()
 	for _, sub := range []string{"versioning", "versions", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
 		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
@@ -200,6 +212,23 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.object(w, r, a, bucket, key)
 	}
+}
+
+// bucketAndKey finds the bucket and key a request names: in its host
+// (virtual-hosted style, BUCKET.domain) when a domain is set and the host
+// is under it, else in its path.
+func (h *s3Handler) bucketAndKey(r *http.Request) (bucket, key string) {
+	if h.domain != "" {
+		host := strings.ToLower(r.Host)
+		if hp, _, err := net.SplitHostPort(host); err == nil {
+			host = hp
+		}
+		if b, ok := strings.CutSuffix(host, "."+h.domain); ok && b != "" {
+			return b, strings.TrimPrefix(r.URL.Path, "/")
+		}
+	}
+	bucket, key, _ = strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return bucket, key
 }
 
 // ---------------------------------------------------------------- buckets

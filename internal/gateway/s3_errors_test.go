@@ -22,6 +22,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/gateway"
 )
 
 // signed makes a request to srv signed with key k at time at, its payload
@@ -68,7 +69,7 @@ func s3Code(t *testing.T, r *http.Request) (int, string) {
 // not support.
 func TestS3Errors(t *testing.T) {
 	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(""))
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	alice, _ := admin.CreateKey(ctx, "alice", false)
@@ -175,7 +176,7 @@ func TestS3Errors(t *testing.T) {
 // nothing. Reads honour If-Match, If-None-Match and the date conditions.
 func TestS3ConditionalRequests(t *testing.T) {
 	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(""))
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	alice, _ := admin.CreateKey(ctx, "alice", false)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/gateway"
 )
 
 // s3Client is a minio-go client of the gateway's S3 API on srv, as key k.
@@ -38,7 +40,7 @@ func s3Client(t *testing.T, srv *httptest.Server, k client.AccessKey) *minio.Cli
 // it expires; wrong credentials are refused.
 func TestS3Basics(t *testing.T) {
 	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(""))
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	alice, err := admin.CreateKey(ctx, "alice", false)
@@ -178,7 +180,7 @@ func TestS3Basics(t *testing.T) {
 // deletes many keys in one request and says which failed.
 func TestS3CopyAndDeleteObjects(t *testing.T) {
 	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(""))
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	alice, _ := admin.CreateKey(ctx, "alice", false)
@@ -235,7 +237,7 @@ func TestS3CopyAndDeleteObjects(t *testing.T) {
 // upload in it; UploadPartCopy builds a part from a range of an object.
 func TestS3Multipart(t *testing.T) {
 	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(""))
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	alice, _ := admin.CreateKey(ctx, "alice", false)
@@ -419,4 +421,52 @@ func randomData(n int, seed int64) []byte {
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
 	return b
+}
+
+// With a domain set, a bucket may be named in the host (virtual-hosted
+// style, what SDKs use by default) as well as in the path.
+func TestS3VirtualHostedStyle(t *testing.T) {
+	e, admin := secureEnv(t)
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{Domain: "s3.dfs.test"}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	alice, _ := admin.CreateKey(ctx, "alice", false)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	_, port, _ := net.SplitHostPort(addr)
+	// Every host under the domain reaches the test server.
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	vh, err := minio.New("s3.dfs.test:"+port, &minio.Options{Creds: credentials.NewStaticV4(alice.ID, alice.Secret, ""),
+		Region: "us-east-1", BucketLookup: minio.BucketLookupDNS, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vh.MakeBucket(ctx, "hosted", minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket, virtual-hosted: %v", err)
+	}
+	if _, err := vh.PutObject(ctx, "hosted", "a/b.txt", strings.NewReader("by host"), 7, minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put, virtual-hosted: %v", err)
+	}
+	var keys []string
+	for o := range vh.ListObjects(ctx, "hosted", minio.ListObjectsOptions{Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	if strings.Join(keys, ",") != "a/b.txt" {
+		t.Fatalf("list, virtual-hosted: %v", keys)
+	}
+	// The same object, path style, and as a file.
+	obj, err := s3Client(t, srv, alice).GetObject(ctx, "hosted", "a/b.txt", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(obj); err != nil || string(b) != "by host" {
+		t.Fatalf("path-style read of a virtual-hosted put: %q %v", b, err)
+	}
+	if f, err := admin.Stat(ctx, "hosted/a/b.txt"); err != nil || f.Size != 7 {
+		t.Fatalf("as a file: %+v %v", f, err)
+	}
 }
