@@ -191,14 +191,50 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	bucket, key := h.bucketAndKey(r)
 	q := r.URL.Query()
-	for _, sub := range []string{"versioning", "versions", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
+	for _, sub := range []string{"versioning", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
 		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
 		"restore", "select", "torrent", "ownershipControls", "publicAccessBlock", "analytics",
 		"inventory", "metrics", "intelligent-tiering", "attributes"} {
-		if q.Has(sub) && !(sub == "acl" && r.Method == http.MethodGet) {
+		if !q.Has(sub) {
+			continue
+		}
+		switch {
+		case sub == "acl" && r.Method == http.MethodGet:
+			h.getACL(w, r, bucket, key)
+		case sub == "acl" && r.Method == http.MethodPut && cannedPrivate(r):
+			h.putACL(w, r, bucket, key)
+		case sub == "versioning" && r.Method == http.MethodGet && key == "":
+			h.getVersioning(w, r, bucket)
+		default:
 			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", sub), "")
+		}
+		return
+	}
+	// dfs keeps one version of an object, "null".
+	if v := q.Get("versionId"); q.Has("versionId") && v != "null" {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "version id %q: dfs keeps one version of an object, \"null\"", v), "")
+		return
+	}
+	if !cannedPrivate(r) {
+		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "x-amz-acl %q: only private is supported; grant access with dfs bucket allow", r.Header.Get("X-Amz-Acl")), "")
+		return
+	}
+	for _, g := range []string{"X-Amz-Grant-Read", "X-Amz-Grant-Write", "X-Amz-Grant-Read-Acp", "X-Amz-Grant-Write-Acp", "X-Amz-Grant-Full-Control"} {
+		if r.Header.Get(g) != "" {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s: ACL grants are not supported; grant access with dfs bucket allow", strings.ToLower(g)), "")
 			return
 		}
+	}
+	for _, hd := range []string{"X-Amz-Server-Side-Encryption", "X-Amz-Server-Side-Encryption-Customer-Algorithm", "X-Amz-Object-Lock-Mode",
+		"X-Amz-Object-Lock-Legal-Hold", "X-Amz-Tagging", "X-Amz-Website-Redirect-Location"} {
+		if r.Header.Get(hd) != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", strings.ToLower(hd)), "")
+			return
+		}
+	}
+	if v := r.Header.Get("X-Amz-Storage-Class"); v != "" && v != "STANDARD" {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidStorageClass", "storage class %q: dfs has STANDARD", v), "")
+		return
 	}
 	switch {
 	case bucket == "":
@@ -212,6 +248,87 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.object(w, r, a, bucket, key)
 	}
+}
+
+// cannedPrivate reports whether a request's canned ACL, if any, is
+// private: the only one dfs has (access is granted per key).
+func cannedPrivate(r *http.Request) bool {
+	v := r.Header.Get("X-Amz-Acl")
+	return v == "" || v == "private"
+}
+
+// getACL answers GetBucketAcl and GetObjectAcl: the canned private ACL, its
+// owner the bucket's. Rights other keys hold are dfs grants, not ACLs.
+func (h *s3Handler) getACL(w http.ResponseWriter, r *http.Request, bucket, key string) {
+	ctx := r.Context()
+	if key != "" {
+		if _, err := h.s.cl.Stat(ctx, bucket+"/"+key); err != nil {
+			h.fail(w, r, err, "NoSuchKey")
+			return
+		}
+	} else if ok, err := h.bucketExists(ctx, bucket); !ok {
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	owner := h.bucketOwner(ctx, bucket)
+	type grantee struct {
+		XMLNS       string `xml:"xmlns:xsi,attr"`
+		Type        string `xml:"xsi:type,attr"`
+		ID          string
+		DisplayName string
+	}
+	type grant struct {
+		Grantee    grantee
+		Permission string
+	}
+	writeXML(w, http.StatusOK, struct {
+		XMLName           xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ AccessControlPolicy"`
+		Owner             ownerXML
+		AccessControlList []grant `xml:"AccessControlList>Grant"`
+	}{Owner: owner, AccessControlList: []grant{{Grantee: grantee{XMLNS: "http://www.w3.org/2001/XMLSchema-instance", Type: "CanonicalUser",
+		ID: owner.ID, DisplayName: owner.DisplayName}, Permission: "FULL_CONTROL"}}})
+}
+
+// putACL answers PutBucketAcl and PutObjectAcl with the canned private
+// ACL, which every bucket and object has already: nothing to change.
+func (h *s3Handler) putACL(w http.ResponseWriter, r *http.Request, bucket, key string) {
+	ctx := r.Context()
+	if r.ContentLength > 0 {
+		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "ACL documents are not supported; grant access with dfs bucket allow"), "")
+		return
+	}
+	var err error
+	if key != "" {
+		_, err = h.s.cl.Stat(ctx, bucket+"/"+key)
+	} else if ok, berr := h.bucketExists(ctx, bucket); !ok {
+		err = berr
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err, "NoSuchKey")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// getVersioning answers GetBucketVersioning: dfs buckets are never
+// versioned, which S3 says with an empty configuration.
+func (h *s3Handler) getVersioning(w http.ResponseWriter, r *http.Request, bucket string) {
+	if ok, err := h.bucketExists(r.Context(), bucket); !ok {
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	writeXML(w, http.StatusOK, struct {
+		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ VersioningConfiguration"`
+	}{})
 }
 
 // bucketAndKey finds the bucket and key a request names: in its host
@@ -365,10 +482,10 @@ func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string
 				XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ LocationConstraint"`
 				Value   string   `xml:",chardata"`
 			}{Value: loc})
-		case q.Has("acl"):
-			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "ACLs are not supported: access is granted per key with dfs bucket allow"), "")
 		case q.Has("uploads"):
 			h.listUploads(w, r, bucket)
+		case q.Has("versions"):
+			h.listVersions(w, r, bucket)
 		default:
 			h.listObjects(w, r, bucket)
 		}
@@ -433,37 +550,20 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 		h.fail(w, r, err, "NoSuchBucket")
 		return
 	}
+	page, err := h.listPage(ctx, bucket, prefix, delim, after, maxKeys)
+	if err != nil {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
 	var contents []objectXML
 	var prefixes []prefixXML
-	truncated, next := false, ""
-	if maxKeys > 0 {
-		opts := client.ListOptions{Prefix: bucket + "/" + prefix, Delimiter: delim, Limit: maxKeys}
-		if after != "" {
-			opts.StartAfter = bucket + "/" + after
-		}
-		for {
-			l, err := h.s.cl.List(ctx, opts)
-			if err != nil {
-				h.fail(w, r, err, "NoSuchBucket")
-				return
-			}
-			for _, f := range l.Files {
-				k := strings.TrimPrefix(f.Path, bucket+"/")
-				contents = append(contents, objectXML{Key: enc(k), LastModified: f.Modified.UTC().Format("2006-01-02T15:04:05.000Z"),
-					ETag: etagOf(f), Size: f.Size, StorageClass: "STANDARD"})
-				next = k
-			}
-			for _, p := range l.Prefixes {
-				k := strings.TrimPrefix(p, bucket+"/")
-				prefixes = append(prefixes, prefixXML{Prefix: enc(k)})
-				next = k
-			}
-			truncated = l.Truncated
-			if !l.Truncated || len(contents)+len(prefixes) >= maxKeys {
-				break
-			}
-			opts.StartAfter = l.Next
-		}
+	truncated, next := page.truncated, page.next
+	for _, f := range page.files {
+		contents = append(contents, objectXML{Key: enc(strings.TrimPrefix(f.Path, bucket+"/")), LastModified: s3Time(f.Modified),
+			ETag: etagOf(f), Size: f.Size, StorageClass: "STANDARD"})
+	}
+	for _, p := range page.prefixes {
+		prefixes = append(prefixes, prefixXML{Prefix: enc(strings.TrimPrefix(p, bucket+"/"))})
 	}
 	if v2 {
 		out := struct {
@@ -507,6 +607,141 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 		out.NextMarker = enc(next)
 	}
 	writeXML(w, http.StatusOK, out)
+}
+
+// listed is a page of a listing of a bucket.
+type listed struct {
+	files     []dfs.FileInfo
+	prefixes  []string // full paths, ending in the delimiter
+	truncated bool
+	next      string // the last key (or common prefix) of the page, without the bucket
+}
+
+// listPage lists up to maxKeys keys and common prefixes of bucket after
+// key after, in key order.
+func (h *s3Handler) listPage(ctx context.Context, bucket, prefix, delim, after string, maxKeys int) (listed, error) {
+	var out listed
+	if maxKeys <= 0 {
+		return out, nil
+	}
+	opts := client.ListOptions{Prefix: bucket + "/" + prefix, Delimiter: delim, Limit: maxKeys}
+	if after != "" {
+		opts.StartAfter = bucket + "/" + after
+	}
+	for {
+		l, err := h.s.cl.List(ctx, opts)
+		if err != nil {
+			return out, err
+		}
+		// Files and prefixes come each in order; the page is their merge.
+		n := len(out.files) + len(out.prefixes)
+		out.files = append(out.files, l.Files...)
+		out.prefixes = append(out.prefixes, l.Prefixes...)
+		for _, f := range l.Files {
+			out.next = max(out.next, strings.TrimPrefix(f.Path, bucket+"/"))
+		}
+		for _, p := range l.Prefixes {
+			out.next = max(out.next, strings.TrimPrefix(p, bucket+"/"))
+		}
+		out.truncated = l.Truncated
+		if !l.Truncated || n+len(l.Files)+len(l.Prefixes) >= maxKeys {
+			return out, nil
+		}
+		opts.StartAfter = l.Next
+	}
+}
+
+// listVersions answers ListObjectVersions. dfs keeps no versions: each
+// object is its one version, "null", the latest.
+func (h *s3Handler) listVersions(w http.ResponseWriter, r *http.Request, bucket string) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	prefix, delim := q.Get("prefix"), q.Get("delimiter")
+	maxKeys := 1000
+	if v := q.Get("max-keys"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-keys %q", v), "")
+			return
+		}
+		maxKeys = min(n, 1000)
+	}
+	encode := q.Get("encoding-type")
+	if encode != "" && encode != "url" {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode), "")
+		return
+	}
+	enc := func(s string) string {
+		if encode == "url" {
+			return s3URLEncode(s)
+		}
+		return s
+	}
+	if ok, err := h.bucketExists(ctx, bucket); !ok {
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	after := q.Get("key-marker")
+	page, err := h.listPage(ctx, bucket, prefix, delim, after, maxKeys)
+	if err != nil {
+		h.fail(w, r, err, "NoSuchBucket")
+		return
+	}
+	owner := h.bucketOwner(ctx, bucket)
+	type versionXML struct {
+		Key          string
+		VersionId    string
+		IsLatest     bool
+		LastModified string
+		ETag         string
+		Size         int64
+		Owner        ownerXML
+		StorageClass string
+	}
+	out := struct {
+		XMLName             xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListVersionsResult"`
+		Name                string
+		Prefix              string
+		KeyMarker           string
+		VersionIdMarker     string
+		NextKeyMarker       string `xml:",omitempty"`
+		NextVersionIdMarker string `xml:",omitempty"`
+		Delimiter           string `xml:",omitempty"`
+		MaxKeys             int
+		EncodingType        string `xml:",omitempty"`
+		IsTruncated         bool
+		Versions            []versionXML `xml:"Version"`
+		CommonPrefixes      []prefixXML
+	}{Name: bucket, Prefix: enc(prefix), KeyMarker: enc(after), VersionIdMarker: q.Get("version-id-marker"), Delimiter: enc(delim),
+		MaxKeys: maxKeys, EncodingType: encode, IsTruncated: page.truncated}
+	for _, f := range page.files {
+		out.Versions = append(out.Versions, versionXML{Key: enc(strings.TrimPrefix(f.Path, bucket+"/")), VersionId: "null", IsLatest: true,
+			LastModified: s3Time(f.Modified), ETag: etagOf(f), Size: f.Size, Owner: owner, StorageClass: "STANDARD"})
+	}
+	for _, p := range page.prefixes {
+		out.CommonPrefixes = append(out.CommonPrefixes, prefixXML{Prefix: enc(strings.TrimPrefix(p, bucket+"/"))})
+	}
+	if page.truncated {
+		out.NextKeyMarker, out.NextVersionIdMarker = enc(page.next), "null"
+	}
+	writeXML(w, http.StatusOK, out)
+}
+
+// bucketOwner is the owner S3 listings show for a bucket's objects: the
+// key that made the bucket (dfs records no owner per object).
+func (h *s3Handler) bucketOwner(ctx context.Context, bucket string) ownerXML {
+	bs, err := h.s.cl.ListBuckets(ctx)
+	if err == nil {
+		for _, b := range bs {
+			if b.Name == bucket && b.Owner != "" {
+				return ownerXML{ID: b.Owner, DisplayName: b.Owner}
+			}
+		}
+	}
+	return ownerXML{}
 }
 
 // s3URLEncode is the encoding of keys in listings with encoding-type=url.
@@ -883,7 +1118,7 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 	}
 	var req struct {
 		Quiet   bool
-		Objects []struct{ Key string } `xml:"Object"`
+		Objects []struct{ Key, VersionId string } `xml:"Object"`
 	}
 	if err := xml.Unmarshal(body, &req); err != nil {
 		h.fail(w, r, s3Err(http.StatusBadRequest, "MalformedXML", "%v", err), "")
@@ -901,6 +1136,10 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 		Error   []failed
 	}
 	for _, o := range req.Objects {
+		if o.VersionId != "" && o.VersionId != "null" {
+			out.Error = append(out.Error, failed{Key: o.Key, Code: "NoSuchVersion", Message: "dfs keeps one version of an object, \"null\""})
+			continue
+		}
 		p, err := dfs.CleanPath(bucket + "/" + o.Key)
 		if err == nil {
 			err = h.s.cl.Delete(r.Context(), p)
