@@ -268,6 +268,7 @@ type coordinatorFlags struct {
 	electionTTL           time.Duration
 	maxKeySessions        int
 	maxKeyChunks          int
+	multipartExpiry       time.Duration
 }
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
@@ -282,6 +283,7 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.gcGrace, "gc-grace", time.Hour, "how old unreferenced data must be before it is collected")
 	f.IntVar(&c.maxKeySessions, "max-key-sessions", 1000, "open uploads one access key may hold on a coordinator")
 	f.IntVar(&c.maxKeyChunks, "max-key-chunks", 1<<20, "chunks allocated in one access key's open uploads on a coordinator")
+	f.DurationVar(&c.multipartExpiry, "multipart-expiry", 7*24*time.Hour, "how long an unfinished multipart upload stays before it is aborted and its parts dropped")
 	f.DurationVar(&c.electionTTL, "election-ttl", 5*time.Second, "lease of the leader's election key: a leader silent this long is replaced (whole seconds, at least 1s)")
 }
 
@@ -302,5 +304,6 @@ func (c *coordinatorFlags) config() (coordinator.Config, error) {
 		ElectionTTL:    c.electionTTL,
 		MaxKeySessions: c.maxKeySessions,
 		MaxKeyChunks:   c.maxKeyChunks,
+		UploadExpiry:   c.multipartExpiry,
 	}, nil
 }
