@@ -4812,6 +4812,102 @@ func (x *SigningKeyResponse) GetKey() []byte {
 	return nil
 }
 
+type SignV2Request struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId   string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	StringToSign  string                 `protobuf:"bytes,2,opt,name=string_to_sign,json=stringToSign,proto3" json:"string_to_sign,omitempty"` // at most 64 KiB
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignV2Request) Reset() {
+	*x = SignV2Request{}
+	mi := &file_dfs_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignV2Request) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignV2Request) ProtoMessage() {}
+
+func (x *SignV2Request) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignV2Request.ProtoReflect.Descriptor instead.
+func (*SignV2Request) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *SignV2Request) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *SignV2Request) GetStringToSign() string {
+	if x != nil {
+		return x.StringToSign
+	}
+	return ""
+}
+
+type SignV2Response struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Signature     []byte                 `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignV2Response) Reset() {
+	*x = SignV2Response{}
+	mi := &file_dfs_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignV2Response) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignV2Response) ProtoMessage() {}
+
+func (x *SignV2Response) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignV2Response.ProtoReflect.Descriptor instead.
+func (*SignV2Response) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *SignV2Response) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type SetGrantRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	AccessKeyId string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
@@ -4827,7 +4923,7 @@ type SetGrantRequest struct {
 
 func (x *SetGrantRequest) Reset() {
 	*x = SetGrantRequest{}
-	mi := &file_dfs_proto_msgTypes[77]
+	mi := &file_dfs_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4839,7 +4935,7 @@ func (x *SetGrantRequest) String() string {
 func (*SetGrantRequest) ProtoMessage() {}
 
 func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[77]
+	mi := &file_dfs_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4852,7 +4948,7 @@ func (x *SetGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGrantRequest.ProtoReflect.Descriptor instead.
 func (*SetGrantRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{77}
+	return file_dfs_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SetGrantRequest) GetAccessKeyId() string {
@@ -4897,7 +4993,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_dfs_proto_msgTypes[78]
+	mi := &file_dfs_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4909,7 +5005,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[78]
+	mi := &file_dfs_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4922,7 +5018,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{78}
+	return file_dfs_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Upload) GetId() string {
@@ -4978,7 +5074,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_dfs_proto_msgTypes[79]
+	mi := &file_dfs_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4990,7 +5086,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[79]
+	mi := &file_dfs_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5003,7 +5099,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{79}
+	return file_dfs_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *CreateUploadRequest) GetPath() string {
@@ -5044,7 +5140,7 @@ type CompleteUploadRequest struct {
 
 func (x *CompleteUploadRequest) Reset() {
 	*x = CompleteUploadRequest{}
-	mi := &file_dfs_proto_msgTypes[80]
+	mi := &file_dfs_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5056,7 +5152,7 @@ func (x *CompleteUploadRequest) String() string {
 func (*CompleteUploadRequest) ProtoMessage() {}
 
 func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[80]
+	mi := &file_dfs_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5069,7 +5165,7 @@ func (x *CompleteUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteUploadRequest.ProtoReflect.Descriptor instead.
 func (*CompleteUploadRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{80}
+	return file_dfs_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CompleteUploadRequest) GetPath() string {
@@ -5124,7 +5220,7 @@ type AbortUploadRequest struct {
 
 func (x *AbortUploadRequest) Reset() {
 	*x = AbortUploadRequest{}
-	mi := &file_dfs_proto_msgTypes[81]
+	mi := &file_dfs_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5136,7 +5232,7 @@ func (x *AbortUploadRequest) String() string {
 func (*AbortUploadRequest) ProtoMessage() {}
 
 func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[81]
+	mi := &file_dfs_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5149,7 +5245,7 @@ func (x *AbortUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadRequest.ProtoReflect.Descriptor instead.
 func (*AbortUploadRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{81}
+	return file_dfs_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *AbortUploadRequest) GetPath() string {
@@ -5174,7 +5270,7 @@ type AbortUploadResponse struct {
 
 func (x *AbortUploadResponse) Reset() {
 	*x = AbortUploadResponse{}
-	mi := &file_dfs_proto_msgTypes[82]
+	mi := &file_dfs_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5186,7 +5282,7 @@ func (x *AbortUploadResponse) String() string {
 func (*AbortUploadResponse) ProtoMessage() {}
 
 func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[82]
+	mi := &file_dfs_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5199,7 +5295,7 @@ func (x *AbortUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortUploadResponse.ProtoReflect.Descriptor instead.
 func (*AbortUploadResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{82}
+	return file_dfs_proto_rawDescGZIP(), []int{84}
 }
 
 type ListUploadsRequest struct {
@@ -5218,7 +5314,7 @@ type ListUploadsRequest struct {
 
 func (x *ListUploadsRequest) Reset() {
 	*x = ListUploadsRequest{}
-	mi := &file_dfs_proto_msgTypes[83]
+	mi := &file_dfs_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5230,7 +5326,7 @@ func (x *ListUploadsRequest) String() string {
 func (*ListUploadsRequest) ProtoMessage() {}
 
 func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[83]
+	mi := &file_dfs_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5243,7 +5339,7 @@ func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
 func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{83}
+	return file_dfs_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ListUploadsRequest) GetPrefix() string {
@@ -5291,7 +5387,7 @@ type ListUploadsResponse struct {
 
 func (x *ListUploadsResponse) Reset() {
 	*x = ListUploadsResponse{}
-	mi := &file_dfs_proto_msgTypes[84]
+	mi := &file_dfs_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5303,7 +5399,7 @@ func (x *ListUploadsResponse) String() string {
 func (*ListUploadsResponse) ProtoMessage() {}
 
 func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[84]
+	mi := &file_dfs_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5316,7 +5412,7 @@ func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
 func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{84}
+	return file_dfs_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListUploadsResponse) GetUploads() []*Upload {
@@ -5346,7 +5442,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_dfs_proto_msgTypes[85]
+	mi := &file_dfs_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5358,7 +5454,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[85]
+	mi := &file_dfs_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5371,7 +5467,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{85}
+	return file_dfs_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *Part) GetNumber() int32 {
@@ -5421,7 +5517,7 @@ type ListPartsRequest struct {
 
 func (x *ListPartsRequest) Reset() {
 	*x = ListPartsRequest{}
-	mi := &file_dfs_proto_msgTypes[86]
+	mi := &file_dfs_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5433,7 +5529,7 @@ func (x *ListPartsRequest) String() string {
 func (*ListPartsRequest) ProtoMessage() {}
 
 func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[86]
+	mi := &file_dfs_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5446,7 +5542,7 @@ func (x *ListPartsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsRequest.ProtoReflect.Descriptor instead.
 func (*ListPartsRequest) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{86}
+	return file_dfs_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListPartsRequest) GetPath() string {
@@ -5488,7 +5584,7 @@ type ListPartsResponse struct {
 
 func (x *ListPartsResponse) Reset() {
 	*x = ListPartsResponse{}
-	mi := &file_dfs_proto_msgTypes[87]
+	mi := &file_dfs_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5500,7 +5596,7 @@ func (x *ListPartsResponse) String() string {
 func (*ListPartsResponse) ProtoMessage() {}
 
 func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dfs_proto_msgTypes[87]
+	mi := &file_dfs_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5513,7 +5609,7 @@ func (x *ListPartsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartsResponse.ProtoReflect.Descriptor instead.
 func (*ListPartsResponse) Descriptor() ([]byte, []int) {
-	return file_dfs_proto_rawDescGZIP(), []int{87}
+	return file_dfs_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ListPartsResponse) GetUpload() *Upload {
@@ -5929,7 +6025,12 @@ const file_dfs_proto_rawDesc = "" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x18\n" +
 	"\aservice\x18\x04 \x01(\tR\aservice\"&\n" +
 	"\x12SigningKeyResponse\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"w\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"Y\n" +
+	"\rSignV2Request\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12$\n" +
+	"\x0estring_to_sign\x18\x02 \x01(\tR\fstringToSign\".\n" +
+	"\x0eSignV2Response\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"w\n" +
 	"\x0fSetGrantRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x16\n" +
 	"\x06bucket\x18\x02 \x01(\tR\x06bucket\x12\x14\n" +
@@ -6021,7 +6122,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0eCompleteUpload\x12\x1d.dfs.v1.CompleteUploadRequest\x1a\x16.dfs.v1.CommitResponse\x12F\n" +
 	"\vAbortUpload\x12\x1a.dfs.v1.AbortUploadRequest\x1a\x1b.dfs.v1.AbortUploadResponse\x12F\n" +
 	"\vListUploads\x12\x1a.dfs.v1.ListUploadsRequest\x1a\x1b.dfs.v1.ListUploadsResponse\x12@\n" +
-	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse2\xc4\x04\n" +
+	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse2\xfd\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -6029,7 +6130,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\tDeleteKey\x12\x18.dfs.v1.DeleteKeyRequest\x1a\x19.dfs.v1.DeleteKeyResponse\x126\n" +
 	"\bSetGrant\x12\x17.dfs.v1.SetGrantRequest\x1a\x11.dfs.v1.AccessKey\x12C\n" +
 	"\n" +
-	"SigningKey\x12\x19.dfs.v1.SigningKeyRequest\x1a\x1a.dfs.v1.SigningKeyResponse\x12;\n" +
+	"SigningKey\x12\x19.dfs.v1.SigningKeyRequest\x1a\x1a.dfs.v1.SigningKeyResponse\x127\n" +
+	"\x06SignV2\x12\x15.dfs.v1.SignV2Request\x1a\x16.dfs.v1.SignV2Response\x12;\n" +
 	"\fCreateBucket\x12\x1b.dfs.v1.CreateBucketRequest\x1a\x0e.dfs.v1.Bucket\x12I\n" +
 	"\fDeleteBucket\x12\x1b.dfs.v1.DeleteBucketRequest\x1a\x1c.dfs.v1.DeleteBucketResponse\x12F\n" +
 	"\vListBuckets\x12\x1a.dfs.v1.ListBucketsRequest\x1a\x1b.dfs.v1.ListBucketsResponse2\xcf\x01\n" +
@@ -6056,7 +6158,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -6135,38 +6237,40 @@ var file_dfs_proto_goTypes = []any{
 	(*ListBucketsResponse)(nil),    // 74: dfs.v1.ListBucketsResponse
 	(*SigningKeyRequest)(nil),      // 75: dfs.v1.SigningKeyRequest
 	(*SigningKeyResponse)(nil),     // 76: dfs.v1.SigningKeyResponse
-	(*SetGrantRequest)(nil),        // 77: dfs.v1.SetGrantRequest
-	(*Upload)(nil),                 // 78: dfs.v1.Upload
-	(*CreateUploadRequest)(nil),    // 79: dfs.v1.CreateUploadRequest
-	(*CompleteUploadRequest)(nil),  // 80: dfs.v1.CompleteUploadRequest
-	(*AbortUploadRequest)(nil),     // 81: dfs.v1.AbortUploadRequest
-	(*AbortUploadResponse)(nil),    // 82: dfs.v1.AbortUploadResponse
-	(*ListUploadsRequest)(nil),     // 83: dfs.v1.ListUploadsRequest
-	(*ListUploadsResponse)(nil),    // 84: dfs.v1.ListUploadsResponse
-	(*Part)(nil),                   // 85: dfs.v1.Part
-	(*ListPartsRequest)(nil),       // 86: dfs.v1.ListPartsRequest
-	(*ListPartsResponse)(nil),      // 87: dfs.v1.ListPartsResponse
-	nil,                            // 88: dfs.v1.CommitRequest.AttrsEntry
-	nil,                            // 89: dfs.v1.FileInfo.AttrsEntry
-	nil,                            // 90: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 91: dfs.v1.Processing.ResultsEntry
-	nil,                            // 92: dfs.v1.AccessKey.GrantsEntry
-	nil,                            // 93: dfs.v1.Upload.AttrsEntry
-	nil,                            // 94: dfs.v1.CreateUploadRequest.AttrsEntry
-	nil,                            // 95: dfs.v1.CompleteUploadRequest.AttrsEntry
-	nil,                            // 96: dfs.v1.Part.AttrsEntry
+	(*SignV2Request)(nil),          // 77: dfs.v1.SignV2Request
+	(*SignV2Response)(nil),         // 78: dfs.v1.SignV2Response
+	(*SetGrantRequest)(nil),        // 79: dfs.v1.SetGrantRequest
+	(*Upload)(nil),                 // 80: dfs.v1.Upload
+	(*CreateUploadRequest)(nil),    // 81: dfs.v1.CreateUploadRequest
+	(*CompleteUploadRequest)(nil),  // 82: dfs.v1.CompleteUploadRequest
+	(*AbortUploadRequest)(nil),     // 83: dfs.v1.AbortUploadRequest
+	(*AbortUploadResponse)(nil),    // 84: dfs.v1.AbortUploadResponse
+	(*ListUploadsRequest)(nil),     // 85: dfs.v1.ListUploadsRequest
+	(*ListUploadsResponse)(nil),    // 86: dfs.v1.ListUploadsResponse
+	(*Part)(nil),                   // 87: dfs.v1.Part
+	(*ListPartsRequest)(nil),       // 88: dfs.v1.ListPartsRequest
+	(*ListPartsResponse)(nil),      // 89: dfs.v1.ListPartsResponse
+	nil,                            // 90: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 91: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 92: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 93: dfs.v1.Processing.ResultsEntry
+	nil,                            // 94: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 95: dfs.v1.Upload.AttrsEntry
+	nil,                            // 96: dfs.v1.CreateUploadRequest.AttrsEntry
+	nil,                            // 97: dfs.v1.CompleteUploadRequest.AttrsEntry
+	nil,                            // 98: dfs.v1.Part.AttrsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
 	1,  // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
 	3,  // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
 	0,  // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	88, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	90, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
 	9,  // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	89, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	91, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
 	9,  // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10, // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	90, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	92, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56, // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,  // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56, // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -6185,20 +6289,20 @@ var file_dfs_proto_depIdxs = []int32{
 	53, // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52, // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54, // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	91, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	93, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56, // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58, // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56, // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	92, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	94, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
 	63, // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
 	69, // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	93, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
-	94, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
-	95, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
-	78, // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
-	96, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
-	78, // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
-	85, // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
+	95, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
+	96, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
+	97, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
+	80, // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
+	98, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
+	80, // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
+	87, // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
 	1,  // 42: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
 	2,  // 43: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
 	5,  // 44: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
@@ -6217,69 +6321,71 @@ var file_dfs_proto_depIdxs = []int32{
 	57, // 57: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
 	60, // 58: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
 	43, // 59: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	79, // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
-	80, // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
-	81, // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
-	83, // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
-	86, // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
+	81, // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
+	82, // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
+	83, // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
+	85, // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
+	88, // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
 	62, // 65: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
 	64, // 66: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
 	65, // 67: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
 	67, // 68: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	77, // 69: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	79, // 69: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
 	75, // 70: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	70, // 71: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71, // 72: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73, // 73: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26, // 74: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 75: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 76: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 77: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 78: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 79: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 80: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 81: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 82: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 83: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 84: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 85: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 86: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 87: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 88: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 89: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 90: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 91: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 92: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 93: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 94: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 95: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 96: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 97: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 98: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	78, // 99: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
-	6,  // 100: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
-	82, // 101: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
-	84, // 102: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
-	87, // 103: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
-	63, // 104: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 105: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 106: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 107: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 108: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76, // 109: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	69, // 110: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72, // 111: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74, // 112: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27, // 113: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 114: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 115: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 116: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 117: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 118: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 119: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 120: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	82, // [82:121] is the sub-list for method output_type
-	43, // [43:82] is the sub-list for method input_type
+	77, // 71: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
+	70, // 72: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71, // 73: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73, // 74: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26, // 75: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28, // 76: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30, // 77: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32, // 78: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34, // 79: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39, // 80: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36, // 81: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38, // 82: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,  // 83: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,  // 84: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,  // 85: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13, // 86: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13, // 87: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15, // 88: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17, // 89: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19, // 90: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22, // 91: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24, // 92: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42, // 93: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47, // 94: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49, // 95: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55, // 96: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59, // 97: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61, // 98: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44, // 99: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	80, // 100: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
+	6,  // 101: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
+	84, // 102: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
+	86, // 103: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
+	89, // 104: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
+	63, // 105: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63, // 106: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66, // 107: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68, // 108: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63, // 109: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76, // 110: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	78, // 111: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
+	69, // 112: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72, // 113: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74, // 114: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27, // 115: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29, // 116: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31, // 117: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33, // 118: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35, // 119: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40, // 120: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37, // 121: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50, // 122: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	83, // [83:123] is the sub-list for method output_type
+	43, // [43:83] is the sub-list for method input_type
 	43, // [43:43] is the sub-list for extension type_name
 	43, // [43:43] is the sub-list for extension extendee
 	0,  // [0:43] is the sub-list for field type_name
@@ -6296,7 +6402,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   97,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

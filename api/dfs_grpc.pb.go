@@ -1017,6 +1017,7 @@ const (
 	Access_DeleteKey_FullMethodName    = "/dfs.v1.Access/DeleteKey"
 	Access_SetGrant_FullMethodName     = "/dfs.v1.Access/SetGrant"
 	Access_SigningKey_FullMethodName   = "/dfs.v1.Access/SigningKey"
+	Access_SignV2_FullMethodName       = "/dfs.v1.Access/SignV2"
 	Access_CreateBucket_FullMethodName = "/dfs.v1.Access/CreateBucket"
 	Access_DeleteBucket_FullMethodName = "/dfs.v1.Access/DeleteBucket"
 	Access_ListBuckets_FullMethodName  = "/dfs.v1.Access/ListBuckets"
@@ -1046,6 +1047,11 @@ type AccessClient interface {
 	// requests with: the secret itself never leaves the coordinators. Only
 	// a gateway's (or the operator's) certificate may ask.
 	SigningKey(ctx context.Context, in *SigningKeyRequest, opts ...grpc.CallOption) (*SigningKeyResponse, error)
+	// SignV2 is the AWS Signature Version 2 of a string to sign with a
+	// key's secret (HMAC-SHA1), for a gateway to check the older signature
+	// some clients still send, again without holding the secret. Only a
+	// gateway's (or the operator's) certificate may ask.
+	SignV2(ctx context.Context, in *SignV2Request, opts ...grpc.CallOption) (*SignV2Response, error)
 	// CreateBucket makes a bucket; a key that makes one owns it. A name
 	// that holds files already, or that another made, is refused.
 	CreateBucket(ctx context.Context, in *CreateBucketRequest, opts ...grpc.CallOption) (*Bucket, error)
@@ -1125,6 +1131,16 @@ func (c *accessClient) SigningKey(ctx context.Context, in *SigningKeyRequest, op
 	return out, nil
 }
 
+func (c *accessClient) SignV2(ctx context.Context, in *SignV2Request, opts ...grpc.CallOption) (*SignV2Response, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignV2Response)
+	err := c.cc.Invoke(ctx, Access_SignV2_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *accessClient) CreateBucket(ctx context.Context, in *CreateBucketRequest, opts ...grpc.CallOption) (*Bucket, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Bucket)
@@ -1179,6 +1195,11 @@ type AccessServer interface {
 	// requests with: the secret itself never leaves the coordinators. Only
 	// a gateway's (or the operator's) certificate may ask.
 	SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error)
+	// SignV2 is the AWS Signature Version 2 of a string to sign with a
+	// key's secret (HMAC-SHA1), for a gateway to check the older signature
+	// some clients still send, again without holding the secret. Only a
+	// gateway's (or the operator's) certificate may ask.
+	SignV2(context.Context, *SignV2Request) (*SignV2Response, error)
 	// CreateBucket makes a bucket; a key that makes one owns it. A name
 	// that holds files already, or that another made, is refused.
 	CreateBucket(context.Context, *CreateBucketRequest) (*Bucket, error)
@@ -1215,6 +1236,9 @@ func (UnimplementedAccessServer) SetGrant(context.Context, *SetGrantRequest) (*A
 }
 func (UnimplementedAccessServer) SigningKey(context.Context, *SigningKeyRequest) (*SigningKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SigningKey not implemented")
+}
+func (UnimplementedAccessServer) SignV2(context.Context, *SignV2Request) (*SignV2Response, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SignV2 not implemented")
 }
 func (UnimplementedAccessServer) CreateBucket(context.Context, *CreateBucketRequest) (*Bucket, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateBucket not implemented")
@@ -1354,6 +1378,24 @@ func _Access_SigningKey_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Access_SignV2_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignV2Request)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccessServer).SignV2(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Access_SignV2_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccessServer).SignV2(ctx, req.(*SignV2Request))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Access_CreateBucket_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateBucketRequest)
 	if err := dec(in); err != nil {
@@ -1438,6 +1480,10 @@ var Access_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SigningKey",
 			Handler:    _Access_SigningKey_Handler,
+		},
+		{
+			MethodName: "SignV2",
+			Handler:    _Access_SignV2_Handler,
 		},
 		{
 			MethodName: "CreateBucket",

@@ -161,6 +161,20 @@ func (c *Client) SigningKey(ctx context.Context, id, day, region, service string
 	return resp.Key, nil
 }
 
+// SignV2 returns the AWS Signature Version 2 (HMAC-SHA1) of stringToSign
+// with the secret of access key id: a gateway's call.
+func (c *Client) SignV2(ctx context.Context, id, stringToSign string) ([]byte, error) {
+	var resp *api.SignV2Response
+	err := c.try(ctx, func(k int) (err error) {
+		resp, err = c.access[k].SignV2(ctx, &api.SignV2Request{AccessKeyId: id, StringToSign: stringToSign})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Signature, nil
+}
+
 // Bucket is a bucket made on purpose: by dfs bucket create, or S3's
 // CreateBucket.
 type Bucket struct {

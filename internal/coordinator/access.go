@@ -111,13 +111,34 @@ func denied(p *access.Principal, format string, args ...any) error {
 	return status.Errorf(codes.PermissionDenied, "%s may not %s", p.Who(), fmt.Sprintf(format, args...))
 }
 
-// may checks that the caller holds want on path's bucket.
+// may checks that the caller holds want on path's bucket. A bucket that
+// does not exist (no record, no file) is NotFound rather than denied, as S3
+// answers NoSuchBucket to anyone: bucket names are the cluster's, not
+// secrets of the keys that hold them.
 func (s *Server) may(ctx context.Context, path string, want access.Rights) error {
 	p := s.caller(ctx)
 	if p.Can(path, want) {
 		return nil
 	}
-	return denied(p, "%s %q: it holds no %s right on bucket %q (dfs bucket allow)", verb(want), path, want, access.Bucket(path))
+	bucket := access.Bucket(path)
+	if bucket != "" && !s.bucketExists(ctx, bucket) {
+		return status.Errorf(codes.NotFound, "bucket %q: not found", bucket)
+	}
+	return denied(p, "%s %q: it holds no %s right on bucket %q (dfs bucket allow)", verb(want), path, want, bucket)
+}
+
+// bucketExists reports whether bucket has a record or holds a file. An
+// error reading counts as existing: the caller is then denied, as before.
+func (s *Server) bucketExists(ctx context.Context, bucket string) bool {
+	if _, err := s.meta.GetBucket(ctx, bucket); !errors.Is(err, dfs.ErrNotFound) {
+		return true
+	}
+	l, err := s.meta.List(ctx, bucket+"/", "/", "", 1)
+	if err != nil || len(l.Files) > 0 || len(l.Prefixes) > 0 {
+		return true
+	}
+	_, err = s.meta.GetFile(ctx, bucket)
+	return !errors.Is(err, dfs.ErrNotFound)
 }
 
 func verb(r access.Rights) string {
@@ -147,6 +168,7 @@ var (
 		coordPrefix + "Nodes": true, coordPrefix + "Counters": true, coordPrefix + "Status": true,
 		coordPrefix + "Events": true, accessPrefix + "WhoAmI": true,
 		accessPrefix + "SigningKey": true, // checked in the handler: a gateway's certificate
+		accessPrefix + "SignV2":     true, // likewise
 	}
 )
 
@@ -383,6 +405,25 @@ func (s *Server) SigningKey(ctx context.Context, req *api.SigningKeyRequest) (*a
 		return nil, rpc.ToStatus(err)
 	}
 	return &api.SigningKeyResponse{Key: s3.SigningKey(rec.Secret, req.Day, req.Region, req.Service)}, nil
+}
+
+// SignV2 implements api.AccessServer.
+func (s *Server) SignV2(ctx context.Context, req *api.SignV2Request) (*api.SignV2Response, error) {
+	p := s.caller(ctx)
+	if !(p.Monitor || (p.Admin && p.KeyID == "")) {
+		return nil, denied(p, "sign with a key: that is for a gateway's certificate")
+	}
+	if len(req.StringToSign) > 64<<10 {
+		return nil, status.Error(codes.InvalidArgument, "sign: the string to sign passes 64 KiB")
+	}
+	if !access.ValidID(req.AccessKeyId) {
+		return nil, status.Errorf(codes.NotFound, "access key %q: not found", req.AccessKeyId)
+	}
+	rec, _, err := s.accessKey(ctx, req.AccessKeyId)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &api.SignV2Response{Signature: s3.SignV2(rec.Secret, req.StringToSign)}, nil
 }
 
 func bucketToAPI(b meta.Bucket) *api.Bucket {

@@ -182,14 +182,24 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 }
 
 func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a, err := s3.Verify(r.Context(), r, h.signingKey, h.region, time.Now())
+	bucket, key := h.bucketAndKey(r)
+	var a *s3.Auth
+	var err error
+	if s3.IsV2(r) {
+		resource := r.URL.EscapedPath()
+		if vh, _ := h.virtualHost(r); vh != "" {
+			resource = "/" + vh + resource
+		}
+		a, err = s3.VerifyV2(r.Context(), r, h.signV2, resource, time.Now())
+	} else {
+		a, err = s3.Verify(r.Context(), r, h.signingKey, h.region, time.Now())
+	}
 	if err != nil {
 		h.fail(w, r, err, "NoSuchKey")
 		return
 	}
 	ctx := client.ActAs(r.Context(), a.KeyID)
 	r = r.WithContext(ctx)
-	bucket, key := h.bucketAndKey(r)
 	q := r.URL.Query()
 	for _, sub := range []string{"versioning", "lifecycle", "policy", "acl", "cors", "website", "tagging", "encryption",
 		"object-lock", "retention", "legal-hold", "replication", "logging", "notification", "accelerate", "requestPayment",
@@ -335,17 +345,34 @@ func (h *s3Handler) getVersioning(w http.ResponseWriter, r *http.Request, bucket
 // (virtual-hosted style, BUCKET.domain) when a domain is set and the host
 // is under it, else in its path.
 func (h *s3Handler) bucketAndKey(r *http.Request) (bucket, key string) {
-	if h.domain != "" {
-		host := strings.ToLower(r.Host)
-		if hp, _, err := net.SplitHostPort(host); err == nil {
-			host = hp
-		}
-		if b, ok := strings.CutSuffix(host, "."+h.domain); ok && b != "" {
-			return b, strings.TrimPrefix(r.URL.Path, "/")
-		}
+	if b, ok := h.virtualHost(r); ok {
+		return b, strings.TrimPrefix(r.URL.Path, "/")
 	}
 	bucket, key, _ = strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	return bucket, key
+}
+
+// virtualHost returns the bucket a virtual-hosted style request names in
+// its host.
+func (h *s3Handler) virtualHost(r *http.Request) (string, bool) {
+	if h.domain == "" {
+		return "", false
+	}
+	host := strings.ToLower(r.Host)
+	if hp, _, err := net.SplitHostPort(host); err == nil {
+		host = hp
+	}
+	b, ok := strings.CutSuffix(host, "."+h.domain)
+	return b, ok && b != ""
+}
+
+// signV2 has a coordinator make a V2 signature with a key's secret.
+func (h *s3Handler) signV2(ctx context.Context, id, stringToSign string) ([]byte, error) {
+	sig, err := h.s.cl.SignV2(ctx, id, stringToSign)
+	if errors.Is(err, dfs.ErrNotFound) {
+		return nil, s3.ErrUnknownKey
+	}
+	return sig, err
 }
 
 // ---------------------------------------------------------------- buckets
@@ -394,11 +421,15 @@ func (h *s3Handler) listBuckets(w http.ResponseWriter, r *http.Request, a *s3.Au
 // made on purpose or holds files. A bucket the caller may not read is
 // answered as absent (404, where S3 says 403): that tells a stranger less.
 func (h *s3Handler) bucketExists(ctx context.Context, bucket string) (bool, error) {
+	// The cluster answers NotFound for a bucket that does not exist, and
+	// denies one that does to a key with no right on it (403, as S3).
 	l, err := h.s.cl.List(ctx, client.ListOptions{Prefix: bucket + "/", Limit: 1})
-	if err == nil && len(l.Files) > 0 {
+	switch {
+	case err == nil && len(l.Files) > 0:
 		return true, nil
-	}
-	if err != nil && !errors.Is(err, dfs.ErrDenied) {
+	case errors.Is(err, dfs.ErrNotFound):
+		return false, nil
+	case err != nil:
 		return false, err
 	}
 	recs, err := h.s.cl.ListBuckets(ctx)
