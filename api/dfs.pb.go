@@ -367,8 +367,10 @@ type CommitRequest struct {
 	// only if the path holds no file; if_match only if the path's file has
 	// this ETag (its "etag" attribute, or its content hash in hex when it
 	// has none). Either failing is FailedPrecondition.
-	IfAbsent      bool   `protobuf:"varint,10,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
-	IfMatch       string `protobuf:"bytes,11,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
+	IfAbsent bool   `protobuf:"varint,10,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"`
+	IfMatch  string `protobuf:"bytes,11,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"` // "*": any file
+	// if_none_match commits only if the path holds no file with this ETag.
+	IfNoneMatch   string `protobuf:"bytes,12,opt,name=if_none_match,json=ifNoneMatch,proto3" json:"if_none_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +478,13 @@ func (x *CommitRequest) GetIfAbsent() bool {
 func (x *CommitRequest) GetIfMatch() string {
 	if x != nil {
 		return x.IfMatch
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetIfNoneMatch() string {
+	if x != nil {
+		return x.IfNoneMatch
 	}
 	return ""
 }
@@ -5134,6 +5143,7 @@ type CompleteUploadRequest struct {
 	Attrs         map[string]string `protobuf:"bytes,4,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	IfAbsent      bool              `protobuf:"varint,5,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"` // as in CommitRequest
 	IfMatch       string            `protobuf:"bytes,6,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
+	IfNoneMatch   string            `protobuf:"bytes,7,opt,name=if_none_match,json=ifNoneMatch,proto3" json:"if_none_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5206,6 +5216,13 @@ func (x *CompleteUploadRequest) GetIfAbsent() bool {
 func (x *CompleteUploadRequest) GetIfMatch() string {
 	if x != nil {
 		return x.IfMatch
+	}
+	return ""
+}
+
+func (x *CompleteUploadRequest) GetIfNoneMatch() string {
+	if x != nil {
+		return x.IfNoneMatch
 	}
 	return ""
 }
@@ -5663,7 +5680,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"placements\x18\x02 \x03(\v2\x11.dfs.v1.PlacementR\n" +
 	"placements\x12!\n" +
-	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xaf\x03\n" +
+	"\fmin_replicas\x18\x03 \x01(\x05R\vminReplicas\"\xd3\x03\n" +
 	"\rCommitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -5678,7 +5695,8 @@ const file_dfs_proto_rawDesc = "" +
 	"partNumber\x12\x1b\n" +
 	"\tif_absent\x18\n" +
 	" \x01(\bR\bifAbsent\x12\x19\n" +
-	"\bif_match\x18\v \x01(\tR\aifMatch\x1a8\n" +
+	"\bif_match\x18\v \x01(\tR\aifMatch\x12\"\n" +
+	"\rif_none_match\x18\f \x01(\tR\vifNoneMatch\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -6054,14 +6072,15 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9d\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x02\n" +
 	"\x15CompleteUploadRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12!\n" +
 	"\fpart_numbers\x18\x03 \x03(\x05R\vpartNumbers\x12>\n" +
 	"\x05attrs\x18\x04 \x03(\v2(.dfs.v1.CompleteUploadRequest.AttrsEntryR\x05attrs\x12\x1b\n" +
 	"\tif_absent\x18\x05 \x01(\bR\bifAbsent\x12\x19\n" +
-	"\bif_match\x18\x06 \x01(\tR\aifMatch\x1a8\n" +
+	"\bif_match\x18\x06 \x01(\tR\aifMatch\x12\"\n" +
+	"\rif_none_match\x18\a \x01(\tR\vifNoneMatch\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

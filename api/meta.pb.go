@@ -372,6 +372,11 @@ type UploadRecord struct {
 	ContentType       string                 `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	Attrs             map[string]string      `protobuf:"bytes,6,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	State             UploadRecord_State     `protobuf:"varint,7,opt,name=state,proto3,enum=dfs.v1.UploadRecord_State" json:"state,omitempty"`
+	// Once completed: when, and the content the path was committed with.
+	// A completed head is kept for a while so that a completion sent again
+	// (a client that did not hear the answer) gets the same answer.
+	CompletedUnixNano int64  `protobuf:"varint,8,opt,name=completed_unix_nano,json=completedUnixNano,proto3" json:"completed_unix_nano,omitempty"`
+	ContentHash       []byte `protobuf:"bytes,9,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -453,6 +458,20 @@ func (x *UploadRecord) GetState() UploadRecord_State {
 		return x.State
 	}
 	return UploadRecord_OPEN
+}
+
+func (x *UploadRecord) GetCompletedUnixNano() int64 {
+	if x != nil {
+		return x.CompletedUnixNano
+	}
+	return 0
+}
+
+func (x *UploadRecord) GetContentHash() []byte {
+	if x != nil {
+		return x.ContentHash
+	}
+	return nil
 }
 
 // ChunkPage is one page of a content's ordered chunk list.
@@ -965,7 +984,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x05parts\x18\t \x03(\v2\x13.dfs.v1.ContentPartR\x05parts\"5\n" +
 	"\vContentPart\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"\xed\x02\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"\xc0\x03\n" +
 	"\fUploadRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x14\n" +
@@ -973,7 +992,9 @@ const file_meta_proto_rawDesc = "" +
 	"\x13initiated_unix_nano\x18\x04 \x01(\x03R\x11initiatedUnixNano\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x125\n" +
 	"\x05attrs\x18\x06 \x03(\v2\x1f.dfs.v1.UploadRecord.AttrsEntryR\x05attrs\x120\n" +
-	"\x05state\x18\a \x01(\x0e2\x1a.dfs.v1.UploadRecord.StateR\x05state\x1a8\n" +
+	"\x05state\x18\a \x01(\x0e2\x1a.dfs.v1.UploadRecord.StateR\x05state\x12.\n" +
+	"\x13completed_unix_nano\x18\b \x01(\x03R\x11completedUnixNano\x12!\n" +
+	"\fcontent_hash\x18\t \x01(\fR\vcontentHash\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

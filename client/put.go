@@ -38,7 +38,9 @@ type PutOptions struct {
 	// error wrapping dfs.ErrPrecondition (dfs.ErrNotFound for IfMatch on
 	// no file) and the chunks sent become garbage.
 	IfAbsent bool
-	IfMatch  string
+	IfMatch  string // "*": any file
+	// IfNoneMatch commits only if the path holds no file with this ETag.
+	IfNoneMatch string
 }
 
 // PutResult says what an upload did.
@@ -308,6 +310,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 		Attrs:       o.Attrs,
 		IfAbsent:    o.IfAbsent,
 		IfMatch:     o.IfMatch,
+		IfNoneMatch: o.IfNoneMatch,
 	}}, nil
 }
 

@@ -71,15 +71,16 @@ type CompleteOptions struct {
 	// Attrs are added to those given at CreateUpload.
 	Attrs map[string]string
 	// IfAbsent and IfMatch are conditions, as in PutOptions.
-	IfAbsent bool
-	IfMatch  string
+	IfAbsent    bool
+	IfMatch     string
+	IfNoneMatch string
 }
 
 // CompleteUpload commits path as the given parts of upload id put
 // together in that order (rising part numbers). The parts are dropped
 // after.
 func (c *Client) CompleteUpload(ctx context.Context, path, id string, parts []int, o CompleteOptions) (PutResult, error) {
-	req := &api.CompleteUploadRequest{Path: path, UploadId: id, Attrs: o.Attrs, IfAbsent: o.IfAbsent, IfMatch: o.IfMatch}
+	req := &api.CompleteUploadRequest{Path: path, UploadId: id, Attrs: o.Attrs, IfAbsent: o.IfAbsent, IfMatch: o.IfMatch, IfNoneMatch: o.IfNoneMatch}
 	for _, n := range parts {
 		req.PartNumbers = append(req.PartNumbers, int32(n))
 	}

@@ -167,8 +167,8 @@ func CheckBucketName(name string) error {
 	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
 		return bad("want a letter or digit first and last")
 	}
-	if strings.Contains(name, "..") {
-		return bad(`want no ".."`)
+	if strings.Contains(name, "..") || strings.Contains(name, ".-") || strings.Contains(name, "-.") {
+		return bad(`want no "..", ".-" or "-."`)
 	}
 	if net.ParseIP(name) != nil {
 		return bad("an IP address is not a bucket name")

@@ -332,12 +332,13 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 		return nil, status.Errorf(codes.InvalidArgument, "commit %s: %v", path, err)
 	}
 	commit := meta.Commit{
-		File:     dfs.FileInfo{Path: path, ContentType: req.ContentType, Attrs: req.Attrs},
-		Content:  content,
-		Session:  req.SessionId,
-		QueueJob: true,
-		IfAbsent: req.IfAbsent,
-		IfMatch:  req.IfMatch,
+		File:        dfs.FileInfo{Path: path, ContentType: req.ContentType, Attrs: req.Attrs},
+		Content:     content,
+		Session:     req.SessionId,
+		QueueJob:    true,
+		IfAbsent:    req.IfAbsent,
+		IfMatch:     req.IfMatch,
+		IfNoneMatch: req.IfNoneMatch,
 	}
 	if req.UploadId != "" || req.PartNumber != 0 {
 		// A part of an upload: no post-upload job of its own (the whole

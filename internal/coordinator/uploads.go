@@ -57,9 +57,23 @@ func (s *Server) CompleteUpload(ctx context.Context, req *api.CompleteUploadRequ
 		return nil, err
 	}
 	u := meta.Upload{Path: path, ID: req.UploadId}
-	up, err := s.meta.GetUpload(ctx, u)
+	if !meta.ValidUploadID(u.ID) {
+		return nil, rpc.ToStatus(fmt.Errorf("upload %q: %w", u.ID, meta.ErrNoUpload))
+	}
+	up, err := s.meta.GetUploadAny(ctx, u)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
+	}
+	if up.State == api.UploadRecord_COMPLETED {
+		// Completed already: a completion sent again gets the answer the
+		// first got, while the path still holds what it made.
+		if f, err := s.meta.GetFile(ctx, path); err == nil && string(f.Content[:]) == string(up.ContentHash) {
+			return &api.CommitResponse{File: fileToAPI(f), Duplicate: true}, nil
+		}
+		return nil, rpc.ToStatus(fmt.Errorf("upload %s of %s: %w", u.ID, path, meta.ErrNoUpload))
+	}
+	if up.State != api.UploadRecord_OPEN {
+		return nil, rpc.ToStatus(fmt.Errorf("upload %s of %s: %w", u.ID, path, meta.ErrNoUpload))
 	}
 	if len(req.PartNumbers) == 0 || len(req.PartNumbers) > meta.MaxParts {
 		return nil, status.Errorf(codes.InvalidArgument, "complete upload %s: %d parts named, want 1 to %d", u.ID, len(req.PartNumbers), meta.MaxParts)
@@ -111,6 +125,7 @@ func (s *Server) CompleteUpload(ctx context.Context, req *api.CompleteUploadRequ
 		CompleteUpload: true,
 		IfAbsent:       req.IfAbsent,
 		IfMatch:        req.IfMatch,
+		IfNoneMatch:    req.IfNoneMatch,
 	})
 	if err != nil {
 		return nil, rpc.ToStatus(err)

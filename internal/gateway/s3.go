@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
@@ -167,11 +168,12 @@ func (h *s3Handler) fail(w http.ResponseWriter, r *http.Request, err error, notF
 		return
 	}
 	xml.NewEncoder(w).Encode(struct {
-		XMLName  xml.Name `xml:"Error"`
-		Code     string
-		Message  string
-		Resource string
-	}{Code: e.code, Message: e.msg, Resource: r.URL.Path})
+		XMLName   xml.Name `xml:"Error"`
+		Code      string
+		Message   string
+		Resource  string
+		RequestId string
+	}{Code: e.code, Message: e.msg, Resource: r.URL.Path, RequestId: w.Header().Get("X-Amz-Request-Id")})
 }
 
 func writeXML(w http.ResponseWriter, status int, v any) {
@@ -182,6 +184,9 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 }
 
 func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var id [8]byte
+	rand.Read(id[:])
+	w.Header().Set("X-Amz-Request-Id", strings.ToUpper(hex.EncodeToString(id[:])))
 	bucket, key := h.bucketAndKey(r)
 	var a *s3.Auth
 	var err error
@@ -403,17 +408,43 @@ func (h *s3Handler) listBuckets(w http.ResponseWriter, r *http.Request, a *s3.Au
 	type bucketXML struct {
 		Name         string
 		CreationDate string
+		BucketRegion string `xml:",omitempty"`
 	}
 	var out struct {
-		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListAllMyBucketsResult"`
-		Owner   struct{ ID, DisplayName string }
-		Buckets []bucketXML `xml:"Buckets>Bucket"`
+		XMLName           xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListAllMyBucketsResult"`
+		Owner             ownerXML
+		Buckets           []bucketXML `xml:"Buckets>Bucket"`
+		ContinuationToken string      `xml:",omitempty"`
+		Prefix            string      `xml:",omitempty"`
 	}
-	out.Owner.ID, out.Owner.DisplayName = a.KeyID, a.KeyID
-	for name, t := range created {
-		out.Buckets = append(out.Buckets, bucketXML{Name: name, CreationDate: t.UTC().Format(time.RFC3339)})
+	out.Owner = ownerXML{ID: a.KeyID, DisplayName: a.KeyID}
+	// Paginated when asked (max-buckets, continuation-token, prefix).
+	q := r.URL.Query()
+	max := 10000
+	if v := q.Get("max-buckets"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-buckets %q: want 1 to 10000", v), "")
+			return
+		}
+		max = n
 	}
-	sort.Slice(out.Buckets, func(i, j int) bool { return out.Buckets[i].Name < out.Buckets[j].Name })
+	after, prefix := q.Get("continuation-token"), q.Get("prefix")
+	out.Prefix = prefix
+	names := make([]string, 0, len(created))
+	for name := range created {
+		if strings.HasPrefix(name, prefix) && name > after {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > max {
+		names = names[:max]
+		out.ContinuationToken = names[max-1]
+	}
+	for _, name := range names {
+		out.Buckets = append(out.Buckets, bucketXML{Name: name, CreationDate: s3Time(created[name]), BucketRegion: h.region})
+	}
 	writeXML(w, http.StatusOK, out)
 }
 
@@ -531,6 +562,7 @@ type objectXML struct {
 	ETag         string
 	Size         int64
 	StorageClass string
+	Owner        *ownerXML `xml:",omitempty"`
 }
 
 type prefixXML struct{ Prefix string }
@@ -589,9 +621,16 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 	var contents []objectXML
 	var prefixes []prefixXML
 	truncated, next := page.truncated, page.next
+	// Listings name an owner (v1 always, v2 with fetch-owner): the
+	// bucket's, as dfs records none per object.
+	var owner *ownerXML
+	if len(page.files) > 0 && (!v2 || q.Get("fetch-owner") == "true") {
+		o := h.bucketOwner(ctx, bucket)
+		owner = &o
+	}
 	for _, f := range page.files {
 		contents = append(contents, objectXML{Key: enc(strings.TrimPrefix(f.Path, bucket+"/")), LastModified: s3Time(f.Modified),
-			ETag: etagOf(f), Size: f.Size, StorageClass: "STANDARD"})
+			ETag: etagOf(f), Size: f.Size, StorageClass: "STANDARD", Owner: owner})
 	}
 	for _, p := range page.prefixes {
 		prefixes = append(prefixes, prefixXML{Prefix: enc(strings.TrimPrefix(p, bucket+"/"))})
@@ -605,15 +644,19 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 			MaxKeys               int
 			KeyCount              int
 			IsTruncated           bool
-			EncodingType          string `xml:",omitempty"`
-			ContinuationToken     string `xml:",omitempty"`
-			NextContinuationToken string `xml:",omitempty"`
-			StartAfter            string `xml:",omitempty"`
+			EncodingType          string  `xml:",omitempty"`
+			ContinuationToken     *string `xml:",omitempty"`
+			NextContinuationToken string  `xml:",omitempty"`
+			StartAfter            string  `xml:",omitempty"`
 			Contents              []objectXML
 			CommonPrefixes        []prefixXML
 		}{Name: bucket, Prefix: enc(prefix), Delimiter: enc(delim), MaxKeys: maxKeys, KeyCount: len(contents) + len(prefixes),
-			IsTruncated: truncated, EncodingType: encode, ContinuationToken: q.Get("continuation-token"), StartAfter: enc(q.Get("start-after")),
+			IsTruncated: truncated, EncodingType: encode, StartAfter: enc(q.Get("start-after")),
 			Contents: contents, CommonPrefixes: prefixes}
+		if q.Has("continuation-token") {
+			tok := q.Get("continuation-token")
+			out.ContinuationToken = &tok
+		}
 		if truncated {
 			out.NextContinuationToken = base64.RawURLEncoding.EncodeToString([]byte(next))
 		}
@@ -632,7 +675,7 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 		NextMarker     string `xml:",omitempty"`
 		Contents       []objectXML
 		CommonPrefixes []prefixXML
-	}{Name: bucket, Prefix: enc(prefix), Marker: enc(q.Get("marker")), Delimiter: enc(delim), MaxKeys: maxKeys, IsTruncated: truncated,
+	}{Name: bucket, Prefix: prefix, Marker: enc(q.Get("marker")), Delimiter: enc(delim), MaxKeys: maxKeys, IsTruncated: truncated,
 		EncodingType: encode, Contents: contents, CommonPrefixes: prefixes}
 	if truncated {
 		out.NextMarker = enc(next)
@@ -880,12 +923,33 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 			up.attrs[k] = v
 		}
 	}
+	fixContentEncoding(up.attrs)
 	up.st.SetAttrs(up.attrs)
 	if _, err := up.st.Commit(r.Context()); err != nil {
 		h.fail(w, r, err, "NoSuchKey") // If-Match on no object
 		return
 	}
 	up.answer(w)
+}
+
+// fixContentEncoding drops "aws-chunked" from a stored Content-Encoding:
+// it is how the request's body was sent, not how the object is encoded.
+func fixContentEncoding(attrs map[string]string) {
+	v, ok := attrs["content-encoding"]
+	if !ok {
+		return
+	}
+	var keep []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" && !strings.EqualFold(e, "aws-chunked") {
+			keep = append(keep, e)
+		}
+	}
+	if len(keep) == 0 {
+		delete(attrs, "content-encoding")
+		return
+	}
+	attrs["content-encoding"] = strings.Join(keep, ", ")
 }
 
 // received is a request body staged and checked: its chunks are stored,
@@ -926,7 +990,7 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 		}
 		size = n
 	}
-	if size < 0 {
+	if size < 0 || (chunked == nil && r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 && r.ProtoAtLeast(1, 1)) {
 		h.fail(w, r, s3Err(http.StatusLengthRequired, "MissingContentLength", "Content-Length is required"), "")
 		return nil, false
 	}
@@ -957,7 +1021,7 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 			h.fail(w, r, err, "")
 			return nil, false
 		}
-		o.IfAbsent, o.IfMatch = cond.IfAbsent, cond.IfMatch
+		o.IfAbsent, o.IfMatch, o.IfNoneMatch = cond.IfAbsent, cond.IfMatch, cond.IfNoneMatch
 	}
 	counted := &countingReader{r: io.TeeReader(io.LimitReader(body, size+1), io.MultiWriter(hashes...))}
 	st, err := h.s.cl.Stage(ctx, path, counted, o)
@@ -983,7 +1047,8 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 		return fail(s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", "the body does not hash to x-amz-content-sha256"))
 	}
 	etag := md.Sum(nil)
-	if v := r.Header.Get("Content-Md5"); v != "" {
+	if vs, ok := r.Header["Content-Md5"]; ok {
+		v := vs[0]
 		want, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(want) != md5.Size {
 			return fail(s3Err(http.StatusBadRequest, "InvalidDigest", "Content-MD5 %q is not a base64 MD5", v))
@@ -1068,10 +1133,102 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 			hd.Set(k, v)
 		}
 	}
+	// The response-* parameters override headers of the answer (a
+	// presigned URL's download name, say).
+	q := r.URL.Query()
+	for param, header := range map[string]string{"response-content-type": "Content-Type", "response-content-language": "Content-Language",
+		"response-expires": "Expires", "response-cache-control": "Cache-Control", "response-content-disposition": "Content-Disposition",
+		"response-content-encoding": "Content-Encoding"} {
+		if v := q.Get(param); v != "" {
+			hd.Set(header, v)
+		}
+	}
+	mod := f.Modified.UTC().Truncate(time.Second)
+	hd.Set("Last-Modified", mod.Format(http.TimeFormat))
+	// Conditions and ranges are decided here, so that their failures are
+	// S3's errors; what ServeContent is left with always succeeds.
+	if status, code := checkReadConditions(r, etagOf(f), mod); status != 0 {
+		if status == http.StatusNotModified {
+			for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Content-Disposition", "Content-Language"} {
+				hd.Del(k)
+			}
+			w.WriteHeader(status)
+			return
+		}
+		h.fail(w, r, s3Err(status, code, "the object does not meet the request's conditions"), "")
+		return
+	}
+	for _, c := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
+		r.Header.Del(c)
+	}
+	if rg := r.Header.Get("Range"); rg != "" {
+		ok, satisfiable := parseRange(rg, f.Size)
+		switch {
+		case !ok:
+			r.Header.Del("Range") // malformed: the whole object, as S3 answers
+		case !satisfiable:
+			hd.Set("Content-Range", fmt.Sprintf("bytes */%d", f.Size))
+			h.fail(w, r, s3Err(http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "range %q: the object has %d bytes", rg, f.Size), "")
+			return
+		}
+	}
 	rs := &contentReader{ctx: r.Context(), cl: h.s.cl, loc: loc}
 	defer rs.Close()
-	http.ServeContent(w, r, "", f.Modified.UTC().Truncate(time.Second), rs)
+	http.ServeContent(w, r, "", time.Time{}, rs)
 	h.s.metrics.bytesOut.Add(float64(rs.read))
+}
+
+// checkReadConditions applies If-Match, If-Unmodified-Since, If-None-Match
+// and If-Modified-Since to an object with etag and modification time mod,
+// as RFC 9110 orders them: it returns 412 or 304 and the error code, or 0.
+func checkReadConditions(r *http.Request, etag string, mod time.Time) (int, string) {
+	im, inm := r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
+	if im != "" {
+		if !etagListMatches(im, etag) {
+			return http.StatusPreconditionFailed, "PreconditionFailed"
+		}
+	} else if t, err := http.ParseTime(r.Header.Get("If-Unmodified-Since")); err == nil && mod.After(t) {
+		return http.StatusPreconditionFailed, "PreconditionFailed"
+	}
+	if inm != "" {
+		if etagListMatches(inm, etag) {
+			return http.StatusNotModified, "NotModified"
+		}
+	} else if t, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !mod.After(t) {
+		return http.StatusNotModified, "NotModified"
+	}
+	return 0, ""
+}
+
+// parseRange reads a Range header for an object of size bytes: ok if it is
+// one well-formed byte range, satisfiable if it selects a byte.
+func parseRange(v string, size int64) (ok, satisfiable bool) {
+	spec, found := strings.CutPrefix(v, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return false, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return false, false
+	}
+	if first == "" { // the last N bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return false, false
+		}
+		return true, n > 0 && size > 0
+	}
+	a, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || a < 0 {
+		return false, false
+	}
+	if last != "" {
+		b, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || b < a {
+			return false, false
+		}
+	}
+	return true, a < size
 }
 
 // copyObject answers CopyObject: a commit of the source's content under the
@@ -1081,6 +1238,21 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 	if err != nil {
 		h.fail(w, r, err, "")
 		return
+	}
+	for _, c := range []string{"X-Amz-Copy-Source-If-Match", "X-Amz-Copy-Source-If-None-Match", "X-Amz-Copy-Source-If-Modified-Since", "X-Amz-Copy-Source-If-Unmodified-Since"} {
+		if r.Header.Get(c) == "" {
+			continue
+		}
+		f, err := h.s.cl.Stat(r.Context(), src)
+		if err != nil {
+			h.fail(w, r, err, "NoSuchKey")
+			return
+		}
+		if err := checkCopyConditions(r, f); err != nil {
+			h.fail(w, r, err, "")
+			return
+		}
+		break
 	}
 	directive := r.Header.Get("X-Amz-Metadata-Directive")
 	o := client.CopyOptions{}

@@ -203,8 +203,14 @@ func TestS3ConditionalRequests(t *testing.T) {
 	if st, code := s3Code(t, signed(t, srv, alice, "PUT", "/cond/none", []byte("x"), now, map[string]string{"If-Match": `"` + etag("x") + `"`})); st != 404 || code != "NoSuchKey" {
 		t.Fatalf("If-Match put of no object: %d %s", st, code)
 	}
-	if st, code := put("v3", map[string]string{"If-None-Match": `"abc"`}); st != 501 || code != "NotImplemented" {
-		t.Fatalf("If-None-Match with an ETag on a put: %d %s", st, code)
+	if st, code := put("v3", map[string]string{"If-None-Match": `"` + etag("v2") + `"`}); st != 412 || code != "PreconditionFailed" {
+		t.Fatalf("If-None-Match with the object's ETag on a put: %d %s", st, code)
+	}
+	if st, code := put("v3", map[string]string{"If-None-Match": `"a", "b"`}); st != 501 || code != "NotImplemented" {
+		t.Fatalf("If-None-Match with two ETags on a put: %d %s", st, code)
+	}
+	if st, code := s3Code(t, signed(t, srv, alice, "PUT", "/cond/none", []byte("x"), now, map[string]string{"If-Match": "*"})); st != 404 || code != "NoSuchKey" {
+		t.Fatalf("If-Match: * put of no object: %d %s", st, code)
 	}
 	var got bytes.Buffer
 	if _, err := admin.Get(ctx, "cond/k", &got, client.GetOptions{}); err != nil || got.String() != "v2" {

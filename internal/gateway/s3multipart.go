@@ -124,8 +124,8 @@ func (h *s3Handler) uploadPartCopy(w http.ResponseWriter, r *http.Request, path,
 	}
 	off, length := int64(0), f.Size
 	if rg := r.Header.Get("X-Amz-Copy-Source-Range"); rg != "" {
-		var first, last int64
-		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &first, &last); err != nil || first < 0 || last < first {
+		first, last, ok := parseCopyRange(rg)
+		if !ok {
 			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source-range %q: want bytes=first-last", rg), "")
 			return
 		}
@@ -172,6 +172,21 @@ func (h *s3Handler) uploadPartCopy(w http.ResponseWriter, r *http.Request, path,
 		ETag         string
 		LastModified string
 	}{ETag: `"` + etag + `"`, LastModified: s3Time(res.File.Modified)})
+}
+
+// parseCopyRange parses x-amz-copy-source-range: exactly bytes=first-last.
+func parseCopyRange(v string) (first, last int64, ok bool) {
+	spec, found := strings.CutPrefix(v, "bytes=")
+	a, b, dash := strings.Cut(spec, "-")
+	if !found || !dash {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || first < 0 || last < first {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // copySource parses x-amz-copy-source: bucket/key, URL-encoded, no version.
@@ -227,16 +242,17 @@ func s3Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000
 // ETag), which the cluster checks in the commit's transaction.
 func writeConditions(r *http.Request) (client.PutOptions, error) {
 	var o client.PutOptions
-	if v := r.Header.Get("If-None-Match"); v != "" {
-		if strings.TrimSpace(v) != "*" {
-			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-None-Match on a write takes only *")
+	if v := strings.TrimSpace(r.Header.Get("If-None-Match")); v != "" {
+		if v == "*" {
+			o.IfAbsent = true
+		} else if o.IfNoneMatch = strings.Trim(v, `"`); o.IfNoneMatch == "" || strings.Contains(v, ",") {
+			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-None-Match on a write takes * or one ETag")
 		}
-		o.IfAbsent = true
 	}
-	if v := r.Header.Get("If-Match"); v != "" {
-		o.IfMatch = strings.Trim(strings.TrimSpace(v), `"`)
-		if o.IfMatch == "" || strings.Contains(o.IfMatch, ",") || o.IfMatch == "*" {
-			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-Match on a write takes one ETag")
+	if v := strings.TrimSpace(r.Header.Get("If-Match")); v != "" {
+		o.IfMatch = strings.Trim(v, `"`)
+		if o.IfMatch == "" || strings.Contains(v, ",") {
+			return o, s3Err(http.StatusNotImplemented, "NotImplemented", "If-Match on a write takes * or one ETag")
 		}
 	}
 	return o, nil
@@ -329,7 +345,7 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		return
 	}
 	res, err := h.s.cl.CompleteUpload(ctx, path, id, numbers, client.CompleteOptions{
-		Attrs: map[string]string{"etag": etag}, IfAbsent: cond.IfAbsent, IfMatch: cond.IfMatch})
+		Attrs: map[string]string{"etag": etag}, IfAbsent: cond.IfAbsent, IfMatch: cond.IfMatch, IfNoneMatch: cond.IfNoneMatch})
 	if err != nil {
 		if errors.Is(err, dfs.ErrNotFound) && cond.IfMatch != "" {
 			h.fail(w, r, err, "NoSuchKey") // the upload was there: the object is not

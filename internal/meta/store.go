@@ -84,7 +84,9 @@ type Commit struct {
 	// error wrapping dfs.ErrPrecondition, IfMatch on no file one wrapping
 	// dfs.ErrNotFound.
 	IfAbsent bool
-	IfMatch  string
+	IfMatch  string // "*": any file
+	// IfNoneMatch commits only if the path holds no file with this ETag.
+	IfNoneMatch string
 }
 
 // ETag is a file's entity tag: its "etag" attribute (S3's MD5), or its
@@ -317,8 +319,17 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		if err != nil {
 			return info, false, err
 		}
-		if ETag(of) != c.IfMatch {
+		if c.IfMatch != "*" && ETag(of) != c.IfMatch {
 			return info, false, fmt.Errorf("commit %s: %w: its ETag is %s, not %s", c.File.Path, dfs.ErrPrecondition, ETag(of), c.IfMatch)
+		}
+	}
+	if c.IfNoneMatch != "" && len(old) == 1 {
+		of, err := s.fileFromKV(old[0].Key, old[0].Value)
+		if err != nil {
+			return info, false, err
+		}
+		if ETag(of) == c.IfNoneMatch {
+			return info, false, fmt.Errorf("commit %s: %w: its ETag is %s", c.File.Path, dfs.ErrPrecondition, c.IfNoneMatch)
 		}
 	}
 	if st.sent && fileRev != st.fileRev {
@@ -344,6 +355,8 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		uploadCmps = append(uploadCmps, clientv3.Compare(clientv3.ModRevision(ukey), "=", up[0].ModRevision))
 		if c.CompleteUpload {
 			rec.State = api.UploadRecord_COMPLETED
+			rec.CompletedUnixNano = c.File.Modified.UnixNano()
+			rec.ContentHash = h[:]
 			val, err := proto.Marshal(&rec)
 			if err != nil {
 				return info, false, err

@@ -109,9 +109,26 @@ func (s *Store) CreateUpload(ctx context.Context, path, owner, contentType strin
 	return rec, err
 }
 
+// KeepCompleted is how long the head of a completed upload is kept, so
+// that a completion sent again gets the same answer.
+const KeepCompleted = time.Hour
+
 // GetUpload returns the head of an open upload, or an error wrapping
 // ErrNoUpload.
 func (s *Store) GetUpload(ctx context.Context, u Upload) (*api.UploadRecord, error) {
+	rec, err := s.GetUploadAny(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != api.UploadRecord_OPEN {
+		return nil, fmt.Errorf("upload %s of %s: %w", u.ID, u.Path, ErrNoUpload)
+	}
+	return rec, nil
+}
+
+// GetUploadAny returns the head of an upload, open, completed (and kept
+// for KeepCompleted) or aborted, or an error wrapping ErrNoUpload.
+func (s *Store) GetUploadAny(ctx context.Context, u Upload) (*api.UploadRecord, error) {
 	if !ValidUploadID(u.ID) {
 		return nil, fmt.Errorf("upload %q: %w", u.ID, ErrNoUpload)
 	}
@@ -125,9 +142,6 @@ func (s *Store) GetUpload(ctx context.Context, u Upload) (*api.UploadRecord, err
 	var rec api.UploadRecord
 	if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 		return nil, fmt.Errorf("upload %s: decode: %w", u.ID, err)
-	}
-	if rec.State != api.UploadRecord_OPEN {
-		return nil, fmt.Errorf("upload %s of %s: %w", u.ID, u.Path, ErrNoUpload)
 	}
 	return &rec, nil
 }
@@ -305,8 +319,9 @@ func (s *Store) setUploadState(ctx context.Context, u Upload, from, to api.Uploa
 const dropBatch = 40
 
 // DropUpload deletes the parts of an upload that is no longer open, each
-// lowering its content's count as a deleted path does, and then its head.
-// It is safe to run again, and by two coordinators at once.
+// lowering its content's count as a deleted path does, and then its head,
+// unless it completed less than KeepCompleted ago. It is safe to run
+// again, and by two coordinators at once.
 func (s *Store) DropUpload(ctx context.Context, u Upload) error {
 	prefix := s.schema.UploadPartsPrefix(u.ID)
 	for {
@@ -334,8 +349,13 @@ func (s *Store) DropUpload(ctx context.Context, u Upload) error {
 			return nil
 		}
 		var rec api.UploadRecord
-		if proto.Unmarshal(resp.Kvs[0].Value, &rec) == nil && rec.State == api.UploadRecord_OPEN {
-			return fmt.Errorf("drop upload %s: %w: it is open", u.ID, dfs.ErrConflict)
+		if proto.Unmarshal(resp.Kvs[0].Value, &rec) == nil {
+			if rec.State == api.UploadRecord_OPEN {
+				return fmt.Errorf("drop upload %s: %w: it is open", u.ID, dfs.ErrConflict)
+			}
+			if rec.State == api.UploadRecord_COMPLETED && time.Since(time.Unix(0, rec.CompletedUnixNano)) < KeepCompleted {
+				return nil // kept a while, for a completion sent again
+			}
 		}
 		_, err = s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
 			Then(clientv3.OpDelete(key)).Commit()
@@ -404,6 +424,9 @@ func (s *Store) CleanUploads(ctx context.Context, expire time.Time) (int, error)
 	err := s.scanUploads(ctx, "", "", func(rec *api.UploadRecord, _ *mvccpb.KeyValue) error {
 		u := Upload{Path: rec.Path, ID: rec.Id}
 		switch {
+		case rec.State == api.UploadRecord_COMPLETED && time.Since(time.Unix(0, rec.CompletedUnixNano)) < KeepCompleted:
+			// Its parts were dropped when it completed (or are dropped
+			// when it is let go).
 		case rec.State != api.UploadRecord_OPEN:
 			done = append(done, u)
 		case !expire.IsZero() && time.Unix(0, rec.InitiatedUnixNano).Before(expire):
