@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -567,31 +568,40 @@ type objectXML struct {
 
 type prefixXML struct{ Prefix string }
 
+// listArgs reads a listing's page size (parameter name, at most 1000)
+// and encoding-type, and returns the key encoder it asks for.
+func listArgs(q url.Values, sizeParam string) (max int, encode string, enc func(string) string, err error) {
+	max = 1000
+	if v := q.Get(sizeParam); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, "", nil, s3Err(http.StatusBadRequest, "InvalidArgument", "%s %q", sizeParam, v)
+		}
+		max = min(n, 1000)
+	}
+	encode = q.Get("encoding-type")
+	if encode != "" && encode != "url" {
+		return 0, "", nil, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode)
+	}
+	enc = func(s string) string {
+		if encode == "url" {
+			return s3URLEncode(s)
+		}
+		return s
+	}
+	return max, encode, enc, nil
+}
+
 // listObjects answers ListObjects (v1) and ListObjectsV2.
 func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket string) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	v2 := q.Get("list-type") == "2"
 	prefix, delim := q.Get("prefix"), q.Get("delimiter")
-	maxKeys := 1000
-	if v := q.Get("max-keys"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-keys %q", v), "")
-			return
-		}
-		maxKeys = min(n, 1000)
-	}
-	encode := q.Get("encoding-type")
-	if encode != "" && encode != "url" {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode), "")
+	maxKeys, encode, enc, err := listArgs(q, "max-keys")
+	if err != nil {
+		h.fail(w, r, err, "")
 		return
-	}
-	enc := func(s string) string {
-		if encode == "url" {
-			return s3URLEncode(s)
-		}
-		return s
 	}
 	after := q.Get("marker")
 	if v2 {
@@ -731,25 +741,10 @@ func (h *s3Handler) listVersions(w http.ResponseWriter, r *http.Request, bucket 
 	ctx := r.Context()
 	q := r.URL.Query()
 	prefix, delim := q.Get("prefix"), q.Get("delimiter")
-	maxKeys := 1000
-	if v := q.Get("max-keys"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-keys %q", v), "")
-			return
-		}
-		maxKeys = min(n, 1000)
-	}
-	encode := q.Get("encoding-type")
-	if encode != "" && encode != "url" {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode), "")
+	maxKeys, encode, enc, err := listArgs(q, "max-keys")
+	if err != nil {
+		h.fail(w, r, err, "")
 		return
-	}
-	enc := func(s string) string {
-		if encode == "url" {
-			return s3URLEncode(s)
-		}
-		return s
 	}
 	if ok, err := h.bucketExists(ctx, bucket); !ok {
 		if err == nil {

@@ -442,25 +442,10 @@ func (h *s3Handler) listUploads(w http.ResponseWriter, r *http.Request, bucket s
 	q := r.URL.Query()
 	prefix, delim := q.Get("prefix"), q.Get("delimiter")
 	keyMarker, idMarker := q.Get("key-marker"), q.Get("upload-id-marker")
-	maxUploads := 1000
-	if v := q.Get("max-uploads"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "max-uploads %q", v), "")
-			return
-		}
-		maxUploads = min(n, 1000)
-	}
-	encode := q.Get("encoding-type")
-	if encode != "" && encode != "url" {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "encoding-type %q: want url", encode), "")
+	maxUploads, encode, enc, err := listArgs(q, "max-uploads")
+	if err != nil {
+		h.fail(w, r, err, "")
 		return
-	}
-	enc := func(s string) string {
-		if encode == "url" {
-			return s3URLEncode(s)
-		}
-		return s
 	}
 	if ok, err := h.bucketExists(ctx, bucket); !ok {
 		if err == nil {
