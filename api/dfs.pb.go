@@ -152,7 +152,11 @@ type AllocateRequest struct {
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	Chunks    []*ChunkSpec           `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
 	// Nodes not to place on (they failed this client before).
-	Exclude       []string `protobuf:"bytes,3,rep,name=exclude,proto3" json:"exclude,omitempty"`
+	Exclude []string `protobuf:"bytes,3,rep,name=exclude,proto3" json:"exclude,omitempty"`
+	// The path the upload is for, if known: the caller's write right is
+	// checked on its bucket (else on any bucket), and a bucket that does
+	// not exist is NotFound.
+	Path          string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +210,13 @@ func (x *AllocateRequest) GetExclude() []string {
 		return x.Exclude
 	}
 	return nil
+}
+
+func (x *AllocateRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type Placement struct {
@@ -5662,12 +5673,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x12\n" +
-	"\x04zone\x18\x04 \x01(\tR\x04zone\"u\n" +
+	"\x04zone\x18\x04 \x01(\tR\x04zone\"\x89\x01\n" +
 	"\x0fAllocateRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12)\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x11.dfs.v1.ChunkSpecR\x06chunks\x12\x18\n" +
-	"\aexclude\x18\x03 \x03(\tR\aexclude\"\x81\x01\n" +
+	"\aexclude\x18\x03 \x03(\tR\aexclude\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"\x81\x01\n" +
 	"\tPlacement\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\fR\x04hash\x12\x12\n" +
 	"\x04have\x18\x02 \x01(\bR\x04have\x12\"\n" +

@@ -169,7 +169,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 			defer wg.Done()
 			for p := range work {
 				if ctx.Err() == nil {
-					if err := c.putChunk(ctx, session.Load().(string), p); err != nil {
+					if err := c.putChunk(ctx, clean, session.Load().(string), p); err != nil {
 						cancel(err)
 					} else {
 						sent.Add(p.ref.Size)
@@ -212,7 +212,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 			if len(ask) == 0 {
 				continue
 			}
-			sid, placements, err := c.allocate(ctx, session.Load().(string), ask, nil)
+			sid, placements, err := c.allocate(ctx, clean, session.Load().(string), ask, nil)
 			if err != nil {
 				cancel(err)
 				for _, p := range ask {
@@ -324,8 +324,8 @@ func specs(chunks []*pending) []*api.ChunkSpec {
 	return out
 }
 
-func (c *Client) allocate(ctx context.Context, session string, ps []*pending, exclude []string) (string, []*api.Placement, error) {
-	req := &api.AllocateRequest{SessionId: session, Exclude: exclude}
+func (c *Client) allocate(ctx context.Context, path, session string, ps []*pending, exclude []string) (string, []*api.Placement, error) {
+	req := &api.AllocateRequest{SessionId: session, Exclude: exclude, Path: path}
 	for _, p := range ps {
 		req.Chunks = append(req.Chunks, &api.ChunkSpec{Hash: hashBytes(p.ref.Hash), Size: p.ref.Size})
 	}
@@ -366,12 +366,12 @@ func (c *Client) abort(session string) {
 
 // putChunk writes one chunk along its chain. When too few nodes of the
 // chain store it, the chunk is placed anew away from the nodes that failed.
-func (c *Client) putChunk(ctx context.Context, session string, p *pending) error {
+func (c *Client) putChunk(ctx context.Context, path, session string, p *pending) error {
 	var failed []string
 	var lastErr error
 	for attempt := 0; attempt < maxPutAttempts; attempt++ {
 		if attempt > 0 {
-			_, pl, err := c.allocate(ctx, session, []*pending{p}, failed)
+			_, pl, err := c.allocate(ctx, path, session, []*pending{p}, failed)
 			if err != nil {
 				return fmt.Errorf("chunk %s: %w (after: %v)", p.ref.Hash.Short(), err, lastErr)
 			}

@@ -456,6 +456,9 @@ func (s *Server) DeleteBucket(ctx context.Context, req *api.DeleteBucketRequest)
 	}
 	p := s.caller(ctx)
 	if !p.Can(req.Name, access.Owner) {
+		if !s.bucketExists(ctx, req.Name) {
+			return nil, status.Errorf(codes.NotFound, "bucket %q: not found", req.Name)
+		}
 		return nil, denied(p, "delete bucket %q: that needs its owner right or an admin key", req.Name)
 	}
 	if err := s.meta.DeleteBucket(ctx, req.Name); err != nil {

@@ -38,7 +38,15 @@ func (s *Server) Allocate(ctx context.Context, req *api.AllocateRequest) (*api.A
 		specs[i] = dfs.ChunkRef{Hash: h, Size: c.Size}
 	}
 	p := s.caller(ctx)
-	if !p.CanAny(access.Write) {
+	if req.Path != "" {
+		path, err := dfs.CleanPath(req.Path)
+		if err != nil {
+			return nil, rpc.ToStatus(fmt.Errorf("allocate: %w", err))
+		}
+		if err := s.may(ctx, path, access.Write); err != nil {
+			return nil, err
+		}
+	} else if !p.CanAny(access.Write) {
 		return nil, denied(p, "upload: it holds the write right on no bucket (dfs bucket allow)")
 	}
 	sid, err := s.touchSession(ctx, req.SessionId, ownerOf(p))

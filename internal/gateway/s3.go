@@ -192,9 +192,14 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var a *s3.Auth
 	var err error
 	if s3.IsV2(r) {
+		// V2 signs the bucket and key as sent, a bucket alone as
+		// "/bucket/".
 		resource := r.URL.EscapedPath()
 		if vh, _ := h.virtualHost(r); vh != "" {
 			resource = "/" + vh + resource
+		}
+		if strings.Count(resource, "/") == 1 && len(resource) > 1 {
+			resource += "/"
 		}
 		a, err = s3.VerifyV2(r.Context(), r, h.signV2, resource, time.Now())
 	} else {
@@ -489,6 +494,13 @@ func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string
 		if _, err := h.s.cl.CreateBucket(ctx, bucket); err != nil {
 			if errors.Is(err, dfs.ErrConflict) {
 				if k, werr := h.s.cl.WhoAmI(ctx); werr == nil && k.Rights(bucket)&client.RightOwner != 0 {
+					if h.region == "us-east-1" {
+						// S3 in us-east-1 answers its owner's CreateBucket
+						// of a bucket it has with a success.
+						w.Header().Set("Location", "/"+bucket)
+						w.WriteHeader(http.StatusOK)
+						return
+					}
 					h.fail(w, r, s3Err(http.StatusConflict, "BucketAlreadyOwnedByYou", "bucket %s is yours already", bucket), "")
 					return
 				}

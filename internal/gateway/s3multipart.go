@@ -299,6 +299,12 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 	after := 0
 	for {
 		_, parts, more, err := h.s.cl.ListParts(ctx, path, id, after, 1000)
+		if errors.Is(err, dfs.ErrNotFound) && after == 0 {
+			// Completed already? The cluster answers a completion sent
+			// again as it answered the first.
+			h.completed(w, r, bucket, key, path, id)
+			return
+		}
 		if err != nil {
 			h.failUpload(w, r, err)
 			return
@@ -354,6 +360,20 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		h.failUpload(w, r, err)
 		return
 	}
+	writeCompleted(w, r, bucket, key, res.File)
+}
+
+// completed answers a completion of an upload that completed before.
+func (h *s3Handler) completed(w http.ResponseWriter, r *http.Request, bucket, key, path, id string) {
+	res, err := h.s.cl.CompleteUpload(r.Context(), path, id, []int{1}, client.CompleteOptions{})
+	if err != nil {
+		h.failUpload(w, r, err)
+		return
+	}
+	writeCompleted(w, r, bucket, key, res.File)
+}
+
+func writeCompleted(w http.ResponseWriter, r *http.Request, bucket, key string, f dfs.FileInfo) {
 	loc := url.URL{Scheme: "http", Host: r.Host, Path: "/" + bucket + "/" + key}
 	if r.TLS != nil {
 		loc.Scheme = "https"
@@ -364,7 +384,7 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		Bucket   string
 		Key      string
 		ETag     string
-	}{Location: loc.String(), Bucket: bucket, Key: key, ETag: etagOf(res.File)})
+	}{Location: loc.String(), Bucket: bucket, Key: key, ETag: etagOf(f)})
 }
 
 // abortUpload answers AbortMultipartUpload.

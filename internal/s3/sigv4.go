@@ -152,7 +152,10 @@ func verifyPresigned(ctx context.Context, r *http.Request, keys SigningKeys, reg
 		return nil, fmt.Errorf("%w: X-Amz-Date", ErrAuthQuery)
 	}
 	secs, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || secs < 1 || time.Duration(secs)*time.Second > maxPresignedExpiry {
+	if err == nil && secs < 1 {
+		return nil, ErrExpired // expired as it was made
+	}
+	if err != nil || time.Duration(secs)*time.Second > maxPresignedExpiry {
 		return nil, fmt.Errorf("%w: X-Amz-Expires must be 1 to 604800 seconds", ErrAuthQuery)
 	}
 	if t.Sub(now) > maxSkew {
@@ -248,6 +251,12 @@ func headerValue(r *http.Request, name string) string {
 			vals = []string{strconv.FormatInt(r.ContentLength, 10)}
 		} else {
 			vals = r.Header.Values(name)
+		}
+	case "transfer-encoding":
+		// The server takes Transfer-Encoding out of the header.
+		vals = r.Header.Values(name)
+		if len(vals) == 0 && len(r.TransferEncoding) > 0 {
+			vals = []string{strings.Join(r.TransferEncoding, ",")}
 		}
 	default:
 		vals = r.Header.Values(name)
