@@ -137,6 +137,9 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 	if err != nil {
 		return nil, err
 	}
+	// Chunks are copied out of the splitter as they are cut: its scan
+	// buffer goes back to the pool when the source is read.
+	defer split.Close()
 	var (
 		res     PutResult
 		chunks  []*pending // every chunk of the file, in order
