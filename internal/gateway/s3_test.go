@@ -476,3 +476,77 @@ func TestS3VirtualHostedStyle(t *testing.T) {
 		t.Fatalf("as a file: %+v %v", f, err)
 	}
 }
+
+// Dedup through S3: the same bytes put again, a copy, and a new version
+// with a small edit store (almost) nothing new on the datanodes.
+func TestS3Dedup(t *testing.T) {
+	e, admin := secureEnv(t)
+	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	alice, _ := admin.CreateKey(ctx, "alice", false)
+	mc := s3Client(t, srv, alice)
+	if err := mc.MakeBucket(ctx, "dedup", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() int64 {
+		var total int64
+		for _, n := range e.cl.Nodes {
+			_, b := n.Store().Usage()
+			total += b
+		}
+		return total
+	}
+	put := func(key string, data []byte, multipart bool) {
+		t.Helper()
+		o := minio.PutObjectOptions{DisableMultipart: !multipart}
+		if multipart {
+			o.PartSize = 8 << 20
+		}
+		if _, err := mc.PutObject(ctx, "dedup", key, bytes.NewReader(data), int64(len(data)), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := randomData(32<<20, 5)
+	before := stored()
+	put("v1.bin", data, false)
+	first := stored() - before
+	if first < 3*int64(len(data)) {
+		t.Fatalf("the first put stored %d bytes, less than 3 copies of %d", first, len(data))
+	}
+	mark := stored()
+	put("again.bin", data, false)
+	if _, err := mc.CopyObject(ctx, minio.CopyDestOptions{Bucket: "dedup", Object: "copy.bin"}, minio.CopySrcOptions{Bucket: "dedup", Object: "v1.bin"}); err != nil {
+		t.Fatal(err)
+	}
+	if grew := stored() - mark; grew != 0 {
+		t.Fatalf("the same bytes again and a copy stored %d new bytes", grew)
+	}
+	edited := bytes.Clone(data)
+	copy(edited[20<<20:], "a small edit")
+	mark = stored()
+	put("v2.bin", edited, false)
+	if grew := stored() - mark; grew == 0 || grew > first/3 {
+		t.Fatalf("a 12-byte edit of %d bytes stored %d new bytes (the first version %d)", len(data), grew, first)
+	}
+	// In parts: each part is cut on its own, so an object put in parts
+	// shares with one put whole only the chunks inside its parts; two
+	// versions put in the same parts share all but the edited chunks.
+	put("v1-parts.bin", data, true)
+	mark = stored()
+	put("v2-parts.bin", edited, true)
+	if grew := stored() - mark; grew == 0 || grew > first/3 {
+		t.Fatalf("the edited version in 8 MiB parts stored %d new bytes (the first version %d)", grew, first)
+	}
+	for _, k := range []string{"v1.bin", "again.bin", "copy.bin", "v2.bin", "v1-parts.bin", "v2-parts.bin"} {
+		obj, _ := mc.GetObject(ctx, "dedup", k, minio.GetObjectOptions{})
+		got, err := io.ReadAll(obj)
+		want := data
+		if strings.HasPrefix(k, "v2") {
+			want = edited
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s read back wrong: %d bytes, %v", k, len(got), err)
+		}
+	}
+}
