@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -97,17 +98,26 @@ func TestChainLongerThanTheReplicasRefused(t *testing.T) {
 	for _, n := range cl.Nodes[1:] {
 		chain = append(chain, string(n.ID())+"@"+n.Addr())
 	}
-	req, err := http.NewRequest(http.MethodPut, "http://"+cl.Nodes[0].Addr()+"/chunks/"+h.String(), bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
+	// Until the node has registered it knows no bound and forwards no
+	// chain at all (503, nothing stored); then the bound holds.
+	var resp *http.Response
+	var body []byte
+	for range 100 {
+		req, err := http.NewRequest(http.MethodPut, "http://"+cl.Nodes[0].Addr()+"/chunks/"+h.String(), bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Dfs-Chain", strings.Join(chain, ","))
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // poll until registered, not synchronisation
 	}
-	req.Header.Set("X-Dfs-Chain", strings.Join(chain, ","))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "3 copies") {
 		t.Fatalf("a chain of 3 more nodes with 3 replicas: %s %s, want 400", resp.Status, body)
 	}

@@ -80,7 +80,7 @@ func (fc *fakeCoordinator) Register(ctx context.Context, req *api.RegisterReques
 	if full {
 		fc.pending, fc.reported = map[dfs.Hash]bool{}, false
 	}
-	return &api.RegisterResponse{Generation: fc.gen, FullReport: full}, nil
+	return &api.RegisterResponse{Generation: fc.gen, FullReport: full, Replicas: 3}, nil
 }
 
 func (fc *fakeCoordinator) ReportChunks(stream api.Registry_ReportChunksServer) error {

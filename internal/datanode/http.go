@@ -45,6 +45,10 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = n.checkChain(chain)
 	}
+	if errors.Is(err, errNoBound) {
+		httpError(w, http.StatusServiceUnavailable, "chunk %s: %v", h.Short(), err)
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "chunk %s: %v", h.Short(), err)
 		return
@@ -225,16 +229,24 @@ func (n *Node) capable(w http.ResponseWriter, r *http.Request, check func(datapl
 	return true
 }
 
+// errNoBound: a chain reached a node that has not registered yet, so does
+// not know how long a chain may be. It forwards none until it does.
+var errNoBound = errors.New("this node has not registered with a coordinator yet: it forwards no chain before it knows the replication factor")
+
 func (n *Node) checkChain(chain []dataplane.Hop) error {
-	if r := int(n.replicas.Load()); r > 0 && len(chain) > r-1 {
-		return fmt.Errorf("a chain of %d more nodes: the cluster keeps %d copies, so at most %d", len(chain), r, r-1)
-	}
 	seen := map[dfs.NodeID]bool{n.id: true}
 	for _, hop := range chain {
 		if seen[hop.ID] {
 			return fmt.Errorf("the chain names node %s twice, or this node itself", hop.ID)
 		}
 		seen[hop.ID] = true
+	}
+	r := int(n.replicas.Load())
+	if r == 0 && len(chain) > 0 {
+		return errNoBound
+	}
+	if r > 0 && len(chain) > r-1 {
+		return fmt.Errorf("a chain of %d more nodes: the cluster keeps %d copies, so at most %d", len(chain), r, r-1)
 	}
 	return nil
 }
