@@ -68,11 +68,8 @@ func s3Code(t *testing.T, r *http.Request) (int, string) {
 // clock, a body cut short, malformed XML, an unknown upload, what dfs does
 // not support.
 func TestS3Errors(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	if err := s3Client(t, srv, alice).MakeBucket(ctx, "errs", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +172,8 @@ func TestS3Errors(t *testing.T) {
 // only the version it names; the loser of either gets 412 and changes
 // nothing. Reads honour If-Match, If-None-Match and the date conditions.
 func TestS3ConditionalRequests(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	if err := s3Client(t, srv, alice).MakeBucket(ctx, "cond", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +250,8 @@ func TestS3ConditionalRequests(t *testing.T) {
 // ListBuckets pages with max-buckets and continuation-token, and filters
 // by prefix.
 func TestS3ListBucketsPaginated(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, _, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	for _, b := range []string{"pages-a", "pages-b", "pages-c", "other"} {
 		if err := s3Client(t, srv, alice).MakeBucket(ctx, b, minio.MakeBucketOptions{}); err != nil {
 			t.Fatal(err)

@@ -33,20 +33,29 @@ func s3Client(t *testing.T, srv *httptest.Server, k client.AccessKey) *minio.Cli
 	return mc
 }
 
+// startS3 starts a secure cluster with its S3 API served with o, and
+// returns it, its admin client, the S3 server and a key, alice, that is
+// not an admin.
+func startS3(t *testing.T, o gateway.S3Options) (*env, *client.Client, *httptest.Server, client.AccessKey) {
+	t.Helper()
+	e, admin := secureEnv(t)
+	srv := httptest.NewServer(e.gw.S3(o))
+	t.Cleanup(srv.Close)
+	alice, err := admin.CreateKey(context.Background(), "alice", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, admin, srv, alice
+}
+
 // The S3 API through a real S3 client: a key makes a bucket and owns it,
 // puts objects (streaming-signed, with metadata), reads them whole and in
 // ranges with their MD5 ETag, lists them by prefix and delimiter, and
 // deletes them; another key sees none of it; a presigned GET works until
 // it expires; wrong credentials are refused.
 func TestS3Basics(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, err := admin.CreateKey(ctx, "alice", false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	bob, _ := admin.CreateKey(ctx, "bob", false)
 	mc, bc := s3Client(t, srv, alice), s3Client(t, srv, bob)
 
@@ -181,11 +190,8 @@ func TestS3Basics(t *testing.T) {
 // source's content, keeps or replaces its metadata as told; DeleteObjects
 // deletes many keys in one request and says which failed.
 func TestS3CopyAndDeleteObjects(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	mc := s3Client(t, srv, alice)
 	if err := mc.MakeBucket(ctx, "docs", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
@@ -238,11 +244,8 @@ func TestS3CopyAndDeleteObjects(t *testing.T) {
 // gone; a key with no right on the bucket can neither see nor touch an
 // upload in it; UploadPartCopy builds a part from a range of an object.
 func TestS3Multipart(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	bob, _ := admin.CreateKey(ctx, "bob", false)
 	mc, bc := s3Client(t, srv, alice), s3Client(t, srv, bob)
 	core, bcore := &minio.Core{Client: mc}, &minio.Core{Client: bc}
@@ -432,11 +435,8 @@ func randomData(n int, seed int64) []byte {
 // With a domain set, a bucket may be named in the host (virtual-hosted
 // style, what SDKs use by default) as well as in the path.
 func TestS3VirtualHostedStyle(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{Domain: "s3.dfs.test"}))
-	t.Cleanup(srv.Close)
+	_, admin, srv, alice := startS3(t, gateway.S3Options{Domain: "s3.dfs.test"})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	_, port, _ := net.SplitHostPort(addr)
 	// Every host under the domain reaches the test server.
@@ -480,11 +480,8 @@ func TestS3VirtualHostedStyle(t *testing.T) {
 // Dedup through S3: the same bytes put again, a copy, and a new version
 // with a small edit store (almost) nothing new on the datanodes.
 func TestS3Dedup(t *testing.T) {
-	e, admin := secureEnv(t)
-	srv := httptest.NewServer(e.gw.S3(gateway.S3Options{}))
-	t.Cleanup(srv.Close)
+	e, _, srv, alice := startS3(t, gateway.S3Options{})
 	ctx := context.Background()
-	alice, _ := admin.CreateKey(ctx, "alice", false)
 	mc := s3Client(t, srv, alice)
 	if err := mc.MakeBucket(ctx, "dedup", minio.MakeBucketOptions{}); err != nil {
 		t.Fatal(err)
