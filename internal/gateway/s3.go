@@ -287,11 +287,7 @@ func (h *s3Handler) getACL(w http.ResponseWriter, r *http.Request, bucket, key s
 			h.fail(w, r, err, "NoSuchKey")
 			return
 		}
-	} else if ok, err := h.bucketExists(ctx, bucket); !ok {
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-		}
-		h.fail(w, r, err, "NoSuchBucket")
+	} else if !h.needBucket(w, r, bucket) {
 		return
 	}
 	owner := h.bucketOwner(ctx, bucket)
@@ -321,17 +317,12 @@ func (h *s3Handler) putACL(w http.ResponseWriter, r *http.Request, bucket, key s
 		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "ACL documents are not supported; grant access with dfs bucket allow"), "")
 		return
 	}
-	var err error
 	if key != "" {
-		_, err = h.s.cl.Stat(ctx, bucket+"/"+key)
-	} else if ok, berr := h.bucketExists(ctx, bucket); !ok {
-		err = berr
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		if _, err := h.s.cl.Stat(ctx, bucket+"/"+key); err != nil {
+			h.fail(w, r, err, "NoSuchKey")
+			return
 		}
-	}
-	if err != nil {
-		h.fail(w, r, err, "NoSuchKey")
+	} else if !h.needBucket(w, r, bucket) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -340,11 +331,7 @@ func (h *s3Handler) putACL(w http.ResponseWriter, r *http.Request, bucket, key s
 // getVersioning answers GetBucketVersioning: dfs buckets are never
 // versioned, which S3 says with an empty configuration.
 func (h *s3Handler) getVersioning(w http.ResponseWriter, r *http.Request, bucket string) {
-	if ok, err := h.bucketExists(r.Context(), bucket); !ok {
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-		}
-		h.fail(w, r, err, "NoSuchBucket")
+	if !h.needBucket(w, r, bucket) {
 		return
 	}
 	writeXML(w, http.StatusOK, struct {
@@ -454,6 +441,19 @@ func (h *s3Handler) listBuckets(w http.ResponseWriter, r *http.Request, a *s3.Au
 	writeXML(w, http.StatusOK, out)
 }
 
+// needBucket reports whether bucket exists for the caller, and answers
+// the request (NoSuchBucket, or the error of the check) when not.
+func (h *s3Handler) needBucket(w http.ResponseWriter, r *http.Request, bucket string) bool {
+	ok, err := h.bucketExists(r.Context(), bucket)
+	if !ok {
+		if err == nil {
+			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
+		}
+		h.fail(w, r, err, "NoSuchBucket")
+	}
+	return ok
+}
+
 // bucketExists reports whether bucket, as far as the caller may know, was
 // made on purpose or holds files. A bucket the caller may not read is
 // answered as absent (404, where S3 says 403): that tells a stranger less.
@@ -541,12 +541,7 @@ func (h *s3Handler) bucket(w http.ResponseWriter, r *http.Request, bucket string
 	case http.MethodGet:
 		switch {
 		case q.Has("location"):
-			ok, err := h.bucketExists(ctx, bucket)
-			if !ok {
-				if err == nil {
-					err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-				}
-				h.fail(w, r, err, "NoSuchBucket")
+			if !h.needBucket(w, r, bucket) {
 				return
 			}
 			loc := h.region
@@ -627,12 +622,7 @@ func (h *s3Handler) listObjects(w http.ResponseWriter, r *http.Request, bucket s
 			after = string(b)
 		}
 	}
-	ok, err := h.bucketExists(ctx, bucket)
-	if !ok {
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-		}
-		h.fail(w, r, err, "NoSuchBucket")
+	if !h.needBucket(w, r, bucket) {
 		return
 	}
 	page, err := h.listPage(ctx, bucket, prefix, delim, after, maxKeys)
@@ -758,11 +748,7 @@ func (h *s3Handler) listVersions(w http.ResponseWriter, r *http.Request, bucket 
 		h.fail(w, r, err, "")
 		return
 	}
-	if ok, err := h.bucketExists(ctx, bucket); !ok {
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-		}
-		h.fail(w, r, err, "NoSuchBucket")
+	if !h.needBucket(w, r, bucket) {
 		return
 	}
 	after := q.Get("key-marker")

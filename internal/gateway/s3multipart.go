@@ -467,11 +467,7 @@ func (h *s3Handler) listUploads(w http.ResponseWriter, r *http.Request, bucket s
 		h.fail(w, r, err, "")
 		return
 	}
-	if ok, err := h.bucketExists(ctx, bucket); !ok {
-		if err == nil {
-			err = s3Err(http.StatusNotFound, "NoSuchBucket", "no bucket %s", bucket)
-		}
-		h.fail(w, r, err, "NoSuchBucket")
+	if !h.needBucket(w, r, bucket) {
 		return
 	}
 	type uploadXML struct {
