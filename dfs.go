@@ -254,6 +254,20 @@ type FileInfo struct {
 	// Attrs are named attributes kept with the file: S3's ETag, user
 	// metadata and content headers.
 	Attrs map[string]string `json:"attrs,omitempty"`
+	// VersionID names this version of the path (see Version).
+	VersionID string `json:"version_id,omitempty"`
+}
+
+// Version is one version of a path: the current file, an earlier file
+// kept after an overwrite or a delete, or a delete marker (no content:
+// the path was deleted then). A bucket keeps earlier versions for its
+// retention (see docs/versions.md); the versions of a path sort newest
+// first by VersionID.
+type Version struct {
+	FileInfo
+	DeleteMarker bool      // the path was deleted at Modified
+	Latest       bool      // the path's newest version
+	Expires      time.Time // when the version is dropped; zero: kept until purged (or current)
 }
 
 // Replica is one known copy of a chunk: the node holding it and where to

@@ -641,6 +641,7 @@ type FileInfo struct {
 	CreatedUnixNano  int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	ModifiedUnixNano int64                  `protobuf:"varint,6,opt,name=modified_unix_nano,json=modifiedUnixNano,proto3" json:"modified_unix_nano,omitempty"`
 	Attrs            map[string]string      `protobuf:"bytes,7,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VersionId        string                 `protobuf:"bytes,8,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -724,6 +725,13 @@ func (x *FileInfo) GetAttrs() map[string]string {
 	return nil
 }
 
+func (x *FileInfo) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
 type ChunkLocation struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Hash   []byte                 `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -803,8 +811,10 @@ func (x *ChunkLocation) GetToken() string {
 }
 
 type LookupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// An earlier version of the path (dfs versions); empty: the current file.
+	VersionId     string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +852,13 @@ func (*LookupRequest) Descriptor() ([]byte, []int) {
 func (x *LookupRequest) GetPath() string {
 	if x != nil {
 		return x.Path
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
 	}
 	return ""
 }
@@ -995,6 +1012,7 @@ func (x *LookupResponse) GetPartHashes() [][]byte {
 type StatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	VersionId     string                 `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"` // empty: the current file
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1050,13 @@ func (*StatRequest) Descriptor() ([]byte, []int) {
 func (x *StatRequest) GetPath() string {
 	if x != nil {
 		return x.Path
+	}
+	return ""
+}
+
+func (x *StatRequest) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
 	}
 	return ""
 }
@@ -5661,6 +5686,537 @@ func (x *ListPartsResponse) GetTruncated() bool {
 	return false
 }
 
+type FileVersion struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	File            *FileInfo              `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"` // no content for a delete marker
+	DeleteMarker    bool                   `protobuf:"varint,2,opt,name=delete_marker,json=deleteMarker,proto3" json:"delete_marker,omitempty"`
+	Latest          bool                   `protobuf:"varint,3,opt,name=latest,proto3" json:"latest,omitempty"`                                            // the path's newest version
+	ExpiresUnixNano int64                  `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"` // 0: kept until purged (or current)
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FileVersion) Reset() {
+	*x = FileVersion{}
+	mi := &file_dfs_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileVersion) ProtoMessage() {}
+
+func (x *FileVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileVersion.ProtoReflect.Descriptor instead.
+func (*FileVersion) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *FileVersion) GetFile() *FileInfo {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *FileVersion) GetDeleteMarker() bool {
+	if x != nil {
+		return x.DeleteMarker
+	}
+	return false
+}
+
+func (x *FileVersion) GetLatest() bool {
+	if x != nil {
+		return x.Latest
+	}
+	return false
+}
+
+func (x *FileVersion) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+type ListVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A path (exact = true) or a prefix.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Exact  bool   `protobuf:"varint,2,opt,name=exact,proto3" json:"exact,omitempty"`
+	// Start after this path's version (S3's key-marker, version-id-marker):
+	// with an empty version, after every version of the path.
+	KeyMarker     string `protobuf:"bytes,3,opt,name=key_marker,json=keyMarker,proto3" json:"key_marker,omitempty"`
+	VersionMarker string `protobuf:"bytes,4,opt,name=version_marker,json=versionMarker,proto3" json:"version_marker,omitempty"`
+	Limit         int32  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVersionsRequest) Reset() {
+	*x = ListVersionsRequest{}
+	mi := &file_dfs_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsRequest) ProtoMessage() {}
+
+func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *ListVersionsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListVersionsRequest) GetExact() bool {
+	if x != nil {
+		return x.Exact
+	}
+	return false
+}
+
+func (x *ListVersionsRequest) GetKeyMarker() string {
+	if x != nil {
+		return x.KeyMarker
+	}
+	return ""
+}
+
+func (x *ListVersionsRequest) GetVersionMarker() string {
+	if x != nil {
+		return x.VersionMarker
+	}
+	return ""
+}
+
+func (x *ListVersionsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListVersionsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Versions          []*FileVersion         `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	Truncated         bool                   `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	NextKeyMarker     string                 `protobuf:"bytes,3,opt,name=next_key_marker,json=nextKeyMarker,proto3" json:"next_key_marker,omitempty"`
+	NextVersionMarker string                 `protobuf:"bytes,4,opt,name=next_version_marker,json=nextVersionMarker,proto3" json:"next_version_marker,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListVersionsResponse) Reset() {
+	*x = ListVersionsResponse{}
+	mi := &file_dfs_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVersionsResponse) ProtoMessage() {}
+
+func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *ListVersionsResponse) GetVersions() []*FileVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *ListVersionsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *ListVersionsResponse) GetNextKeyMarker() string {
+	if x != nil {
+		return x.NextKeyMarker
+	}
+	return ""
+}
+
+func (x *ListVersionsResponse) GetNextVersionMarker() string {
+	if x != nil {
+		return x.NextVersionMarker
+	}
+	return ""
+}
+
+type DeleteVersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	VersionId     string                 `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVersionRequest) Reset() {
+	*x = DeleteVersionRequest{}
+	mi := &file_dfs_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVersionRequest) ProtoMessage() {}
+
+func (x *DeleteVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVersionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteVersionRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *DeleteVersionRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DeleteVersionRequest) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+type DeleteVersionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       *FileVersion           `protobuf:"bytes,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVersionResponse) Reset() {
+	*x = DeleteVersionResponse{}
+	mi := &file_dfs_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVersionResponse) ProtoMessage() {}
+
+func (x *DeleteVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVersionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteVersionResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *DeleteVersionResponse) GetDeleted() *FileVersion {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+type RenameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	IfAbsent      bool                   `protobuf:"varint,3,opt,name=if_absent,json=ifAbsent,proto3" json:"if_absent,omitempty"` // only if dst holds no file
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameRequest) Reset() {
+	*x = RenameRequest{}
+	mi := &file_dfs_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameRequest) ProtoMessage() {}
+
+func (x *RenameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
+func (*RenameRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *RenameRequest) GetSrc() string {
+	if x != nil {
+		return x.Src
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
+func (x *RenameRequest) GetIfAbsent() bool {
+	if x != nil {
+		return x.IfAbsent
+	}
+	return false
+}
+
+type SetVersioningRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Versioning    *BucketVersioning      `protobuf:"bytes,2,opt,name=versioning,proto3" json:"versioning,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVersioningRequest) Reset() {
+	*x = SetVersioningRequest{}
+	mi := &file_dfs_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVersioningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVersioningRequest) ProtoMessage() {}
+
+func (x *SetVersioningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVersioningRequest.ProtoReflect.Descriptor instead.
+func (*SetVersioningRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *SetVersioningRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *SetVersioningRequest) GetVersioning() *BucketVersioning {
+	if x != nil {
+		return x.Versioning
+	}
+	return nil
+}
+
+type GetVersioningRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bucket        string                 `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVersioningRequest) Reset() {
+	*x = GetVersioningRequest{}
+	mi := &file_dfs_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVersioningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVersioningRequest) ProtoMessage() {}
+
+func (x *GetVersioningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVersioningRequest.ProtoReflect.Descriptor instead.
+func (*GetVersioningRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *GetVersioningRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+type BucketVersioning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "default", "enabled" or "suspended" (meta.proto's Versioning).
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// How long earlier versions are kept in effect (0: until purged, or
+	// not at all when suspended); set: the bucket's own with "enabled".
+	RetentionSeconds int64 `protobuf:"varint,2,opt,name=retention_seconds,json=retentionSeconds,proto3" json:"retention_seconds,omitempty"`
+	// Whether earlier versions are kept at all.
+	Keeps         bool `protobuf:"varint,3,opt,name=keeps,proto3" json:"keeps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketVersioning) Reset() {
+	*x = BucketVersioning{}
+	mi := &file_dfs_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketVersioning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketVersioning) ProtoMessage() {}
+
+func (x *BucketVersioning) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketVersioning.ProtoReflect.Descriptor instead.
+func (*BucketVersioning) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *BucketVersioning) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *BucketVersioning) GetRetentionSeconds() int64 {
+	if x != nil {
+		return x.RetentionSeconds
+	}
+	return 0
+}
+
+func (x *BucketVersioning) GetKeeps() bool {
+	if x != nil {
+		return x.Keeps
+	}
+	return false
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -5719,7 +6275,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x13AbortSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x16\n" +
-	"\x14AbortSessionResponse\"\xbf\x02\n" +
+	"\x14AbortSessionResponse\"\xde\x02\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12!\n" +
@@ -5727,7 +6283,9 @@ const file_dfs_proto_rawDesc = "" +
 	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12*\n" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
 	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\x121\n" +
-	"\x05attrs\x18\a \x03(\v2\x1b.dfs.v1.FileInfo.AttrsEntryR\x05attrs\x1a8\n" +
+	"\x05attrs\x18\a \x03(\v2\x1b.dfs.v1.FileInfo.AttrsEntryR\x05attrs\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\b \x01(\tR\tversionId\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5737,9 +6295,11 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x12\x14\n" +
-	"\x05token\x18\x05 \x01(\tR\x05token\"#\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\"B\n" +
 	"\rLookupRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"9\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\"9\n" +
 	"\x14LookupContentRequest\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\x91\x03\n" +
 	"\x0eLookupResponse\x12$\n" +
@@ -5758,9 +6318,11 @@ const file_dfs_proto_rawDesc = "" +
 	"\n" +
 	"NodesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
-	"\x05value\x18\x02 \x01(\v2\f.dfs.v1.NodeR\x05value:\x028\x01\"!\n" +
+	"\x05value\x18\x02 \x01(\v2\f.dfs.v1.NodeR\x05value:\x028\x01\"@\n" +
 	"\vStatRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"h\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\"h\n" +
 	"\fStatResponse\x12$\n" +
 	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x122\n" +
 	"\n" +
@@ -6129,8 +6691,45 @@ const file_dfs_proto_rawDesc = "" +
 	"\x11ListPartsResponse\x12&\n" +
 	"\x06upload\x18\x01 \x01(\v2\x0e.dfs.v1.UploadR\x06upload\x12\"\n" +
 	"\x05parts\x18\x02 \x03(\v2\f.dfs.v1.PartR\x05parts\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated2\xca\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\x9c\x01\n" +
+	"\vFileVersion\x12$\n" +
+	"\x04file\x18\x01 \x01(\v2\x10.dfs.v1.FileInfoR\x04file\x12#\n" +
+	"\rdelete_marker\x18\x02 \x01(\bR\fdeleteMarker\x12\x16\n" +
+	"\x06latest\x18\x03 \x01(\bR\x06latest\x12*\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\x9f\x01\n" +
+	"\x13ListVersionsRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n" +
+	"\x05exact\x18\x02 \x01(\bR\x05exact\x12\x1d\n" +
 	"\n" +
+	"key_marker\x18\x03 \x01(\tR\tkeyMarker\x12%\n" +
+	"\x0eversion_marker\x18\x04 \x01(\tR\rversionMarker\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\xbd\x01\n" +
+	"\x14ListVersionsResponse\x12/\n" +
+	"\bversions\x18\x01 \x03(\v2\x13.dfs.v1.FileVersionR\bversions\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12&\n" +
+	"\x0fnext_key_marker\x18\x03 \x01(\tR\rnextKeyMarker\x12.\n" +
+	"\x13next_version_marker\x18\x04 \x01(\tR\x11nextVersionMarker\"I\n" +
+	"\x14DeleteVersionRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\"F\n" +
+	"\x15DeleteVersionResponse\x12-\n" +
+	"\adeleted\x18\x01 \x01(\v2\x13.dfs.v1.FileVersionR\adeleted\"P\n" +
+	"\rRenameRequest\x12\x10\n" +
+	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x1b\n" +
+	"\tif_absent\x18\x03 \x01(\bR\bifAbsent\"h\n" +
+	"\x14SetVersioningRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x128\n" +
+	"\n" +
+	"versioning\x18\x02 \x01(\v2\x18.dfs.v1.BucketVersioningR\n" +
+	"versioning\".\n" +
+	"\x14GetVersioningRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\"i\n" +
+	"\x10BucketVersioning\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12+\n" +
+	"\x11retention_seconds\x18\x02 \x01(\x03R\x10retentionSeconds\x12\x14\n" +
+	"\x05keeps\x18\x03 \x01(\bR\x05keeps2\xae\r\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -6153,7 +6752,12 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0eCompleteUpload\x12\x1d.dfs.v1.CompleteUploadRequest\x1a\x16.dfs.v1.CommitResponse\x12F\n" +
 	"\vAbortUpload\x12\x1a.dfs.v1.AbortUploadRequest\x1a\x1b.dfs.v1.AbortUploadResponse\x12F\n" +
 	"\vListUploads\x12\x1a.dfs.v1.ListUploadsRequest\x1a\x1b.dfs.v1.ListUploadsResponse\x12@\n" +
-	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse2\xfd\x04\n" +
+	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse\x12I\n" +
+	"\fListVersions\x12\x1b.dfs.v1.ListVersionsRequest\x1a\x1c.dfs.v1.ListVersionsResponse\x12L\n" +
+	"\rDeleteVersion\x12\x1c.dfs.v1.DeleteVersionRequest\x1a\x1d.dfs.v1.DeleteVersionResponse\x127\n" +
+	"\x06Rename\x12\x15.dfs.v1.RenameRequest\x1a\x16.dfs.v1.CommitResponse\x12G\n" +
+	"\rSetVersioning\x12\x1c.dfs.v1.SetVersioningRequest\x1a\x18.dfs.v1.BucketVersioning\x12G\n" +
+	"\rGetVersioning\x12\x1c.dfs.v1.GetVersioningRequest\x1a\x18.dfs.v1.BucketVersioning2\xfd\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -6189,7 +6793,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 108)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -6281,145 +6885,168 @@ var file_dfs_proto_goTypes = []any{
 	(*Part)(nil),                   // 87: dfs.v1.Part
 	(*ListPartsRequest)(nil),       // 88: dfs.v1.ListPartsRequest
 	(*ListPartsResponse)(nil),      // 89: dfs.v1.ListPartsResponse
-	nil,                            // 90: dfs.v1.CommitRequest.AttrsEntry
-	nil,                            // 91: dfs.v1.FileInfo.AttrsEntry
-	nil,                            // 92: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 93: dfs.v1.Processing.ResultsEntry
-	nil,                            // 94: dfs.v1.AccessKey.GrantsEntry
-	nil,                            // 95: dfs.v1.Upload.AttrsEntry
-	nil,                            // 96: dfs.v1.CreateUploadRequest.AttrsEntry
-	nil,                            // 97: dfs.v1.CompleteUploadRequest.AttrsEntry
-	nil,                            // 98: dfs.v1.Part.AttrsEntry
+	(*FileVersion)(nil),            // 90: dfs.v1.FileVersion
+	(*ListVersionsRequest)(nil),    // 91: dfs.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),   // 92: dfs.v1.ListVersionsResponse
+	(*DeleteVersionRequest)(nil),   // 93: dfs.v1.DeleteVersionRequest
+	(*DeleteVersionResponse)(nil),  // 94: dfs.v1.DeleteVersionResponse
+	(*RenameRequest)(nil),          // 95: dfs.v1.RenameRequest
+	(*SetVersioningRequest)(nil),   // 96: dfs.v1.SetVersioningRequest
+	(*GetVersioningRequest)(nil),   // 97: dfs.v1.GetVersioningRequest
+	(*BucketVersioning)(nil),       // 98: dfs.v1.BucketVersioning
+	nil,                            // 99: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 100: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 101: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 102: dfs.v1.Processing.ResultsEntry
+	nil,                            // 103: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 104: dfs.v1.Upload.AttrsEntry
+	nil,                            // 105: dfs.v1.CreateUploadRequest.AttrsEntry
+	nil,                            // 106: dfs.v1.CompleteUploadRequest.AttrsEntry
+	nil,                            // 107: dfs.v1.Part.AttrsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
-	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	1,  // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
-	3,  // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
-	0,  // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	90, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
-	9,  // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	91, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
-	9,  // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
-	10, // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	92, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	56, // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	56, // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 13: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
-	1,  // 14: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
-	25, // 15: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
-	21, // 16: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
-	1,  // 17: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
-	25, // 18: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
-	25, // 19: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
-	1,  // 20: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
-	25, // 21: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
-	1,  // 22: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	46, // 23: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	49, // 24: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
-	53, // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	52, // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	54, // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	93, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	56, // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	58, // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	56, // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	94, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
-	63, // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
-	69, // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	95, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
-	96, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
-	97, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
-	80, // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
-	98, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
-	80, // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
-	87, // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
-	1,  // 42: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 43: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 44: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 45: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 46: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 47: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 48: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 49: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 50: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 51: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 52: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 53: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 54: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 55: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 56: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 57: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 58: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 59: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	81, // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
-	82, // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
-	83, // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
-	85, // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
-	88, // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
-	62, // 65: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64, // 66: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65, // 67: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67, // 68: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	79, // 69: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	75, // 70: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	77, // 71: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
-	70, // 72: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71, // 73: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73, // 74: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26, // 75: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 76: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 77: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 78: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 79: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 80: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 81: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 82: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 83: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 84: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 85: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 86: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 87: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 88: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 89: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 90: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 91: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 92: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 93: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 94: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 95: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 96: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 97: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 98: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 99: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	80, // 100: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
-	6,  // 101: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
-	84, // 102: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
-	86, // 103: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
-	89, // 104: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
-	63, // 105: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 106: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 107: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 108: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 109: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76, // 110: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	78, // 111: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
-	69, // 112: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72, // 113: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74, // 114: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27, // 115: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 116: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 117: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 118: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 119: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 120: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 121: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 122: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	83, // [83:123] is the sub-list for method output_type
-	43, // [43:83] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	0,   // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
+	1,   // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
+	3,   // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
+	0,   // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
+	99,  // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	9,   // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
+	100, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	9,   // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
+	10,  // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
+	101, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	56,  // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	9,   // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
+	56,  // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	9,   // 13: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
+	1,   // 14: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
+	25,  // 15: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
+	21,  // 16: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
+	1,   // 17: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
+	25,  // 18: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
+	25,  // 19: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
+	1,   // 20: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
+	25,  // 21: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
+	1,   // 22: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
+	46,  // 23: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	49,  // 24: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
+	53,  // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	52,  // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	54,  // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	102, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	56,  // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	58,  // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	56,  // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	103, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	63,  // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
+	69,  // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
+	104, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
+	105, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
+	106, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
+	80,  // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
+	107, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
+	80,  // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
+	87,  // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
+	9,   // 42: dfs.v1.FileVersion.file:type_name -> dfs.v1.FileInfo
+	90,  // 43: dfs.v1.ListVersionsResponse.versions:type_name -> dfs.v1.FileVersion
+	90,  // 44: dfs.v1.DeleteVersionResponse.deleted:type_name -> dfs.v1.FileVersion
+	98,  // 45: dfs.v1.SetVersioningRequest.versioning:type_name -> dfs.v1.BucketVersioning
+	1,   // 46: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,   // 47: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,   // 48: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,   // 49: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11,  // 50: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12,  // 51: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14,  // 52: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16,  // 53: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18,  // 54: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20,  // 55: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23,  // 56: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41,  // 57: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45,  // 58: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48,  // 59: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51,  // 60: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57,  // 61: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60,  // 62: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43,  // 63: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	81,  // 64: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
+	82,  // 65: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
+	83,  // 66: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
+	85,  // 67: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
+	88,  // 68: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
+	91,  // 69: dfs.v1.Coordinator.ListVersions:input_type -> dfs.v1.ListVersionsRequest
+	93,  // 70: dfs.v1.Coordinator.DeleteVersion:input_type -> dfs.v1.DeleteVersionRequest
+	95,  // 71: dfs.v1.Coordinator.Rename:input_type -> dfs.v1.RenameRequest
+	96,  // 72: dfs.v1.Coordinator.SetVersioning:input_type -> dfs.v1.SetVersioningRequest
+	97,  // 73: dfs.v1.Coordinator.GetVersioning:input_type -> dfs.v1.GetVersioningRequest
+	62,  // 74: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64,  // 75: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65,  // 76: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67,  // 77: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	79,  // 78: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75,  // 79: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	77,  // 80: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
+	70,  // 81: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71,  // 82: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73,  // 83: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26,  // 84: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28,  // 85: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30,  // 86: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32,  // 87: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34,  // 88: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39,  // 89: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36,  // 90: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38,  // 91: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,   // 92: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,   // 93: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,   // 94: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13,  // 95: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13,  // 96: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15,  // 97: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17,  // 98: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19,  // 99: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22,  // 100: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24,  // 101: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42,  // 102: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47,  // 103: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49,  // 104: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55,  // 105: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59,  // 106: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61,  // 107: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44,  // 108: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	80,  // 109: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
+	6,   // 110: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
+	84,  // 111: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
+	86,  // 112: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
+	89,  // 113: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
+	92,  // 114: dfs.v1.Coordinator.ListVersions:output_type -> dfs.v1.ListVersionsResponse
+	94,  // 115: dfs.v1.Coordinator.DeleteVersion:output_type -> dfs.v1.DeleteVersionResponse
+	6,   // 116: dfs.v1.Coordinator.Rename:output_type -> dfs.v1.CommitResponse
+	98,  // 117: dfs.v1.Coordinator.SetVersioning:output_type -> dfs.v1.BucketVersioning
+	98,  // 118: dfs.v1.Coordinator.GetVersioning:output_type -> dfs.v1.BucketVersioning
+	63,  // 119: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63,  // 120: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66,  // 121: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68,  // 122: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63,  // 123: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76,  // 124: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	78,  // 125: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
+	69,  // 126: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72,  // 127: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74,  // 128: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27,  // 129: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29,  // 130: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31,  // 131: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33,  // 132: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35,  // 133: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40,  // 134: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37,  // 135: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50,  // 136: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	92,  // [92:137] is the sub-list for method output_type
+	47,  // [47:92] is the sub-list for method input_type
+	47,  // [47:47] is the sub-list for extension type_name
+	47,  // [47:47] is the sub-list for extension extendee
+	0,   // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -6433,7 +7060,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   99,
+			NumMessages:   108,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -47,6 +47,11 @@ const (
 	Coordinator_AbortUpload_FullMethodName    = "/dfs.v1.Coordinator/AbortUpload"
 	Coordinator_ListUploads_FullMethodName    = "/dfs.v1.Coordinator/ListUploads"
 	Coordinator_ListParts_FullMethodName      = "/dfs.v1.Coordinator/ListParts"
+	Coordinator_ListVersions_FullMethodName   = "/dfs.v1.Coordinator/ListVersions"
+	Coordinator_DeleteVersion_FullMethodName  = "/dfs.v1.Coordinator/DeleteVersion"
+	Coordinator_Rename_FullMethodName         = "/dfs.v1.Coordinator/Rename"
+	Coordinator_SetVersioning_FullMethodName  = "/dfs.v1.Coordinator/SetVersioning"
+	Coordinator_GetVersioning_FullMethodName  = "/dfs.v1.Coordinator/GetVersioning"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -116,6 +121,19 @@ type CoordinatorClient interface {
 	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
 	// ListParts lists the committed parts of an open upload.
 	ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error)
+	// ListVersions lists the versions of the paths under a prefix (or of one
+	// path), the current file and the earlier versions and delete markers,
+	// by path, each path's newest first.
+	ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error)
+	// DeleteVersion removes one version of a path for good. The current
+	// file's id deletes it without keeping it, and the newest earlier
+	// version, if it is not a delete marker, becomes current again.
+	DeleteVersion(ctx context.Context, in *DeleteVersionRequest, opts ...grpc.CallOption) (*DeleteVersionResponse, error)
+	// Rename moves a file to another path in one transaction.
+	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*CommitResponse, error)
+	// SetVersioning and GetVersioning: how a bucket keeps earlier versions.
+	SetVersioning(ctx context.Context, in *SetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error)
+	GetVersioning(ctx context.Context, in *GetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error)
 }
 
 type coordinatorClient struct {
@@ -355,6 +373,56 @@ func (c *coordinatorClient) ListParts(ctx context.Context, in *ListPartsRequest,
 	return out, nil
 }
 
+func (c *coordinatorClient) ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVersionsResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ListVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) DeleteVersion(ctx context.Context, in *DeleteVersionRequest, opts ...grpc.CallOption) (*DeleteVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteVersionResponse)
+	err := c.cc.Invoke(ctx, Coordinator_DeleteVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Rename_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) SetVersioning(ctx context.Context, in *SetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketVersioning)
+	err := c.cc.Invoke(ctx, Coordinator_SetVersioning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) GetVersioning(ctx context.Context, in *GetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketVersioning)
+	err := c.cc.Invoke(ctx, Coordinator_GetVersioning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -422,6 +490,19 @@ type CoordinatorServer interface {
 	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
 	// ListParts lists the committed parts of an open upload.
 	ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error)
+	// ListVersions lists the versions of the paths under a prefix (or of one
+	// path), the current file and the earlier versions and delete markers,
+	// by path, each path's newest first.
+	ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error)
+	// DeleteVersion removes one version of a path for good. The current
+	// file's id deletes it without keeping it, and the newest earlier
+	// version, if it is not a delete marker, becomes current again.
+	DeleteVersion(context.Context, *DeleteVersionRequest) (*DeleteVersionResponse, error)
+	// Rename moves a file to another path in one transaction.
+	Rename(context.Context, *RenameRequest) (*CommitResponse, error)
+	// SetVersioning and GetVersioning: how a bucket keeps earlier versions.
+	SetVersioning(context.Context, *SetVersioningRequest) (*BucketVersioning, error)
+	GetVersioning(context.Context, *GetVersioningRequest) (*BucketVersioning, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -497,6 +578,21 @@ func (UnimplementedCoordinatorServer) ListUploads(context.Context, *ListUploadsR
 }
 func (UnimplementedCoordinatorServer) ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListParts not implemented")
+}
+func (UnimplementedCoordinatorServer) ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVersions not implemented")
+}
+func (UnimplementedCoordinatorServer) DeleteVersion(context.Context, *DeleteVersionRequest) (*DeleteVersionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteVersion not implemented")
+}
+func (UnimplementedCoordinatorServer) Rename(context.Context, *RenameRequest) (*CommitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Rename not implemented")
+}
+func (UnimplementedCoordinatorServer) SetVersioning(context.Context, *SetVersioningRequest) (*BucketVersioning, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetVersioning not implemented")
+}
+func (UnimplementedCoordinatorServer) GetVersioning(context.Context, *GetVersioningRequest) (*BucketVersioning, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetVersioning not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -908,6 +1004,96 @@ func _Coordinator_ListParts_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_ListVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ListVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ListVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ListVersions(ctx, req.(*ListVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_DeleteVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).DeleteVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_DeleteVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).DeleteVersion(ctx, req.(*DeleteVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Rename_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Rename(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Rename_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Rename(ctx, req.(*RenameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_SetVersioning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVersioningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).SetVersioning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_SetVersioning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).SetVersioning(ctx, req.(*SetVersioningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_GetVersioning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVersioningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).GetVersioning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_GetVersioning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).GetVersioning(ctx, req.(*GetVersioningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -998,6 +1184,26 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListParts",
 			Handler:    _Coordinator_ListParts_Handler,
+		},
+		{
+			MethodName: "ListVersions",
+			Handler:    _Coordinator_ListVersions_Handler,
+		},
+		{
+			MethodName: "DeleteVersion",
+			Handler:    _Coordinator_DeleteVersion_Handler,
+		},
+		{
+			MethodName: "Rename",
+			Handler:    _Coordinator_Rename_Handler,
+		},
+		{
+			MethodName: "SetVersioning",
+			Handler:    _Coordinator_SetVersioning_Handler,
+		},
+		{
+			MethodName: "GetVersioning",
+			Handler:    _Coordinator_GetVersioning_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

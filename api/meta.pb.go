@@ -25,6 +25,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Versioning is a bucket's way of keeping earlier versions of its paths.
+type Versioning int32
+
+const (
+	// The cluster's default retention (coordinator --version-retention).
+	Versioning_VERSIONING_DEFAULT Versioning = 0
+	// Kept for the bucket's own retention (S3 versioning "Enabled").
+	Versioning_VERSIONING_ENABLED Versioning = 1
+	// Not kept: an overwrite or delete is final (S3 "Suspended").
+	Versioning_VERSIONING_SUSPENDED Versioning = 2
+)
+
+// Enum value maps for Versioning.
+var (
+	Versioning_name = map[int32]string{
+		0: "VERSIONING_DEFAULT",
+		1: "VERSIONING_ENABLED",
+		2: "VERSIONING_SUSPENDED",
+	}
+	Versioning_value = map[string]int32{
+		"VERSIONING_DEFAULT":   0,
+		"VERSIONING_ENABLED":   1,
+		"VERSIONING_SUSPENDED": 2,
+	}
+)
+
+func (x Versioning) Enum() *Versioning {
+	p := new(Versioning)
+	*p = x
+	return p
+}
+
+func (x Versioning) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Versioning) Descriptor() protoreflect.EnumDescriptor {
+	return file_meta_proto_enumTypes[0].Descriptor()
+}
+
+func (Versioning) Type() protoreflect.EnumType {
+	return &file_meta_proto_enumTypes[0]
+}
+
+func (x Versioning) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Versioning.Descriptor instead.
+func (Versioning) EnumDescriptor() ([]byte, []int) {
+	return file_meta_proto_rawDescGZIP(), []int{0}
+}
+
 type UploadRecord_State int32
 
 const (
@@ -58,11 +111,11 @@ func (x UploadRecord_State) String() string {
 }
 
 func (UploadRecord_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_meta_proto_enumTypes[0].Descriptor()
+	return file_meta_proto_enumTypes[1].Descriptor()
 }
 
 func (UploadRecord_State) Type() protoreflect.EnumType {
-	return &file_meta_proto_enumTypes[0]
+	return &file_meta_proto_enumTypes[1]
 }
 
 func (x UploadRecord_State) Number() protoreflect.EnumNumber {
@@ -91,9 +144,17 @@ type FileRecord struct {
 	Layout string `protobuf:"bytes,7,opt,name=layout,proto3" json:"layout,omitempty"`
 	// Named attributes given at commit (S3's ETag, user metadata, content
 	// headers).
-	Attrs         map[string]string `protobuf:"bytes,8,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attrs map[string]string `protobuf:"bytes,8,rep,name=attrs,proto3" json:"attrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The version's id, fixed when the record is written: it sorts the
+	// versions of a path newest first (see meta.VersionID). Empty in records
+	// written before versions: derived from the modified time.
+	VersionId string `protobuf:"bytes,9,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// In versions/ only: a delete marker (no content), and when the leader
+	// drops the version (0: kept until purged).
+	DeleteMarker    bool  `protobuf:"varint,10,opt,name=delete_marker,json=deleteMarker,proto3" json:"delete_marker,omitempty"`
+	ExpiresUnixNano int64 `protobuf:"varint,11,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FileRecord) Reset() {
@@ -180,6 +241,27 @@ func (x *FileRecord) GetAttrs() map[string]string {
 		return x.Attrs
 	}
 	return nil
+}
+
+func (x *FileRecord) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *FileRecord) GetDeleteMarker() bool {
+	if x != nil {
+		return x.DeleteMarker
+	}
+	return false
+}
+
+func (x *FileRecord) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
 }
 
 // ContentRecord is the head of a content. Its chunk list is kept in pages
@@ -810,8 +892,12 @@ type BucketRecord struct {
 	// The access key that made it, or "" when a cluster certificate did.
 	Owner           string `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
 	CreatedUnixNano int64  `protobuf:"varint,2,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How the bucket keeps earlier versions of its paths.
+	Versioning Versioning `protobuf:"varint,3,opt,name=versioning,proto3,enum=dfs.v1.Versioning" json:"versioning,omitempty"`
+	// With ENABLED: how long an earlier version is kept (0: until purged).
+	VersionRetentionSeconds int64 `protobuf:"varint,4,opt,name=version_retention_seconds,json=versionRetentionSeconds,proto3" json:"version_retention_seconds,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *BucketRecord) Reset() {
@@ -854,6 +940,20 @@ func (x *BucketRecord) GetOwner() string {
 func (x *BucketRecord) GetCreatedUnixNano() int64 {
 	if x != nil {
 		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *BucketRecord) GetVersioning() Versioning {
+	if x != nil {
+		return x.Versioning
+	}
+	return Versioning_VERSIONING_DEFAULT
+}
+
+func (x *BucketRecord) GetVersionRetentionSeconds() int64 {
+	if x != nil {
+		return x.VersionRetentionSeconds
 	}
 	return 0
 }
@@ -955,7 +1055,7 @@ var File_meta_proto protoreflect.FileDescriptor
 const file_meta_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"meta.proto\x12\x06dfs.v1\"\xdb\x02\n" +
+	"meta.proto\x12\x06dfs.v1\"\xcb\x03\n" +
 	"\n" +
 	"FileRecord\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
@@ -965,7 +1065,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12,\n" +
 	"\x12modified_unix_nano\x18\x06 \x01(\x03R\x10modifiedUnixNano\x12\x16\n" +
 	"\x06layout\x18\a \x01(\tR\x06layout\x123\n" +
-	"\x05attrs\x18\b \x03(\v2\x1d.dfs.v1.FileRecord.AttrsEntryR\x05attrs\x1a8\n" +
+	"\x05attrs\x18\b \x03(\v2\x1d.dfs.v1.FileRecord.AttrsEntryR\x05attrs\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\t \x01(\tR\tversionId\x12#\n" +
+	"\rdelete_marker\x18\n" +
+	" \x01(\bR\fdeleteMarker\x12*\n" +
+	"\x11expires_unix_nano\x18\v \x01(\x03R\x0fexpiresUnixNano\x1a8\n" +
 	"\n" +
 	"AttrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1033,10 +1138,14 @@ const file_meta_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +
 	"\fBucketRecord\x12\x14\n" +
 	"\x05owner\x18\x01 \x01(\tR\x05owner\x12*\n" +
-	"\x11created_unix_nano\x18\x02 \x01(\x03R\x0fcreatedUnixNano\"\x87\x02\n" +
+	"\x11created_unix_nano\x18\x02 \x01(\x03R\x0fcreatedUnixNano\x122\n" +
+	"\n" +
+	"versioning\x18\x03 \x01(\x0e2\x12.dfs.v1.VersioningR\n" +
+	"versioning\x12:\n" +
+	"\x19version_retention_seconds\x18\x04 \x01(\x03R\x17versionRetentionSeconds\"\x87\x02\n" +
 	"\x0fAccessKeyRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1046,7 +1155,12 @@ const file_meta_proto_rawDesc = "" +
 	"\x06grants\x18\x06 \x03(\v2#.dfs.v1.AccessKeyRecord.GrantsEntryR\x06grants\x1a9\n" +
 	"\vGrantsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01B\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01*V\n" +
+	"\n" +
+	"Versioning\x12\x16\n" +
+	"\x12VERSIONING_DEFAULT\x10\x00\x12\x16\n" +
+	"\x12VERSIONING_ENABLED\x10\x01\x12\x18\n" +
+	"\x14VERSIONING_SUSPENDED\x10\x02B\x1eZ\x1cgithub.com/dfs-store/dfs/apib\x06proto3"
 
 var (
 	file_meta_proto_rawDescOnce sync.Once
@@ -1060,39 +1174,41 @@ func file_meta_proto_rawDescGZIP() []byte {
 	return file_meta_proto_rawDescData
 }
 
-var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_meta_proto_goTypes = []any{
-	(UploadRecord_State)(0), // 0: dfs.v1.UploadRecord.State
-	(*FileRecord)(nil),      // 1: dfs.v1.FileRecord
-	(*ContentRecord)(nil),   // 2: dfs.v1.ContentRecord
-	(*ContentPart)(nil),     // 3: dfs.v1.ContentPart
-	(*UploadRecord)(nil),    // 4: dfs.v1.UploadRecord
-	(*ChunkPage)(nil),       // 5: dfs.v1.ChunkPage
-	(*NodeRecord)(nil),      // 6: dfs.v1.NodeRecord
-	(*SessionRecord)(nil),   // 7: dfs.v1.SessionRecord
-	(*JobRecord)(nil),       // 8: dfs.v1.JobRecord
-	(*BucketRecord)(nil),    // 9: dfs.v1.BucketRecord
-	(*AccessKeyRecord)(nil), // 10: dfs.v1.AccessKeyRecord
-	nil,                     // 11: dfs.v1.FileRecord.AttrsEntry
-	nil,                     // 12: dfs.v1.UploadRecord.AttrsEntry
-	nil,                     // 13: dfs.v1.JobRecord.ResultsEntry
-	nil,                     // 14: dfs.v1.AccessKeyRecord.GrantsEntry
+	(Versioning)(0),         // 0: dfs.v1.Versioning
+	(UploadRecord_State)(0), // 1: dfs.v1.UploadRecord.State
+	(*FileRecord)(nil),      // 2: dfs.v1.FileRecord
+	(*ContentRecord)(nil),   // 3: dfs.v1.ContentRecord
+	(*ContentPart)(nil),     // 4: dfs.v1.ContentPart
+	(*UploadRecord)(nil),    // 5: dfs.v1.UploadRecord
+	(*ChunkPage)(nil),       // 6: dfs.v1.ChunkPage
+	(*NodeRecord)(nil),      // 7: dfs.v1.NodeRecord
+	(*SessionRecord)(nil),   // 8: dfs.v1.SessionRecord
+	(*JobRecord)(nil),       // 9: dfs.v1.JobRecord
+	(*BucketRecord)(nil),    // 10: dfs.v1.BucketRecord
+	(*AccessKeyRecord)(nil), // 11: dfs.v1.AccessKeyRecord
+	nil,                     // 12: dfs.v1.FileRecord.AttrsEntry
+	nil,                     // 13: dfs.v1.UploadRecord.AttrsEntry
+	nil,                     // 14: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 15: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	11, // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
-	5,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
-	8,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
-	3,  // 3: dfs.v1.ContentRecord.parts:type_name -> dfs.v1.ContentPart
-	12, // 4: dfs.v1.UploadRecord.attrs:type_name -> dfs.v1.UploadRecord.AttrsEntry
-	0,  // 5: dfs.v1.UploadRecord.state:type_name -> dfs.v1.UploadRecord.State
-	13, // 6: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
-	14, // 7: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
+	6,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
+	9,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
+	4,  // 3: dfs.v1.ContentRecord.parts:type_name -> dfs.v1.ContentPart
+	13, // 4: dfs.v1.UploadRecord.attrs:type_name -> dfs.v1.UploadRecord.AttrsEntry
+	1,  // 5: dfs.v1.UploadRecord.state:type_name -> dfs.v1.UploadRecord.State
+	14, // 6: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	0,  // 7: dfs.v1.BucketRecord.versioning:type_name -> dfs.v1.Versioning
+	15, // 8: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_meta_proto_init() }
@@ -1105,7 +1221,7 @@ func file_meta_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -61,10 +61,10 @@ func (t *countingTxn) Commit() (*clientv3.TxnResponse, error) {
 
 // Counting returns a copy of s whose reads go through c.
 func (s *Store) Counting(c *ReadCounter) *Store {
-	cp := *s
+	cp := &Store{cli: s.cli, kv: c, schema: s.schema}
+	cp.defRetention.Store(s.defRetention.Load())
 	c.KV = s.kv
-	cp.kv = c
-	return &cp
+	return cp
 }
 
 // KV returns what the store reads and writes through.

@@ -49,6 +49,19 @@ func recount(t testing.TB, s *meta.Store) {
 		h, _ := dfs.HashFromBytes(rec.ContentHash)
 		paths[h.String()]++
 	}
+	// An earlier version holds a reference as a path does; a delete
+	// marker none.
+	for _, v := range prefixKeys(t, sc.VersionsPrefix()) {
+		var rec api.FileRecord
+		if err := proto.Unmarshal([]byte(v), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.DeleteMarker {
+			continue
+		}
+		h, _ := dfs.HashFromBytes(rec.ContentHash)
+		paths[h.String()]++
+	}
 	refs := prefixKeys(t, sc.RefsPrefix())
 	cands := prefixKeys(t, sc.ContentCandidatesPrefix())
 	crefs := prefixKeys(t, sc.CrefsPrefix())

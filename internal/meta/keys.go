@@ -45,6 +45,14 @@ import (
 //	                                        counts; "3": and sample keys); absent
 //	                                        on a cluster written before them,
 //	                                        until the leader rebuilt them
+//	<root>/v1/versions/<path>\x00<version> FileRecord: an earlier version of a
+//	                                        path, or a delete marker; it holds
+//	                                        a reference to its content as a
+//	                                        path does (counted in refs/)
+//	<root>/v1/version-expiry/<unix ns, 20 digits>/<path>\x00<version>
+//	                                        empty: when the version is
+//	                                        dropped; the leader reads only the
+//	                                        keys that are due
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/buckets/<name>                BucketRecord: a bucket made on purpose
 //	<root>/v1/access-keys/<key id>          AccessKeyRecord: a user's access key, its
@@ -123,6 +131,33 @@ func Sampled(path string) bool {
 	x ^= x >> 33
 	return x%SkipEvery == 0
 }
+
+// VersionsPrefix holds the earlier versions of paths.
+func (s Schema) VersionsPrefix() string { return s.root + "versions/" }
+
+// PathVersions is the prefix of path's earlier versions. The NUL byte, which
+// paths cannot hold, ends the path, so that the versions of "a" do not
+// share a prefix with those of "a/b" or "ab".
+func (s Schema) PathVersions(path string) string { return s.VersionsPrefix() + path + "\x00" }
+
+// Version is the key of one earlier version of path.
+func (s Schema) Version(path, id string) string { return s.PathVersions(path) + id }
+
+// VersionOf returns the path and version id a version key names.
+func (s Schema) VersionOf(key string) (path, id string, ok bool) {
+	return strings.Cut(strings.TrimPrefix(key, s.VersionsPrefix()), "\x00")
+}
+
+// ExpiryPrefix holds the versions' expiry keys, by time.
+func (s Schema) ExpiryPrefix() string { return s.root + "version-expiry/" }
+
+// Expiry is the key that makes version id of path due at t.
+func (s Schema) Expiry(t int64, path, id string) string {
+	return fmt.Sprintf("%s%020d/%s\x00%s", s.ExpiryPrefix(), t, path, id)
+}
+
+// ExpiryBefore is the end of the range of expiry keys due before t.
+func (s Schema) ExpiryBefore(t int64) string { return fmt.Sprintf("%s%020d", s.ExpiryPrefix(), t) }
 
 // ContentsPrefix holds every content record and chunk page.
 func (s Schema) ContentsPrefix() string { return s.root + "contents/" }

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -45,6 +46,9 @@ type Store struct {
 	cli    *clientv3.Client
 	kv     clientv3.KV // cli, or a wrapper of it in tests
 	schema Schema
+	// defRetention is how long buckets in the default mode keep earlier
+	// versions (ns; 0: none). See versions.go.
+	defRetention atomic.Int64
 }
 
 // New returns a Store over cli under the given schema.
@@ -132,6 +136,9 @@ func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 	// recognise it as already written.
 	if c.File.Modified.IsZero() {
 		c.File.Modified = time.Now()
+	}
+	if c.Part == 0 {
+		c.File.VersionID = VersionID(time.Now())
 	}
 	var st commitState
 	for range 10 {
@@ -258,6 +265,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		clientv3.OpGet(rkey),
 		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
 		clientv3.OpGet(ukey),
+		clientv3.OpGet(s.bucketKey(c.File.Path)),
 	).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
@@ -293,10 +301,11 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	}
 	var fileRev int64
 	var oldContent dfs.ContentHash // what the path pointed at; zero if nothing
+	var oldRec api.FileRecord
 	if len(old) == 1 {
 		fileRev = old[0].ModRevision
-		var rec api.FileRecord
-		if proto.Unmarshal(old[0].Value, &rec) == nil {
+		rec := &oldRec
+		if proto.Unmarshal(old[0].Value, rec) == nil {
 			if st.sent && bytes.Equal(rec.ContentHash, h[:]) && rec.ModifiedUnixNano == info.Modified.UnixNano() {
 				// An earlier attempt of this commit went through.
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
@@ -381,13 +390,28 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if c.Session != "" {
 		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
-	if oldContent != h {
+	// The file the path held is kept as an earlier version, with its
+	// reference to its content, if the bucket keeps versions.
+	var bucketVal []byte
+	if kvs := read.Responses[5].GetResponseRange().Kvs; len(kvs) == 1 {
+		bucketVal = kvs[0].Value
+	}
+	keep, keepFor := s.policy(bucketVal)
+	keepOld := keep && c.Part == 0 && len(old) == 1 && !oldContent.IsZero()
+	if keepOld {
+		aops, err := s.archiveOps(c.File.Path, &oldRec, now, keepFor)
+		if err != nil {
+			return info, false, err
+		}
+		ops = append(ops, aops...)
+	}
+	if oldContent != h || keepOld {
 		if exists {
 			ops = append(ops, s.countOps(h, ref.n+1, now)...)
 		} else {
 			ops = append(ops, s.countOps(h, 1, now)...) // whatever a key left over says
 		}
-		if !oldContent.IsZero() {
+		if !oldContent.IsZero() && !keepOld {
 			oref, err := s.kv.Get(ctx, s.schema.Ref(oldContent))
 			if err != nil {
 				return info, false, fmt.Errorf("commit %s: read count of %s: %w", c.File.Path, oldContent.Short(), etcdErr(err))
@@ -581,6 +605,7 @@ func fileRecord(f dfs.FileInfo) *api.FileRecord {
 		ModifiedUnixNano: f.Modified.UnixNano(),
 		Layout:           f.Layout,
 		Attrs:            f.Attrs,
+		VersionId:        f.VersionID,
 	}
 }
 
@@ -599,6 +624,7 @@ func FileFromRecord(r *api.FileRecord) (dfs.FileInfo, error) {
 		Modified:    time.Unix(0, r.ModifiedUnixNano),
 		Layout:      r.Layout,
 		Attrs:       r.Attrs,
+		VersionID:   versionIDOf(r),
 	}, nil
 }
 
@@ -723,9 +749,14 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 	var rev int64 // the version being deleted
 	sent := false // a delete of it went out without an answer
 	return retryWrite(ctx, func(ctx context.Context) error {
-		resp, err := s.kv.Get(ctx, key)
+		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(key), clientv3.OpGet(s.bucketKey(path))).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+		}
+		resp := read.Responses[0].GetResponseRange()
+		var bucketVal []byte
+		if kvs := read.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
+			bucketVal = kvs[0].Value
 		}
 		if len(resp.Kvs) == 0 {
 			if sent {
@@ -748,7 +779,20 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 			return fmt.Errorf("delete %s: decode: %w", path, err)
 		}
-		if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
+		if keep, d := s.policy(bucketVal); keep {
+			// The file is kept as an earlier version, with its reference
+			// to its content, and a delete marker says when it went.
+			now := time.Now()
+			a, err := s.archiveOps(path, &rec, now, d)
+			if err != nil {
+				return err
+			}
+			m, err := s.markerOps(path, now, d)
+			if err != nil {
+				return err
+			}
+			ops = append(append(ops, a...), m...)
+		} else if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
 			// One path fewer points at the content, in the same
 			// transaction.
 			rresp, err := s.kv.Get(ctx, s.schema.Ref(h))
