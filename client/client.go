@@ -333,13 +333,19 @@ type Location struct {
 
 // Locate returns a file's chunks and where they live.
 func (c *Client) Locate(ctx context.Context, path string) (Location, error) {
+	return c.LocateVersion(ctx, path, "")
+}
+
+// LocateVersion returns the chunks of version id of a path (see
+// Versions; "": the current file) and where they live.
+func (c *Client) LocateVersion(ctx context.Context, path, id string) (Location, error) {
 	path, err := dfs.CleanPath(path) // see Stat
 	if err != nil {
 		return Location{}, err
 	}
 	var resp *api.LookupResponse
 	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.Lookup(ctx, &api.LookupRequest{Path: path})
+		resp, err = cc.Lookup(ctx, &api.LookupRequest{Path: path, VersionId: id})
 		return err
 	})
 	if err != nil {
@@ -405,6 +411,7 @@ func fileFromAPI(f *api.FileInfo) dfs.FileInfo {
 		Created:     time.Unix(0, f.GetCreatedUnixNano()),
 		Modified:    time.Unix(0, f.GetModifiedUnixNano()),
 		Attrs:       f.GetAttrs(),
+		VersionID:   f.GetVersionId(),
 	}
 }
 

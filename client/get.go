@@ -23,6 +23,9 @@ type GetOptions struct {
 	Offset, Length int64
 	// Progress, if set, is called with the bytes written so far.
 	Progress func(done int64)
+	// Version, if set, reads that earlier version of the path (see
+	// Client.Versions).
+	Version string
 }
 
 // Get writes the bytes of path (or the range o selects) to w, and returns
@@ -30,7 +33,7 @@ type GetOptions struct {
 // of it is written.
 func (c *Client) Get(ctx context.Context, path string, w io.Writer, o GetOptions) (dfs.FileInfo, error) {
 	ctx = rpc.WithRequestID(ctx)
-	loc, err := c.Locate(ctx, path)
+	loc, err := c.LocateVersion(ctx, path, o.Version)
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("get: %w", err)
 	}

@@ -269,6 +269,7 @@ type coordinatorFlags struct {
 	maxKeySessions        int
 	maxKeyChunks          int
 	multipartExpiry       time.Duration
+	versionRetention      time.Duration
 }
 
 func (c *coordinatorFlags) register(cmd *cobra.Command) {
@@ -284,6 +285,7 @@ func (c *coordinatorFlags) register(cmd *cobra.Command) {
 	f.IntVar(&c.maxKeySessions, "max-key-sessions", 1000, "open uploads one access key may hold on a coordinator")
 	f.IntVar(&c.maxKeyChunks, "max-key-chunks", 1<<20, "chunks allocated in one access key's open uploads on a coordinator")
 	f.DurationVar(&c.multipartExpiry, "multipart-expiry", 7*24*time.Hour, "how long an unfinished multipart upload stays before it is aborted and its parts dropped")
+	f.DurationVar(&c.versionRetention, "version-retention", 7*24*time.Hour, "how long earlier versions of overwritten and deleted files are kept, in buckets that do not set their own (0: not kept; dfs versioning)")
 	f.DurationVar(&c.electionTTL, "election-ttl", 5*time.Second, "lease of the leader's election key: a leader silent this long is replaced (whole seconds, at least 1s)")
 }
 
@@ -293,17 +295,18 @@ func (c *coordinatorFlags) config() (coordinator.Config, error) {
 		return coordinator.Config{}, usagef("--max-file-size %q: want a size such as 100GiB", c.maxFileSize)
 	}
 	return coordinator.Config{
-		MaxFileSize:    int64(max),
-		Replicas:       c.replicas,
-		MinReplicas:    c.minReplicas,
-		DeadAfter:      c.deadAfter,
-		CommitWait:     c.commitWait,
-		RepairInterval: c.repairInterval,
-		GCInterval:     c.gcInterval,
-		GCGrace:        c.gcGrace,
-		ElectionTTL:    c.electionTTL,
-		MaxKeySessions: c.maxKeySessions,
-		MaxKeyChunks:   c.maxKeyChunks,
-		UploadExpiry:   c.multipartExpiry,
+		MaxFileSize:      int64(max),
+		Replicas:         c.replicas,
+		MinReplicas:      c.minReplicas,
+		DeadAfter:        c.deadAfter,
+		CommitWait:       c.commitWait,
+		RepairInterval:   c.repairInterval,
+		GCInterval:       c.gcInterval,
+		GCGrace:          c.gcGrace,
+		ElectionTTL:      c.electionTTL,
+		MaxKeySessions:   c.maxKeySessions,
+		MaxKeyChunks:     c.maxKeyChunks,
+		UploadExpiry:     c.multipartExpiry,
+		VersionRetention: c.versionRetention,
 	}, nil
 }

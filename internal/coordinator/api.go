@@ -418,6 +418,7 @@ func fileToAPI(f dfs.FileInfo) *api.FileInfo {
 		CreatedUnixNano:  f.Created.UnixNano(),
 		ModifiedUnixNano: f.Modified.UnixNano(),
 		Attrs:            f.Attrs,
+		VersionId:        f.VersionID,
 	}
 }
 
@@ -463,7 +464,7 @@ func (s *Server) Lookup(ctx context.Context, req *api.LookupRequest) (*api.Looku
 	if err := s.may(ctx, path, access.Read); err != nil {
 		return nil, err
 	}
-	info, err := s.meta.GetFile(ctx, path)
+	info, err := s.fileVersion(ctx, path, req.VersionId)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -548,7 +549,7 @@ func (s *Server) Stat(ctx context.Context, req *api.StatRequest) (*api.StatRespo
 	if err := s.may(ctx, path, access.Read); err != nil {
 		return nil, err
 	}
-	info, err := s.meta.GetFile(ctx, path)
+	info, err := s.fileVersion(ctx, path, req.VersionId)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}

@@ -87,6 +87,10 @@ type Config struct {
 	// UploadExpiry is how long an upload in parts (S3 multipart) may stay
 	// open before it is aborted and its parts dropped (default 7 days).
 	UploadExpiry time.Duration
+	// VersionRetention is how long buckets in the default versioning mode
+	// keep earlier versions of their paths (0: none; `dfs server` and
+	// `dfs coordinator` default to 7 days).
+	VersionRetention time.Duration
 	// ElectionTTL is the lease of the leader's etcd session: a leader that
 	// stops renewing it loses the election after this long (default 5s).
 	ElectionTTL time.Duration
@@ -226,6 +230,7 @@ type Server struct {
 // New starts a coordinator over the metadata in m. Close stops it.
 func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	cfg.fill()
+	m.SetDefaultRetention(cfg.VersionRetention)
 	s := &Server{
 		cfg:         cfg,
 		meta:        m,
@@ -261,6 +266,8 @@ func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(9)
 	go s.uploadLoop()
+	s.wg.Add(1)
+	go s.versionLoop()
 	go s.countFiles()
 	go s.healthLoop()
 	go s.maintain()

@@ -128,8 +128,9 @@ func (s *Store) Buckets(ctx context.Context) ([]Bucket, error) {
 	return out, nil
 }
 
-// DeleteBucket deletes bucket name's record if the bucket holds no file,
-// then every key's rights on it (a bucket made again by someone else
+// DeleteBucket deletes bucket name's record if the bucket holds no file
+// (nor, when its versioning is enabled, any earlier version; otherwise the
+// earlier versions go with it), then every key's rights on it (a bucket made again by someone else
 // starts with no one else's rights). It fails with dfs.ErrNotFound if
 // there is no record, and dfs.ErrConflict if files remain.
 func (s *Store) DeleteBucket(ctx context.Context, name string) error {
@@ -139,6 +140,24 @@ func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	}
 	if len(files.Files) > 0 {
 		return fmt.Errorf("%w: BucketNotEmpty: bucket %s holds files", dfs.ErrConflict, name)
+	}
+	// Earlier versions kept because a bucket asked for them (S3's
+	// versioning) keep it from going until purged, as in S3; those kept by
+	// the default retention go with it.
+	v, _, _, err := s.GetVersioning(ctx, name)
+	if err != nil {
+		return err
+	}
+	if v.Mode == api.Versioning_VERSIONING_ENABLED {
+		has, err := s.HasVersions(ctx, name+"/")
+		if err != nil {
+			return err
+		}
+		if has {
+			return fmt.Errorf("%w: BucketNotEmpty: bucket %s holds earlier versions of files (dfs versions purge)", dfs.ErrConflict, name)
+		}
+	} else if _, err := s.dropVersions(ctx, name+"/"); err != nil {
+		return fmt.Errorf("delete bucket %s: %w", name, err)
 	}
 	resp, err := s.kv.Delete(ctx, s.schema.Bucket(name))
 	if err != nil {

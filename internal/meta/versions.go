@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -708,4 +709,31 @@ func (s *Store) HasVersions(ctx context.Context, prefix string) (bool, error) {
 		return false, fmt.Errorf("versions of %s: %w", prefix, etcdErr(err))
 	}
 	return len(resp.Kvs) > 0, nil
+}
+
+// dropVersions removes every earlier version and delete marker under
+// prefix for good, a page at a time, and returns how many.
+func (s *Store) dropVersions(ctx context.Context, prefix string) (int, error) {
+	n := 0
+	start, end := s.schema.VersionsPrefix()+prefix, clientv3.GetPrefixRangeEnd(s.schema.VersionsPrefix()+prefix)
+	for {
+		resp, err := s.kv.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(expiryBatch), clientv3.WithKeysOnly())
+		if err != nil {
+			return n, fmt.Errorf("drop versions of %s: %w", prefix, etcdErr(err))
+		}
+		for _, kv := range resp.Kvs {
+			path, id, ok := s.schema.VersionOf(string(kv.Key))
+			if !ok {
+				continue
+			}
+			if _, err := s.DeleteVersion(ctx, path, id); err != nil && !errors.Is(err, dfs.ErrNotFound) {
+				return n, err
+			}
+			n++
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return n, nil
+		}
+		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
