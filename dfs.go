@@ -270,6 +270,20 @@ type Version struct {
 	Expires      time.Time // when the version is dropped; zero: kept until purged (or current)
 }
 
+// ValidVersionID reports whether id has the form of a version id: 20
+// lower-case hex digits.
+func ValidVersionID(id string) bool {
+	if len(id) != 20 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Replica is one known copy of a chunk: the node holding it and where to
 // fetch it.
 type Replica struct {

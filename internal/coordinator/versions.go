@@ -60,7 +60,7 @@ func (s *Server) ListVersions(ctx context.Context, req *api.ListVersionsRequest)
 	} else if len(prefix) > dfs.MaxPathLen {
 		return nil, rpc.ToStatus(fmt.Errorf("%w: prefix longer than %d bytes", dfs.ErrBadPath, dfs.MaxPathLen))
 	}
-	if req.VersionMarker != "" && !meta.ValidVersionID(req.VersionMarker) {
+	if req.VersionMarker != "" && !dfs.ValidVersionID(req.VersionMarker) {
 		return nil, status.Errorf(codes.InvalidArgument, "version marker %.40q: want 20 hex digits", req.VersionMarker)
 	}
 	// One bucket at a time, all of it or nothing.

@@ -146,6 +146,8 @@ func s3ErrorOf(err error, notFound string) *s3Error {
 		return s3Err(http.StatusNotFound, notFound, "%v", err)
 	case errors.Is(err, dfs.ErrDenied):
 		return s3Err(http.StatusForbidden, "AccessDenied", "%v", err)
+	case errors.Is(err, dfs.ErrInvalid) && strings.Contains(err.Error(), "is a delete marker"):
+		return s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%v", err)
 	case errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrInvalid), errors.Is(err, dfs.ErrBadHash):
 		return s3Err(http.StatusBadRequest, "InvalidArgument", "%v", err)
 	case errors.Is(err, dfs.ErrNoSpace):
@@ -226,14 +228,15 @@ func (h *s3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.putACL(w, r, bucket, key)
 		case sub == "versioning" && r.Method == http.MethodGet && key == "":
 			h.getVersioning(w, r, bucket)
+		case sub == "versioning" && r.Method == http.MethodPut && key == "":
+			h.putVersioning(w, r, bucket)
 		default:
 			h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "%s is not supported", sub), "")
 		}
 		return
 	}
-	// dfs keeps one version of an object, "null".
-	if v := q.Get("versionId"); q.Has("versionId") && v != "null" {
-		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "version id %q: dfs keeps one version of an object, \"null\"", v), "")
+	if v := q.Get("versionId"); q.Has("versionId") && v != "null" && !dfs.ValidVersionID(v) {
+		h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidArgument", "Invalid version id specified: %.40q", v), "")
 		return
 	}
 	if !cannedPrivate(r) {
@@ -326,17 +329,6 @@ func (h *s3Handler) putACL(w http.ResponseWriter, r *http.Request, bucket, key s
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-// getVersioning answers GetBucketVersioning: dfs buckets are never
-// versioned, which S3 says with an empty configuration.
-func (h *s3Handler) getVersioning(w http.ResponseWriter, r *http.Request, bucket string) {
-	if !h.needBucket(w, r, bucket) {
-		return
-	}
-	writeXML(w, http.StatusOK, struct {
-		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ VersioningConfiguration"`
-	}{})
 }
 
 // bucketAndKey finds the bucket and key a request names: in its host
@@ -737,66 +729,6 @@ func (h *s3Handler) listPage(ctx context.Context, bucket, prefix, delim, after s
 	}
 }
 
-// listVersions answers ListObjectVersions. dfs keeps no versions: each
-// object is its one version, "null", the latest.
-func (h *s3Handler) listVersions(w http.ResponseWriter, r *http.Request, bucket string) {
-	ctx := r.Context()
-	q := r.URL.Query()
-	prefix, delim := q.Get("prefix"), q.Get("delimiter")
-	maxKeys, encode, enc, err := listArgs(q, "max-keys")
-	if err != nil {
-		h.fail(w, r, err, "")
-		return
-	}
-	if !h.needBucket(w, r, bucket) {
-		return
-	}
-	after := q.Get("key-marker")
-	page, err := h.listPage(ctx, bucket, prefix, delim, after, maxKeys)
-	if err != nil {
-		h.fail(w, r, err, "NoSuchBucket")
-		return
-	}
-	owner := h.bucketOwner(ctx, bucket)
-	type versionXML struct {
-		Key          string
-		VersionId    string
-		IsLatest     bool
-		LastModified string
-		ETag         string
-		Size         int64
-		Owner        ownerXML
-		StorageClass string
-	}
-	out := struct {
-		XMLName             xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ ListVersionsResult"`
-		Name                string
-		Prefix              string
-		KeyMarker           string
-		VersionIdMarker     string
-		NextKeyMarker       string `xml:",omitempty"`
-		NextVersionIdMarker string `xml:",omitempty"`
-		Delimiter           string `xml:",omitempty"`
-		MaxKeys             int
-		EncodingType        string `xml:",omitempty"`
-		IsTruncated         bool
-		Versions            []versionXML `xml:"Version"`
-		CommonPrefixes      []prefixXML
-	}{Name: bucket, Prefix: enc(prefix), KeyMarker: enc(after), VersionIdMarker: q.Get("version-id-marker"), Delimiter: enc(delim),
-		MaxKeys: maxKeys, EncodingType: encode, IsTruncated: page.truncated}
-	for _, f := range page.files {
-		out.Versions = append(out.Versions, versionXML{Key: enc(strings.TrimPrefix(f.Path, bucket+"/")), VersionId: "null", IsLatest: true,
-			LastModified: s3Time(f.Modified), ETag: etagOf(f), Size: f.Size, Owner: owner, StorageClass: "STANDARD"})
-	}
-	for _, p := range page.prefixes {
-		out.CommonPrefixes = append(out.CommonPrefixes, prefixXML{Prefix: enc(strings.TrimPrefix(p, bucket+"/"))})
-	}
-	if page.truncated {
-		out.NextKeyMarker, out.NextVersionIdMarker = enc(page.next), "null"
-	}
-	writeXML(w, http.StatusOK, out)
-}
-
 // bucketOwner is the owner S3 listings show for a bucket's objects: the
 // key that made the bucket (dfs records no owner per object).
 func (h *s3Handler) bucketOwner(ctx context.Context, bucket string) ownerXML {
@@ -890,6 +822,10 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 	case http.MethodGet, http.MethodHead:
 		h.getObject(w, r, p)
 	case http.MethodDelete:
+		if vid := versionParam(q); vid != "" {
+			h.deleteVersion(w, r, p, vid)
+			return
+		}
 		if err := h.s.cl.Delete(r.Context(), p); err != nil && !errors.Is(err, dfs.ErrNotFound) {
 			h.fail(w, r, err, "NoSuchKey")
 			return
@@ -918,10 +854,12 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 	}
 	fixContentEncoding(up.attrs)
 	up.st.SetAttrs(up.attrs)
-	if _, err := up.st.Commit(r.Context()); err != nil {
+	res, err := up.st.Commit(r.Context())
+	if err != nil {
 		h.fail(w, r, err, "NoSuchKey") // If-Match on no object
 		return
 	}
+	setVersionHeader(w, res.File)
 	up.answer(w)
 }
 
@@ -1086,13 +1024,19 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path string) {
-	loc, err := h.s.cl.Locate(r.Context(), path)
+	vid := versionParam(r.URL.Query())
+	loc, err := h.s.cl.LocateVersion(r.Context(), path, vid)
 	if err != nil {
-		h.fail(w, r, err, "NoSuchKey")
+		notFound := "NoSuchKey"
+		if vid != "" {
+			notFound = "NoSuchVersion"
+		}
+		h.fail(w, r, err, notFound)
 		return
 	}
 	f := loc.File
 	hd := w.Header()
+	setVersionHeader(w, f)
 	if v := r.URL.Query().Get("partNumber"); v != "" {
 		n, err := partNumber(v)
 		if err == nil && r.Header.Get("Range") != "" {
@@ -1327,7 +1271,10 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 		h.fail(w, r, s3Err(http.StatusBadRequest, "MalformedXML", "%d keys: want 1 to %d", len(req.Objects), maxDeleteObjects), "")
 		return
 	}
-	type deleted struct{ Key string }
+	type deleted struct {
+		Key       string
+		VersionId string `xml:",omitempty"`
+	}
 	type failed struct{ Key, Code, Message string }
 	var out struct {
 		XMLName xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ DeleteResult"`
@@ -1335,12 +1282,14 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 		Error   []failed
 	}
 	for _, o := range req.Objects {
-		if o.VersionId != "" && o.VersionId != "null" {
-			out.Error = append(out.Error, failed{Key: o.Key, Code: "NoSuchVersion", Message: "dfs keeps one version of an object, \"null\""})
-			continue
+		vid := o.VersionId
+		if vid == "null" {
+			vid = ""
 		}
 		p, err := dfs.CleanPath(bucket + "/" + o.Key)
-		if err == nil {
+		if err == nil && vid != "" {
+			_, err = h.s.cl.DeleteVersion(r.Context(), p, vid)
+		} else if err == nil {
 			err = h.s.cl.Delete(r.Context(), p)
 		}
 		if err != nil && !errors.Is(err, dfs.ErrNotFound) {
@@ -1349,7 +1298,7 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 			continue
 		}
 		if !req.Quiet {
-			out.Deleted = append(out.Deleted, deleted{Key: o.Key})
+			out.Deleted = append(out.Deleted, deleted{Key: o.Key, VersionId: o.VersionId})
 		}
 	}
 	writeXML(w, http.StatusOK, out)

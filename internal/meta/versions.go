@@ -54,19 +54,6 @@ func versionIDOf(rec *api.FileRecord) string {
 	return fmt.Sprintf("%016x0000", uint64(math.MaxInt64-rec.ModifiedUnixNano))
 }
 
-// ValidVersionID reports whether id has the form of a version id.
-func ValidVersionID(id string) bool {
-	if len(id) != 20 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // Versioning is how a bucket keeps earlier versions.
 type Versioning struct {
 	Mode      api.Versioning
@@ -191,7 +178,7 @@ func versionFromRecord(path string, rec *api.FileRecord) (dfs.Version, error) {
 // earlier version or delete marker. It fails with dfs.ErrNotFound if the
 // path has no such version.
 func (s *Store) GetVersion(ctx context.Context, path, id string) (dfs.Version, error) {
-	if !ValidVersionID(id) {
+	if !dfs.ValidVersionID(id) {
 		return dfs.Version{}, fmt.Errorf("%w: version id %.40q: want 20 hex digits", dfs.ErrInvalid, id)
 	}
 	resp, err := s.kv.Txn(ctx).Then(clientv3.OpGet(s.schema.File(path)), clientv3.OpGet(s.schema.Version(path, id))).Commit()
@@ -356,7 +343,7 @@ func (s *Store) ListVersions(ctx context.Context, prefix string, exact bool, key
 // current file again (as S3 does). It fails with dfs.ErrNotFound if there
 // is no such version.
 func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version, error) {
-	if !ValidVersionID(id) {
+	if !dfs.ValidVersionID(id) {
 		return dfs.Version{}, fmt.Errorf("%w: version id %.40q: want 20 hex digits", dfs.ErrInvalid, id)
 	}
 	var out dfs.Version
@@ -364,7 +351,7 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 	err := retryWrite(ctx, func(ctx context.Context) error {
 		fkey, vkey := s.schema.File(path), s.schema.Version(path, id)
 		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(fkey), clientv3.OpGet(vkey),
-			clientv3.OpGet(s.schema.PathVersions(path), clientv3.WithPrefix(), clientv3.WithLimit(1))).Commit()
+			clientv3.OpGet(s.schema.PathVersions(path), clientv3.WithPrefix(), clientv3.WithLimit(2))).Commit()
 		if err != nil {
 			return fmt.Errorf("delete version %s of %s: %w", id, path, etcdErr(err))
 		}
@@ -434,6 +421,32 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vkey), "=", kvs[0].ModRevision))
 			ops = append(ops, s.dropVersionOps(path, &rec)...)
 			deltas[recordContent(&rec)]--
+			// The newest version of a path with no current file (a delete
+			// marker, say): the one after it becomes current if it is a
+			// file, as S3 does.
+			newest := read.Responses[2].GetResponseRange().Kvs
+			if len(cur) == 0 && len(newest) == 2 && string(newest[0].Key) == vkey {
+				var next api.FileRecord
+				if err := proto.Unmarshal(newest[1].Value, &next); err != nil {
+					return fmt.Errorf("versions of %s: decode: %w", path, err)
+				}
+				if !next.DeleteMarker {
+					_, nid, _ := s.schema.VersionOf(string(newest[1].Key))
+					next.VersionId = nid
+					ops = append(ops, s.dropVersionOps(path, &next)...)
+					next.ExpiresUnixNano = 0
+					val, err := proto.Marshal(&next)
+					if err != nil {
+						return err
+					}
+					ops = append(ops, clientv3.OpPut(fkey, string(val)))
+					if Sampled(path) {
+						ops = append(ops, clientv3.OpPut(s.schema.Skip(path), ""))
+					}
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(fkey), "=", 0),
+						clientv3.Compare(clientv3.ModRevision(string(newest[1].Key)), "=", newest[1].ModRevision))
+				}
+			}
 		}
 		ccmps, cops, err := s.countDeltaOps(ctx, deltas, now)
 		if err != nil {
