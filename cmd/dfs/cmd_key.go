@@ -285,7 +285,7 @@ A name that holds files already, or that another made, is refused.`,
 			return c.DeleteBucket(cmd.Context(), args[0])
 		},
 	}
-	cmd.AddCommand(allow, deny, create, list, del)
+	cmd.AddCommand(allow, deny, create, list, del, newBucketVersioningCmd(g))
 	g.registerOperatorCertsDir(cmd)
 	return cmd
 }

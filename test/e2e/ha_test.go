@@ -333,7 +333,7 @@ func TestHAPausedLeader(t *testing.T) {
 		collectable = grace + grace/2
 	)
 	c := newCluster(t, clusterSpec{topo: topoHA, datanodes: 4,
-		coordFlags: append(slices.Clone(haFlags), "--gc-grace", grace.String(), "--gc-interval", "1s")})
+		coordFlags: append(slices.Clone(haFlags), "--gc-grace", grace.String(), "--gc-interval", "1s", "--version-retention", "0")})
 	old, term := c.waitLeader(t, "")
 
 	dir := t.TempDir()

@@ -218,7 +218,7 @@ func TestHealScrub(t *testing.T) {
 func TestHealGC(t *testing.T) {
 	skipShort(t)
 	c := newCluster(t, clusterSpec{topo: topoSeparate, datanodes: 4,
-		coordFlags: []string{"--gc-grace", "2s", "--gc-interval", "1s"}})
+		coordFlags: []string{"--gc-grace", "2s", "--gc-interval", "1s", "--version-retention", "0"}})
 	dir := t.TempDir()
 	const size = 10 << 20
 	a := filepath.Join(dir, "a.bin")
