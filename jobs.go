@@ -20,7 +20,10 @@ const (
 // name; media: format, duration, tracks, resolution). Results are flat
 // "processor.key" names with string values.
 type Processing struct {
-	Content  ContentHash       `json:"sha256"`
+	Content ContentHash `json:"sha256"`
+	// Path is the path whose commit queued the job (the content may have
+	// others); empty for jobs queued before it was kept.
+	Path     string            `json:"path,omitempty"`
 	State    JobState          `json:"state"`
 	Worker   string            `json:"worker"`
 	Attempts int               `json:"attempts"`

@@ -3741,8 +3741,10 @@ type Processing struct {
 	QueuedUnixNano  int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"`
 	UpdatedUnixNano int64                  `protobuf:"varint,7,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	StartedUnixNano int64                  `protobuf:"varint,8,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The path whose commit queued the job (the content may have others).
+	Path          string `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Processing) Reset() {
@@ -3829,6 +3831,13 @@ func (x *Processing) GetStartedUnixNano() int64 {
 		return x.StartedUnixNano
 	}
 	return 0
+}
+
+func (x *Processing) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 type JobsRequest struct {
@@ -6539,7 +6548,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04term\x18\x02 \x01(\x03R\x04term\x12=\n" +
 	"\fcoordinators\x18\x03 \x03(\v2\x19.dfs.v1.CoordinatorStatusR\fcoordinators\x12&\n" +
 	"\x04etcd\x18\x04 \x01(\v2\x12.dfs.v1.EtcdStatusR\x04etcd\x12\x12\n" +
-	"\x04addr\x18\x05 \x01(\tR\x04addr\"\xe5\x02\n" +
+	"\x04addr\x18\x05 \x01(\tR\x04addr\"\xf9\x02\n" +
 	"\n" +
 	"Processing\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
@@ -6549,7 +6558,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\aresults\x18\x05 \x03(\v2\x1f.dfs.v1.Processing.ResultsEntryR\aresults\x12(\n" +
 	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\a \x01(\x03R\x0fupdatedUnixNano\x12*\n" +
-	"\x11started_unix_nano\x18\b \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
+	"\x11started_unix_nano\x18\b \x01(\x03R\x0fstartedUnixNano\x12\x12\n" +
+	"\x04path\x18\t \x01(\tR\x04path\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +

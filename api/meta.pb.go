@@ -787,8 +787,10 @@ type JobRecord struct {
 	UpdatedUnixNano int64                  `protobuf:"varint,7,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	Results         map[string]string      `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	StartedUnixNano int64                  `protobuf:"varint,9,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The path whose commit queued the job (the content may have others).
+	Path          string `protobuf:"bytes,10,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -882,6 +884,13 @@ func (x *JobRecord) GetStartedUnixNano() int64 {
 		return x.StartedUnixNano
 	}
 	return 0
+}
+
+func (x *JobRecord) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
 }
 
 // BucketRecord is a bucket made on purpose (dfs bucket create, S3's
@@ -1125,7 +1134,7 @@ const file_meta_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vcoordinator\x18\x02 \x01(\tR\vcoordinator\x12(\n" +
 	"\x10opened_unix_nano\x18\x03 \x01(\x03R\x0eopenedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\x86\x03\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\x9a\x03\n" +
 	"\tJobRecord\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -1135,7 +1144,9 @@ const file_meta_proto_rawDesc = "" +
 	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\a \x01(\x03R\x0fupdatedUnixNano\x128\n" +
 	"\aresults\x18\b \x03(\v2\x1e.dfs.v1.JobRecord.ResultsEntryR\aresults\x12*\n" +
-	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x1a:\n" +
+	"\x11started_unix_nano\x18\t \x01(\x03R\x0fstartedUnixNano\x12\x12\n" +
+	"\x04path\x18\n" +
+	" \x01(\tR\x04path\x1a:\n" +
 	"\fResultsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +

@@ -71,6 +71,7 @@ func processingFromAPI(h dfs.ContentHash, p *api.Processing) *dfs.Processing {
 	}
 	out := &dfs.Processing{
 		Content:  h,
+		Path:     p.Path,
 		State:    dfs.JobState(p.State),
 		Worker:   p.Worker,
 		Attempts: int(p.Attempts),

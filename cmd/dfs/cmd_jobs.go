@@ -64,10 +64,10 @@ processors' results) or error (with the message and the attempts made).`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			printf("%-12s  %-10s  %-24s  %8s  %-20s  %s\n", "SHA256", "STATE", "WORKER", "ATTEMPTS", "UPDATED", "RESULT")
+			printf("%-12s  %-10s  %-24s  %8s  %-20s  %-30s  %s\n", "SHA256", "STATE", "WORKER", "ATTEMPTS", "UPDATED", "PATH", "RESULT")
 			for _, j := range list {
-				printf("%-12s  %-10s  %-24s  %8d  %-20s  %s\n", j.Content.Short(), j.State, dash(j.Worker), j.Attempts,
-					when(j.Updated), summary(&j))
+				printf("%-12s  %-10s  %-24s  %8d  %-20s  %-30s  %s\n", j.Content.Short(), j.State, dash(j.Worker), j.Attempts,
+					when(j.Updated), dash(j.Path), summary(&j))
 			}
 			return nil
 		},

@@ -108,6 +108,9 @@ func TestProcessing(t *testing.T) {
 	if m.State != dfs.JobDone || m.Attempts != 1 || !strings.HasPrefix(m.Worker, "worker-") {
 		t.Fatalf("mp4 job %+v", m)
 	}
+	if m.Path != mp4.File.Path {
+		t.Errorf("mp4 job's path %q, want %q (the path whose commit queued it)", m.Path, mp4.File.Path)
+	}
 	for k, v := range map[string]string{
 		"verify.sha256": mp4.File.Content.String(), "verify.bytes": "19443",
 		"media.format": "mp4", "media.width": "160", "media.height": "120", "media.duration_seconds": "2.000",

@@ -32,8 +32,8 @@ import (
 // same.
 
 // QueuedJob returns the record a commit writes to queue a new content's job.
-func QueuedJob(now time.Time) *api.JobRecord {
-	return &api.JobRecord{State: string(dfs.JobQueued), QueuedUnixNano: now.UnixNano()}
+func QueuedJob(now time.Time, path string) *api.JobRecord {
+	return &api.JobRecord{State: string(dfs.JobQueued), QueuedUnixNano: now.UnixNano(), Path: path}
 }
 
 // DecodeJob decodes the job record of content h, filling in what the

@@ -442,7 +442,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		}
 		ops = append(ops, clientv3.OpPut(ckey, string(recVal)))
 		if c.QueueJob {
-			job, err := proto.Marshal(QueuedJob(now))
+			job, err := proto.Marshal(QueuedJob(now, c.File.Path))
 			if err != nil {
 				return info, false, err
 			}
@@ -1158,7 +1158,7 @@ func (s *Store) ReplaceContent(ctx context.Context, c dfs.Content, forged dfs.Co
 	if err != nil {
 		return err
 	}
-	job, err := proto.Marshal(QueuedJob(now))
+	job, err := proto.Marshal(QueuedJob(now, ""))
 	if err != nil {
 		return err
 	}

@@ -179,6 +179,7 @@ func ProcessingFromJob(j *api.JobRecord) *api.Processing {
 		QueuedUnixNano:  j.QueuedUnixNano,
 		UpdatedUnixNano: j.UpdatedUnixNano,
 		StartedUnixNano: j.StartedUnixNano,
+		Path:            j.Path,
 	}
 }
 
