@@ -470,6 +470,8 @@ type CopyOptions struct {
 	Replace     bool
 	ContentType string
 	Attrs       map[string]string
+	// Version, if set, copies that earlier version of src.
+	Version string
 }
 
 // Copy makes dst point at src's content: no byte is read or sent, only a
@@ -480,7 +482,7 @@ func (c *Client) Copy(ctx context.Context, src, dst string, o CopyOptions) (dfs.
 	if err != nil {
 		return dfs.FileInfo{}, err
 	}
-	loc, err := c.Locate(ctx, src)
+	loc, err := c.LocateVersion(ctx, src, o.Version)
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("copy %s: %w", src, err)
 	}

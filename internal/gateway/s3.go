@@ -1174,20 +1174,25 @@ func parseRange(v string, size int64) (ok, satisfiable bool) {
 // copyObject answers CopyObject: a commit of the source's content under the
 // new key, no byte read or sent.
 func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst string) {
-	src, err := copySource(r)
+	src, version, err := copySource(r)
 	if err != nil {
 		h.fail(w, r, err, "")
 		return
+	}
+	notFound := "NoSuchKey"
+	if version != "" {
+		notFound = "NoSuchVersion"
 	}
 	for _, c := range []string{"X-Amz-Copy-Source-If-Match", "X-Amz-Copy-Source-If-None-Match", "X-Amz-Copy-Source-If-Modified-Since", "X-Amz-Copy-Source-If-Unmodified-Since"} {
 		if r.Header.Get(c) == "" {
 			continue
 		}
-		f, err := h.s.cl.Stat(r.Context(), src)
+		loc, err := h.s.cl.LocateVersion(r.Context(), src, version)
 		if err != nil {
-			h.fail(w, r, err, "NoSuchKey")
+			h.fail(w, r, err, notFound)
 			return
 		}
+		f := loc.File
 		if err := checkCopyConditions(r, f); err != nil {
 			h.fail(w, r, err, "")
 			return
@@ -1195,18 +1200,18 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 		break
 	}
 	directive := r.Header.Get("X-Amz-Metadata-Directive")
-	o := client.CopyOptions{}
+	o := client.CopyOptions{Version: version}
 	switch directive {
 	case "", "COPY":
-		if src == dst {
+		if src == dst && version == "" {
 			h.fail(w, r, s3Err(http.StatusBadRequest, "InvalidRequest", "copying an object onto itself needs x-amz-metadata-directive: REPLACE"), "")
 			return
 		}
 	case "REPLACE":
 		o.Replace, o.ContentType = true, r.Header.Get("Content-Type")
-		loc, err := h.s.cl.Locate(r.Context(), src)
+		loc, err := h.s.cl.LocateVersion(r.Context(), src, version)
 		if err != nil {
-			h.fail(w, r, err, "NoSuchKey")
+			h.fail(w, r, err, notFound)
 			return
 		}
 		o.Attrs = map[string]string{}
@@ -1231,9 +1236,13 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 	}
 	f, err := h.s.cl.Copy(r.Context(), src, dst, o)
 	if err != nil {
-		h.fail(w, r, err, "NoSuchKey")
+		h.fail(w, r, err, notFound)
 		return
 	}
+	if version != "" {
+		w.Header().Set("X-Amz-Copy-Source-Version-Id", version)
+	}
+	setVersionHeader(w, f)
 	writeXML(w, http.StatusOK, struct {
 		XMLName      xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CopyObjectResult"`
 		LastModified string

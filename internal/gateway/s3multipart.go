@@ -108,9 +108,13 @@ func (h *s3Handler) uploadPart(w http.ResponseWriter, r *http.Request, a *s3.Aut
 // part, where chunks already stored are not sent again.
 func (h *s3Handler) uploadPartCopy(w http.ResponseWriter, r *http.Request, path, id string, n int) {
 	ctx := r.Context()
-	src, err := copySource(r)
+	src, version, err := copySource(r)
 	if err != nil {
 		h.fail(w, r, err, "")
+		return
+	}
+	if version != "" {
+		h.fail(w, r, s3Err(http.StatusNotImplemented, "NotImplemented", "UploadPartCopy from an earlier version is not supported; CopyObject is"), "")
 		return
 	}
 	f, err := h.s.cl.Stat(ctx, src)
@@ -190,17 +194,26 @@ func parseCopyRange(v string) (first, last int64, ok bool) {
 }
 
 // copySource parses x-amz-copy-source: bucket/key, URL-encoded, no version.
-func copySource(r *http.Request) (string, error) {
+func copySource(r *http.Request) (src, version string, err error) {
 	raw := r.Header.Get("X-Amz-Copy-Source")
-	src := raw
+	src = raw
 	if i := strings.IndexByte(src, '?'); i >= 0 {
-		return "", s3Err(http.StatusNotImplemented, "NotImplemented", "copying a version (%s) is not supported", src[i:])
+		q, err := url.ParseQuery(src[i+1:])
+		if err != nil || len(q) != 1 || !q.Has("versionId") {
+			return "", "", s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source %.200q: want bucket/key, then at most ?versionId=", raw)
+		}
+		if version = q.Get("versionId"); version == "null" {
+			version = ""
+		} else if !dfs.ValidVersionID(version) {
+			return "", "", s3Err(http.StatusBadRequest, "InvalidArgument", "Invalid version id specified: %.40q", version)
+		}
+		src = src[:i]
 	}
-	src, err := url.PathUnescape(strings.TrimPrefix(src, "/"))
+	src, err = url.PathUnescape(strings.TrimPrefix(src, "/"))
 	if err != nil || !strings.Contains(src, "/") {
-		return "", s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source %q: want bucket/key", raw)
+		return "", "", s3Err(http.StatusBadRequest, "InvalidArgument", "x-amz-copy-source %.200q: want bucket/key", raw)
 	}
-	return src, nil
+	return src, version, nil
 }
 
 // checkCopyConditions applies x-amz-copy-source-if-* to the source f.

@@ -89,6 +89,14 @@ func TestS3Versioning(t *testing.T) {
 	if b, err := get(""); err != nil || b != "second" {
 		t.Fatalf("get after removing the marker: %q, %v", b, err)
 	}
+	// CopyObject from an earlier version: S3's way to restore one.
+	if _, err := mc.CopyObject(ctx, minio.CopyDestOptions{Bucket: "vers", Object: "doc.txt"},
+		minio.CopySrcOptions{Bucket: "vers", Object: "doc.txt", VersionID: v1.VersionID}); err != nil {
+		t.Fatalf("copy from v1: %v", err)
+	}
+	if b, err := get(""); err != nil || b != "first" {
+		t.Fatalf("get after copying v1 over the key: %q, %v", b, err)
+	}
 	// The bucket keeps versions on purpose: it cannot go while any is left.
 	if err := mc.RemoveObject(ctx, "vers", "doc.txt", minio.RemoveObjectOptions{}); err != nil {
 		t.Fatal(err)
