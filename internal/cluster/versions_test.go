@@ -128,7 +128,10 @@ func TestVersionsOfAFile(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for diskBytes(t, cl) != d1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes on the datanodes after purge and collection, want %d (v1 alone)", diskBytes(t, cl), d1)
+			var buf bytes.Buffer
+			_, gerr := c.Get(ctx, "b/moved.bin", &buf, client.GetOptions{})
+			f, ferr := c.Fsck(ctx, "", true)
+			t.Fatalf("%d bytes on the datanodes after purge and collection, want %d (v1 alone); get moved: %v; fsck %+v %v", diskBytes(t, cl), d1, gerr, f, ferr)
 		}
 		if _, err := c.RunGC(ctx, true); err != nil {
 			t.Fatal(err)
