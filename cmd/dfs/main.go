@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs"
 )
@@ -27,8 +30,7 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCmd()
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, newRootCmd())
 	if err == nil {
 		return
 	}
@@ -37,6 +39,36 @@ func main() {
 		fmt.Fprintf(os.Stderr, "dfs: %v\n", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// execute runs the command line. An error that comes before the command's
+// own code ran is cobra's: a wrong number of arguments, an unknown command
+// or flag, a required flag missing. Those are usage errors (exit 2), and
+// say which command's usage to read.
+func execute(ctx context.Context, root *cobra.Command) error {
+	ran := false
+	var mark func(*cobra.Command)
+	mark = func(c *cobra.Command) {
+		if run := c.RunE; run != nil {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				ran = true
+				return run(cmd, args)
+			}
+		}
+		for _, sub := range c.Commands() {
+			mark(sub)
+		}
+	}
+	mark(root)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil || ran || exitCode(err) != exitError {
+		return err
+	}
+	if cmd == nil || cmd == root {
+		return usageError{err}
+	}
+	name := strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+	return usageError{fmt.Errorf("%s: %w (usage: %s)", name, err, cmd.UseLine())}
 }
 
 func exitCode(err error) int {
