@@ -79,6 +79,9 @@ that hold each. A PATH that is a folder (files under PATH/, none at PATH;
 					if ok, ferr := statAsFolder(cmd, c, w, args[0], asJSON); ok || ferr != nil {
 						return ferr
 					}
+					if f, ferr := folderName(args[0]); ferr == nil && f != "" && strings.HasSuffix(args[0], "/") {
+						return fmt.Errorf("stat %s: %w: no file under %s", args[0], dfs.ErrNotFound, under(f))
+					}
 				}
 				return err
 			}
