@@ -71,13 +71,13 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 				cfg.Coordinator, cfg.Client = strings.Join(cc.Coordinators, ","), cc
 			}
 			cfg.Insecure = g.insecure && cfg.Coordinator == ""
-			cfg.Progress = os.Stderr
+			cfg.Progress = cmd.ErrOrStderr()
 			rep, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
+				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(rep)
 			}
