@@ -195,7 +195,7 @@ func printScale(r *bench.ScaleResult) {
 	row("datanode registered", num(r.DatanodeRegisteredS, 2), "s to its full report at both coordinators")
 	row("coordinator restart", num(r.CoordinatorReadyS, 2), "s to ready (embedded etcd)")
 	row("coordinator warm", num(r.CoordinatorRestartS, 2), "s to every datanode's full report")
-	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%d chunks)", r.StandbyHeapPerChunk, r.Chunks))
+	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%s)", r.StandbyHeapPerChunk, plural(int(r.Chunks), "chunk")))
 	row("standby rss", humanize.IBytes(uint64(max(r.StandbyRSSBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster", r.StandbyRSSPerChunk))
 	row("etcd db", humanize.IBytes(uint64(max(r.EtcdDBBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdBytesPerFile))
 	row("etcd db in use", humanize.IBytes(uint64(max(r.EtcdDBInUseBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster, after compaction", r.EtcdInUseBytesPerFile))

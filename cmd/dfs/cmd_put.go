@@ -56,10 +56,14 @@ func putLine(res client.PutResult) string {
 	return fmt.Sprintf("%s  %s  %s  (%s)\n", res.File.Path, humanize.IBytes(uint64(res.File.Size)), res.File.Content, how)
 }
 
-// plural is n and the noun, in the singular for one.
+// plural is n and the noun, in the singular for one: "1 chunk",
+// "2 chunks", "3 copies".
 func plural(n int, noun string) string {
-	if n == 1 {
+	switch {
+	case n == 1:
 		return "1 " + noun
+	case strings.HasSuffix(noun, "y") && !strings.ContainsAny(noun[len(noun)-2:len(noun)-1], "aeiou"):
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -143,9 +143,6 @@ func statAsFolder(cmd *cobra.Command, c *client.Client, w io.Writer, p string, a
 		return true, enc.Encode(statFolder{Path: under(f), Folder: true, Entries: n, EntriesMore: more})
 	}
 	count := plural(n, "entry")
-	if n != 1 {
-		count = fmt.Sprintf("%d entries", n)
-	}
 	if more {
 		count = "more than " + count
 	}

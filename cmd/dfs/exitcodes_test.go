@@ -59,3 +59,17 @@ func TestRmGoesOnPastFailures(t *testing.T) {
 		t.Fatalf("after rm dir d: %q", got)
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for n, want := range map[int]string{0: "0 chunks", 1: "1 chunk", 2: "2 chunks"} {
+		if got := plural(n, "chunk"); got != want {
+			t.Errorf("plural(%d, chunk) = %q, want %q", n, got, want)
+		}
+	}
+	if got := plural(3, "copy"); got != "3 copies" {
+		t.Errorf("plural(3, copy) = %q", got)
+	}
+	if got := plural(2, "key"); got != "2 keys" {
+		t.Errorf("plural(2, key) = %q", got)
+	}
+}
