@@ -61,12 +61,13 @@ copied; the exit code is then non-zero.`,
 			if to == from || strings.HasPrefix(to, under(from)) {
 				return usagef("cp -r %s %s: cannot copy a folder into itself", src, dst)
 			}
-			var copied, failed atomic.Int64
+			var copied atomic.Int64
+			var fails failures
 			stderr := cmd.ErrOrStderr()
 			err = remoteFiles(ctx, c, from, func(page []remoteFile) error {
 				each(ctx, 8, page, func(rf remoteFile) {
 					if _, err := c.Copy(ctx, rf.info.Path, joinPath(to, rf.rel), client.CopyOptions{}); err != nil {
-						failed.Add(1)
+						fails.add(err)
 						fmt.Fprintf(stderr, "dfs: %v\n", err)
 						return
 					}
@@ -77,8 +78,8 @@ copied; the exit code is then non-zero.`,
 			if err != nil {
 				return fmt.Errorf("cp -r %s: %w", src, err)
 			}
-			if n := failed.Load(); n > 0 {
-				return fmt.Errorf("cp -r %s %s: %d of %d files not copied", src, dst, n, n+copied.Load())
+			if n := fails.count(); n > 0 {
+				return fails.result(fmt.Sprintf("cp -r %s %s: %d of %d files not copied (see above)", src, dst, n, int64(n)+copied.Load()))
 			}
 			if copied.Load() == 0 {
 				// A file named SRC is copied as cp without -r would.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sync/atomic"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -114,13 +113,13 @@ func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, pa
 	}
 	stderr := cmd.ErrOrStderr()
 	prog := newTreeProgress("get", len(files), total, !quiet, nil)
-	var failed atomic.Int64
+	var fails failures
 	each(ctx, parallel, files, func(rf remoteFile) {
 		progress, finish := prog.start(rf.info.Size)
 		defer finish("")
 		err := getOne(ctx, c, rf, dir, progress)
 		if err != nil {
-			failed.Add(1)
+			fails.add(err)
 			prog.print(stderr, fmt.Sprintf("dfs: get %s: %v\n", rf.info.Path, err))
 		}
 	})
@@ -128,8 +127,8 @@ func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, pa
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("get -r %s: interrupted after %d of %d files: %w", f, prog.done, len(files), err)
 	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("get -r %s: %d of %d files failed", f, n, len(files))
+	if n := fails.count(); n > 0 {
+		return fails.result(fmt.Sprintf("get -r %s: %d of %d files not written (see above)", f, n, len(files)))
 	}
 	if !quiet {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  %d files, %s\n", dir, len(files), humanize.IBytes(uint64(total)))

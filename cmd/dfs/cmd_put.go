@@ -192,9 +192,9 @@ type putTreeOptions struct {
 func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptions) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	var failed atomic.Int64
+	var fails failures
 	files, err := localFiles(dir, func(p string, err error) {
-		failed.Add(1)
+		fails.add(err)
 		fmt.Fprintf(stderr, "dfs: put %s: skipped: %v\n", p, err)
 	})
 	if err != nil {
@@ -215,7 +215,7 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 		res, err := putOne(ctx, c, lf, joinPath(f, lf.rel), o.contentType, progress)
 		if err != nil {
 			finish("")
-			failed.Add(1)
+			fails.add(err)
 			prog.print(stderr, fmt.Sprintf("dfs: put %s: %v\n", lf.path, err))
 			return
 		}
@@ -233,8 +233,8 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put -r %s: interrupted after %d of %d files (those are stored; the one in flight is not): %w", dir, prog.done, len(files), err)
 	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("put -r %s: %d files not stored (see above); %d stored", dir, n, len(files)-int(n))
+	if n := fails.count(); n > 0 {
+		return fails.result(fmt.Sprintf("put -r %s: %s not stored (see above)", dir, plural(n, "file")))
 	}
 	if !o.quiet && !o.asJSON {
 		fmt.Fprintf(stdout, "%s  %s, %s: %s, %d new, %s sent\n", under(f), plural(len(files), "file"), humanize.IBytes(uint64(total)),

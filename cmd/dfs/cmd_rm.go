@@ -52,25 +52,17 @@ named PATH, if there is one).`,
 
 // remover removes paths, counting what it could not remove.
 type remover struct {
-	cmd              *cobra.Command
-	c                *client.Client
-	force            bool
-	stderr           io.Writer
-	failed, notFound atomic.Int64
-	removed          atomic.Int64
-	misused          atomic.Int64 // folders named without -r
+	cmd     *cobra.Command
+	c       *client.Client
+	force   bool
+	stderr  io.Writer
+	fails   failures
+	removed atomic.Int64
 }
 
-// fail reports err for p.
+// fail reports err.
 func (r *remover) fail(err error) {
-	r.failed.Add(1)
-	if errors.Is(err, dfs.ErrNotFound) {
-		r.notFound.Add(1)
-	}
-	var ue usageError
-	if errors.As(err, &ue) {
-		r.misused.Add(1)
-	}
+	r.fails.add(err)
 	fmt.Fprintf(r.stderr, "dfs: %v\n", err)
 }
 
@@ -131,24 +123,13 @@ func (r *remover) tree(p string) {
 	}
 }
 
-// result is rm's outcome: nil if every path went, otherwise an error whose
-// exit code is 3 if every failure was a missing path, 2 if any was a
-// usage mistake (a folder without -r), and 1 otherwise. Each failure was
+// result is rm's outcome: nil if every path went, otherwise an error with
+// the exit code the failures share (3 if every one was a missing path, 2
+// if every one was a folder named without -r), or 1. Each failure was
 // already reported.
 func (r *remover) result() error {
 	if err := r.cmd.Context().Err(); err != nil {
 		return fmt.Errorf("rm: interrupted: %w", err)
 	}
-	n := r.failed.Load()
-	if n == 0 {
-		return nil
-	}
-	err := fmt.Errorf("rm: %s not removed", plural(int(n), "path"))
-	switch n {
-	case r.notFound.Load():
-		err = fmt.Errorf("%w (%w)", err, dfs.ErrNotFound)
-	case r.misused.Load():
-		err = usageError{err}
-	}
-	return err
+	return r.fails.result(fmt.Sprintf("rm: %s not removed", plural(r.fails.count(), "path")))
 }

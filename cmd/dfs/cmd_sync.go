@@ -119,6 +119,7 @@ type syncer struct {
 	out, stderr io.Writer
 	mu          sync.Mutex
 	report      syncReport
+	fails       failures
 	prog        *treeProgress
 }
 
@@ -392,6 +393,7 @@ func (s *syncer) fail(a syncAction, err error) {
 	defer s.mu.Unlock()
 	a.Error = err.Error()
 	s.report.Failed++
+	s.fails.add(err)
 	s.report.Actions = append(s.report.Actions, a)
 	line := fmt.Sprintf("dfs: sync: %s %s: %v\n", a.Action, a.Path, err)
 	if s.prog != nil {
@@ -418,10 +420,7 @@ func (s *syncer) finish() error {
 		fmt.Fprintf(s.out, "sync: %d uploaded, %d downloaded, %s copied, %d deleted, %d unchanged, %d failed%s\n",
 			r.Uploaded, r.Downloaded, humanize.IBytes(uint64(r.Bytes)), r.Deleted, r.Unchanged, r.Failed, how)
 	}
-	if r.Failed > 0 {
-		return fmt.Errorf("sync: %s failed (see above)", plural(r.Failed, "file"))
-	}
-	return nil
+	return s.fails.result(fmt.Sprintf("sync: %s failed (see above)", plural(r.Failed, "file")))
 }
 
 func sortFiles(fs []dfs.FileInfo) {

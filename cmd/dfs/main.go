@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -74,7 +75,10 @@ func execute(ctx context.Context, root *cobra.Command) error {
 func exitCode(err error) int {
 	var ue usageError
 	var ae authError
+	var xe codedError
 	switch {
+	case errors.As(err, &xe):
+		return xe.code
 	case errors.As(err, &ae), errors.Is(err, dfs.ErrDenied):
 		return exitAuth
 	case errors.As(err, &ue), errors.Is(err, dfs.ErrBadPath), errors.Is(err, dfs.ErrBadHash), errors.Is(err, dfs.ErrInvalid):
@@ -89,6 +93,49 @@ func exitCode(err error) int {
 
 // errSilent ends a command with exit code 1 after it has said why.
 var errSilent = errors.New("")
+
+// codedError ends a command with the exit code of failures it has already
+// reported one by one.
+type codedError struct {
+	error
+	code int
+}
+
+// failures counts what a command that goes on past failures (rm a b c,
+// put -r) could not do, and what exit code they call for together: the
+// code they share, or 1 when they differ.
+type failures struct {
+	mu   sync.Mutex
+	n    int
+	code int
+}
+
+func (f *failures) add(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := exitCode(err)
+	if f.n > 0 && c != f.code {
+		c = exitError
+	}
+	f.n++
+	f.code = c
+}
+
+func (f *failures) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// result is nil if nothing failed, or msg with the failures' exit code.
+func (f *failures) result(msg string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		return nil
+	}
+	return codedError{errors.New(msg), f.code}
+}
 
 // usageError marks a mistake in how a command was called.
 type usageError struct{ error }
