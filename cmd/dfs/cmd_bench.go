@@ -31,8 +31,8 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Long: `bench runs workloads against a dfs server it starts in a temporary directory
 or, when a cluster is named with --coordinator (or DFS_COORDINATOR), against
 that cluster, reached as every client command reaches it (--insecure,
---config). Against a running cluster, large and small write and delete
-their own files under a bench-* folder. Workloads:
+--config). Against a running cluster, the workloads write their files
+under the folder bench/ and delete them. Workloads:
 
   limits  the machine's ceilings: SHA-256 per core, disk writes with fsync,
           fsyncs per second, loopback TCP

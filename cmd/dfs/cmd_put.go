@@ -205,7 +205,7 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 		total += lf.size
 	}
 	var out io.Writer
-	if !o.quiet {
+	if !o.quiet || o.asJSON {
 		out = stdout
 	}
 	prog := newTreeProgress("put", len(files), total, !o.quiet && !o.asJSON, out)
