@@ -168,6 +168,11 @@ func (s *syncer) up(dir string, f string) error {
 	}
 	pairs := make([]pair, 0, len(locals))
 	for _, lf := range locals {
+		// A local name dfs cannot hold is said now, dry run or not.
+		if _, err := dfs.CleanPath(joinPath(f, lf.rel)); err != nil {
+			s.fail(syncAction{Action: "upload", Path: lf.path}, err)
+			continue
+		}
 		p := pair{rel: lf.rel, src: lf.path, size: lf.size, localPath: lf.path, hasLocal: true}
 		if fi, ok := remotes[lf.rel]; ok {
 			p.remote = &fi
@@ -181,7 +186,7 @@ func (s *syncer) up(dir string, f string) error {
 		total += p.size
 	}
 	s.startProgress("upload", len(todo), total)
-	each(ctx, s.o.parallel, todo, func(p pair) {
+	each(ctx, s.workers(), todo, func(p pair) {
 		a := syncAction{Action: "upload", Path: joinPath(f, p.rel), Size: p.size}
 		if s.o.dryRun {
 			s.done(a, 0)
@@ -212,7 +217,7 @@ func (s *syncer) up(dir string, f string) error {
 		gone = append(gone, fi)
 	}
 	sortFiles(gone)
-	each(ctx, s.o.parallel, gone, func(fi dfs.FileInfo) {
+	each(ctx, s.workers(), gone, func(fi dfs.FileInfo) {
 		a := syncAction{Action: "delete", Path: fi.Path, Size: fi.Size}
 		if !s.o.dryRun {
 			if err := s.c.Delete(ctx, fi.Path); err != nil && !errors.Is(err, dfs.ErrNotFound) {
@@ -280,7 +285,7 @@ func (s *syncer) down(f, dir string) error {
 		total += p.size
 	}
 	s.startProgress("download", len(todo), total)
-	each(ctx, s.o.parallel, todo, func(p pair) {
+	each(ctx, s.workers(), todo, func(p pair) {
 		a := syncAction{Action: "download", Path: p.localPath, Size: p.size}
 		if s.o.dryRun {
 			s.done(a, 0)
@@ -353,6 +358,15 @@ func (s *syncer) compare(pairs []pair) []pair {
 	return todo
 }
 
+// workers is how many files are copied at once: one in a dry run, which
+// copies nothing, so that its lines come in path order.
+func (s *syncer) workers() int {
+	if s.o.dryRun {
+		return 1
+	}
+	return s.o.parallel
+}
+
 func (s *syncer) startProgress(verb string, files int, total int64) {
 	s.prog = newTreeProgress(verb, files, total, !s.o.quiet && !s.o.asJSON && !s.o.dryRun, nil)
 }
@@ -406,6 +420,15 @@ func (s *syncer) fail(a syncAction, err error) {
 // finish prints the summary and says whether everything went.
 func (s *syncer) finish() error {
 	r := s.report
+	// Transfers end in any order; the report lists them in the order of
+	// the phases, by path within each.
+	rank := map[string]int{"compare": 0, "upload": 1, "download": 1, "delete": 2}
+	slices.SortStableFunc(r.Actions, func(a, b syncAction) int {
+		if d := rank[a.Action] - rank[b.Action]; d != 0 {
+			return d
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
 	if s.o.asJSON {
 		enc := json.NewEncoder(s.out)
 		enc.SetIndent("", "  ")
