@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -54,5 +55,26 @@ func TestGetModes(t *testing.T) {
 		if b, _ := os.ReadFile(p); string(b) == "old" {
 			t.Errorf("%s was not overwritten", p)
 		}
+	}
+}
+
+// put -r follows a symbolic link to a file, and leaves a link to a
+// directory with a notice, not a failure.
+func TestPutRecursiveLinks(t *testing.T) {
+	tc := startCluster(t, 0)
+	dir := t.TempDir()
+	writeTree(t, dir, map[string][]byte{"real/f.txt": []byte("f")})
+	if err := os.Symlink(filepath.Join(dir, "real", "f.txt"), filepath.Join(dir, "link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "linkdir")); err != nil {
+		t.Fatal(err)
+	}
+	r := tc.mustDFS(t, "put", "-r", dir, "links")
+	if got := lsPaths(t, tc, "links/"); len(got) != 2 || got[0] != "links/link.txt" || got[1] != "links/real/f.txt" {
+		t.Fatalf("put -r with links: %q\n%s", got, r)
+	}
+	if !strings.Contains(r.stderr, "linkdir: skipped: a symbolic link to a directory") {
+		t.Errorf("put -r: no notice of the directory link\n%s", r)
 	}
 }

@@ -194,8 +194,10 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	var fails failures
 	files, err := localFiles(dir, func(p string, err error) {
-		fails.add(err)
-		fmt.Fprintf(stderr, "dfs: put %s: skipped: %v\n", p, err)
+		if !errors.Is(err, errNotRegular) {
+			fails.add(err)
+		}
+		fmt.Fprintf(stderr, "dfs: put %s: %v\n", p, err)
 	})
 	if err != nil {
 		return fmt.Errorf("put -r %s: %w", dir, err)

@@ -151,6 +151,10 @@ func (s *syncer) up(dir string, f string) error {
 	ctx := s.cmd.Context()
 	listErrs := 0
 	locals, err := localFiles(dir, func(p string, err error) {
+		if errors.Is(err, errNotRegular) {
+			fmt.Fprintf(s.stderr, "dfs: sync: %s: %v\n", p, err)
+			return
+		}
 		listErrs++
 		s.fail(syncAction{Action: "upload", Path: p}, err)
 	})
@@ -249,7 +253,9 @@ func (s *syncer) down(f, dir string) error {
 			return usagef("sync: %s is not a directory", dir)
 		}
 		lfs, err := localFiles(dir, func(p string, err error) {
-			listErrs++
+			if !errors.Is(err, errNotRegular) {
+				listErrs++
+			}
 			fmt.Fprintf(s.stderr, "dfs: sync: %s: %v\n", p, err)
 		})
 		if err != nil {

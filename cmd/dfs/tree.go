@@ -147,6 +147,11 @@ type localFile struct {
 	size int64
 }
 
+// errNotRegular marks what a local tree holds that is not a file to copy
+// (a symbolic link to a directory, a socket, a device): left out with a
+// notice, as rsync does, and no failure.
+var errNotRegular = errors.New("skipped")
+
 // localFiles lists the regular files under dir, sorted by relative path.
 // Symbolic links are followed to files, not into directories. What cannot
 // be read or is not a regular file is passed to skip and left out; empty
@@ -180,7 +185,11 @@ func localFiles(dir string, skip func(path string, err error)) ([]localFile, err
 			return nil
 		}
 		if !info.Mode().IsRegular() {
-			skip(p, errors.New("not a regular file"))
+			what := "not a regular file"
+			if info.IsDir() {
+				what = "a symbolic link to a directory"
+			}
+			skip(p, fmt.Errorf("%w: %s", errNotRegular, what))
 			return nil
 		}
 		rel, err := filepath.Rel(dir, p)
