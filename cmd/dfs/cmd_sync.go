@@ -126,11 +126,12 @@ type syncer struct {
 // pair is a file of SRC with what DST has at its relative path.
 type pair struct {
 	rel       string
-	src       string // local path or dfs path
-	size      int64
-	localPath string // the local side's path
-	remote    *dfs.FileInfo
-	hasLocal  bool
+	size      int64         // the source's
+	localPath string        // the local side's path
+	remote    *dfs.FileInfo // nil: dfs has no file there
+	// hasLocal: there is a local file worth hashing (of the source's
+	// size, when the local side is the destination).
+	hasLocal bool
 }
 
 // differs says whether a pair must be copied: DST lacks it, the sizes
@@ -177,7 +178,7 @@ func (s *syncer) up(dir string, f string) error {
 			s.fail(syncAction{Action: "upload", Path: lf.path}, err)
 			continue
 		}
-		p := pair{rel: lf.rel, src: lf.path, size: lf.size, localPath: lf.path, hasLocal: true}
+		p := pair{rel: lf.rel, size: lf.size, localPath: lf.path, hasLocal: true}
 		if fi, ok := remotes[lf.rel]; ok {
 			p.remote = &fi
 			delete(remotes, lf.rel)
@@ -270,7 +271,7 @@ func (s *syncer) down(f, dir string) error {
 	pairs := make([]pair, 0, len(remotes))
 	for _, rf := range remotes {
 		fi := rf.info
-		p := pair{rel: rf.rel, src: fi.Path, size: fi.Size, remote: &fi}
+		p := pair{rel: rf.rel, size: fi.Size, remote: &fi}
 		lf, haveLocal := locals[rf.rel]
 		lp, err := localPath(dir, rf.rel)
 		if err != nil {
