@@ -97,6 +97,9 @@ non-zero.`,
 			if len(args) == 2 {
 				remote = args[1]
 			}
+			if st, err := os.Stat(local); recursive && err == nil && !st.IsDir() {
+				recursive = false // a file is stored as put stores it, as cp -r copies one
+			}
 			if recursive {
 				if local == "-" {
 					return usagef("put -r needs a directory, not stdin")

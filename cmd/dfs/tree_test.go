@@ -124,11 +124,17 @@ func TestFoldersRecursivePutGetRm(t *testing.T) {
 		t.Fatalf("get -r photos/sub/deeper/: %d entries", len(got))
 	}
 
+	// put -r of a file stores it as put does.
+	tc.mustDFS(t, "put", "-r", "-q", filepath.Join(dir, "one"), "single")
+	if r := tc.mustDFS(t, "stat", "--json", "single"); !strings.Contains(r.stdout, `"size": 1,`) {
+		t.Fatalf("put -r FILE: %s", r)
+	}
+
 	// rm -r removes every path under the folder, and only those.
 	tc.mustDFS(t, "put", dir+"/a.txt", "photos-kept")
 	tc.mustDFS(t, "rm", "-r", "photos/")
-	if got := lsPaths(t, tc, ""); !reflect.DeepEqual(got, []string{"photos-kept"}) {
-		t.Fatalf("after rm -r photos/: %q, want only photos-kept", got)
+	if got := lsPaths(t, tc, ""); !reflect.DeepEqual(got, []string{"photos-kept", "single"}) {
+		t.Fatalf("after rm -r photos/: %q, want only photos-kept and single", got)
 	}
 	if r := tc.dfs(t, "rm", "-r", "photos"); r.code != exitNotFound {
 		t.Errorf("rm -r of a folder that is gone: want exit 3\n%s", r)
