@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -27,8 +28,11 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench [WORKLOAD...]",
 		Short: "Measure throughput, small-file and metadata rates, and dedup against the machine's limits",
-		Long: `bench runs workloads against a dfs server it starts in a temporary directory,
-or against a running cluster with --coordinator. Workloads:
+		Long: `bench runs workloads against a dfs server it starts in a temporary directory
+or, when a cluster is named with --coordinator (or DFS_COORDINATOR), against
+that cluster, reached as every client command reaches it (--insecure,
+--config). Against a running cluster, the workloads write their files
+under the folder bench/ and delete them. Workloads:
 
   limits  the machine's ceilings: SHA-256 per core, disk writes with fsync,
           fsyncs per second, loopback TCP
@@ -57,25 +61,27 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 				return usagef("--chunk-size %q: %v", chunkSize, err)
 			}
 			cfg.Size, cfg.FileSize, cfg.ChunkSize = int64(s), int64(fs), int(cs)
-			if target {
+			// Naming a cluster means to measure it; --target is the
+			// older spelling, for the default address.
+			if target || g.coordinatorSet(cmd) {
 				cc, err := g.clientSetup(cmd)
 				if err != nil {
 					return err
 				}
 				cfg.Coordinator, cfg.Client = strings.Join(cc.Coordinators, ","), cc
 			}
-			cfg.Insecure = g.insecure && !target
-			cfg.Progress = os.Stderr
+			cfg.Insecure = g.insecure && cfg.Coordinator == ""
+			cfg.Progress = cmd.ErrOrStderr()
 			rep, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
+				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(rep)
 			}
-			printReport(rep)
+			printReport(cmd.OutOrStdout(), rep)
 			return nil
 		},
 	}
@@ -88,7 +94,7 @@ With no WORKLOAD it runs limits, large, small and meta (and dedup with
 	f.StringVar(&chunkSize, "chunk-size", "2MiB", "average chunk size of the dedup workload, and the fixed size it is compared with")
 	f.StringVar(&cfg.Dir, "tmp", "", "directory for temporary servers and files (default the system's)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
-	f.BoolVar(&target, "target", false, "run against the cluster at --coordinator instead of starting a server")
+	f.BoolVar(&target, "target", false, "run against the cluster at --coordinator even when it is the default address")
 	cmd.AddCommand(newBenchScaleCmd())
 	return cmd
 }
@@ -189,7 +195,7 @@ func printScale(r *bench.ScaleResult) {
 	row("datanode registered", num(r.DatanodeRegisteredS, 2), "s to its full report at both coordinators")
 	row("coordinator restart", num(r.CoordinatorReadyS, 2), "s to ready (embedded etcd)")
 	row("coordinator warm", num(r.CoordinatorRestartS, 2), "s to every datanode's full report")
-	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%d chunks)", r.StandbyHeapPerChunk, r.Chunks))
+	row("standby heap", humanize.IBytes(uint64(max(r.StandbyHeapBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster (%s)", r.StandbyHeapPerChunk, plural(int(r.Chunks), "chunk")))
 	row("standby rss", humanize.IBytes(uint64(max(r.StandbyRSSBytes, 0))), fmt.Sprintf("%.0f B per chunk over the empty cluster", r.StandbyRSSPerChunk))
 	row("etcd db", humanize.IBytes(uint64(max(r.EtcdDBBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster", r.EtcdBytesPerFile))
 	row("etcd db in use", humanize.IBytes(uint64(max(r.EtcdDBInUseBytes, 0))), fmt.Sprintf("%.0f B per file over the empty cluster, after compaction", r.EtcdInUseBytesPerFile))
@@ -202,16 +208,37 @@ func printScale(r *bench.ScaleResult) {
 	}
 }
 
-func printReport(r *bench.Report) {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tfigure\tvalue\t\tbound by\tlimit\t\tratio\t")
+// printReport prints the report as a table. The columns that read a
+// figure against the machine's limits appear only when limits ran.
+func printReport(w io.Writer, r *bench.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	withLimits := r.Limits != nil
+	if withLimits {
+		fmt.Fprintln(tw, "workload\tfigure\tvalue\t\tbound by\tlimit\t\tratio\t")
+	} else {
+		fmt.Fprintln(tw, "workload\tfigure\tvalue\t\t")
+	}
 	row := func(w, fig string, v float64, unit, bound string, limit float64, lunit string) {
+		if !withLimits {
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t\n", w, fig, v, unit)
+			return
+		}
 		ratio, lim := "", ""
 		if limit > 0 {
 			ratio = fmt.Sprintf("%.2f", v/limit)
 			lim = fmt.Sprintf("%.0f", limit)
+		} else {
+			bound, lunit = "", ""
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", w, fig, v, unit, bound, lim, lunit, ratio)
+	}
+	// text prints a row whose value is not a number.
+	text := func(w, fig, v, unit string) {
+		if withLimits {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t\n", w, fig, v, unit)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", w, fig, v, unit)
+		}
 	}
 	l := r.Limits
 	if l != nil {
@@ -247,9 +274,9 @@ func printReport(r *bench.Report) {
 		row("small", "puts", x.PutPerSec, "/s", "32-writer fsyncs / 6", lim(func(l *bench.Limits) float64 { return l.ParallelFsyncsPerSec / 6 }), "/s")
 		row("small", "gets", x.GetPerSec, "/s", "", 0, "")
 		row("small", "stats", x.StatPerSec, "/s", "", 0, "")
-		fmt.Fprintf(tw, "small\tput p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.PutP50ms, x.PutP99ms)
-		fmt.Fprintf(tw, "small\tget p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.GetP50ms, x.GetP99ms)
-		fmt.Fprintf(tw, "small\tstat p50/p99\t%.1f/%.1f\tms\t\t\t\t\t\n", x.StatP50ms, x.StatP99ms)
+		text("small", "put p50/p99", fmt.Sprintf("%.1f/%.1f", x.PutP50ms, x.PutP99ms), "ms")
+		text("small", "get p50/p99", fmt.Sprintf("%.1f/%.1f", x.GetP50ms, x.GetP99ms), "ms")
+		text("small", "stat p50/p99", fmt.Sprintf("%.1f/%.1f", x.StatP50ms, x.StatP99ms), "ms")
 	}
 	if x := r.Meta; x != nil {
 		row("meta", "creates", x.CreatePerS, "/s", "32-writer fsyncs", lim(func(l *bench.Limits) float64 { return l.ParallelFsyncsPerSec }), "/s")
@@ -258,12 +285,15 @@ func printReport(r *bench.Report) {
 		row("meta", "deletes", x.DeletePerS, "/s", "", 0, "")
 	}
 	if x := r.Dedup; x != nil {
-		fmt.Fprintf(tw, "dedup\tlogical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.LogicalBytes)))
-		fmt.Fprintf(tw, "dedup\tphysical\t%s\t\t\t\t\t\t\n", humanize.IBytes(uint64(x.PhysicalBytes)))
-		fmt.Fprintf(tw, "dedup\tratio\t%.2f\t\tfixed %s chunks\t%.2f\t\t%.2f\t\n", x.Ratio, humanize.IBytes(uint64(x.ChunkSize)), x.FixedRatio, x.Ratio/max(x.FixedRatio, 1e-9))
+		text("dedup", "logical", humanize.IBytes(uint64(x.LogicalBytes)), "")
+		text("dedup", "physical", humanize.IBytes(uint64(x.PhysicalBytes)), "")
+		// The dedup ratio is read against fixed-size chunking, which
+		// the workload measures itself, with or without limits.
+		text("dedup", "ratio", fmt.Sprintf("%.2f", x.Ratio), "")
+		text("dedup", "ratio, fixed "+humanize.IBytes(uint64(x.ChunkSize))+" chunks", fmt.Sprintf("%.2f", x.FixedRatio), "")
 	}
 	tw.Flush()
 	if e := r.Env; e != nil {
-		fmt.Printf("\n%s, %d CPUs (%s), target: %s, %d replicas\n", e.Date, e.CPUs, e.CPU, e.Target, e.Replicas)
+		fmt.Fprintf(w, "\n%s, %d CPUs (%s), target: %s, %d replicas\n", e.Date, e.CPUs, e.CPU, e.Target, e.Replicas)
 	}
 }

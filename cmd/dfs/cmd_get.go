@@ -1,45 +1,76 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
 )
 
 func newGetCmd(g *globals) *cobra.Command {
-	var quiet bool
+	var (
+		quiet, recursive bool
+		parallel         int
+	)
 	cmd := &cobra.Command{
 		Use:   "get REMOTE [LOCAL|-]",
-		Short: "Fetch a file to a local path, or to stdout as '-'",
+		Short: "Fetch a file to a local path, or to stdout as '-'; with -r, a folder",
 		Long: `get writes the file at REMOTE to LOCAL (default: REMOTE's base name in the
 current directory) or to stdout when LOCAL is '-'. Every chunk is verified
 against its SHA-256; a bad or unreachable replica is skipped for another. A
-local file appears only when complete.`,
+local file appears only when complete. A new file gets mode 0666 less the
+umask, as cp gives; a file that exists keeps its mode.
+
+With -r, REMOTE is a folder: every file under REMOTE/ is written under
+LOCAL (default: the folder's base name), creating directories as needed,
+with one progress display over the whole tree. dfs has no empty folders,
+so only directories that hold files are created. A file that fails is
+reported and the others are still fetched; the exit code is then non-zero.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote := args[0]
-			local := path.Base(remote)
-			if len(args) == 2 {
-				local = args[1]
-			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			if recursive {
+				f, err := folderName(remote)
+				if err != nil {
+					return fmt.Errorf("get -r %w", err)
+				}
+				local := path.Base("/" + f)
+				if len(args) == 2 {
+					local = args[1]
+				}
+				if f == "" && len(args) == 1 {
+					return usagef("get -r of every file needs a LOCAL directory")
+				}
+				return getTree(cmd, c, f, local, quiet, parallel)
+			}
+			local := path.Base(remote)
+			if len(args) == 2 {
+				local = args[1]
+			}
 			if local == "-" {
-				_, err := c.Get(cmd.Context(), remote, os.Stdout, client.GetOptions{})
-				return err
+				if _, err := c.Get(cmd.Context(), remote, os.Stdout, client.GetOptions{}); err != nil {
+					return notAFile(cmd.Context(), c, "get", remote, err, "dfs get -r "+remote+" DIR")
+				}
+				return nil
 			}
 			return getToFile(cmd, c, remote, local, quiet)
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "fetch every file under the folder REMOTE into the directory LOCAL")
+	cmd.Flags().IntVar(&parallel, "parallel", defaultParallel, "files fetched at once with -r")
 	return cmd
 }
 
@@ -51,29 +82,73 @@ func getToFile(cmd *cobra.Command, c *client.Client, remote, local string, quiet
 	}
 	loc, err := c.Locate(cmd.Context(), remote)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", remote, err)
+		return notAFile(cmd.Context(), c, "get", remote, fmt.Errorf("get %s: %w", remote, err), "dfs get -r "+remote+" DIR")
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".dfs-*")
-	if err != nil {
-		return fmt.Errorf("get %s: %w", remote, err)
-	}
-	defer os.Remove(tmp.Name())
 	bar := newBar(loc.Size, "get "+remote, !quiet)
-	err = c.Read(cmd.Context(), loc, tmp, client.GetOptions{Progress: progressFunc(bar)})
+	err = writeLocal(cmd.Context(), c, loc, local, progressFunc(bar))
 	finishBar(bar)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		return fmt.Errorf("get %s: %w", remote, err)
-	}
-	if err := os.Rename(tmp.Name(), local); err != nil {
 		return fmt.Errorf("get %s: %w", remote, err)
 	}
 	return nil
+}
+
+// getTree writes every file under folder f below the directory dir.
+func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, parallel int) error {
+	ctx := cmd.Context()
+	files, err := allRemoteFiles(ctx, c, f)
+	if err != nil {
+		return fmt.Errorf("get -r: %w", err)
+	}
+	if len(files) == 0 {
+		// A file of that name is fetched as get without -r would.
+		if _, serr := c.Stat(ctx, f); f != "" && serr == nil {
+			return getToFile(cmd, c, f, dir, quiet)
+		}
+		return fmt.Errorf("get -r %s: %w: no file under %s", f, dfs.ErrNotFound, under(f))
+	}
+	var total int64
+	for _, rf := range files {
+		total += rf.info.Size
+	}
+	stderr := cmd.ErrOrStderr()
+	prog := newTreeProgress("get", len(files), total, !quiet, nil)
+	var fails failures
+	each(ctx, parallel, files, func(rf remoteFile) {
+		progress, finish := prog.start(rf.info.Size)
+		defer finish("")
+		err := getOne(ctx, c, rf, dir, progress)
+		if err != nil {
+			fails.add(err)
+			prog.print(stderr, fmt.Sprintf("dfs: get %s: %v\n", rf.info.Path, err))
+		}
+	})
+	prog.finish()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("get -r %s: interrupted after %d of %d files: %w", f, prog.done, len(files), err)
+	}
+	if n := fails.count(); n > 0 {
+		return fails.result(fmt.Sprintf("get -r %s: %d of %d files not written (see above)", f, n, len(files)))
+	}
+	if !quiet {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s  %d files, %s\n", dir, len(files), humanize.IBytes(uint64(total)))
+	}
+	return nil
+}
+
+func getOne(ctx context.Context, c *client.Client, rf remoteFile, dir string, progress func(int64)) error {
+	dst, err := localPath(dir, rf.rel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
+		return err
+	}
+	loc, err := c.Locate(ctx, rf.info.Path)
+	if err != nil {
+		return err
+	}
+	return writeLocal(ctx, c, loc, dst, progress)
 }
 
 func newCatCmd(g *globals) *cobra.Command {
@@ -89,7 +164,7 @@ func newCatCmd(g *globals) *cobra.Command {
 			defer c.Close()
 			for _, remote := range args {
 				if _, err := c.Get(cmd.Context(), remote, os.Stdout, client.GetOptions{}); err != nil {
-					return err
+					return notAFile(cmd.Context(), c, "cat", remote, err, "dfs get -r "+remote+" DIR")
 				}
 			}
 			return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -126,8 +127,8 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// printProcessing is the processing part of the human stat.
-func printProcessing(p *dfs.Processing) {
+// fprintProcessing is the processing part of the human stat.
+func fprintProcessing(w io.Writer, p *dfs.Processing) {
 	line := string(p.State)
 	if p.Worker != "" {
 		line += " by " + p.Worker
@@ -135,11 +136,11 @@ func printProcessing(p *dfs.Processing) {
 	if p.Attempts > 0 {
 		line += fmt.Sprintf(", %d attempt(s)", p.Attempts)
 	}
-	printf("processing: %s\n", line)
+	fmt.Fprintf(w, "processing: %s\n", line)
 	if p.Error != "" {
-		printf("  error: %s\n", p.Error)
+		fmt.Fprintf(w, "  error: %s\n", p.Error)
 	}
 	for _, k := range sortedKeys(p.Results) {
-		printf("  %-24s %s\n", k, p.Results[k])
+		fmt.Fprintf(w, "  %-24s %s\n", k, p.Results[k])
 	}
 }

@@ -164,11 +164,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 					cold = " (not every datanode has reported to it yet: the counts may be short)"
 				}
 				fmt.Printf("\nchunks, as %s counts them%s:\n", k.From, cold)
-				fmt.Printf("%d files, %d chunks, %d copies: %d healthy, %d under-replicated, %d missing (%d repairable, %d lost), %d corrupt, %d over-replicated\n",
-					k.Files, k.Chunks, k.Copies, k.Healthy, k.UnderReplicated, k.MissingRepairable+k.MissingLost,
+				fmt.Printf("%s, %s, %s: %d healthy, %d under-replicated, %d missing (%d repairable, %d lost), %d corrupt, %d over-replicated\n",
+					plural(int(k.Files), "file"), plural(int(k.Chunks), "chunk"), plural(int(k.Copies), "copy"), k.Healthy, k.UnderReplicated, k.MissingRepairable+k.MissingLost,
 					k.MissingRepairable, k.MissingLost, k.Corrupt, k.OverReplicated)
-				fmt.Printf("pending: %d chunks to repair, %d chunks of garbage; done since it started: %d copies repaired, %d collected\n",
-					k.PendingRepair, k.PendingGC, k.Repaired, k.GarbageCollected)
+				fmt.Printf("pending: %s to repair, %s of garbage; done since it started: %s repaired, %d collected\n",
+					plural(int(k.PendingRepair), "chunk"), plural(int(k.PendingGC), "chunk"), plural(int(k.Repaired), "copy"), k.GarbageCollected)
 			} else {
 				fmt.Printf("\ncounters: %s\n", out.CountersError)
 			}

@@ -236,8 +236,8 @@ is kept as an earlier version where its bucket keeps versions, as SRC is.`,
 				}
 				f, err := c.Rename(ctx, src, dst, o)
 				if err != nil {
-					if _, serr := c.Stat(ctx, src); errors.Is(serr, dfs.ErrNotFound) && isFolder(ctx, c, src) {
-						return usagef("%s is a folder: use mv -r", src)
+					if _, serr := c.Stat(ctx, src); serr != nil {
+						return notAFile(ctx, c, "mv", src, err, "dfs mv -r "+src+" "+args[1])
 					}
 					return err
 				}
@@ -285,12 +285,6 @@ is kept as an earlier version where its bucket keeps versions, as SRC is.`,
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "move a folder: every file under SRC/")
 	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "do not replace a file at the destination")
 	return cmd
-}
-
-// isFolder reports whether some file lies under p/.
-func isFolder(ctx context.Context, c *client.Client, p string) bool {
-	l, err := c.List(ctx, client.ListOptions{Prefix: strings.TrimSuffix(p, "/") + "/", Limit: 1})
-	return err == nil && len(l.Files) > 0
 }
 
 func newBucketVersioningCmd(g *globals) *cobra.Command {

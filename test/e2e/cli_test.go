@@ -51,6 +51,7 @@ type putOutput struct {
 	Path      string `json:"path"`
 	Size      int64  `json:"size"`
 	SHA256    string `json:"sha256"`
+	Status    string `json:"status"` // queued or duplicate, as REST says
 	Duplicate bool   `json:"duplicate"`
 	Chunks    int    `json:"chunks"`
 	NewChunks int    `json:"new_chunks"`
@@ -63,9 +64,9 @@ func (c *cluster) put(t testing.TB, local, remote string) putOutput {
 	t.Helper()
 	sum, size := fileSHA(t, local)
 	out := decodeJSON[putOutput](t, c.mustDFS(t, "put", "--json", local, remote))
-	if out.Path != remote || out.Size != size || out.SHA256 != sum {
-		t.Fatalf("put %s %s printed path %q size %d sha256 %s; want %q, %d, %s",
-			local, remote, out.Path, out.Size, out.SHA256, remote, size, sum)
+	if out.Path != remote || out.Size != size || out.SHA256 != sum || out.Status != map[bool]string{true: "duplicate", false: "queued"}[out.Duplicate] {
+		t.Fatalf("put %s %s printed path %q size %d sha256 %s status %q duplicate %v; want %q, %d, %s and a status saying the same as duplicate",
+			local, remote, out.Path, out.Size, out.SHA256, out.Status, out.Duplicate, remote, size, sum)
 	}
 	c.mu.Lock()
 	c.files[remote] = sum

@@ -162,6 +162,9 @@ func TestBadInput(t *testing.T) {
 				if args[1] == local && strings.HasSuffix(remote, "/") {
 					continue // put LOCAL DIR/ appends LOCAL's base name, as documented
 				}
+				if args[0] != "put" && strings.HasSuffix(remote, "/") {
+					continue // a folder's name, not an invalid path: below
+				}
 				name := fmt.Sprintf("%s %q", args[0], remote)
 				if args[0] == "put" {
 					name = fmt.Sprintf("put %s %q", map[bool]string{true: "-", false: "LOCAL"}[args[1] == "-"], remote)
@@ -176,6 +179,17 @@ func TestBadInput(t *testing.T) {
 					}
 				})
 			}
+		}
+
+		// A name ending in '/' names a folder; with no file under it,
+		// there is nothing there: exit 3, as for a missing file.
+		for _, args := range [][]string{{"get", "badinput/", "-"}, {"stat", "badinput/"}, {"rm", "badinput/"}} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				r := c.dfs(t, args...)
+				if r.code != 3 || !strings.Contains(r.stderr, "no file under badinput/") {
+					t.Errorf("want exit 3 and a message saying nothing is under badinput/: %s", r)
+				}
+			})
 		}
 
 		t.Run("nothing stored", func(t *testing.T) {
