@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -16,8 +17,9 @@ import (
 
 func newGetCmd(g *globals) *cobra.Command {
 	var (
-		quiet, recursive bool
-		parallel         int
+		quiet, recursive, noClobber bool
+		version                     string
+		parallel                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "get REMOTE [LOCAL|-]",
@@ -41,6 +43,9 @@ reported and the others are still fetched; the exit code is then non-zero.`,
 				return err
 			}
 			defer c.Close()
+			if recursive && version != "" {
+				return usagef("--version names a version of one file: not with -r")
+			}
 			if recursive {
 				f, err := folderName(remote)
 				if err != nil {
@@ -53,38 +58,50 @@ reported and the others are still fetched; the exit code is then non-zero.`,
 				if f == "" && len(args) == 1 {
 					return usagef("get -r of every file needs a LOCAL directory")
 				}
-				return getTree(cmd, c, f, local, quiet, parallel)
+				return getTree(cmd, c, f, local, quiet, parallel, noClobber)
 			}
 			local := path.Base(remote)
 			if len(args) == 2 {
 				local = args[1]
 			}
 			if local == "-" {
-				if _, err := c.Get(cmd.Context(), remote, os.Stdout, client.GetOptions{}); err != nil {
+				if _, err := c.Get(cmd.Context(), remote, os.Stdout, client.GetOptions{Version: version}); err != nil {
 					return notAFile(cmd.Context(), c, "get", remote, err, "dfs get -r "+remote+" DIR")
 				}
 				return nil
 			}
-			return getToFile(cmd, c, remote, local, quiet)
+			return getToFile(cmd, c, remote, local, getOptions{quiet: quiet, version: version, noClobber: noClobber})
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "fetch every file under the folder REMOTE into the directory LOCAL")
 	cmd.Flags().IntVar(&parallel, "parallel", defaultParallel, "files fetched at once with -r")
+	cmd.Flags().StringVar(&version, "version", "", "fetch this earlier version of REMOTE (dfs versions lists them)")
+	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "never replace a local file (with -r: skip the files that exist)")
 	return cmd
 }
 
 // getToFile writes to a temporary file beside local and renames it into
 // place once every byte is verified.
-func getToFile(cmd *cobra.Command, c *client.Client, remote, local string, quiet bool) error {
+// getOptions qualify a get of one file.
+type getOptions struct {
+	quiet     bool
+	version   string // an earlier version of the file
+	noClobber bool   // refuse to replace a local file
+}
+
+func getToFile(cmd *cobra.Command, c *client.Client, remote, local string, o getOptions) error {
 	if st, err := os.Stat(local); err == nil && st.IsDir() {
 		local = filepath.Join(local, path.Base(remote))
 	}
-	loc, err := c.Locate(cmd.Context(), remote)
+	if _, err := os.Lstat(local); err == nil && o.noClobber {
+		return fmt.Errorf("get %s: %s exists: not replaced (--no-clobber)", remote, local)
+	}
+	loc, err := c.LocateVersion(cmd.Context(), remote, o.version)
 	if err != nil {
 		return notAFile(cmd.Context(), c, "get", remote, fmt.Errorf("get %s: %w", remote, err), "dfs get -r "+remote+" DIR")
 	}
-	bar := newBar(loc.Size, "get "+remote, !quiet)
+	bar := newBar(loc.Size, "get "+remote, !o.quiet)
 	err = writeLocal(cmd.Context(), c, loc, local, progressFunc(bar))
 	finishBar(bar)
 	if err != nil {
@@ -94,7 +111,7 @@ func getToFile(cmd *cobra.Command, c *client.Client, remote, local string, quiet
 }
 
 // getTree writes every file under folder f below the directory dir.
-func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, parallel int) error {
+func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, parallel int, noClobber bool) error {
 	ctx := cmd.Context()
 	files, err := allRemoteFiles(ctx, c, f)
 	if err != nil {
@@ -103,7 +120,7 @@ func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, pa
 	if len(files) == 0 {
 		// A file of that name is fetched as get without -r would.
 		if _, serr := c.Stat(ctx, f); f != "" && serr == nil {
-			return getToFile(cmd, c, f, dir, quiet)
+			return getToFile(cmd, c, f, dir, getOptions{quiet: quiet, noClobber: noClobber})
 		}
 		return fmt.Errorf("get -r %s: %w: no file under %s", f, dfs.ErrNotFound, under(f))
 	}
@@ -117,7 +134,11 @@ func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, pa
 	each(ctx, parallel, files, func(rf remoteFile) {
 		progress, finish := prog.start(rf.info.Size)
 		defer finish("")
-		err := getOne(ctx, c, rf, dir, progress)
+		err := getOne(ctx, c, rf, dir, noClobber, progress)
+		if errors.Is(err, errExists) {
+			prog.print(stderr, fmt.Sprintf("dfs: get %s: %s exists: skipped (--no-clobber)\n", rf.info.Path, rf.rel))
+			return
+		}
 		if err != nil {
 			fails.add(err)
 			prog.print(stderr, fmt.Sprintf("dfs: get %s: %v\n", rf.info.Path, err))
@@ -136,10 +157,16 @@ func getTree(cmd *cobra.Command, c *client.Client, f, dir string, quiet bool, pa
 	return nil
 }
 
-func getOne(ctx context.Context, c *client.Client, rf remoteFile, dir string, progress func(int64)) error {
+// errExists: a local file that --no-clobber keeps.
+var errExists = errors.New("exists")
+
+func getOne(ctx context.Context, c *client.Client, rf remoteFile, dir string, noClobber bool, progress func(int64)) error {
 	dst, err := localPath(dir, rf.rel)
 	if err != nil {
 		return err
+	}
+	if _, err := os.Lstat(dst); err == nil && noClobber {
+		return errExists
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
 		return err

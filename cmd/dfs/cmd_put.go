@@ -16,6 +16,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
 )
 
@@ -73,6 +74,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		contentType   string
 		asJSON, quiet bool
 		recursive     bool
+		noClobber     bool
 		parallel      int
 	)
 	cmd := &cobra.Command{
@@ -120,7 +122,7 @@ non-zero.`,
 					return err
 				}
 				defer c.Close()
-				return putTree(cmd, c, local, f, putTreeOptions{contentType: contentType, asJSON: asJSON, quiet: quiet, parallel: parallel})
+				return putTree(cmd, c, local, f, putTreeOptions{contentType: contentType, asJSON: asJSON, quiet: quiet, parallel: parallel, noClobber: noClobber})
 			}
 			if local == "-" && (len(args) == 1 || strings.HasSuffix(remote, "/")) {
 				return usagef("put from stdin needs a REMOTE file path")
@@ -159,9 +161,18 @@ non-zero.`,
 				return err
 			}
 			defer c.Close()
+			if noClobber {
+				// Checked before sending a byte; the commit checks again.
+				if _, err := c.Stat(cmd.Context(), remote); err == nil {
+					return errClobber(remote)
+				}
+			}
 			bar := newBar(size, "put "+remote, !quiet && !asJSON)
-			res, err := c.Put(cmd.Context(), remote, src, client.PutOptions{ContentType: contentType, Progress: progressFunc(bar)})
+			res, err := c.Put(cmd.Context(), remote, src, client.PutOptions{ContentType: contentType, Progress: progressFunc(bar), IfAbsent: noClobber})
 			finishBar(bar)
+			if noClobber && errors.Is(err, dfs.ErrPrecondition) {
+				return errClobber(remote)
+			}
 			if err != nil {
 				if errors.Is(err, cmd.Context().Err()) {
 					return fmt.Errorf("put %s: interrupted, nothing committed", remote)
@@ -181,6 +192,7 @@ non-zero.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (with -r, one object per line per file)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing on success")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "store every file under the directory LOCAL under the folder REMOTE")
+	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "never replace a file at REMOTE (with -r: skip the files that exist)")
 	cmd.Flags().IntVar(&parallel, "parallel", defaultParallel, "files stored at once with -r")
 	return cmd
 }
@@ -189,6 +201,12 @@ type putTreeOptions struct {
 	contentType   string
 	asJSON, quiet bool
 	parallel      int
+	noClobber     bool // skip the files that exist
+}
+
+// errClobber refuses to replace a file (--no-clobber).
+func errClobber(p string) error {
+	return fmt.Errorf("%s exists: not replaced (--no-clobber)", p)
 }
 
 // putTree stores every file under the local directory dir under folder f.
@@ -217,7 +235,18 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 	var chunks, newChunks, sent atomic.Int64
 	each(ctx, o.parallel, files, func(lf localFile) {
 		progress, finish := prog.start(lf.size)
-		res, err := putOne(ctx, c, lf, joinPath(f, lf.rel), o.contentType, progress)
+		remote := joinPath(f, lf.rel)
+		if o.noClobber {
+			if _, err := c.Stat(ctx, remote); err == nil {
+				finish(remote + " exists: skipped (--no-clobber)\n")
+				return
+			}
+		}
+		res, err := putOne(ctx, c, lf, remote, o.contentType, o.noClobber, progress)
+		if o.noClobber && errors.Is(err, dfs.ErrPrecondition) {
+			finish(remote + " exists: skipped (--no-clobber)\n")
+			return
+		}
 		if err != nil {
 			finish("")
 			fails.add(err)
@@ -249,7 +278,7 @@ func putTree(cmd *cobra.Command, c *client.Client, dir, f string, o putTreeOptio
 }
 
 // putOne stores one local file at remote.
-func putOne(ctx context.Context, c *client.Client, lf localFile, remote, contentType string, progress func(int64)) (client.PutResult, error) {
+func putOne(ctx context.Context, c *client.Client, lf localFile, remote, contentType string, ifAbsent bool, progress func(int64)) (client.PutResult, error) {
 	src, err := os.Open(lf.path)
 	if err != nil {
 		return client.PutResult{}, err
@@ -258,5 +287,5 @@ func putOne(ctx context.Context, c *client.Client, lf localFile, remote, content
 	if contentType == "" {
 		contentType = mime.TypeByExtension(path.Ext(remote))
 	}
-	return c.Put(ctx, remote, src, client.PutOptions{ContentType: contentType, Progress: progress})
+	return c.Put(ctx, remote, src, client.PutOptions{ContentType: contentType, Progress: progress, IfAbsent: ifAbsent})
 }

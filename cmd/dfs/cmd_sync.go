@@ -199,7 +199,7 @@ func (s *syncer) up(dir string, f string) error {
 		}
 		progress, finish := s.prog.start(p.size)
 		defer finish("")
-		res, err := putOne(ctx, s.c, localFile{rel: p.rel, path: p.localPath, size: p.size}, a.Path, "", progress)
+		res, err := putOne(ctx, s.c, localFile{rel: p.rel, path: p.localPath, size: p.size}, a.Path, "", false, progress)
 		if err != nil {
 			s.fail(a, err)
 			return
@@ -300,7 +300,7 @@ func (s *syncer) down(f, dir string) error {
 		}
 		progress, finish := s.prog.start(p.size)
 		defer finish("")
-		if err := getOne(ctx, s.c, remoteFile{rel: p.rel, info: *p.remote}, dir, progress); err != nil {
+		if err := getOne(ctx, s.c, remoteFile{rel: p.rel, info: *p.remote}, dir, false, progress); err != nil {
 			s.fail(a, err)
 			return
 		}

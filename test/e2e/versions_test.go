@@ -65,6 +65,13 @@ func TestVersionsCLI(t *testing.T) {
 		t.Fatalf("put --no-clobber onto a file: %s; want a refusal that says it exists", r)
 	}
 	c.checkGet(t, "ver/doc.bin", sum2)
+	// get --no-clobber leaves a local file alone.
+	if r := c.dfs(t, "get", "--no-clobber", "ver/doc.bin", out); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Fatalf("get --no-clobber onto a local file: %s; want a refusal that says it exists", r)
+	}
+	if got, _ := fileSHA(t, out); got != sum1 {
+		t.Fatalf("get --no-clobber changed the local file")
+	}
 
 	// mv of a file and of a folder.
 	c.mustDFS(t, "mv", "ver/doc.bin", "ver/moved/")
