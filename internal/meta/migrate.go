@@ -180,6 +180,20 @@ func (s *Store) migrateCounts(ctx context.Context, f Fence, rev int64) (MigrateS
 	if err != nil {
 		return st, fmt.Errorf("migrate: %w", err)
 	}
+	// So do earlier versions of paths (delete markers hold none).
+	err = ScanPrefix(ctx, s.kv, s.schema.VersionsPrefix(), "", scanPage, func(kv *mvccpb.KeyValue) error {
+		var rec api.FileRecord
+		if err := proto.Unmarshal(kv.Value, &rec); err != nil {
+			return fmt.Errorf("version %q: decode: %w", kv.Key, err)
+		}
+		if h := recordContent(&rec); !h.IsZero() {
+			paths[h]++
+		}
+		return nil
+	}, at)
+	if err != nil {
+		return st, fmt.Errorf("migrate: %w", err)
+	}
 	marks := map[dfs.ContentHash]int64{}
 	err = ScanPrefix(ctx, s.kv, s.schema.RefsPrefix(), "", scanPage, func(kv *mvccpb.KeyValue) error {
 		if h, err := dfs.ParseHash(strings.TrimPrefix(string(kv.Key), s.schema.RefsPrefix())); err == nil {
