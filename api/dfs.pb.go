@@ -1250,8 +1250,11 @@ func (x *ListResponse) GetNextStartAfter() string {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Leave a delete marker even when the path holds no file, if its bucket
+	// enabled versioning (S3's DeleteObject).
+	MarkAbsent    bool `protobuf:"varint,2,opt,name=mark_absent,json=markAbsent,proto3" json:"mark_absent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1293,10 +1296,20 @@ func (x *DeleteRequest) GetPath() string {
 	return ""
 }
 
+func (x *DeleteRequest) GetMarkAbsent() bool {
+	if x != nil {
+		return x.MarkAbsent
+	}
+	return false
+}
+
 type DeleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delete marker the delete left; empty if the bucket keeps no
+	// versions.
+	MarkerVersionId string `protobuf:"bytes,1,opt,name=marker_version_id,json=markerVersionId,proto3" json:"marker_version_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DeleteResponse) Reset() {
@@ -1327,6 +1340,13 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
 	return file_dfs_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteResponse) GetMarkerVersionId() string {
+	if x != nil {
+		return x.MarkerVersionId
+	}
+	return ""
 }
 
 type NodesRequest struct {
@@ -6347,10 +6367,13 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05files\x18\x01 \x03(\v2\x10.dfs.v1.FileInfoR\x05files\x12\x1a\n" +
 	"\bprefixes\x18\x02 \x03(\tR\bprefixes\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12(\n" +
-	"\x10next_start_after\x18\x04 \x01(\tR\x0enextStartAfter\"#\n" +
+	"\x10next_start_after\x18\x04 \x01(\tR\x0enextStartAfter\"D\n" +
 	"\rDeleteRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\x10\n" +
-	"\x0eDeleteResponse\"\x0e\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1f\n" +
+	"\vmark_absent\x18\x02 \x01(\bR\n" +
+	"markAbsent\"<\n" +
+	"\x0eDeleteResponse\x12*\n" +
+	"\x11marker_version_id\x18\x01 \x01(\tR\x0fmarkerVersionId\"\x0e\n" +
 	"\fNodesRequest\"\xcc\x02\n" +
 	"\n" +
 	"NodeStatus\x12 \n" +

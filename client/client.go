@@ -214,14 +214,27 @@ func (c *Client) Stat(ctx context.Context, path string) (dfs.FileInfo, error) {
 
 // Delete removes a path. The bytes go when nothing refers to them.
 func (c *Client) Delete(ctx context.Context, path string) error {
-	path, err := dfs.CleanPath(path) // see Stat
+	_, err := c.DeleteMarked(ctx, path, false)
+	return err
+}
+
+// DeleteMarked removes a path as Delete does and returns the id of the
+// delete marker it left where the bucket keeps versions. With markAbsent,
+// a bucket that enabled versioning gets a marker even when the path holds
+// no file (S3's DeleteObject).
+func (c *Client) DeleteMarked(ctx context.Context, path string, markAbsent bool) (marker string, err error) {
+	path, err = dfs.CleanPath(path) // see Stat
 	if err != nil {
-		return err
+		return "", err
 	}
-	return c.call(ctx, func(cc api.CoordinatorClient) error {
-		_, err := cc.Delete(ctx, &api.DeleteRequest{Path: path})
+	err = c.call(ctx, func(cc api.CoordinatorClient) error {
+		resp, err := cc.Delete(ctx, &api.DeleteRequest{Path: path, MarkAbsent: markAbsent})
+		if err == nil {
+			marker = resp.MarkerVersionId
+		}
 		return err
 	})
+	return marker, err
 }
 
 // ListOptions select a page of a listing.

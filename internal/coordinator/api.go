@@ -636,10 +636,11 @@ func (s *Server) Delete(ctx context.Context, req *api.DeleteRequest) (*api.Delet
 	if err := s.may(ctx, path, access.Write); err != nil {
 		return nil, err
 	}
-	if err := s.meta.DeleteFile(ctx, path); err != nil {
+	marker, err := s.meta.Delete(ctx, path, meta.DeleteOptions{MarkAbsent: req.MarkAbsent})
+	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &api.DeleteResponse{}, nil
+	return &api.DeleteResponse{MarkerVersionId: marker}, nil
 }
 
 // Nodes implements api.CoordinatorServer.

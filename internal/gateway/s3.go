@@ -69,6 +69,8 @@ type s3Handler struct {
 
 	mu   sync.Mutex
 	keys map[string]signingKey // by key id, day, region, service
+
+	versioning sync.Map // bucket -> versioningEntry (s3versions.go)
 }
 
 type signingKey struct {
@@ -826,11 +828,7 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 			h.deleteVersion(w, r, p, vid)
 			return
 		}
-		if err := h.s.cl.Delete(r.Context(), p); err != nil && !errors.Is(err, dfs.ErrNotFound) {
-			h.fail(w, r, err, "NoSuchKey")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		h.deleteObject(w, r, bucket, p)
 	default:
 		h.fail(w, r, s3Err(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s on an object is not allowed", r.Method), "")
 	}
@@ -859,7 +857,7 @@ func (h *s3Handler) putObject(w http.ResponseWriter, r *http.Request, a *s3.Auth
 		h.fail(w, r, err, "NoSuchKey") // If-Match on no object
 		return
 	}
-	setVersionHeader(w, res.File)
+	h.setVersionHeader(w, r, res.File)
 	up.answer(w)
 }
 
@@ -1030,13 +1028,15 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 		notFound := "NoSuchKey"
 		if vid != "" {
 			notFound = "NoSuchVersion"
+		} else if errors.Is(err, dfs.ErrNotFound) {
+			h.markDeleted(w, r, path)
 		}
 		h.fail(w, r, err, notFound)
 		return
 	}
 	f := loc.File
 	hd := w.Header()
-	setVersionHeader(w, f)
+	h.setVersionHeader(w, r, f)
 	if v := r.URL.Query().Get("partNumber"); v != "" {
 		n, err := partNumber(v)
 		if err == nil && r.Header.Get("Range") != "" {
@@ -1242,7 +1242,7 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 	if version != "" {
 		w.Header().Set("X-Amz-Copy-Source-Version-Id", version)
 	}
-	setVersionHeader(w, f)
+	h.setVersionHeader(w, r, f)
 	writeXML(w, http.StatusOK, struct {
 		XMLName      xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CopyObjectResult"`
 		LastModified string
@@ -1281,8 +1281,10 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 		return
 	}
 	type deleted struct {
-		Key       string
-		VersionId string `xml:",omitempty"`
+		Key                   string
+		VersionId             string `xml:",omitempty"`
+		DeleteMarker          bool   `xml:",omitempty"`
+		DeleteMarkerVersionId string `xml:",omitempty"`
 	}
 	type failed struct{ Key, Code, Message string }
 	var out struct {
@@ -1296,10 +1298,17 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 			vid = ""
 		}
 		p, err := dfs.CleanPath(bucket + "/" + o.Key)
+		var marker string
 		if err == nil && vid != "" {
-			_, err = h.s.cl.DeleteVersion(r.Context(), p, vid)
+			var v dfs.Version
+			if v, err = h.s.cl.DeleteVersion(r.Context(), p, vid); err == nil && v.DeleteMarker {
+				marker = vid
+			}
 		} else if err == nil {
-			err = h.s.cl.Delete(r.Context(), p)
+			marker, err = h.s.cl.DeleteMarked(r.Context(), p, true)
+			if !h.versioned(r.Context(), bucket) {
+				marker = ""
+			}
 		}
 		if err != nil && !errors.Is(err, dfs.ErrNotFound) {
 			e := s3ErrorOf(err, "NoSuchKey")
@@ -1307,7 +1316,7 @@ func (h *s3Handler) deleteObjects(w http.ResponseWriter, r *http.Request, bucket
 			continue
 		}
 		if !req.Quiet {
-			out.Deleted = append(out.Deleted, deleted{Key: o.Key, VersionId: o.VersionId})
+			out.Deleted = append(out.Deleted, deleted{Key: o.Key, VersionId: o.VersionId, DeleteMarker: marker != "", DeleteMarkerVersionId: marker})
 		}
 	}
 	writeXML(w, http.StatusOK, out)

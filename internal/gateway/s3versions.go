@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
@@ -27,11 +29,68 @@ func versionParam(q url.Values) string {
 	return ""
 }
 
-// setVersionHeader names the version an answer is about.
-func setVersionHeader(w http.ResponseWriter, f dfs.FileInfo) {
-	if f.VersionID != "" {
+// versioningTTL is how long a gateway trusts what it read of a bucket's
+// versioning: another gateway's change shows within it.
+const versioningTTL = 5 * time.Second
+
+type versioningEntry struct {
+	enabled bool
+	at      time.Time
+}
+
+// versioned reports whether bucket enabled versioning: S3 answers then
+// show version ids; a bucket in dfs's default mode (which keeps earlier
+// versions for the cluster's retention) answers as an unversioned one.
+func (h *s3Handler) versioned(ctx context.Context, bucket string) bool {
+	if e, ok := h.versioning.Load(bucket); ok && time.Since(e.(versioningEntry).at) < versioningTTL {
+		return e.(versioningEntry).enabled
+	}
+	v, err := h.s.cl.GetVersioning(ctx, bucket)
+	if err != nil {
+		return false
+	}
+	h.versioning.Store(bucket, versioningEntry{enabled: v.Mode == "enabled", at: time.Now()})
+	return v.Mode == "enabled"
+}
+
+// setVersionHeader names the version an answer is about, where the
+// bucket enabled versioning or the request named a version.
+func (h *s3Handler) setVersionHeader(w http.ResponseWriter, r *http.Request, f dfs.FileInfo) {
+	bucket, _, _ := strings.Cut(f.Path, "/")
+	if f.VersionID != "" && (versionParam(r.URL.Query()) != "" || h.versioned(r.Context(), bucket)) {
 		w.Header().Set("X-Amz-Version-Id", f.VersionID)
 	}
+}
+
+// markDeleted says, on a read of a key that is not there, whether its
+// newest version is a delete marker.
+func (h *s3Handler) markDeleted(w http.ResponseWriter, r *http.Request, path string) {
+	l, err := h.s.cl.ListVersions(r.Context(), client.VersionListOptions{Prefix: path, Exact: true, Limit: 1})
+	if err != nil {
+		return
+	}
+	if len(l.Versions) > 0 && l.Versions[0].DeleteMarker {
+		w.Header().Set("X-Amz-Delete-Marker", "true")
+		w.Header().Set("X-Amz-Version-Id", l.Versions[0].VersionID)
+		return
+	}
+	w.Header().Set("X-Amz-Delete-Marker", "false")
+}
+
+// deleteObject answers DeleteObject without a versionId. Where the bucket
+// enabled versioning, the delete leaves a marker even if the key is not
+// there, as S3's does, and the answer names it.
+func (h *s3Handler) deleteObject(w http.ResponseWriter, r *http.Request, bucket, path string) {
+	marker, err := h.s.cl.DeleteMarked(r.Context(), path, true)
+	if err != nil && !errors.Is(err, dfs.ErrNotFound) {
+		h.fail(w, r, err, "NoSuchKey")
+		return
+	}
+	if marker != "" && h.versioned(r.Context(), bucket) {
+		w.Header().Set("X-Amz-Delete-Marker", "true")
+		w.Header().Set("X-Amz-Version-Id", marker)
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // getVersioning answers GetBucketVersioning.
@@ -94,6 +153,7 @@ func (h *s3Handler) putVersioning(w http.ResponseWriter, r *http.Request, bucket
 		h.fail(w, r, err, "NoSuchBucket")
 		return
 	}
+	h.versioning.Delete(bucket)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -121,8 +121,12 @@ func TestS3Versioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, body := range []string{"a", "b"} {
-		if _, err := mc.PutObject(ctx, "flat", "k", bytes.NewReader([]byte(body)), 1, minio.PutObjectOptions{}); err != nil {
+		info, err := mc.PutObject(ctx, "flat", "k", bytes.NewReader([]byte(body)), 1, minio.PutObjectOptions{})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if info.VersionID != "" {
+			t.Fatalf("a put into an unversioned bucket answered version id %q", info.VersionID)
 		}
 	}
 	n := 0

@@ -745,10 +745,26 @@ func (s *Store) getContent(ctx context.Context, h dfs.ContentHash, fresh bool) (
 
 // DeleteFile removes a path, or fails with an error wrapping dfs.ErrNotFound.
 func (s *Store) DeleteFile(ctx context.Context, path string) error {
+	_, err := s.Delete(ctx, path, DeleteOptions{})
+	return err
+}
+
+// DeleteOptions qualify a delete.
+type DeleteOptions struct {
+	// MarkAbsent writes a delete marker even when the path holds no file,
+	// if its bucket enabled versioning (S3's DeleteObject does).
+	MarkAbsent bool
+}
+
+// Delete removes a path as DeleteFile does, and returns the id of the
+// delete marker it left ("" if its bucket keeps no versions).
+func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marker string, err error) {
 	key := s.schema.File(path)
 	var rev int64 // the version being deleted
 	sent := false // a delete of it went out without an answer
-	return retryWrite(ctx, func(ctx context.Context) error {
+	now := time.Now()
+	mid := VersionID(now) // the marker's id, fixed across attempts
+	err = retryWrite(ctx, func(ctx context.Context) error {
 		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(key), clientv3.OpGet(s.bucketKey(path))).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
@@ -761,6 +777,20 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		if len(resp.Kvs) == 0 {
 			if sent {
 				return nil // the earlier attempt deleted it
+			}
+			var rec api.BucketRecord
+			if o.MarkAbsent && bucketVal != nil && proto.Unmarshal(bucketVal, &rec) == nil && rec.Versioning == api.Versioning_VERSIONING_ENABLED {
+				_, d := s.policy(bucketVal)
+				m, err := s.versionOps(path, &api.FileRecord{VersionId: mid, DeleteMarker: true,
+					ModifiedUnixNano: now.UnixNano(), CreatedUnixNano: now.UnixNano()}, now, d)
+				if err != nil {
+					return err
+				}
+				if _, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(m...).Commit(); err != nil {
+					return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+				}
+				marker = mid
+				return nil
 			}
 			return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
 		}
@@ -782,16 +812,17 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		if keep, d := s.policy(bucketVal); keep {
 			// The file is kept as an earlier version, with its reference
 			// to its content, and a delete marker says when it went.
-			now := time.Now()
 			a, err := s.archiveOps(path, &rec, now, d)
 			if err != nil {
 				return err
 			}
-			m, err := s.markerOps(path, now, d)
+			m, err := s.versionOps(path, &api.FileRecord{VersionId: mid, DeleteMarker: true,
+				ModifiedUnixNano: now.UnixNano(), CreatedUnixNano: now.UnixNano()}, now, d)
 			if err != nil {
 				return err
 			}
 			ops = append(append(ops, a...), m...)
+			marker = mid
 		} else if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
 			// One path fewer points at the content, in the same
 			// transaction.
@@ -814,6 +845,7 @@ func (s *Store) DeleteFile(ctx context.Context, path string) error {
 		}
 		return nil
 	})
+	return marker, err
 }
 
 // Listing is one page of a listing.
