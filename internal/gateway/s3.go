@@ -824,8 +824,8 @@ func (h *s3Handler) object(w http.ResponseWriter, r *http.Request, a *s3.Auth, b
 	case http.MethodGet, http.MethodHead:
 		h.getObject(w, r, p)
 	case http.MethodDelete:
-		if vid := versionParam(q); vid != "" {
-			h.deleteVersion(w, r, p, vid)
+		if q.Has("versionId") {
+			h.deleteVersion(w, r, p, q.Get("versionId"))
 			return
 		}
 		h.deleteObject(w, r, bucket, p)

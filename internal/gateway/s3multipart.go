@@ -373,6 +373,7 @@ func (h *s3Handler) completeUpload(w http.ResponseWriter, r *http.Request, bucke
 		h.failUpload(w, r, err)
 		return
 	}
+	h.setVersionHeader(w, r, res.File)
 	writeCompleted(w, r, bucket, key, res.File)
 }
 
@@ -383,6 +384,7 @@ func (h *s3Handler) completed(w http.ResponseWriter, r *http.Request, bucket, ke
 		h.failUpload(w, r, err)
 		return
 	}
+	h.setVersionHeader(w, r, res.File)
 	writeCompleted(w, r, bucket, key, res.File)
 }
 

@@ -65,6 +65,10 @@ func (h *s3Handler) setVersionHeader(w http.ResponseWriter, r *http.Request, f d
 // markDeleted says, on a read of a key that is not there, whether its
 // newest version is a delete marker.
 func (h *s3Handler) markDeleted(w http.ResponseWriter, r *http.Request, path string) {
+	if bucket, _, _ := strings.Cut(path, "/"); !h.versioned(r.Context(), bucket) {
+		w.Header().Set("X-Amz-Delete-Marker", "false")
+		return
+	}
 	l, err := h.s.cl.ListVersions(r.Context(), client.VersionListOptions{Prefix: path, Exact: true, Limit: 1})
 	if err != nil {
 		return
@@ -160,6 +164,20 @@ func (h *s3Handler) putVersioning(w http.ResponseWriter, r *http.Request, bucket
 // deleteVersion answers DeleteObject with a versionId: that version goes
 // for good.
 func (h *s3Handler) deleteVersion(w http.ResponseWriter, r *http.Request, path, vid string) {
+	if vid == "null" {
+		// The object written before versioning: the current file, if it
+		// is not a version the client already knows by id.
+		f, err := h.s.cl.Stat(r.Context(), path)
+		if errors.Is(err, dfs.ErrNotFound) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if err != nil {
+			h.fail(w, r, err, "NoSuchVersion")
+			return
+		}
+		vid = f.VersionID
+	}
 	v, err := h.s.cl.DeleteVersion(r.Context(), path, vid)
 	if err != nil && !errors.Is(err, dfs.ErrNotFound) {
 		h.fail(w, r, err, "NoSuchVersion")
