@@ -2868,8 +2868,11 @@ type FsckFile struct {
 	UnderReplicated int64                  `protobuf:"varint,5,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
 	Missing         int64                  `protobuf:"varint,6,opt,name=missing,proto3" json:"missing,omitempty"`
 	Corrupt         int64                  `protobuf:"varint,7,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Of under_replicated: no node can take another copy (fewer datanodes
+	// take copies than the replication factor), so repair cannot help.
+	Unplaceable   int64 `protobuf:"varint,8,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FsckFile) Reset() {
@@ -2951,6 +2954,13 @@ func (x *FsckFile) GetCorrupt() int64 {
 	return 0
 }
 
+func (x *FsckFile) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
+}
+
 type FsckResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Files            int64                  `protobuf:"varint,1,opt,name=files,proto3" json:"files,omitempty"`
@@ -2970,7 +2980,9 @@ type FsckResponse struct {
 	NextStartAfter string `protobuf:"bytes,12,opt,name=next_start_after,json=nextStartAfter,proto3" json:"next_start_after,omitempty"`
 	Truncated      bool   `protobuf:"varint,13,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// The cluster-wide counters at the time of the page.
-	Counters      *CountersResponse `protobuf:"bytes,14,opt,name=counters,proto3" json:"counters,omitempty"`
+	Counters *CountersResponse `protobuf:"bytes,14,opt,name=counters,proto3" json:"counters,omitempty"`
+	// Of under_replicated: no node can take another copy (see FsckFile).
+	Unplaceable   int64 `protobuf:"varint,15,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3103,6 +3115,13 @@ func (x *FsckResponse) GetCounters() *CountersResponse {
 	return nil
 }
 
+func (x *FsckResponse) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
+}
+
 type CountersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3156,10 +3175,14 @@ type CountersResponse struct {
 	GarbageCollected  int64                  `protobuf:"varint,13,opt,name=garbage_collected,json=garbageCollected,proto3" json:"garbage_collected,omitempty"` // copies deleted by GC since it started
 	// Not every datanode has reported to this coordinator since it started:
 	// its chunk counters may be short.
-	Cold          bool   `protobuf:"varint,14,opt,name=cold,proto3" json:"cold,omitempty"`
-	FilesKnown    bool   `protobuf:"varint,15,opt,name=files_known,json=filesKnown,proto3" json:"files_known,omitempty"` // files is counted (etcd answered since start)
-	Addr          string `protobuf:"bytes,16,opt,name=addr,proto3" json:"addr,omitempty"`                                // the answering coordinator
-	Leader        bool   `protobuf:"varint,17,opt,name=leader,proto3" json:"leader,omitempty"`                           // it is the leader
+	Cold       bool   `protobuf:"varint,14,opt,name=cold,proto3" json:"cold,omitempty"`
+	FilesKnown bool   `protobuf:"varint,15,opt,name=files_known,json=filesKnown,proto3" json:"files_known,omitempty"` // files is counted (etcd answered since start)
+	Addr       string `protobuf:"bytes,16,opt,name=addr,proto3" json:"addr,omitempty"`                                // the answering coordinator
+	Leader     bool   `protobuf:"varint,17,opt,name=leader,proto3" json:"leader,omitempty"`                           // it is the leader
+	// Below the factor with no node to place a copy on: fewer datanodes take
+	// copies than the factor needs. Not in pending_repair, which counts only
+	// what repair can do.
+	Unplaceable   int64 `protobuf:"varint,18,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3311,6 +3334,13 @@ func (x *CountersResponse) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *CountersResponse) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
 }
 
 type ReplicateChunkResponse struct {
@@ -5661,6 +5691,123 @@ func (x *ListPartsResponse) GetTruncated() bool {
 	return false
 }
 
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Remove it even if some chunk it holds has fewer than min-replicas
+	// copies elsewhere: those chunks are under-replicated or lost if the
+	// node's disk is gone.
+	Force         bool  `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Term          int64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"` // set when a follower forwards the request to the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_dfs_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *RemoveNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RemoveNodeRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type RemoveNodeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Chunks int64                  `protobuf:"varint,1,opt,name=chunks,proto3" json:"chunks,omitempty"` // chunks it held, whose copies on it were forgotten
+	// Chunks it held with fewer than min-replicas copies elsewhere (only
+	// with force).
+	ShortChunks   int64 `protobuf:"varint,2,opt,name=short_chunks,json=shortChunks,proto3" json:"short_chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_dfs_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *RemoveNodeResponse) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *RemoveNodeResponse) GetShortChunks() int64 {
+	if x != nil {
+		return x.ShortChunks
+	}
+	return 0
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -5899,7 +6046,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05files\x18\x02 \x01(\bR\x05files\x12\x1f\n" +
 	"\vstart_after\x18\x03 \x01(\tR\n" +
 	"startAfter\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xd2\x01\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xf4\x01\n" +
 	"\bFsckFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x16\n" +
@@ -5907,7 +6054,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\x03R\ahealthy\x12)\n" +
 	"\x10under_replicated\x18\x05 \x01(\x03R\x0funderReplicated\x12\x18\n" +
 	"\amissing\x18\x06 \x01(\x03R\amissing\x12\x18\n" +
-	"\acorrupt\x18\a \x01(\x03R\acorrupt\"\xf1\x03\n" +
+	"\acorrupt\x18\a \x01(\x03R\acorrupt\x12 \n" +
+	"\vunplaceable\x18\b \x01(\x03R\vunplaceable\"\x93\x04\n" +
 	"\fFsckResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x18\n" +
@@ -5924,8 +6072,9 @@ const file_dfs_proto_rawDesc = "" +
 	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\x12(\n" +
 	"\x10next_start_after\x18\f \x01(\tR\x0enextStartAfter\x12\x1c\n" +
 	"\ttruncated\x18\r \x01(\bR\ttruncated\x124\n" +
-	"\bcounters\x18\x0e \x01(\v2\x18.dfs.v1.CountersResponseR\bcounters\"\x11\n" +
-	"\x0fCountersRequest\"\xa2\x04\n" +
+	"\bcounters\x18\x0e \x01(\v2\x18.dfs.v1.CountersResponseR\bcounters\x12 \n" +
+	"\vunplaceable\x18\x0f \x01(\x03R\vunplaceable\"\x11\n" +
+	"\x0fCountersRequest\"\xc4\x04\n" +
 	"\x10CountersResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x16\n" +
@@ -5946,7 +6095,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\vfiles_known\x18\x0f \x01(\bR\n" +
 	"filesKnown\x12\x12\n" +
 	"\x04addr\x18\x10 \x01(\tR\x04addr\x12\x16\n" +
-	"\x06leader\x18\x11 \x01(\bR\x06leader\"0\n" +
+	"\x06leader\x18\x11 \x01(\bR\x06leader\x12 \n" +
+	"\vunplaceable\x18\x12 \x01(\x03R\vunplaceable\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x03(\tR\x06stored\"%\n" +
 	"\rStatusRequest\x12\x14\n" +
@@ -6129,8 +6279,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\x11ListPartsResponse\x12&\n" +
 	"\x06upload\x18\x01 \x01(\v2\x0e.dfs.v1.UploadR\x06upload\x12\"\n" +
 	"\x05parts\x18\x02 \x03(\v2\f.dfs.v1.PartR\x05parts\x12\x1c\n" +
-	"\ttruncated\x18\x03 \x01(\bR\ttruncated2\xca\n" +
-	"\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"Q\n" +
+	"\x11RemoveNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x03R\x04term\"O\n" +
+	"\x12RemoveNodeResponse\x12\x16\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\x12!\n" +
+	"\fshort_chunks\x18\x02 \x01(\x03R\vshortChunks2\xc7\v\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -6153,7 +6309,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\x0eCompleteUpload\x12\x1d.dfs.v1.CompleteUploadRequest\x1a\x16.dfs.v1.CommitResponse\x12F\n" +
 	"\vAbortUpload\x12\x1a.dfs.v1.AbortUploadRequest\x1a\x1b.dfs.v1.AbortUploadResponse\x12F\n" +
 	"\vListUploads\x12\x1a.dfs.v1.ListUploadsRequest\x1a\x1b.dfs.v1.ListUploadsResponse\x12@\n" +
-	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse2\xfd\x04\n" +
+	"\tListParts\x12\x18.dfs.v1.ListPartsRequest\x1a\x19.dfs.v1.ListPartsResponse\x126\n" +
+	"\aUndrain\x12\x14.dfs.v1.DrainRequest\x1a\x15.dfs.v1.DrainResponse\x12C\n" +
+	"\n" +
+	"RemoveNode\x12\x19.dfs.v1.RemoveNodeRequest\x1a\x1a.dfs.v1.RemoveNodeResponse2\xfd\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -6189,7 +6348,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 101)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -6281,145 +6440,151 @@ var file_dfs_proto_goTypes = []any{
 	(*Part)(nil),                   // 87: dfs.v1.Part
 	(*ListPartsRequest)(nil),       // 88: dfs.v1.ListPartsRequest
 	(*ListPartsResponse)(nil),      // 89: dfs.v1.ListPartsResponse
-	nil,                            // 90: dfs.v1.CommitRequest.AttrsEntry
-	nil,                            // 91: dfs.v1.FileInfo.AttrsEntry
-	nil,                            // 92: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 93: dfs.v1.Processing.ResultsEntry
-	nil,                            // 94: dfs.v1.AccessKey.GrantsEntry
-	nil,                            // 95: dfs.v1.Upload.AttrsEntry
-	nil,                            // 96: dfs.v1.CreateUploadRequest.AttrsEntry
-	nil,                            // 97: dfs.v1.CompleteUploadRequest.AttrsEntry
-	nil,                            // 98: dfs.v1.Part.AttrsEntry
+	(*RemoveNodeRequest)(nil),      // 90: dfs.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 91: dfs.v1.RemoveNodeResponse
+	nil,                            // 92: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 93: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 94: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 95: dfs.v1.Processing.ResultsEntry
+	nil,                            // 96: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 97: dfs.v1.Upload.AttrsEntry
+	nil,                            // 98: dfs.v1.CreateUploadRequest.AttrsEntry
+	nil,                            // 99: dfs.v1.CompleteUploadRequest.AttrsEntry
+	nil,                            // 100: dfs.v1.Part.AttrsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
-	0,  // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	1,  // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
-	3,  // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
-	0,  // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	90, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
-	9,  // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	91, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
-	9,  // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
-	10, // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	92, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
-	56, // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
-	56, // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
-	9,  // 13: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
-	1,  // 14: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
-	25, // 15: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
-	21, // 16: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
-	1,  // 17: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
-	25, // 18: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
-	25, // 19: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
-	1,  // 20: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
-	25, // 21: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
-	1,  // 22: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
-	46, // 23: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
-	49, // 24: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
-	53, // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
-	52, // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
-	54, // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	93, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
-	56, // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
-	58, // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
-	56, // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	94, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
-	63, // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
-	69, // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	95, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
-	96, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
-	97, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
-	80, // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
-	98, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
-	80, // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
-	87, // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
-	1,  // 42: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
-	2,  // 43: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
-	5,  // 44: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
-	7,  // 45: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
-	11, // 46: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
-	12, // 47: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
-	14, // 48: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
-	16, // 49: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
-	18, // 50: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
-	20, // 51: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
-	23, // 52: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
-	41, // 53: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
-	45, // 54: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
-	48, // 55: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
-	51, // 56: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
-	57, // 57: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
-	60, // 58: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
-	43, // 59: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
-	81, // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
-	82, // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
-	83, // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
-	85, // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
-	88, // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
-	62, // 65: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64, // 66: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65, // 67: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67, // 68: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	79, // 69: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	75, // 70: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	77, // 71: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
-	70, // 72: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71, // 73: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73, // 74: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26, // 75: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28, // 76: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30, // 77: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32, // 78: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34, // 79: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39, // 80: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36, // 81: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38, // 82: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,  // 83: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,  // 84: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,  // 85: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13, // 86: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13, // 87: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15, // 88: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17, // 89: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19, // 90: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22, // 91: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24, // 92: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42, // 93: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47, // 94: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49, // 95: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55, // 96: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59, // 97: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61, // 98: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44, // 99: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	80, // 100: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
-	6,  // 101: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
-	84, // 102: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
-	86, // 103: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
-	89, // 104: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
-	63, // 105: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63, // 106: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66, // 107: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68, // 108: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63, // 109: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76, // 110: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	78, // 111: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
-	69, // 112: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72, // 113: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74, // 114: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27, // 115: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29, // 116: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31, // 117: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33, // 118: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35, // 119: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40, // 120: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37, // 121: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50, // 122: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	83, // [83:123] is the sub-list for method output_type
-	43, // [43:83] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	0,   // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
+	1,   // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
+	3,   // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
+	0,   // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
+	92,  // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	9,   // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
+	93,  // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	9,   // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
+	10,  // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
+	94,  // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	56,  // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
+	9,   // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
+	56,  // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
+	9,   // 13: dfs.v1.ListResponse.files:type_name -> dfs.v1.FileInfo
+	1,   // 14: dfs.v1.NodeStatus.node:type_name -> dfs.v1.Node
+	25,  // 15: dfs.v1.NodeStatus.stats:type_name -> dfs.v1.NodeStats
+	21,  // 16: dfs.v1.NodesResponse.nodes:type_name -> dfs.v1.NodeStatus
+	1,   // 17: dfs.v1.RegisterRequest.node:type_name -> dfs.v1.Node
+	25,  // 18: dfs.v1.RegisterRequest.stats:type_name -> dfs.v1.NodeStats
+	25,  // 19: dfs.v1.HeartbeatRequest.stats:type_name -> dfs.v1.NodeStats
+	1,   // 20: dfs.v1.InfoResponse.node:type_name -> dfs.v1.Node
+	25,  // 21: dfs.v1.InfoResponse.stats:type_name -> dfs.v1.NodeStats
+	1,   // 22: dfs.v1.ReplicateChunkRequest.targets:type_name -> dfs.v1.Node
+	46,  // 23: dfs.v1.FsckResponse.file_list:type_name -> dfs.v1.FsckFile
+	49,  // 24: dfs.v1.FsckResponse.counters:type_name -> dfs.v1.CountersResponse
+	53,  // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
+	52,  // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
+	54,  // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
+	95,  // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	56,  // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
+	58,  // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
+	56,  // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
+	96,  // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	63,  // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
+	69,  // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
+	97,  // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
+	98,  // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
+	99,  // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
+	80,  // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
+	100, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
+	80,  // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
+	87,  // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
+	1,   // 42: dfs.v1.LookupResponse.NodesEntry.value:type_name -> dfs.v1.Node
+	2,   // 43: dfs.v1.Coordinator.Allocate:input_type -> dfs.v1.AllocateRequest
+	5,   // 44: dfs.v1.Coordinator.Commit:input_type -> dfs.v1.CommitRequest
+	7,   // 45: dfs.v1.Coordinator.AbortSession:input_type -> dfs.v1.AbortSessionRequest
+	11,  // 46: dfs.v1.Coordinator.Lookup:input_type -> dfs.v1.LookupRequest
+	12,  // 47: dfs.v1.Coordinator.LookupContent:input_type -> dfs.v1.LookupContentRequest
+	14,  // 48: dfs.v1.Coordinator.Stat:input_type -> dfs.v1.StatRequest
+	16,  // 49: dfs.v1.Coordinator.List:input_type -> dfs.v1.ListRequest
+	18,  // 50: dfs.v1.Coordinator.Delete:input_type -> dfs.v1.DeleteRequest
+	20,  // 51: dfs.v1.Coordinator.Nodes:input_type -> dfs.v1.NodesRequest
+	23,  // 52: dfs.v1.Coordinator.ReportBadChunk:input_type -> dfs.v1.ReportBadChunkRequest
+	41,  // 53: dfs.v1.Coordinator.Drain:input_type -> dfs.v1.DrainRequest
+	45,  // 54: dfs.v1.Coordinator.Fsck:input_type -> dfs.v1.FsckRequest
+	48,  // 55: dfs.v1.Coordinator.Counters:input_type -> dfs.v1.CountersRequest
+	51,  // 56: dfs.v1.Coordinator.Status:input_type -> dfs.v1.StatusRequest
+	57,  // 57: dfs.v1.Coordinator.Jobs:input_type -> dfs.v1.JobsRequest
+	60,  // 58: dfs.v1.Coordinator.Events:input_type -> dfs.v1.EventsRequest
+	43,  // 59: dfs.v1.Coordinator.RunGC:input_type -> dfs.v1.RunGCRequest
+	81,  // 60: dfs.v1.Coordinator.CreateUpload:input_type -> dfs.v1.CreateUploadRequest
+	82,  // 61: dfs.v1.Coordinator.CompleteUpload:input_type -> dfs.v1.CompleteUploadRequest
+	83,  // 62: dfs.v1.Coordinator.AbortUpload:input_type -> dfs.v1.AbortUploadRequest
+	85,  // 63: dfs.v1.Coordinator.ListUploads:input_type -> dfs.v1.ListUploadsRequest
+	88,  // 64: dfs.v1.Coordinator.ListParts:input_type -> dfs.v1.ListPartsRequest
+	41,  // 65: dfs.v1.Coordinator.Undrain:input_type -> dfs.v1.DrainRequest
+	90,  // 66: dfs.v1.Coordinator.RemoveNode:input_type -> dfs.v1.RemoveNodeRequest
+	62,  // 67: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64,  // 68: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65,  // 69: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67,  // 70: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	79,  // 71: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75,  // 72: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	77,  // 73: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
+	70,  // 74: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71,  // 75: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73,  // 76: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26,  // 77: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28,  // 78: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30,  // 79: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32,  // 80: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34,  // 81: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39,  // 82: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36,  // 83: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38,  // 84: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,   // 85: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,   // 86: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,   // 87: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13,  // 88: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13,  // 89: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15,  // 90: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17,  // 91: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19,  // 92: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22,  // 93: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24,  // 94: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42,  // 95: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47,  // 96: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49,  // 97: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55,  // 98: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59,  // 99: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61,  // 100: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44,  // 101: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	80,  // 102: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
+	6,   // 103: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
+	84,  // 104: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
+	86,  // 105: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
+	89,  // 106: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
+	42,  // 107: dfs.v1.Coordinator.Undrain:output_type -> dfs.v1.DrainResponse
+	91,  // 108: dfs.v1.Coordinator.RemoveNode:output_type -> dfs.v1.RemoveNodeResponse
+	63,  // 109: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63,  // 110: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66,  // 111: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68,  // 112: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63,  // 113: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76,  // 114: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	78,  // 115: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
+	69,  // 116: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72,  // 117: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74,  // 118: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27,  // 119: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29,  // 120: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31,  // 121: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33,  // 122: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35,  // 123: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40,  // 124: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37,  // 125: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50,  // 126: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	85,  // [85:127] is the sub-list for method output_type
+	43,  // [43:85] is the sub-list for method input_type
+	43,  // [43:43] is the sub-list for extension type_name
+	43,  // [43:43] is the sub-list for extension extendee
+	0,   // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_dfs_proto_init() }
@@ -6433,7 +6598,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   99,
+			NumMessages:   101,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

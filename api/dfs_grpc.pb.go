@@ -47,6 +47,8 @@ const (
 	Coordinator_AbortUpload_FullMethodName    = "/dfs.v1.Coordinator/AbortUpload"
 	Coordinator_ListUploads_FullMethodName    = "/dfs.v1.Coordinator/ListUploads"
 	Coordinator_ListParts_FullMethodName      = "/dfs.v1.Coordinator/ListParts"
+	Coordinator_Undrain_FullMethodName        = "/dfs.v1.Coordinator/Undrain"
+	Coordinator_RemoveNode_FullMethodName     = "/dfs.v1.Coordinator/RemoveNode"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -116,6 +118,16 @@ type CoordinatorClient interface {
 	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
 	// ListParts lists the committed parts of an open upload.
 	ListParts(ctx context.Context, in *ListPartsRequest, opts ...grpc.CallOption) (*ListPartsResponse, error)
+	// Undrain ends a drain (or undoes a finished one): the node takes new
+	// chunks again, its copies count, and the leader stops moving its
+	// chunks away. Copies made meanwhile are extra and get trimmed.
+	Undrain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// RemoveNode forgets a datanode that no longer runs: its registry record
+	// is deleted and every coordinator drops its copies from its location
+	// map. It is refused while the node heartbeats, and while some chunk it
+	// holds has fewer than min-replicas copies on other nodes that are not
+	// dead, unless force is set (those chunks may then be lost).
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type coordinatorClient struct {
@@ -355,6 +367,26 @@ func (c *coordinatorClient) ListParts(ctx context.Context, in *ListPartsRequest,
 	return out, nil
 }
 
+func (c *coordinatorClient) Undrain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Undrain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Coordinator_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -422,6 +454,16 @@ type CoordinatorServer interface {
 	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
 	// ListParts lists the committed parts of an open upload.
 	ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error)
+	// Undrain ends a drain (or undoes a finished one): the node takes new
+	// chunks again, its copies count, and the leader stops moving its
+	// chunks away. Copies made meanwhile are extra and get trimmed.
+	Undrain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// RemoveNode forgets a datanode that no longer runs: its registry record
+	// is deleted and every coordinator drops its copies from its location
+	// map. It is refused while the node heartbeats, and while some chunk it
+	// holds has fewer than min-replicas copies on other nodes that are not
+	// dead, unless force is set (those chunks may then be lost).
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -497,6 +539,12 @@ func (UnimplementedCoordinatorServer) ListUploads(context.Context, *ListUploadsR
 }
 func (UnimplementedCoordinatorServer) ListParts(context.Context, *ListPartsRequest) (*ListPartsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListParts not implemented")
+}
+func (UnimplementedCoordinatorServer) Undrain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Undrain not implemented")
+}
+func (UnimplementedCoordinatorServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -908,6 +956,42 @@ func _Coordinator_ListParts_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Undrain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Undrain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Undrain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Undrain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -998,6 +1082,14 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListParts",
 			Handler:    _Coordinator_ListParts_Handler,
+		},
+		{
+			MethodName: "Undrain",
+			Handler:    _Coordinator_Undrain_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Coordinator_RemoveNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -39,6 +39,7 @@ type countersOutput struct {
 	Corrupt           int64  `json:"corrupt"`
 	OverReplicated    int64  `json:"over_replicated"`
 	PendingRepair     int64  `json:"pending_repair"`
+	Unplaceable       int64  `json:"unplaceable"` // below the factor, with no node to place a copy on
 	PendingGC         int64  `json:"pending_gc"`
 	Repaired          int64  `json:"repaired"`
 	GarbageCollected  int64  `json:"garbage_collected"`
@@ -48,7 +49,7 @@ func countersFromAPI(r *api.CountersResponse) *countersOutput {
 	return &countersOutput{From: r.Addr, Cold: r.Cold, Files: r.Files, Chunks: r.Chunks, Copies: r.Copies,
 		Healthy: r.Healthy, UnderReplicated: r.UnderReplicated, MissingRepairable: r.MissingRepairable,
 		MissingLost: r.MissingLost, Corrupt: r.Corrupt, OverReplicated: r.OverReplicated,
-		PendingRepair: r.PendingRepair, PendingGC: r.PendingGc, Repaired: r.Repaired, GarbageCollected: r.GarbageCollected}
+		PendingRepair: r.PendingRepair, Unplaceable: r.Unplaceable, PendingGC: r.PendingGc, Repaired: r.Repaired, GarbageCollected: r.GarbageCollected}
 }
 
 type coordinatorOutput struct {
@@ -169,6 +170,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 					k.MissingRepairable, k.MissingLost, k.Corrupt, k.OverReplicated)
 				fmt.Printf("pending: %d chunks to repair, %d chunks of garbage; done since it started: %d copies repaired, %d collected\n",
 					k.PendingRepair, k.PendingGC, k.Repaired, k.GarbageCollected)
+				if k.Unplaceable > 0 {
+					fmt.Printf("%d chunks below the replication factor with no node to place a copy on: fewer datanodes take copies than it needs\n", k.Unplaceable)
+				}
 			} else {
 				fmt.Printf("\ncounters: %s\n", out.CountersError)
 			}
