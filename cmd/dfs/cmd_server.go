@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -91,6 +92,11 @@ the background at modest rates, as they share the machine.`,
 				return err
 			}
 			start := time.Now()
+			lock, err := lockServerData(data, listenFlag{"--grpc", grpcAddr}, listenFlag{"--http", httpAddr}, listenFlag{"--s3", s3Addr})
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
 			node, err := serverCerts(g, data, grpcAddr, httpAddr, s3Addr)
 			if err != nil {
 				return err
@@ -159,6 +165,47 @@ the background at modest rates, as they share the machine.`,
 	gf.register(cmd)
 	wf.register(cmd)
 	return cmd
+}
+
+// listenFlag is a listen address and the flag that set it.
+type listenFlag struct{ flag, addr string }
+
+// lockServerData takes the lock on the data directory of dfs server (see
+// cluster.LockDir) and checks that the ports it is to listen on are free,
+// before anything is written: a second server on the same directory is
+// told the directory is in use, and one on a port in use is told which
+// flag to change, and leaves no data directory behind.
+func lockServerData(data string, ports ...listenFlag) (*cluster.DirLock, error) {
+	var lock *cluster.DirLock
+	_, err := os.Stat(data)
+	existed := err == nil
+	if existed {
+		if lock, err = cluster.LockDir(data); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range ports {
+		if p.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			lock.Unlock()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				_, port, _ := net.SplitHostPort(p.addr)
+				return nil, fmt.Errorf("port %s is in use (%s %s), by another dfs server or another program: pass %s with a free address", port, p.flag, p.addr, p.flag)
+			}
+			return nil, usagef("%s %s: %v", p.flag, p.addr, err)
+		}
+		ln.Close()
+	}
+	if !existed {
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return nil, fmt.Errorf("make the data directory: %w", err)
+		}
+		return cluster.LockDir(data)
+	}
+	return lock, nil
 }
 
 // serverCerts returns the node certificate of dfs server, made on first
