@@ -26,7 +26,7 @@ import (
 func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.StatusResponse, error) {
 	resp := &api.StatusResponse{Addr: s.cfg.Addr}
 	resp.Leader, resp.Term = s.Leader()
-	self := &api.CoordinatorStatus{Addr: s.cfg.Addr, Alive: true, Leader: s.IsLeader(), Term: s.Term()}
+	self := &api.CoordinatorStatus{Addr: s.cfg.Addr, Alive: true, Leader: s.IsLeader(), Term: s.TermNumber()}
 	if req.Local {
 		resp.Coordinators = []*api.CoordinatorStatus{self}
 		return resp, nil
