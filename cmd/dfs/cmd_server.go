@@ -57,12 +57,17 @@ func newServerCmd(g *globals) *cobra.Command {
 		Use:   "server",
 		Short: "Run a whole cluster in one process: etcd, a coordinator, three datanodes, three workers and a gateway",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
-an embedded etcd, a coordinator, three datanodes, each with its own
-directory and ports so that three replicas really are three copies, three
+an embedded etcd, a coordinator, three datanodes (--datanodes), each with
+its own directory and ports so that three replicas really are three copies, three
 post-upload workers (worker-1 to worker-3), and a gateway serving the REST
 API and the web UI on --http and the S3 API on --s3. All data lives under --data and comes back
 after a restart. The datanodes scrub (re-read and check) their chunks in
-the background at modest rates, as they share the machine.`,
+the background at modest rates, as they share the machine.
+
+One server runs on a data directory at a time: it holds a lock on
+DATA/server.lock while it runs, and a second one is told the directory is
+in use. Ports in use are named with the flag that sets them, before
+anything is written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The S3 API is the gateway's, and needs access keys: it is on
@@ -72,6 +77,9 @@ the background at modest rates, as they share the machine.`,
 					return usagef("--s3 needs the gateway (--http) and a cluster with certificates (no --insecure): S3 requests are signed with access keys")
 				}
 				s3Addr = ""
+			}
+			if nodes < 1 {
+				return usagef("--datanodes %d: want at least 1 (the default is 3, one per replica)", nodes)
 			}
 			res, err := parseReserve(reserve, data)
 			if err != nil {
