@@ -79,6 +79,7 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 // fail the fence, datanodes refuse its commands once they know a newer
 // term, and on its next round of work it finds out and steps down.
 func TestDeposedLeaderIsFenced(t *testing.T) {
+	slow(t, "waits for a failover")
 	cl, c := startCluster(t, func(c *cluster.Config) {
 		c.Coordinator.ElectionTTL = 3 * time.Second
 		c.Coordinator.GCGrace = 100 * time.Millisecond

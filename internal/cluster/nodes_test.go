@@ -67,6 +67,7 @@ func fsckHealthy(c *client.Client) error {
 // copy on, and not pending repair (which would wait forever). Undraining
 // the node makes them healthy again.
 func TestUnplaceableChunksAreNotPendingAndUndrainHeals(t *testing.T) {
+	slow(t, "waits for a drain, a death and a repair")
 	cl, c := healing(t, nil)
 	files := map[string][]byte{}
 	for i := range 4 {
@@ -125,6 +126,7 @@ func TestUnplaceableChunksAreNotPendingAndUndrainHeals(t *testing.T) {
 // the node runs; once removed, it is out of the node table, its copies are
 // forgotten, and fsck is healthy on the three nodes left.
 func TestDrainedStoppedNodeIsRemoved(t *testing.T) {
+	slow(t, "waits for a drain and a stopped node")
 	cl, c := healing(t, nil)
 	for i := range 3 {
 		put(t, c, fmt.Sprintf("rm/%d", i), randomBytes(4<<20, int64(80+i)))
@@ -173,6 +175,7 @@ func TestDrainedStoppedNodeIsRemoved(t *testing.T) {
 // it comes back, for removal touches nothing on its disk. Drained, it is
 // removed without force and every byte is still there.
 func TestRemovalRefusedWhileNodeHoldsLastCopies(t *testing.T) {
+	slow(t, "waits for stopped nodes and a drain")
 	cl, c := healing(t, func(c *cluster.Config) {
 		c.Datanodes = 3
 		c.Coordinator.Replicas, c.Coordinator.MinReplicas = 1, 1

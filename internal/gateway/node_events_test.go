@@ -18,6 +18,9 @@ import (
 // neither is news. The web UI's stream then carries what changed, not one
 // event a second per node.
 func TestIdleNodesSendNoNodeEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several heartbeats of every node: runs without -short")
+	}
 	e := startEnv(t, "")
 	s := e.events(t)
 	s.waitCount(t, "node", 3)
