@@ -89,6 +89,13 @@ func (s *Server) RemoveNode(ctx context.Context, req *api.RemoveNodeRequest) (*a
 		return nil, rpc.ToStatus(fmt.Errorf("%w: datanode %s is running (last heartbeat %v ago): stop it first, or it registers again; to move its chunks off first, drain it",
 			dfs.ErrConflict, id, ago))
 	}
+	if s.coldLocked(now) {
+		// A datanode that has not reported yet may hold the other copies,
+		// or be this very node, running.
+		s.mu.Unlock()
+		return nil, rpc.ToStatus(fmt.Errorf("%w: remove node %s: not every datanode has reported to the leader since it started; try again within %v",
+			dfs.ErrUnavailable, id, s.cfg.DeadAfter))
+	}
 	s.mu.Unlock()
 
 	held, short, only := s.shortOfCopies(id)
