@@ -86,7 +86,7 @@ func (s *Server) RemoveNode(ctx context.Context, req *api.RemoveNodeRequest) (*a
 	if n.gen != 0 && now.Sub(n.lastBeat) < s.cfg.SuspectAfter {
 		ago := now.Sub(n.lastBeat).Round(100 * time.Millisecond)
 		s.mu.Unlock()
-		return nil, rpc.ToStatus(fmt.Errorf("%w: datanode %s is running (last heartbeat %v ago): stop it first, or it registers again; to move its chunks off first, drain it",
+		return nil, rpc.ToStatus(fmt.Errorf("%w: datanode %s is running (last heartbeat %v ago): stop it first, or it registers again at once",
 			dfs.ErrConflict, id, ago))
 	}
 	if s.coldLocked(now) {
