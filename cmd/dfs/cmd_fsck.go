@@ -158,7 +158,8 @@ func newDrainCmd(g *globals) *cobra.Command {
 		Short: "Move every chunk off a datanode, then mark it drained",
 		Long: `drain starts copying every chunk of a datanode to other nodes and returns.
 The node keeps serving reads meanwhile; 'dfs nodes' shows its state
-(draining, then drained) and the chunks still to move.`,
+(draining, then drained) and the chunks still to move. 'dfs undrain' takes
+it back; once drained and stopped, 'dfs node remove' forgets it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
