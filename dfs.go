@@ -334,8 +334,9 @@ type NodeInfo struct {
 	ScrubbedBytes  int64     `json:"scrubbed_bytes"`
 	CorruptChunks  int64     `json:"corrupt_chunks"`
 	LastScrubPass  time.Time `json:"last_scrub_pass,omitzero"`
-	// Fencing: the newest leader term the node has seen, and how many
-	// commands of deposed leaders it refused.
+	// Fencing: the newest leader term the node has seen (by number, as
+	// the status shows terms; 0 for one older than the coordinator
+	// remembers), and how many commands of deposed leaders it refused.
 	LeaderTerm     int64 `json:"leader_term"`
 	FencedCommands int64 `json:"fenced_commands"`
 }

@@ -2913,8 +2913,11 @@ type FsckFile struct {
 	UnderReplicated int64                  `protobuf:"varint,5,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
 	Missing         int64                  `protobuf:"varint,6,opt,name=missing,proto3" json:"missing,omitempty"`
 	Corrupt         int64                  `protobuf:"varint,7,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Of under_replicated: no node can take another copy (fewer datanodes
+	// take copies than the replication factor), so repair cannot help.
+	Unplaceable   int64 `protobuf:"varint,8,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FsckFile) Reset() {
@@ -2996,6 +2999,13 @@ func (x *FsckFile) GetCorrupt() int64 {
 	return 0
 }
 
+func (x *FsckFile) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
+}
+
 type FsckResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Files            int64                  `protobuf:"varint,1,opt,name=files,proto3" json:"files,omitempty"`
@@ -3015,7 +3025,9 @@ type FsckResponse struct {
 	NextStartAfter string `protobuf:"bytes,12,opt,name=next_start_after,json=nextStartAfter,proto3" json:"next_start_after,omitempty"`
 	Truncated      bool   `protobuf:"varint,13,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	// The cluster-wide counters at the time of the page.
-	Counters      *CountersResponse `protobuf:"bytes,14,opt,name=counters,proto3" json:"counters,omitempty"`
+	Counters *CountersResponse `protobuf:"bytes,14,opt,name=counters,proto3" json:"counters,omitempty"`
+	// Of under_replicated: no node can take another copy (see FsckFile).
+	Unplaceable   int64 `protobuf:"varint,15,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3148,6 +3160,13 @@ func (x *FsckResponse) GetCounters() *CountersResponse {
 	return nil
 }
 
+func (x *FsckResponse) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
+}
+
 type CountersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3201,10 +3220,14 @@ type CountersResponse struct {
 	GarbageCollected  int64                  `protobuf:"varint,13,opt,name=garbage_collected,json=garbageCollected,proto3" json:"garbage_collected,omitempty"` // copies deleted by GC since it started
 	// Not every datanode has reported to this coordinator since it started:
 	// its chunk counters may be short.
-	Cold          bool   `protobuf:"varint,14,opt,name=cold,proto3" json:"cold,omitempty"`
-	FilesKnown    bool   `protobuf:"varint,15,opt,name=files_known,json=filesKnown,proto3" json:"files_known,omitempty"` // files is counted (etcd answered since start)
-	Addr          string `protobuf:"bytes,16,opt,name=addr,proto3" json:"addr,omitempty"`                                // the answering coordinator
-	Leader        bool   `protobuf:"varint,17,opt,name=leader,proto3" json:"leader,omitempty"`                           // it is the leader
+	Cold       bool   `protobuf:"varint,14,opt,name=cold,proto3" json:"cold,omitempty"`
+	FilesKnown bool   `protobuf:"varint,15,opt,name=files_known,json=filesKnown,proto3" json:"files_known,omitempty"` // files is counted (etcd answered since start)
+	Addr       string `protobuf:"bytes,16,opt,name=addr,proto3" json:"addr,omitempty"`                                // the answering coordinator
+	Leader     bool   `protobuf:"varint,17,opt,name=leader,proto3" json:"leader,omitempty"`                           // it is the leader
+	// Below the factor with no node to place a copy on: fewer datanodes take
+	// copies than the factor needs. Not in pending_repair, which counts only
+	// what repair can do.
+	Unplaceable   int64 `protobuf:"varint,18,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3356,6 +3379,13 @@ func (x *CountersResponse) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *CountersResponse) GetUnplaceable() int64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
 }
 
 type ReplicateChunkResponse struct {
@@ -6246,6 +6276,123 @@ func (x *BucketVersioning) GetKeeps() bool {
 	return false
 }
 
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Remove it even if some chunk it holds has fewer than min-replicas
+	// copies elsewhere: those chunks are under-replicated or lost if the
+	// node's disk is gone.
+	Force         bool  `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Term          int64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"` // set when a follower forwards the request to the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_dfs_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{99}
+}
+
+func (x *RemoveNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *RemoveNodeRequest) GetTerm() int64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type RemoveNodeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Chunks int64                  `protobuf:"varint,1,opt,name=chunks,proto3" json:"chunks,omitempty"` // chunks it held, whose copies on it were forgotten
+	// Chunks it held with fewer than min-replicas copies elsewhere (only
+	// with force).
+	ShortChunks   int64 `protobuf:"varint,2,opt,name=short_chunks,json=shortChunks,proto3" json:"short_chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_dfs_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dfs_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_dfs_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *RemoveNodeResponse) GetChunks() int64 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *RemoveNodeResponse) GetShortChunks() int64 {
+	if x != nil {
+		return x.ShortChunks
+	}
+	return 0
+}
+
 var File_dfs_proto protoreflect.FileDescriptor
 
 const file_dfs_proto_rawDesc = "" +
@@ -6493,7 +6640,7 @@ const file_dfs_proto_rawDesc = "" +
 	"\x05files\x18\x02 \x01(\bR\x05files\x12\x1f\n" +
 	"\vstart_after\x18\x03 \x01(\tR\n" +
 	"startAfter\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xd2\x01\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xf4\x01\n" +
 	"\bFsckFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12!\n" +
 	"\fcontent_hash\x18\x02 \x01(\fR\vcontentHash\x12\x16\n" +
@@ -6501,7 +6648,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\x03R\ahealthy\x12)\n" +
 	"\x10under_replicated\x18\x05 \x01(\x03R\x0funderReplicated\x12\x18\n" +
 	"\amissing\x18\x06 \x01(\x03R\amissing\x12\x18\n" +
-	"\acorrupt\x18\a \x01(\x03R\acorrupt\"\xf1\x03\n" +
+	"\acorrupt\x18\a \x01(\x03R\acorrupt\x12 \n" +
+	"\vunplaceable\x18\b \x01(\x03R\vunplaceable\"\x93\x04\n" +
 	"\fFsckResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x18\n" +
@@ -6518,8 +6666,9 @@ const file_dfs_proto_rawDesc = "" +
 	"\x11garbage_collected\x18\v \x01(\x03R\x10garbageCollected\x12(\n" +
 	"\x10next_start_after\x18\f \x01(\tR\x0enextStartAfter\x12\x1c\n" +
 	"\ttruncated\x18\r \x01(\bR\ttruncated\x124\n" +
-	"\bcounters\x18\x0e \x01(\v2\x18.dfs.v1.CountersResponseR\bcounters\"\x11\n" +
-	"\x0fCountersRequest\"\xa2\x04\n" +
+	"\bcounters\x18\x0e \x01(\v2\x18.dfs.v1.CountersResponseR\bcounters\x12 \n" +
+	"\vunplaceable\x18\x0f \x01(\x03R\vunplaceable\"\x11\n" +
+	"\x0fCountersRequest\"\xc4\x04\n" +
 	"\x10CountersResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x01(\x03R\x05files\x12\x16\n" +
 	"\x06chunks\x18\x02 \x01(\x03R\x06chunks\x12\x16\n" +
@@ -6540,7 +6689,8 @@ const file_dfs_proto_rawDesc = "" +
 	"\vfiles_known\x18\x0f \x01(\bR\n" +
 	"filesKnown\x12\x12\n" +
 	"\x04addr\x18\x10 \x01(\tR\x04addr\x12\x16\n" +
-	"\x06leader\x18\x11 \x01(\bR\x06leader\"0\n" +
+	"\x06leader\x18\x11 \x01(\bR\x06leader\x12 \n" +
+	"\vunplaceable\x18\x12 \x01(\x03R\vunplaceable\"0\n" +
 	"\x16ReplicateChunkResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x03(\tR\x06stored\"%\n" +
 	"\rStatusRequest\x12\x14\n" +
@@ -6762,7 +6912,14 @@ const file_dfs_proto_rawDesc = "" +
 	"\x10BucketVersioning\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12+\n" +
 	"\x11retention_seconds\x18\x02 \x01(\x03R\x10retentionSeconds\x12\x14\n" +
-	"\x05keeps\x18\x03 \x01(\bR\x05keeps2\xae\r\n" +
+	"\x05keeps\x18\x03 \x01(\bR\x05keeps\"Q\n" +
+	"\x11RemoveNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x03R\x04term\"O\n" +
+	"\x12RemoveNodeResponse\x12\x16\n" +
+	"\x06chunks\x18\x01 \x01(\x03R\x06chunks\x12!\n" +
+	"\fshort_chunks\x18\x02 \x01(\x03R\vshortChunks2\xab\x0e\n" +
 	"\vCoordinator\x12=\n" +
 	"\bAllocate\x12\x17.dfs.v1.AllocateRequest\x1a\x18.dfs.v1.AllocateResponse\x127\n" +
 	"\x06Commit\x12\x15.dfs.v1.CommitRequest\x1a\x16.dfs.v1.CommitResponse\x12I\n" +
@@ -6790,7 +6947,10 @@ const file_dfs_proto_rawDesc = "" +
 	"\rDeleteVersion\x12\x1c.dfs.v1.DeleteVersionRequest\x1a\x1d.dfs.v1.DeleteVersionResponse\x127\n" +
 	"\x06Rename\x12\x15.dfs.v1.RenameRequest\x1a\x16.dfs.v1.CommitResponse\x12G\n" +
 	"\rSetVersioning\x12\x1c.dfs.v1.SetVersioningRequest\x1a\x18.dfs.v1.BucketVersioning\x12G\n" +
-	"\rGetVersioning\x12\x1c.dfs.v1.GetVersioningRequest\x1a\x18.dfs.v1.BucketVersioning2\xfd\x04\n" +
+	"\rGetVersioning\x12\x1c.dfs.v1.GetVersioningRequest\x1a\x18.dfs.v1.BucketVersioning\x126\n" +
+	"\aUndrain\x12\x14.dfs.v1.DrainRequest\x1a\x15.dfs.v1.DrainResponse\x12C\n" +
+	"\n" +
+	"RemoveNode\x12\x19.dfs.v1.RemoveNodeRequest\x1a\x1a.dfs.v1.RemoveNodeResponse2\xfd\x04\n" +
 	"\x06Access\x122\n" +
 	"\x06WhoAmI\x12\x15.dfs.v1.WhoAmIRequest\x1a\x11.dfs.v1.AccessKey\x128\n" +
 	"\tCreateKey\x12\x18.dfs.v1.CreateKeyRequest\x1a\x11.dfs.v1.AccessKey\x12=\n" +
@@ -6826,7 +6986,7 @@ func file_dfs_proto_rawDescGZIP() []byte {
 	return file_dfs_proto_rawDescData
 }
 
-var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 108)
+var file_dfs_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_dfs_proto_goTypes = []any{
 	(*ChunkSpec)(nil),              // 0: dfs.v1.ChunkSpec
 	(*Node)(nil),                   // 1: dfs.v1.Node
@@ -6927,27 +7087,29 @@ var file_dfs_proto_goTypes = []any{
 	(*SetVersioningRequest)(nil),   // 96: dfs.v1.SetVersioningRequest
 	(*GetVersioningRequest)(nil),   // 97: dfs.v1.GetVersioningRequest
 	(*BucketVersioning)(nil),       // 98: dfs.v1.BucketVersioning
-	nil,                            // 99: dfs.v1.CommitRequest.AttrsEntry
-	nil,                            // 100: dfs.v1.FileInfo.AttrsEntry
-	nil,                            // 101: dfs.v1.LookupResponse.NodesEntry
-	nil,                            // 102: dfs.v1.Processing.ResultsEntry
-	nil,                            // 103: dfs.v1.AccessKey.GrantsEntry
-	nil,                            // 104: dfs.v1.Upload.AttrsEntry
-	nil,                            // 105: dfs.v1.CreateUploadRequest.AttrsEntry
-	nil,                            // 106: dfs.v1.CompleteUploadRequest.AttrsEntry
-	nil,                            // 107: dfs.v1.Part.AttrsEntry
+	(*RemoveNodeRequest)(nil),      // 99: dfs.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 100: dfs.v1.RemoveNodeResponse
+	nil,                            // 101: dfs.v1.CommitRequest.AttrsEntry
+	nil,                            // 102: dfs.v1.FileInfo.AttrsEntry
+	nil,                            // 103: dfs.v1.LookupResponse.NodesEntry
+	nil,                            // 104: dfs.v1.Processing.ResultsEntry
+	nil,                            // 105: dfs.v1.AccessKey.GrantsEntry
+	nil,                            // 106: dfs.v1.Upload.AttrsEntry
+	nil,                            // 107: dfs.v1.CreateUploadRequest.AttrsEntry
+	nil,                            // 108: dfs.v1.CompleteUploadRequest.AttrsEntry
+	nil,                            // 109: dfs.v1.Part.AttrsEntry
 }
 var file_dfs_proto_depIdxs = []int32{
 	0,   // 0: dfs.v1.AllocateRequest.chunks:type_name -> dfs.v1.ChunkSpec
 	1,   // 1: dfs.v1.Placement.chain:type_name -> dfs.v1.Node
 	3,   // 2: dfs.v1.AllocateResponse.placements:type_name -> dfs.v1.Placement
 	0,   // 3: dfs.v1.CommitRequest.chunks:type_name -> dfs.v1.ChunkSpec
-	99,  // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
+	101, // 4: dfs.v1.CommitRequest.attrs:type_name -> dfs.v1.CommitRequest.AttrsEntry
 	9,   // 5: dfs.v1.CommitResponse.file:type_name -> dfs.v1.FileInfo
-	100, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
+	102, // 6: dfs.v1.FileInfo.attrs:type_name -> dfs.v1.FileInfo.AttrsEntry
 	9,   // 7: dfs.v1.LookupResponse.file:type_name -> dfs.v1.FileInfo
 	10,  // 8: dfs.v1.LookupResponse.chunks:type_name -> dfs.v1.ChunkLocation
-	101, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
+	103, // 9: dfs.v1.LookupResponse.nodes:type_name -> dfs.v1.LookupResponse.NodesEntry
 	56,  // 10: dfs.v1.LookupResponse.processing:type_name -> dfs.v1.Processing
 	9,   // 11: dfs.v1.StatResponse.file:type_name -> dfs.v1.FileInfo
 	56,  // 12: dfs.v1.StatResponse.processing:type_name -> dfs.v1.Processing
@@ -6966,18 +7128,18 @@ var file_dfs_proto_depIdxs = []int32{
 	53,  // 25: dfs.v1.EtcdStatus.members:type_name -> dfs.v1.EtcdMember
 	52,  // 26: dfs.v1.StatusResponse.coordinators:type_name -> dfs.v1.CoordinatorStatus
 	54,  // 27: dfs.v1.StatusResponse.etcd:type_name -> dfs.v1.EtcdStatus
-	102, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
+	104, // 28: dfs.v1.Processing.results:type_name -> dfs.v1.Processing.ResultsEntry
 	56,  // 29: dfs.v1.Job.processing:type_name -> dfs.v1.Processing
 	58,  // 30: dfs.v1.JobsResponse.jobs:type_name -> dfs.v1.Job
 	56,  // 31: dfs.v1.Event.processing:type_name -> dfs.v1.Processing
-	103, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
+	105, // 32: dfs.v1.AccessKey.grants:type_name -> dfs.v1.AccessKey.GrantsEntry
 	63,  // 33: dfs.v1.ListKeysResponse.keys:type_name -> dfs.v1.AccessKey
 	69,  // 34: dfs.v1.ListBucketsResponse.buckets:type_name -> dfs.v1.Bucket
-	104, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
-	105, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
-	106, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
+	106, // 35: dfs.v1.Upload.attrs:type_name -> dfs.v1.Upload.AttrsEntry
+	107, // 36: dfs.v1.CreateUploadRequest.attrs:type_name -> dfs.v1.CreateUploadRequest.AttrsEntry
+	108, // 37: dfs.v1.CompleteUploadRequest.attrs:type_name -> dfs.v1.CompleteUploadRequest.AttrsEntry
 	80,  // 38: dfs.v1.ListUploadsResponse.uploads:type_name -> dfs.v1.Upload
-	107, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
+	109, // 39: dfs.v1.Part.attrs:type_name -> dfs.v1.Part.AttrsEntry
 	80,  // 40: dfs.v1.ListPartsResponse.upload:type_name -> dfs.v1.Upload
 	87,  // 41: dfs.v1.ListPartsResponse.parts:type_name -> dfs.v1.Part
 	9,   // 42: dfs.v1.FileVersion.file:type_name -> dfs.v1.FileInfo
@@ -7012,71 +7174,75 @@ var file_dfs_proto_depIdxs = []int32{
 	95,  // 71: dfs.v1.Coordinator.Rename:input_type -> dfs.v1.RenameRequest
 	96,  // 72: dfs.v1.Coordinator.SetVersioning:input_type -> dfs.v1.SetVersioningRequest
 	97,  // 73: dfs.v1.Coordinator.GetVersioning:input_type -> dfs.v1.GetVersioningRequest
-	62,  // 74: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
-	64,  // 75: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
-	65,  // 76: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
-	67,  // 77: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
-	79,  // 78: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
-	75,  // 79: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
-	77,  // 80: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
-	70,  // 81: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
-	71,  // 82: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
-	73,  // 83: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
-	26,  // 84: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
-	28,  // 85: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
-	30,  // 86: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
-	32,  // 87: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
-	34,  // 88: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
-	39,  // 89: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
-	36,  // 90: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
-	38,  // 91: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
-	4,   // 92: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
-	6,   // 93: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
-	8,   // 94: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
-	13,  // 95: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
-	13,  // 96: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
-	15,  // 97: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
-	17,  // 98: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
-	19,  // 99: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
-	22,  // 100: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
-	24,  // 101: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
-	42,  // 102: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
-	47,  // 103: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
-	49,  // 104: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
-	55,  // 105: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
-	59,  // 106: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
-	61,  // 107: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
-	44,  // 108: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
-	80,  // 109: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
-	6,   // 110: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
-	84,  // 111: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
-	86,  // 112: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
-	89,  // 113: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
-	92,  // 114: dfs.v1.Coordinator.ListVersions:output_type -> dfs.v1.ListVersionsResponse
-	94,  // 115: dfs.v1.Coordinator.DeleteVersion:output_type -> dfs.v1.DeleteVersionResponse
-	6,   // 116: dfs.v1.Coordinator.Rename:output_type -> dfs.v1.CommitResponse
-	98,  // 117: dfs.v1.Coordinator.SetVersioning:output_type -> dfs.v1.BucketVersioning
-	98,  // 118: dfs.v1.Coordinator.GetVersioning:output_type -> dfs.v1.BucketVersioning
-	63,  // 119: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
-	63,  // 120: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
-	66,  // 121: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
-	68,  // 122: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
-	63,  // 123: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
-	76,  // 124: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
-	78,  // 125: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
-	69,  // 126: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
-	72,  // 127: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
-	74,  // 128: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
-	27,  // 129: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
-	29,  // 130: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
-	31,  // 131: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
-	33,  // 132: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
-	35,  // 133: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
-	40,  // 134: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
-	37,  // 135: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
-	50,  // 136: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
-	92,  // [92:137] is the sub-list for method output_type
-	47,  // [47:92] is the sub-list for method input_type
+	41,  // 74: dfs.v1.Coordinator.Undrain:input_type -> dfs.v1.DrainRequest
+	99,  // 75: dfs.v1.Coordinator.RemoveNode:input_type -> dfs.v1.RemoveNodeRequest
+	62,  // 76: dfs.v1.Access.WhoAmI:input_type -> dfs.v1.WhoAmIRequest
+	64,  // 77: dfs.v1.Access.CreateKey:input_type -> dfs.v1.CreateKeyRequest
+	65,  // 78: dfs.v1.Access.ListKeys:input_type -> dfs.v1.ListKeysRequest
+	67,  // 79: dfs.v1.Access.DeleteKey:input_type -> dfs.v1.DeleteKeyRequest
+	79,  // 80: dfs.v1.Access.SetGrant:input_type -> dfs.v1.SetGrantRequest
+	75,  // 81: dfs.v1.Access.SigningKey:input_type -> dfs.v1.SigningKeyRequest
+	77,  // 82: dfs.v1.Access.SignV2:input_type -> dfs.v1.SignV2Request
+	70,  // 83: dfs.v1.Access.CreateBucket:input_type -> dfs.v1.CreateBucketRequest
+	71,  // 84: dfs.v1.Access.DeleteBucket:input_type -> dfs.v1.DeleteBucketRequest
+	73,  // 85: dfs.v1.Access.ListBuckets:input_type -> dfs.v1.ListBucketsRequest
+	26,  // 86: dfs.v1.Registry.Register:input_type -> dfs.v1.RegisterRequest
+	28,  // 87: dfs.v1.Registry.ReportChunks:input_type -> dfs.v1.ChunkReport
+	30,  // 88: dfs.v1.Registry.Heartbeat:input_type -> dfs.v1.HeartbeatRequest
+	32,  // 89: dfs.v1.Datanode.Info:input_type -> dfs.v1.InfoRequest
+	34,  // 90: dfs.v1.Datanode.DeleteChunks:input_type -> dfs.v1.DeleteChunksRequest
+	39,  // 91: dfs.v1.Datanode.VerifyChunk:input_type -> dfs.v1.VerifyChunkRequest
+	36,  // 92: dfs.v1.Datanode.TouchChunks:input_type -> dfs.v1.TouchChunksRequest
+	38,  // 93: dfs.v1.Datanode.ReplicateChunk:input_type -> dfs.v1.ReplicateChunkRequest
+	4,   // 94: dfs.v1.Coordinator.Allocate:output_type -> dfs.v1.AllocateResponse
+	6,   // 95: dfs.v1.Coordinator.Commit:output_type -> dfs.v1.CommitResponse
+	8,   // 96: dfs.v1.Coordinator.AbortSession:output_type -> dfs.v1.AbortSessionResponse
+	13,  // 97: dfs.v1.Coordinator.Lookup:output_type -> dfs.v1.LookupResponse
+	13,  // 98: dfs.v1.Coordinator.LookupContent:output_type -> dfs.v1.LookupResponse
+	15,  // 99: dfs.v1.Coordinator.Stat:output_type -> dfs.v1.StatResponse
+	17,  // 100: dfs.v1.Coordinator.List:output_type -> dfs.v1.ListResponse
+	19,  // 101: dfs.v1.Coordinator.Delete:output_type -> dfs.v1.DeleteResponse
+	22,  // 102: dfs.v1.Coordinator.Nodes:output_type -> dfs.v1.NodesResponse
+	24,  // 103: dfs.v1.Coordinator.ReportBadChunk:output_type -> dfs.v1.ReportBadChunkResponse
+	42,  // 104: dfs.v1.Coordinator.Drain:output_type -> dfs.v1.DrainResponse
+	47,  // 105: dfs.v1.Coordinator.Fsck:output_type -> dfs.v1.FsckResponse
+	49,  // 106: dfs.v1.Coordinator.Counters:output_type -> dfs.v1.CountersResponse
+	55,  // 107: dfs.v1.Coordinator.Status:output_type -> dfs.v1.StatusResponse
+	59,  // 108: dfs.v1.Coordinator.Jobs:output_type -> dfs.v1.JobsResponse
+	61,  // 109: dfs.v1.Coordinator.Events:output_type -> dfs.v1.Event
+	44,  // 110: dfs.v1.Coordinator.RunGC:output_type -> dfs.v1.RunGCResponse
+	80,  // 111: dfs.v1.Coordinator.CreateUpload:output_type -> dfs.v1.Upload
+	6,   // 112: dfs.v1.Coordinator.CompleteUpload:output_type -> dfs.v1.CommitResponse
+	84,  // 113: dfs.v1.Coordinator.AbortUpload:output_type -> dfs.v1.AbortUploadResponse
+	86,  // 114: dfs.v1.Coordinator.ListUploads:output_type -> dfs.v1.ListUploadsResponse
+	89,  // 115: dfs.v1.Coordinator.ListParts:output_type -> dfs.v1.ListPartsResponse
+	92,  // 116: dfs.v1.Coordinator.ListVersions:output_type -> dfs.v1.ListVersionsResponse
+	94,  // 117: dfs.v1.Coordinator.DeleteVersion:output_type -> dfs.v1.DeleteVersionResponse
+	6,   // 118: dfs.v1.Coordinator.Rename:output_type -> dfs.v1.CommitResponse
+	98,  // 119: dfs.v1.Coordinator.SetVersioning:output_type -> dfs.v1.BucketVersioning
+	98,  // 120: dfs.v1.Coordinator.GetVersioning:output_type -> dfs.v1.BucketVersioning
+	42,  // 121: dfs.v1.Coordinator.Undrain:output_type -> dfs.v1.DrainResponse
+	100, // 122: dfs.v1.Coordinator.RemoveNode:output_type -> dfs.v1.RemoveNodeResponse
+	63,  // 123: dfs.v1.Access.WhoAmI:output_type -> dfs.v1.AccessKey
+	63,  // 124: dfs.v1.Access.CreateKey:output_type -> dfs.v1.AccessKey
+	66,  // 125: dfs.v1.Access.ListKeys:output_type -> dfs.v1.ListKeysResponse
+	68,  // 126: dfs.v1.Access.DeleteKey:output_type -> dfs.v1.DeleteKeyResponse
+	63,  // 127: dfs.v1.Access.SetGrant:output_type -> dfs.v1.AccessKey
+	76,  // 128: dfs.v1.Access.SigningKey:output_type -> dfs.v1.SigningKeyResponse
+	78,  // 129: dfs.v1.Access.SignV2:output_type -> dfs.v1.SignV2Response
+	69,  // 130: dfs.v1.Access.CreateBucket:output_type -> dfs.v1.Bucket
+	72,  // 131: dfs.v1.Access.DeleteBucket:output_type -> dfs.v1.DeleteBucketResponse
+	74,  // 132: dfs.v1.Access.ListBuckets:output_type -> dfs.v1.ListBucketsResponse
+	27,  // 133: dfs.v1.Registry.Register:output_type -> dfs.v1.RegisterResponse
+	29,  // 134: dfs.v1.Registry.ReportChunks:output_type -> dfs.v1.ChunkReportResponse
+	31,  // 135: dfs.v1.Registry.Heartbeat:output_type -> dfs.v1.HeartbeatResponse
+	33,  // 136: dfs.v1.Datanode.Info:output_type -> dfs.v1.InfoResponse
+	35,  // 137: dfs.v1.Datanode.DeleteChunks:output_type -> dfs.v1.DeleteChunksResponse
+	40,  // 138: dfs.v1.Datanode.VerifyChunk:output_type -> dfs.v1.VerifyChunkResponse
+	37,  // 139: dfs.v1.Datanode.TouchChunks:output_type -> dfs.v1.TouchChunksResponse
+	50,  // 140: dfs.v1.Datanode.ReplicateChunk:output_type -> dfs.v1.ReplicateChunkResponse
+	94,  // [94:141] is the sub-list for method output_type
+	47,  // [47:94] is the sub-list for method input_type
 	47,  // [47:47] is the sub-list for extension type_name
 	47,  // [47:47] is the sub-list for extension extendee
 	0,   // [0:47] is the sub-list for field type_name
@@ -7093,7 +7259,7 @@ func file_dfs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dfs_proto_rawDesc), len(file_dfs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   108,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -52,6 +52,8 @@ const (
 	Coordinator_Rename_FullMethodName         = "/dfs.v1.Coordinator/Rename"
 	Coordinator_SetVersioning_FullMethodName  = "/dfs.v1.Coordinator/SetVersioning"
 	Coordinator_GetVersioning_FullMethodName  = "/dfs.v1.Coordinator/GetVersioning"
+	Coordinator_Undrain_FullMethodName        = "/dfs.v1.Coordinator/Undrain"
+	Coordinator_RemoveNode_FullMethodName     = "/dfs.v1.Coordinator/RemoveNode"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -134,6 +136,16 @@ type CoordinatorClient interface {
 	// SetVersioning and GetVersioning: how a bucket keeps earlier versions.
 	SetVersioning(ctx context.Context, in *SetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error)
 	GetVersioning(ctx context.Context, in *GetVersioningRequest, opts ...grpc.CallOption) (*BucketVersioning, error)
+	// Undrain ends a drain (or undoes a finished one): the node takes new
+	// chunks again, its copies count, and the leader stops moving its
+	// chunks away. Copies made meanwhile are extra and get trimmed.
+	Undrain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// RemoveNode forgets a datanode that no longer runs: its registry record
+	// is deleted and every coordinator drops its copies from its location
+	// map. It is refused while the node heartbeats, and while some chunk it
+	// holds has fewer than min-replicas copies on other nodes that are not
+	// dead, unless force is set (those chunks may then be lost).
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type coordinatorClient struct {
@@ -423,6 +435,26 @@ func (c *coordinatorClient) GetVersioning(ctx context.Context, in *GetVersioning
 	return out, nil
 }
 
+func (c *coordinatorClient) Undrain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Undrain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Coordinator_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -503,6 +535,16 @@ type CoordinatorServer interface {
 	// SetVersioning and GetVersioning: how a bucket keeps earlier versions.
 	SetVersioning(context.Context, *SetVersioningRequest) (*BucketVersioning, error)
 	GetVersioning(context.Context, *GetVersioningRequest) (*BucketVersioning, error)
+	// Undrain ends a drain (or undoes a finished one): the node takes new
+	// chunks again, its copies count, and the leader stops moving its
+	// chunks away. Copies made meanwhile are extra and get trimmed.
+	Undrain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// RemoveNode forgets a datanode that no longer runs: its registry record
+	// is deleted and every coordinator drops its copies from its location
+	// map. It is refused while the node heartbeats, and while some chunk it
+	// holds has fewer than min-replicas copies on other nodes that are not
+	// dead, unless force is set (those chunks may then be lost).
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -593,6 +635,12 @@ func (UnimplementedCoordinatorServer) SetVersioning(context.Context, *SetVersion
 }
 func (UnimplementedCoordinatorServer) GetVersioning(context.Context, *GetVersioningRequest) (*BucketVersioning, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetVersioning not implemented")
+}
+func (UnimplementedCoordinatorServer) Undrain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Undrain not implemented")
+}
+func (UnimplementedCoordinatorServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -1094,6 +1142,42 @@ func _Coordinator_GetVersioning_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Undrain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Undrain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Undrain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Undrain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1204,6 +1288,14 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetVersioning",
 			Handler:    _Coordinator_GetVersioning_Handler,
+		},
+		{
+			MethodName: "Undrain",
+			Handler:    _Coordinator_Undrain_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Coordinator_RemoveNode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

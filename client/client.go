@@ -453,6 +453,35 @@ func (c *Client) Drain(ctx context.Context, node dfs.NodeID) (chunks int64, err 
 	return resp.Chunks, nil
 }
 
+// Undrain ends a drain of a datanode, or undoes a finished one: the node
+// takes new chunks again and its copies count. It returns the chunks the
+// node holds.
+func (c *Client) Undrain(ctx context.Context, node dfs.NodeID) (chunks int64, err error) {
+	var resp *api.DrainResponse
+	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.Undrain(ctx, &api.DrainRequest{Node: string(node)})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Chunks, nil
+}
+
+// RemoveNode forgets a datanode that no longer runs: its registry record
+// and its copies in every coordinator's location map. It fails with
+// dfs.ErrConflict while the node heartbeats, or while a chunk it holds has
+// fewer than min-replicas copies on other nodes that are not dead, unless
+// force is set; dfs.ErrNotFound for a node the cluster does not know.
+func (c *Client) RemoveNode(ctx context.Context, node dfs.NodeID, force bool) (*api.RemoveNodeResponse, error) {
+	var resp *api.RemoveNodeResponse
+	err := c.call(ctx, func(cc api.CoordinatorClient) (err error) {
+		resp, err = cc.RemoveNode(ctx, &api.RemoveNodeRequest{Node: string(node), Force: force})
+		return err
+	})
+	return resp, err
+}
+
 // Fsck checks the files under prefix: how many of their chunks are healthy,
 // under-replicated, missing or corrupt, and what repair and garbage
 // collection still have to do. With files, every file is listed. It walks
@@ -465,6 +494,7 @@ func (c *Client) Fsck(ctx context.Context, prefix string, files bool) (*api.Fsck
 		sum.Chunks += p.Chunks
 		sum.Healthy += p.Healthy
 		sum.UnderReplicated += p.UnderReplicated
+		sum.Unplaceable += p.Unplaceable
 		sum.Missing += p.Missing
 		sum.Corrupt += p.Corrupt
 		sum.FileList = append(sum.FileList, p.FileList...)

@@ -20,6 +20,7 @@ type fsckFile struct {
 	Chunks          int64    `json:"chunks"`
 	Healthy         int64    `json:"healthy"`
 	UnderReplicated int64    `json:"under_replicated"`
+	Unplaceable     int64    `json:"unplaceable"` // of under_replicated: no node to place a copy on
 	Missing         int64    `json:"missing"`
 	Corrupt         int64    `json:"corrupt"`
 }
@@ -31,6 +32,7 @@ type fsckTotals struct {
 	Chunks           int64 `json:"chunks"` // chunk references: a chunk two files share counts twice
 	Healthy          int64 `json:"healthy"`
 	UnderReplicated  int64 `json:"under_replicated"`
+	Unplaceable      int64 `json:"unplaceable"` // of under_replicated: no node to place a copy on
 	Missing          int64 `json:"missing"`
 	Corrupt          int64 `json:"corrupt"`
 	PendingRepair    int64 `json:"pending_repair"`
@@ -47,7 +49,10 @@ func newFsckCmd(g *globals) *cobra.Command {
 		Short: "Check the health of files: chunks healthy, under-replicated, missing, corrupt",
 		Long: `fsck checks every file under PREFIX (default: all): each chunk is healthy
 (at full replication), under-replicated, missing (no copy on a live node) or
-corrupt (a copy failed its hash and is not replaced yet). It also shows the
+corrupt (a copy failed its hash and is not replaced yet). Under-replicated
+chunks that no node can take another copy of (fewer datanodes take copies
+than the replication factor, as when a drained or dead node held one) are
+shown apart, and are not counted as pending repair. It also shows the
 repair and garbage-collection work pending in the cluster. It exits 1 when a
 chunk is missing or corrupt.
 
@@ -80,6 +85,7 @@ For the cluster's counters without checking every file, see 'dfs status'.`,
 				out.Chunks += r.Chunks
 				out.Healthy += r.Healthy
 				out.UnderReplicated += r.UnderReplicated
+				out.Unplaceable += r.Unplaceable
 				out.Missing += r.Missing
 				out.Corrupt += r.Corrupt
 				out.PendingRepair, out.PendingGC = r.PendingRepair, r.PendingGc
@@ -88,7 +94,7 @@ For the cluster's counters without checking every file, see 'dfs status'.`,
 				for _, f := range r.FileList {
 					h, _ := dfs.HashFromBytes(f.ContentHash)
 					ff := fsckFile{Path: f.Path, SHA256: h, Chunks: f.Chunks, Healthy: f.Healthy,
-						UnderReplicated: f.UnderReplicated, Missing: f.Missing, Corrupt: f.Corrupt}
+						UnderReplicated: f.UnderReplicated, Unplaceable: f.Unplaceable, Missing: f.Missing, Corrupt: f.Corrupt}
 					if asJSON {
 						b, err := json.Marshal(ff)
 						if err != nil {
@@ -119,10 +125,17 @@ For the cluster's counters without checking every file, see 'dfs status'.`,
 				w.Write(b[2:]) // the totals' fields, after the list
 				w.WriteString("\n")
 			} else {
-				fmt.Fprintf(w, "%d files, %d chunks: %d healthy, %d under-replicated, %d missing, %d corrupt\n",
-					out.Files, out.Chunks, out.Healthy, out.UnderReplicated, out.Missing, out.Corrupt)
+				under := fmt.Sprintf("%d under-replicated", out.UnderReplicated)
+				if out.Unplaceable > 0 {
+					under += fmt.Sprintf(" (%d with no node to place a copy on)", out.Unplaceable)
+				}
+				fmt.Fprintf(w, "%d files, %d chunks: %d healthy, %s, %d missing, %d corrupt\n",
+					out.Files, out.Chunks, out.Healthy, under, out.Missing, out.Corrupt)
 				fmt.Fprintf(w, "pending: %d chunks to repair, %d chunks of garbage; done since start: %d copies repaired, %d collected\n",
 					out.PendingRepair, out.PendingGC, out.Repaired, out.GarbageCollected)
+				if out.Unplaceable > 0 {
+					fmt.Fprintln(w, "fewer datanodes take copies than the replication factor: start or add a node, or undrain one ('dfs undrain'); a node gone for good is removed with 'dfs node remove'")
+				}
 			}
 			if err := w.Flush(); err != nil {
 				return err
@@ -145,7 +158,8 @@ func newDrainCmd(g *globals) *cobra.Command {
 		Short: "Move every chunk off a datanode, then mark it drained",
 		Long: `drain starts copying every chunk of a datanode to other nodes and returns.
 The node keeps serving reads meanwhile; 'dfs nodes' shows its state
-(draining, then drained) and the chunks still to move.`,
+(draining, then drained) and the chunks still to move. 'dfs undrain' takes
+it back; once drained and stopped, 'dfs node remove' forgets it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -56,12 +57,17 @@ func newServerCmd(g *globals) *cobra.Command {
 		Use:   "server",
 		Short: "Run a whole cluster in one process: etcd, a coordinator, three datanodes, three workers and a gateway",
 		Long: `server runs everything dfs needs in one process, for a laptop or a test:
-an embedded etcd, a coordinator, three datanodes, each with its own
-directory and ports so that three replicas really are three copies, three
+an embedded etcd, a coordinator, three datanodes (--datanodes), each with
+its own directory and ports so that three replicas really are three copies, three
 post-upload workers (worker-1 to worker-3), and a gateway serving the REST
 API and the web UI on --http and the S3 API on --s3. All data lives under --data and comes back
 after a restart. The datanodes scrub (re-read and check) their chunks in
-the background at modest rates, as they share the machine.`,
+the background at modest rates, as they share the machine.
+
+One server runs on a data directory at a time: it holds a lock on
+DATA/server.lock while it runs, and a second one is told the directory is
+in use. Ports in use are named with the flag that sets them, before
+anything is written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The S3 API is the gateway's, and needs access keys: it is on
@@ -71,6 +77,9 @@ the background at modest rates, as they share the machine.`,
 					return usagef("--s3 needs the gateway (--http) and a cluster with certificates (no --insecure): S3 requests are signed with access keys")
 				}
 				s3Addr = ""
+			}
+			if nodes < 1 {
+				return usagef("--datanodes %d: want at least 1 (the default is 3, one per replica)", nodes)
 			}
 			res, err := parseReserve(reserve, data)
 			if err != nil {
@@ -91,6 +100,11 @@ the background at modest rates, as they share the machine.`,
 				return err
 			}
 			start := time.Now()
+			lock, err := lockServerData(data, listenFlag{"--grpc", grpcAddr}, listenFlag{"--http", httpAddr}, listenFlag{"--s3", s3Addr})
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
 			node, err := serverCerts(g, data, grpcAddr, httpAddr, s3Addr)
 			if err != nil {
 				return err
@@ -159,6 +173,47 @@ the background at modest rates, as they share the machine.`,
 	gf.register(cmd)
 	wf.register(cmd)
 	return cmd
+}
+
+// listenFlag is a listen address and the flag that set it.
+type listenFlag struct{ flag, addr string }
+
+// lockServerData takes the lock on the data directory of dfs server (see
+// cluster.LockDir) and checks that the ports it is to listen on are free,
+// before anything is written: a second server on the same directory is
+// told the directory is in use, and one on a port in use is told which
+// flag to change, and leaves no data directory behind.
+func lockServerData(data string, ports ...listenFlag) (*cluster.DirLock, error) {
+	var lock *cluster.DirLock
+	_, err := os.Stat(data)
+	existed := err == nil
+	if existed {
+		if lock, err = cluster.LockDir(data); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range ports {
+		if p.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			lock.Unlock()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				_, port, _ := net.SplitHostPort(p.addr)
+				return nil, fmt.Errorf("port %s is in use (%s %s), by another dfs server or another program: pass %s with a free address", port, p.flag, p.addr, p.flag)
+			}
+			return nil, usagef("%s %s: %v", p.flag, p.addr, err)
+		}
+		ln.Close()
+	}
+	if !existed {
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			return nil, fmt.Errorf("make the data directory: %w", err)
+		}
+		return cluster.LockDir(data)
+	}
+	return lock, nil
 }
 
 // serverCerts returns the node certificate of dfs server, made on first

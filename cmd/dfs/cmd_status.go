@@ -39,6 +39,7 @@ type countersOutput struct {
 	Corrupt           int64  `json:"corrupt"`
 	OverReplicated    int64  `json:"over_replicated"`
 	PendingRepair     int64  `json:"pending_repair"`
+	Unplaceable       int64  `json:"unplaceable"` // below the factor, with no node to place a copy on
 	PendingGC         int64  `json:"pending_gc"`
 	Repaired          int64  `json:"repaired"`
 	GarbageCollected  int64  `json:"garbage_collected"`
@@ -48,7 +49,7 @@ func countersFromAPI(r *api.CountersResponse) *countersOutput {
 	return &countersOutput{From: r.Addr, Cold: r.Cold, Files: r.Files, Chunks: r.Chunks, Copies: r.Copies,
 		Healthy: r.Healthy, UnderReplicated: r.UnderReplicated, MissingRepairable: r.MissingRepairable,
 		MissingLost: r.MissingLost, Corrupt: r.Corrupt, OverReplicated: r.OverReplicated,
-		PendingRepair: r.PendingRepair, PendingGC: r.PendingGc, Repaired: r.Repaired, GarbageCollected: r.GarbageCollected}
+		PendingRepair: r.PendingRepair, Unplaceable: r.Unplaceable, PendingGC: r.PendingGc, Repaired: r.Repaired, GarbageCollected: r.GarbageCollected}
 }
 
 type coordinatorOutput struct {
@@ -169,6 +170,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 					k.MissingRepairable, k.MissingLost, k.Corrupt, k.OverReplicated)
 				fmt.Printf("pending: %s to repair, %s of garbage; done since it started: %s repaired, %d collected\n",
 					plural(int(k.PendingRepair), "chunk"), plural(int(k.PendingGC), "chunk"), plural(int(k.Repaired), "copy"), k.GarbageCollected)
+				if k.Unplaceable > 0 {
+					fmt.Printf("%s below the replication factor with no node to place a copy on: fewer datanodes take copies than it needs\n", plural(int(k.Unplaceable), "chunk"))
+				}
 			} else {
 				fmt.Printf("\ncounters: %s\n", out.CountersError)
 			}

@@ -62,6 +62,16 @@ func startCluster(t *testing.T, mod func(*cluster.Config)) (*cluster.Cluster, *c
 	return cl, c
 }
 
+// slow skips a slow cluster scenario under -short, saying why it is slow:
+// go test -short is a quick check that keeps the fast tests of each kind,
+// and the full run (without -short) has every scenario.
+func slow(t *testing.T, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("slow cluster scenario (%s): runs without -short", why)
+	}
+}
+
 func randomBytes(n int, seed int64) []byte {
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
@@ -243,6 +253,7 @@ func TestRoundTripSizes(t *testing.T) {
 }
 
 func TestRangeReads(t *testing.T) {
+	slow(t, "many range reads of a multi-chunk file")
 	_, c := startCluster(t, nil)
 	ctx := context.Background()
 	data := randomBytes(9<<20+777, 2)
@@ -310,6 +321,7 @@ func TestSameContentTwiceStoresNothingNew(t *testing.T) {
 }
 
 func TestInsertionInTheMiddleStoresLittle(t *testing.T) {
+	slow(t, "tens of MiB through the chunker twice")
 	cl, c := startCluster(t, nil)
 	data := randomBytes(64<<20, 4)
 	put(t, c, "v1", data)
@@ -335,6 +347,7 @@ func TestInsertionInTheMiddleStoresLittle(t *testing.T) {
 // one (with this block, four: a cycle of 7 chunks over 16 MiB). What is
 // stored is that cycle, however many times the block repeats.
 func TestRepeatedBlockStoredOnce(t *testing.T) {
+	slow(t, "a large repeated file")
 	cl, c := startCluster(t, nil)
 	const block = 4 << 20
 	b := randomBytes(block, 6)
@@ -490,6 +503,7 @@ func TestListPrefixAndDelimiter(t *testing.T) {
 }
 
 func TestListPaginationReturnsEveryPathOnce(t *testing.T) {
+	slow(t, "hundreds of files listed page by page")
 	_, c := startCluster(t, nil)
 	ctx := context.Background()
 	var paths []string
@@ -617,6 +631,7 @@ func newFailingReader(data []byte, n int) io.Reader {
 }
 
 func TestFailingSourceCommitsNothing(t *testing.T) {
+	slow(t, "a large upload made to fail")
 	cl, c := startCluster(t, nil)
 	ctx := context.Background()
 	old := randomBytes(3<<20, 9)
@@ -796,6 +811,7 @@ func TestCorruptReplicaIsAvoidedAndReported(t *testing.T) {
 }
 
 func TestStoppedDatanodeDoesNotStopReads(t *testing.T) {
+	slow(t, "a datanode stopped under reads")
 	cl, c := startCluster(t, nil)
 	data := randomBytes(7<<20, 17)
 	put(t, c, "survivor", data)
@@ -887,6 +903,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 }
 
 func TestConcurrentPutsOfOneNewContent(t *testing.T) {
+	slow(t, "many concurrent uploads")
 	cl, c := startCluster(t, nil)
 	data := randomBytes(5<<20+9, 20)
 	const writers = 6
@@ -922,6 +939,7 @@ func TestConcurrentPutsOfOneNewContent(t *testing.T) {
 }
 
 func TestNoGoroutinesLeftAfterClose(t *testing.T) {
+	slow(t, "a whole cluster started and stopped to count goroutines")
 	base := runtime.NumGoroutine()
 	func() {
 		cl, c := startCluster(t, nil)
@@ -1043,6 +1061,7 @@ func startLiar(t *testing.T, cl *cluster.Cluster) dfs.NodeID {
 var smallChunks = client.Config{MinChunk: 32 << 10, AvgChunk: 64 << 10, MaxChunk: 128 << 10}
 
 func TestNodeRefusingWritesCostsARetry(t *testing.T) {
+	slow(t, "uploads through nodes that refuse writes")
 	for _, real := range []int{3, 2} {
 		t.Run(fmt.Sprintf("%d real nodes", real), func(t *testing.T) {
 			cl, bigc := startCluster(t, func(cfg *cluster.Config) { cfg.Datanodes = real })

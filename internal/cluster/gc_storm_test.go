@@ -21,6 +21,7 @@ import (
 // way. DFS_GC_STORM_FILES sets how many puts (a million for the full
 // variant; the default is quick).
 func TestGCStormOfSmallFilesNeverLosesCommittedData(t *testing.T) {
+	slow(t, "a storm of small files against garbage collection")
 	files := 200
 	if v := os.Getenv("DFS_GC_STORM_FILES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -122,6 +123,7 @@ func TestGCStormOfSmallFilesNeverLosesCommittedData(t *testing.T) {
 // grace period is over, found from the datanode's report of it, without a
 // walk of every chunk.
 func TestGCFindsChunksNeverCommitted(t *testing.T) {
+	slow(t, "waits out a garbage-collection grace period")
 	cl, c := gc(t, 200*time.Millisecond)
 	kept := randomBytes(4096, 600)
 	put(t, c, "kept", kept)

@@ -61,6 +61,7 @@ func noReplicaOn(c *client.Client, path string, id dfs.NodeID) error {
 }
 
 func TestDeadNodeChunksAreReplicatedAgain(t *testing.T) {
+	slow(t, "waits for a node's death and its repair")
 	cl, c := healing(t, nil)
 	data := randomBytes(12<<20, 40)
 	put(t, c, "heal/a", data)
@@ -92,6 +93,7 @@ func TestDeadNodeChunksAreReplicatedAgain(t *testing.T) {
 }
 
 func TestComingBackMakesExtraCopiesThatAreTrimmed(t *testing.T) {
+	slow(t, "waits for a death, a repair and a trim")
 	cl, c := healing(t, nil)
 	data := randomBytes(6<<20, 41)
 	put(t, c, "trim/a", data)
@@ -141,6 +143,7 @@ func TestComingBackMakesExtraCopiesThatAreTrimmed(t *testing.T) {
 }
 
 func TestDrainMovesEveryChunkAway(t *testing.T) {
+	slow(t, "waits for a drain")
 	cl, c := healing(t, nil)
 	data := randomBytes(10<<20, 42)
 	put(t, c, "drain/a", data)
@@ -196,6 +199,7 @@ func gc(t *testing.T, grace time.Duration) (*cluster.Cluster, *client.Client) {
 }
 
 func TestGCRemovesOnlyUnreferencedChunks(t *testing.T) {
+	slow(t, "waits out a garbage-collection grace period")
 	cl, c := gc(t, 200*time.Millisecond)
 	shared := randomBytes(6<<20, 44)
 	unique := randomBytes(6<<20, 45)
@@ -269,6 +273,7 @@ func TestGCKeepsYoungGarbage(t *testing.T) {
 // against sweeps with no grace period at all: every file whose commit
 // succeeded must read back intact, always.
 func TestGCRacingCommitsNeverLosesCommittedData(t *testing.T) {
+	slow(t, "races commits against collections for seconds")
 	cl, c := gc(t, time.Nanosecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -381,6 +386,7 @@ func TestDrainNeedsEnoughOtherNodes(t *testing.T) {
 // delete), keeps it; the rotten copies are found instead and the chunk is
 // copied again from the good one.
 func TestTrimKeepsAGoodCopyOverRottenOnes(t *testing.T) {
+	slow(t, "waits for deaths, repairs and trims")
 	cl, c := healing(t, nil)
 	data := randomBytes(1<<20, 43)
 	put(t, c, "trim/rot", data)

@@ -69,6 +69,7 @@ func forge(t *testing.T, cl *cluster.Cluster, caDir string, k client.AccessKey, 
 // client that claims the hash of a stored file without its bytes is
 // refused and gets nothing.
 func TestDedupCannotBePoisoned(t *testing.T) {
+	slow(t, "several uploads of forged chunks")
 	cl, admin, caDir := secureCluster(t, nil)
 	ctx := context.Background()
 	mallory, _ := admin.CreateKey(ctx, "mallory", false)

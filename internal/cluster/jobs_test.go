@@ -206,6 +206,7 @@ func TestProcessingQueuedWithoutWorkers(t *testing.T) {
 
 // Workers stop with the cluster, every goroutine of theirs with them.
 func TestNoGoroutinesLeftAfterWorkersClose(t *testing.T) {
+	slow(t, "a whole cluster started and stopped to count goroutines")
 	base := runtime.NumGoroutine()
 	func() {
 		cl, c := startCluster(t, func(cfg *cluster.Config) {
@@ -226,6 +227,7 @@ func TestNoGoroutinesLeftAfterWorkersClose(t *testing.T) {
 // A worker stopped while it holds a job gives it back: queued again, the
 // attempt not counted, and the lock released at once for the next worker.
 func TestWorkerCloseRequeues(t *testing.T) {
+	slow(t, "waits for a worker's session to expire")
 	ctx := context.Background()
 	cl, c := startCluster(t, func(cfg *cluster.Config) {
 		cfg.Jobs = jobs.Config{Workers: 1, LockTTL: 30 * time.Second, ProcessDelay: time.Hour}

@@ -50,6 +50,11 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // sampling, not synchronisation
 	}
 	term := first.Term()
+	// Terms are shown by number: the cluster's first leader has term 1,
+	// whatever etcd's revision (the fence) has reached.
+	if n := first.TermNumber(); n != 1 {
+		t.Fatalf("the first leader's term number is %d (fence %d), want 1", n, term)
+	}
 	first.Close() // stops the first coordinator's work and resigns
 	eventually(t, 15*time.Second, func() error {
 		if !second.Server.IsLeader() {
@@ -60,6 +65,13 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 	if second.Server.Term() <= term {
 		t.Fatalf("new leader's term %d is not after the old one's %d", second.Server.Term(), term)
 	}
+	st, err := second.Server.Status(context.Background(), &api.StatusRequest{Local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Term != 2 || st.Coordinators[0].Term != 2 || st.Leader != second.Addr() {
+		t.Fatalf("status after one failover: leader %s term %d (own term %d), want %s term 2", st.Leader, st.Term, st.Coordinators[0].Term, second.Addr())
+	}
 }
 
 // A leader whose term has ended — its election key gone, as after a pause
@@ -67,6 +79,7 @@ func TestOneLeaderAmongCoordinators(t *testing.T) {
 // fail the fence, datanodes refuse its commands once they know a newer
 // term, and on its next round of work it finds out and steps down.
 func TestDeposedLeaderIsFenced(t *testing.T) {
+	slow(t, "waits for a failover")
 	cl, c := startCluster(t, func(c *cluster.Config) {
 		c.Coordinator.ElectionTTL = 3 * time.Second
 		c.Coordinator.GCGrace = 100 * time.Millisecond
@@ -104,6 +117,7 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	if old.IsZero() {
 		t.Fatal("the leader has no fence")
 	}
+	oldNumber := srv.TermNumber()
 	if _, err := cl.Coordinator.Client.Delete(ctx, old.Key); err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +145,20 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 	if newTerm <= old.Rev {
 		t.Fatalf("new term %d is not after %d", newTerm, old.Rev)
 	}
+	newNumber := standby.Server.TermNumber()
+	if newNumber != oldNumber+1 {
+		t.Fatalf("new term number %d, want the deposed one's %d plus one", newNumber, oldNumber)
+	}
 	// The datanodes learn the new term from heartbeats and refuse the old.
+	// The node table shows the term each knows by number.
 	eventually(t, 10*time.Second, func() error {
 		nodes, err := c.Nodes(ctx)
 		if err != nil {
 			return err
 		}
 		for _, n := range nodes {
-			if n.LeaderTerm < newTerm {
-				return fmt.Errorf("datanode %s knows term %d, want %d", n.ID, n.LeaderTerm, newTerm)
+			if n.LeaderTerm != newNumber {
+				return fmt.Errorf("datanode %s knows term %d, want %d", n.ID, n.LeaderTerm, newNumber)
 			}
 		}
 		return nil

@@ -12,6 +12,7 @@ import (
 // Many small chunks through one upload slot pair: the splitter must hand
 // over cut chunks before it waits for a buffer, or the pipeline stalls.
 func TestPutManySmallChunksFewSlots(t *testing.T) {
+	slow(t, "thousands of small chunks")
 	cl, _ := startCluster(t, nil)
 	for _, uploads := range []int{1, 2, 8} {
 		c, err := cl.Client(client.Config{Uploads: uploads, Downloads: 1, MinChunk: 16 << 10, AvgChunk: 32 << 10, MaxChunk: 64 << 10, Logger: quiet()})

@@ -49,6 +49,7 @@ func issueNode(t *testing.T, caDir string, roles ...string) *pki.Node {
 // datanode's control port serves only the coordinator role, and a caller
 // without a certificate gets neither.
 func TestTLSRoles(t *testing.T) {
+	slow(t, "a cluster over TLS, every role checked")
 	caDir := filepath.Join(t.TempDir(), "ca")
 	if err := pki.CreateCA(caDir); err != nil {
 		t.Fatal(err)

@@ -58,6 +58,7 @@ func numbers(n int) []int {
 // send nothing and complete into the same content; a small edit sends one
 // part's changed chunks.
 func TestUploadInParts(t *testing.T) {
+	slow(t, "multipart uploads of many MiB")
 	ctx := context.Background()
 	cl, c := startCluster(t, func(cfg *cluster.Config) {
 		cfg.Coordinator.GCGrace = 200 * time.Millisecond
@@ -225,6 +226,7 @@ func keysUnder(t *testing.T, cl *cluster.Cluster, rel string) int64 {
 // Aborting drops the parts; so does the clean-up, for an upload left open
 // past its expiry.
 func TestUploadAbortAndExpiry(t *testing.T) {
+	slow(t, "waits for uploads to expire")
 	ctx := context.Background()
 	cl, c := startCluster(t, func(cfg *cluster.Config) {
 		cfg.Coordinator.UploadExpiry = 2 * time.Second

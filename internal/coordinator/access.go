@@ -161,6 +161,7 @@ var (
 	adminCalls     = map[string]bool{
 		coordPrefix + "LookupContent": true, coordPrefix + "Drain": true, coordPrefix + "Fsck": true,
 		coordPrefix + "Jobs": true, coordPrefix + "RunGC": true,
+		coordPrefix + "Undrain": true, coordPrefix + "RemoveNode": true,
 		accessPrefix + "CreateKey": true, accessPrefix + "ListKeys": true, accessPrefix + "DeleteKey": true,
 	}
 	// monitorCalls read the cluster's state, no file: any caller.

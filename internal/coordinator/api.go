@@ -654,6 +654,9 @@ func (s *Server) Nodes(ctx context.Context, req *api.NodesRequest) (*api.NodesRe
 	}
 	for id, n := range s.nodes {
 		stats[id] = cloneStats(n.stats)
+		// The term the node knows, as people number terms (leader.go); 0
+		// for one older than this coordinator remembers.
+		stats[id].LeaderTerm = s.terms.number(n.stats.LeaderTerm)
 	}
 	s.mu.Unlock()
 	for _, n := range s.NodeTable() {

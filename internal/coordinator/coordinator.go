@@ -211,6 +211,8 @@ type Server struct {
 	fence      atomic.Pointer[meta.Fence] // the election key and term while leader
 	seenTerm   atomic.Int64               // newest term seen in the election
 	leaderSeen atomic.Value               // leaderInfo: who leads, as observed
+	termNumber atomic.Int64               // this coordinator's last term, as numbered (leader.go)
+	terms      termNumbers                // numbers of the terms seen, by fence
 	lead       leadership
 	events     eventsState // ends Events streams on stop (events.go)
 

@@ -452,8 +452,9 @@ func (s *Server) deleteCopies(ctx context.Context, fence meta.Fence, id dfs.Node
 
 // Fsck implements api.CoordinatorServer: one page of the files under the
 // prefix, their chunks classed as healthy (Replicas good copies or more),
-// under-replicated, missing (no good copy), or corrupt (a copy was found
-// corrupt and is not yet replaced). The page's contents are read without
+// under-replicated (and of those, the ones no node can take another copy
+// of), missing (no good copy), or corrupt (a copy was found corrupt and is
+// not yet replaced). The page's contents are read without
 // the lock; the lock is taken once per page to class the chunks.
 func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckResponse, error) {
 	s.fsckPages.Add(1)
@@ -484,6 +485,7 @@ func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckRespo
 	}
 	now := time.Now()
 	s.mu.Lock()
+	targets := s.placeableLocked()
 	for i, f := range l.Files {
 		c := contents[i]
 		ff := &api.FsckFile{Path: f.Path, ContentHash: f.Content[:], Chunks: int64(len(c.Chunks))}
@@ -498,6 +500,11 @@ func (s *Server) Fsck(ctx context.Context, req *api.FsckRequest) (*api.FsckRespo
 				class, total = &ff.Missing, &resp.Missing
 			default:
 				class, total = &ff.UnderReplicated, &resp.UnderReplicated
+				if good >= targets {
+					// Every node that takes copies has one: repair cannot help.
+					ff.Unplaceable++
+					resp.Unplaceable++
+				}
 			}
 			*class++
 			*total++

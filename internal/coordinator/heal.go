@@ -260,7 +260,11 @@ func (s *Server) repairScan(ctx context.Context) {
 	}
 	var jobs, over []repairJob
 	more := false
+	targets := s.placeableLocked()
 	for good, set := range s.hl.under {
+		if good >= targets {
+			break // no node to copy to (Counters.Unplaceable): nothing to plan
+		}
 		for h := range set {
 			if _, ok := writing[h]; ok {
 				continue

@@ -329,7 +329,8 @@ type Counters struct {
 	MissingLost       int64 // no copy that can be read
 	OverReplicated    int64 // more than Replicas good copies
 	Corrupt           int64 // chunks with a copy found corrupt and not yet replaced
-	PendingRepair     int64 // chunks below Replicas with a copy to repair from
+	PendingRepair     int64 // chunks below Replicas with a copy to repair from and a node to copy to
+	Unplaceable       int64 // chunks below Replicas with no node to place another copy on
 	PendingGC         int64
 	Repaired          int64
 	GarbageCollected  int64
@@ -362,8 +363,30 @@ func (s *Server) countersLocked(now time.Time) Counters {
 			c.OverReplicated += t
 		}
 	}
-	for _, u := range s.hl.under {
-		c.PendingRepair += int64(len(u))
+	targets := s.placeableLocked()
+	for good, u := range s.hl.under {
+		if good < targets {
+			c.PendingRepair += int64(len(u))
+		} else {
+			c.Unplaceable += int64(len(u))
+		}
 	}
 	return c
+}
+
+// placeableLocked returns how many nodes' copies count (alive or suspect,
+// not draining): the most good copies any chunk can have. A chunk with at
+// least that many good copies and still fewer than Replicas has no node
+// to place another copy on (a dead or drained fourth node held one, and
+// three remain): repair cannot help it, so it is not pending repair but
+// waits for a node to join or come back. Free space is not considered: a
+// full node still counts here. O(nodes). s.mu is held.
+func (s *Server) placeableLocked() int {
+	n := 0
+	for _, nd := range s.nodes {
+		if s.hl.nodes[nd.idx].cur == classGood {
+			n++
+		}
+	}
+	return n
 }

@@ -137,12 +137,24 @@ func checkHealth(t *testing.T, s *Server, step string, now time.Time, caughtUp b
 	if c.Healthy+c.UnderReplicated+c.MissingRepairable+c.MissingLost != c.Chunks {
 		t.Fatalf("%s: counters %+v do not add up to the chunks", step, c)
 	}
-	pending := int64(0)
-	for _, u := range r.under {
-		pending += int64(len(u))
+	// A chunk is pending repair if some node that takes copies lacks it,
+	// else it has no node to place a copy on.
+	targets := 0
+	for _, n := range s.nodes {
+		if s.hl.nodes[n.idx].cur == classGood {
+			targets++
+		}
 	}
-	if c.PendingRepair != pending {
-		t.Fatalf("%s: pending repair %d, recount %d", step, c.PendingRepair, pending)
+	pending, unplaceable := int64(0), int64(0)
+	for g, u := range r.under {
+		if g < targets {
+			pending += int64(len(u))
+		} else {
+			unplaceable += int64(len(u))
+		}
+	}
+	if c.PendingRepair != pending || c.Unplaceable != unplaceable {
+		t.Fatalf("%s: pending repair %d, unplaceable %d; recount %d, %d", step, c.PendingRepair, c.Unplaceable, pending, unplaceable)
 	}
 }
 
@@ -198,8 +210,8 @@ func fullReport(t *testing.T, s *Server, id dfs.NodeID, inc uint64, hashes []dfs
 }
 
 // TestHealthAgreesWithRecount runs random sequences of full and delta
-// reports, deaths, revivals, drains, undrains, corrupt reports, dooming and
-// removals, and after each step checks the counters and sets against a
+// reports, deaths, revivals, drains, undrains, corrupt reports, dooming,
+// removals and nodes forgotten, and after each step checks the counters and sets against a
 // recount from scratch; after each node check, against the nodes' states
 // at the test's clock.
 func TestHealthAgreesWithRecount(t *testing.T) {
@@ -302,7 +314,7 @@ func healthRandomRun(t *testing.T, seed uint64) {
 			s.mu.Lock()
 			s.doomLocked(hash())
 			s.mu.Unlock()
-		default:
+		case op < 99:
 			what = "undoom"
 			s.mu.Lock()
 			for h := range s.heal.doomed {
@@ -310,6 +322,21 @@ func healthRandomRun(t *testing.T, seed uint64) {
 				break
 			}
 			s.mu.Unlock()
+		default:
+			// Removed from the registry, then back as a new node with an
+			// empty disk.
+			what = "forget"
+			s.forgetNode(id)
+			s.mu.Lock()
+			_, still := s.nodes[id]
+			s.mu.Unlock()
+			if still {
+				t.Fatalf("step %d: %s still in the node table after forgetNode", step, id)
+			}
+			checkHealth(t, s, fmt.Sprintf("step %d (forgot %s)", step, id), now, false)
+			truth[id] = map[dfs.Hash]bool{}
+			inc[id]++
+			fullReport(t, s, id, inc[id], nil)
 		}
 		label := fmt.Sprintf("step %d (%s %s)", step, what, id)
 		checkHealth(t, s, label, now, false)

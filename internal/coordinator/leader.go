@@ -39,6 +39,11 @@ import (
 //   - before each round of leader-only work the leader confirms, with a
 //     linearizable read, that its key still exists, and steps down if not.
 
+// Terms are shown to people by number (meta.TakeTerm): the first leader a
+// cluster had is term 1, the next term 2. The fence (the election key's
+// revision) stays what etcd writes and datanode commands are checked by;
+// the number is only what the status, the node table and the logs show.
+
 // IsLeader reports whether this coordinator believes it leads now.
 func (s *Server) IsLeader() bool { return s.leader.Load() }
 
@@ -55,16 +60,64 @@ func (s *Server) Term() int64 {
 // while it leads, or the newest it has seen in the election.
 func (s *Server) KnownTerm() int64 { return max(s.seenTerm.Load(), s.Term()) }
 
-// Leader returns the address of the leader coordinator as last observed, and
-// its term; "" while none is known.
+// TermNumber is the number of this coordinator's term while it leads (1
+// for a cluster's first leader), and 0 otherwise.
+func (s *Server) TermNumber() int64 {
+	if s.Term() == 0 {
+		return 0
+	}
+	return s.termNumber.Load()
+}
+
+// Leader returns the address of the leader coordinator as last observed,
+// and its term number; "" while none is known.
 func (s *Server) Leader() (string, int64) {
 	l, _ := s.leaderSeen.Load().(leaderInfo)
-	return l.addr, l.term
+	return l.addr, l.number
 }
 
 type leaderInfo struct {
-	addr string
-	term int64
+	addr   string
+	term   int64 // the fence: the election key's create revision
+	number int64 // the term as people count it; 0 until the leader counted it
+}
+
+// termNumbers remembers the numbers of the terms this coordinator has seen,
+// by fence, so that the node table can show the term each datanode knows
+// by number. It keeps the newest few.
+type termNumbers struct {
+	mu sync.Mutex
+	m  map[int64]int64
+}
+
+const keptTermNumbers = 64
+
+func (t *termNumbers) note(fence, number int64) {
+	if fence == 0 || number == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[int64]int64{}
+	}
+	t.m[fence] = number
+	for len(t.m) > keptTermNumbers {
+		oldest := int64(-1)
+		for f := range t.m {
+			if oldest < 0 || f < oldest {
+				oldest = f
+			}
+		}
+		delete(t.m, oldest)
+	}
+}
+
+// number returns the number of the term of fence, or 0 if unknown.
+func (t *termNumbers) number(fence int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[fence]
 }
 
 // leadership is the state of the election loop.
@@ -104,9 +157,9 @@ func (s *Server) stepDown(term int64) {
 		return
 	}
 	if s.ctx.Err() != nil {
-		s.log.Info("resigning leadership: shutting down", "term", term)
+		s.log.Info("resigning leadership: shutting down", "term", s.termNumber.Load(), "fence", term)
 	} else {
-		s.log.Warn("stepping down: leader term ended", "term", term)
+		s.log.Warn("stepping down: leader term ended", "term", s.termNumber.Load(), "fence", term)
 	}
 	s.leader.Store(false)
 	s.lead.mu.Lock()
@@ -142,7 +195,7 @@ func (s *Server) refusedAsStale(ctx context.Context, fence meta.Fence, node dfs.
 	defer cancel()
 	if ok, err := s.meta.Holds(cctx, fence); err == nil && ok {
 		s.log.Warn("a datanode refused this leader's term, which etcd confirms is current: the node holds a term no leader was elected with",
-			"node", node, "term", fence.Rev)
+			"node", node, "fence", fence.Rev)
 		return false
 	}
 	s.stepDown(fence.Rev)
@@ -192,6 +245,17 @@ func (s *Server) leadOnce() error {
 		return err
 	}
 	term := e.Rev()
+	tctx, tcancel := context.WithTimeout(s.ctx, 10*time.Second)
+	number, err := s.meta.TakeTerm(tctx, meta.Fence{Key: e.Key(), Rev: term}, sess.Lease(), s.cfg.Addr)
+	tcancel()
+	if err != nil {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		e.Resign(rctx) // let another take it, or campaign again
+		return fmt.Errorf("elected, but counting the term failed: %w", err)
+	}
+	s.terms.note(term, number)
+	s.termNumber.Store(number)
 	lctx, lcancel := context.WithCancel(s.ctx)
 	defer lcancel()
 	s.lead.mu.Lock()
@@ -201,12 +265,12 @@ func (s *Server) leadOnce() error {
 	s.noteTerm(term)
 	s.fence.Store(&meta.Fence{Key: e.Key(), Rev: term})
 	s.leader.Store(true)
-	s.leaderSeen.Store(leaderInfo{addr: s.cfg.Addr, term: term})
-	s.log.Info("elected leader", "term", term)
+	s.leaderSeen.Store(leaderInfo{addr: s.cfg.Addr, term: term, number: number})
+	s.log.Info("elected leader", "term", number, "fence", term)
 	select {
 	case <-lctx.Done():
 	case <-sess.Done():
-		s.log.Warn("leadership lost: etcd session ended", "term", term)
+		s.log.Warn("leadership lost: etcd session ended", "term", number, "fence", term)
 	}
 	s.stepDown(term)
 	if s.ctx.Err() != nil {
@@ -241,8 +305,10 @@ func (s *Server) observeLeader() {
 		}
 		var li leaderInfo
 		if len(resp.Kvs) == 1 {
-			li = leaderInfo{addr: string(resp.Kvs[0].Value), term: resp.Kvs[0].CreateRevision}
+			li.addr, li.number = meta.ParseElectionValue(string(resp.Kvs[0].Value))
+			li.term = resp.Kvs[0].CreateRevision
 			s.noteTerm(li.term)
+			s.terms.note(li.term, li.number)
 		}
 		if own := s.Term(); own != 0 && li.term > own {
 			// Another coordinator was elected after us: our term is over,

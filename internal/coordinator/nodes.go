@@ -38,6 +38,10 @@ type node struct {
 	incarnation uint64
 	reported    bool
 	resync      bool
+
+	// removing: the node is being forgotten (lifecycle.go); it may not
+	// register until that is done.
+	removing bool
 }
 
 // newNodeLocked adds a datanode to the node table. s.mu is held (or s is
@@ -174,6 +178,9 @@ func (s *Server) Register(ctx context.Context, req *api.RegisterRequest) (*api.R
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n = s.nodes[id]
+	if n != nil && n.removing {
+		return nil, status.Errorf(codes.Unavailable, "register %s: the node is being removed; register again in a moment", id)
+	}
 	if n == nil {
 		var err error
 		if n, err = s.newNodeLocked(id, rec); err != nil {

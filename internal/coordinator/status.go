@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 func (s *Server) Status(ctx context.Context, req *api.StatusRequest) (*api.StatusResponse, error) {
 	resp := &api.StatusResponse{Addr: s.cfg.Addr}
 	resp.Leader, resp.Term = s.Leader()
-	self := &api.CoordinatorStatus{Addr: s.cfg.Addr, Alive: true, Leader: s.IsLeader(), Term: s.Term()}
+	self := &api.CoordinatorStatus{Addr: s.cfg.Addr, Alive: true, Leader: s.IsLeader(), Term: s.TermNumber()}
 	if req.Local {
 		resp.Coordinators = []*api.CoordinatorStatus{self}
 		return resp, nil
@@ -167,34 +168,22 @@ func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 
 // forwardDrain hands a drain to the leader coordinator.
 func (s *Server) forwardDrain(ctx context.Context, req *api.DrainRequest) (*api.DrainResponse, error) {
-	leader, _ := s.Leader()
-	// Just after a start or a failover no leader may be known yet: wait
-	// for one a little, as the election takes about one lease.
-	for wait := time.Now().Add(2 * s.cfg.ElectionTTL); leader == "" && time.Now().Before(wait) && ctx.Err() == nil; leader, _ = s.Leader() {
-		if s.IsLeader() {
-			return s.Drain(ctx, req)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if leader == "" || leader == s.cfg.Addr {
-		return nil, rpc.ToStatus(fmt.Errorf("drain %s: %w, and no leader is known yet", req.Node, dfs.ErrNotLeader))
-	}
-	if req.Term != 0 {
-		// Forwarded already: do not bounce it around.
-		return nil, rpc.ToStatus(fmt.Errorf("drain %s: %w (forwarded by a coordinator that thinks it is)", req.Node, dfs.ErrNotLeader))
-	}
-	conn, err := s.peer(leader)
+	cc, err := s.leaderClient(ctx, "drain "+req.Node, req.Term)
 	if err != nil {
-		return nil, rpc.ToStatus(fmt.Errorf("drain %s: reach leader %s: %w", req.Node, leader, err))
+		return nil, err
+	}
+	if cc == nil {
+		return s.Drain(ctx, req)
 	}
 	fwd := proto.Clone(req).(*api.DrainRequest)
 	fwd.Term = s.KnownTerm()
-	return api.NewCoordinatorClient(conn).Drain(ctx, fwd)
+	return cc.Drain(ctx, fwd)
 }
 
 // watchNodes keeps the node table's records in step with the registry, so
-// a drain the leader records shows on every coordinator, and a standby that
-// becomes leader carries on with it.
+// a drain the leader records shows on every coordinator, a standby that
+// becomes leader carries on with it, and a node the leader removes is
+// forgotten everywhere.
 func (s *Server) watchNodes() {
 	defer s.wg.Done()
 	cli := s.meta.Client()
@@ -219,8 +208,12 @@ func (s *Server) watchNodes() {
 				break
 			}
 			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut {
+				switch ev.Type {
+				case clientv3.EventTypePut:
 					s.applyNodeRecord(ev.Kv.Value)
+				case clientv3.EventTypeDelete:
+					// Removed (lifecycle.go): forget its copies too.
+					s.forgetNode(dfs.NodeID(strings.TrimPrefix(string(ev.Kv.Key), prefix)))
 				}
 			}
 		}
@@ -282,6 +275,7 @@ func (s *Server) countersAPILocked(now time.Time) *api.CountersResponse {
 		Corrupt:           c.Corrupt,
 		OverReplicated:    c.OverReplicated,
 		PendingRepair:     c.PendingRepair,
+		Unplaceable:       c.Unplaceable,
 		PendingGc:         c.PendingGC,
 		Repaired:          c.Repaired,
 		GarbageCollected:  c.GarbageCollected,

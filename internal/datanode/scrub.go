@@ -3,6 +3,7 @@ package datanode
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,14 @@ import (
 // chunks. A chunk costs the byte budget its size and nothing more, so small
 // chunks are limited by the chunk budget alone. The next pass starts
 // Config.ScrubInterval after one began, or at once if it took longer.
+//
+// A small store is the exception: one whose pass the slowest pace (minPace
+// chunks a second) ends well within the interval. Waiting out the rest of
+// the interval would leave every chunk written meanwhile unchecked for up
+// to a week (a new dfs server scrubbed nothing it stored for that long);
+// instead its passes follow one another, at least floorEvery apart, at
+// that slowest pace: about one chunk a minute, a cost too small to
+// matter, and a chunk is checked within minutes of being written.
 //
 // A corrupt copy is moved to the store's quarantine (the coordinators hear
 // of it as removed and as corrupt in the next heartbeat, sent at once) and
@@ -59,8 +68,19 @@ func newScrubber(n *Node, mibPerSec, chunksPerSec float64, interval time.Duratio
 }
 
 // minPace is the slowest a pass goes, in chunks a second: a store of a few
-// chunks is checked in minutes, then waits for its next pass.
-const minPace = 1.0 / 60
+// chunks is checked in minutes. floorEvery is the least time between the
+// starts of two passes of a store that small (one chunk at minPace).
+const (
+	minPace    = 1.0 / 60
+	floorEvery = time.Minute
+)
+
+// small reports whether a store of chunks chunks is scrubbed at minPace,
+// its pass ending well within the interval: its passes then follow one
+// another instead of waiting for the interval's end.
+func (s *scrubber) small(chunks int64) bool {
+	return float64(chunks)/(0.9*s.interval.Seconds()) < minPace
+}
 
 // pace sets the budgets of a pass over chunks chunks of bytes bytes: what
 // reads them all in nine tenths of the interval, within the limits.
@@ -77,7 +97,12 @@ func (s *scrubber) pace(chunks, bytes int64) (chunksPerSec, bytesPerSec float64)
 func (s *scrubber) run(ctx context.Context) {
 	for {
 		start := time.Now()
-		s.pace(s.n.store.Usage())
+		stored, size := s.n.store.Usage()
+		s.pace(stored, size)
+		next := s.interval
+		if s.small(stored) {
+			next = min(s.interval, floorEvery)
+		}
 		chunks, bytes, err := s.pass(ctx)
 		if ctx.Err() != nil {
 			return
@@ -86,9 +111,13 @@ func (s *scrubber) run(ctx context.Context) {
 			s.n.log.Warn("scrub pass failed", "err", err, "chunks", chunks, "bytes", bytes, "duration", time.Since(start))
 		} else {
 			s.passEnd.Store(time.Now().UnixNano())
-			s.n.log.Info("scrub pass finished", "chunks", chunks, "bytes", bytes, "duration", time.Since(start).Round(time.Millisecond))
+			lvl := slog.LevelInfo
+			if next < s.interval {
+				lvl = slog.LevelDebug // a small store's passes come every few minutes
+			}
+			s.n.log.Log(ctx, lvl, "scrub pass finished", "chunks", chunks, "bytes", bytes, "duration", time.Since(start).Round(time.Millisecond))
 		}
-		if wait := s.interval - time.Since(start); wait > 0 {
+		if wait := next - time.Since(start); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():

@@ -18,13 +18,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/dfs-store/dfs/internal/pki"
 )
@@ -138,15 +138,19 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.ClusterState == "existing" {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
-	// etcd logs only errors, to stderr, and nothing once dfs stops it (it
-	// reports a closed server as an error).
+	// etcd logs only errors, through the process's slog logger (one format
+	// for every line), and nothing once dfs stops it (it reports a closed
+	// server as an error).
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	level := zap.NewAtomicLevelAt(zap.ErrorLevel)
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), level)
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core).With(zap.String("role", "etcd")))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(c.Logger.With("role", "etcd"), level)))
+	if err := portsFree(c.Dir, u); err != nil {
+		return nil, err
+	}
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "10m"
 	cfg.MaxTxnOps = 1024
@@ -171,9 +175,6 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	case <-ctx.Done():
 		e.Close()
 		return nil, ctx.Err()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	s := &Server{e: e, clientURL: cu.String(), logLevel: level, log: c.Logger.With("role", "etcd"), stop: make(chan struct{}), tls: c.TLS}
 	if c.DefragCheck == 0 {
@@ -250,6 +251,30 @@ func rememberURLs(c Config) (urls, error) {
 		return u, fmt.Errorf("etcd: %w", err)
 	}
 	return u, nil
+}
+
+// portsFree checks that the member's ports are free before etcd tries
+// them: they were chosen at its first start and kept in urls.json, so a
+// clash names that file rather than a port the user never chose.
+func portsFree(dir string, u urls) error {
+	for _, s := range []string{u.Client, u.Peer, u.ClientHTTP} {
+		if s == "" {
+			continue
+		}
+		pu, err := url.Parse(s)
+		if err != nil {
+			continue // StartEtcd says what is wrong with it
+		}
+		ln, err := net.Listen("tcp", pu.Host)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("etcd: port %s is in use by another program; it was chosen at the member's first start and is kept in %s (stop that program, or edit the file while dfs is stopped)",
+				pu.Port(), filepath.Join(dir, "urls.json"))
+		}
+		if err == nil {
+			ln.Close()
+		}
+	}
+	return nil
 }
 
 func freeURL(scheme string) (string, error) {

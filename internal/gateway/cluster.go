@@ -46,6 +46,7 @@ type ClusterInfo struct {
 	Corrupt           int64  `json:"corrupt"`
 	OverReplicated    int64  `json:"over_replicated"`
 	PendingRepair     int64  `json:"pending_repair"`
+	Unplaceable       int64  `json:"unplaceable"` // below the factor with no node to place a copy on (not pending repair)
 	PendingGC         int64  `json:"pending_gc"`
 	Repaired          int64  `json:"repaired"`
 	GarbageCollected  int64  `json:"garbage_collected"`
@@ -138,6 +139,7 @@ func (s *Server) clusterInfo(ctx context.Context, maxAge time.Duration) (*Cluste
 		ci.MissingRepairable, ci.MissingLost = k.MissingRepairable, k.MissingLost
 		ci.Missing = k.MissingRepairable + k.MissingLost
 		ci.PendingRepair, ci.PendingGC = k.PendingRepair, k.PendingGc
+		ci.Unplaceable = k.Unplaceable
 		ci.Repaired, ci.GarbageCollected = k.Repaired, k.GarbageCollected
 		ci.CountersFrom, ci.CountersCold = k.Addr, k.Cold
 	}

@@ -305,13 +305,40 @@ func (s *Server) pollCluster() {
 	}
 }
 
-// nodeChanged reports a change worth telling: anything but the heartbeat
-// time, which moves every second, unless it moved by several seconds.
+// nodeChanged reports a change of a datanode worth an event: its state,
+// addresses or zone, its chunk count, corrupt copies, drain progress or
+// fencing, or its space by at least spaceStep (a node's free space moves
+// with everything else on its disk, every second, and is not news by the
+// byte). Scrub progress and the heartbeat time alone are not news either,
+// but the row is refreshed when the heartbeat shown is nodeRefresh old, so
+// an idle node sends one event every nodeRefresh instead of one a second.
 func nodeChanged(a, b dfs.NodeInfo) bool {
-	hb := b.LastHeartbeat.Sub(a.LastHeartbeat)
-	a.LastHeartbeat, b.LastHeartbeat = time.Time{}, time.Time{}
-	return a != b || hb >= 5*time.Second || hb <= -5*time.Second
+	if b.LastHeartbeat.Sub(a.LastHeartbeat) >= nodeRefresh || a.LastHeartbeat.Sub(b.LastHeartbeat) >= nodeRefresh {
+		return true
+	}
+	if a.ID != b.ID || a.Addr != b.Addr || a.GRPCAddr != b.GRPCAddr || a.Zone != b.Zone ||
+		a.State != b.State || a.Alive != b.Alive || a.Chunks != b.Chunks || a.CorruptChunks != b.CorruptChunks ||
+		a.DrainRemaining != b.DrainRemaining || a.LeaderTerm != b.LeaderTerm || a.FencedCommands != b.FencedCommands ||
+		a.LastHeartbeat.IsZero() != b.LastHeartbeat.IsZero() {
+		return true
+	}
+	step := spaceStep(max(a.CapacityBytes, b.CapacityBytes))
+	return moved(a.CapacityBytes, b.CapacityBytes, step) || moved(a.UsedBytes, b.UsedBytes, step) || moved(a.FreeBytes, b.FreeBytes, step)
 }
+
+// nodeRefresh is how old the heartbeat time an idle node's row shows may
+// get before the row is sent again.
+const nodeRefresh = 15 * time.Second
+
+// spaceStep is the change of a node's space worth an event: 1% of its
+// capacity (what a bar or a percentage shows), and at least 64 MiB. Less
+// is the noise of a disk shared with other programs: hundreds of MiB come
+// and go in seconds on a busy machine.
+func spaceStep(capacity int64) int64 {
+	return max(capacity/100, 64<<20)
+}
+
+func moved(a, b, step int64) bool { return a-b >= step || b-a >= step }
 
 func clusterChanged(a, b ClusterInfo) bool {
 	a.Time, b.Time = time.Time{}, time.Time{}

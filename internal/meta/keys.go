@@ -70,6 +70,9 @@ import (
 //	<root>/v1/coordinators/<grpc addr>      empty; on the lease of a running
 //	                                        coordinator, so the live ones can be listed
 //	<root>/v1/election/coordinator          etcd election: the leader coordinator
+//	                                        (value: its address, then its term number)
+//	<root>/v1/leader-term                   the last leader's term number (decimal),
+//	                                        counted by each new leader
 //	<root>/v1/locks/<sha256>                etcd mutexes: a job's worker
 //
 // Values are protobuf messages from package api (meta.proto).
@@ -254,6 +257,9 @@ func (s Schema) Coordinator(addr string) string { return s.CoordinatorsPrefix() 
 
 // Election is the prefix coordinators campaign on.
 func (s Schema) Election() string { return s.root + "election/coordinator" }
+
+// LeaderTerm is the counter of leader terms (election.go).
+func (s Schema) LeaderTerm() string { return s.root + "leader-term" }
 
 // LocksPrefix holds the workers' job mutexes.
 func (s Schema) LocksPrefix() string { return s.root + "locks/" }

@@ -28,7 +28,7 @@ var topologies = []string{topoServer, topoSeparate}
 // clusterSpec says what to start.
 type clusterSpec struct {
 	topo      string
-	datanodes int            // separate only (default 3); a server always runs 3
+	datanodes int            // default 3; a server runs them with --datanodes
 	reserve   map[int]string // separate only: --reserve of datanode i
 	// separate only: more flags for the coordinator, and for every datanode
 	coordFlags []string
@@ -217,9 +217,15 @@ func (c *cluster) launch(t *testing.T) {
 		if err := copyCerts(filepath.Join(c.dir, "data", "certs")); err != nil {
 			t.Fatal(err)
 		}
-		ready(run("server", "server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http, "--s3", c.s3))
+		args := []string{"server", "--data", filepath.Join(c.dir, "data"), "--grpc", c.coord, "--http", c.http, "--s3", c.s3}
+		nodes := 3
+		if c.spec.datanodes != 0 {
+			nodes = c.spec.datanodes
+			args = append(args, "--datanodes", strconv.Itoa(nodes))
+		}
+		ready(run("server", args...))
 		c.importSuiteKey(t)
-		c.waitNodes(t, 3, nil)
+		c.waitNodes(t, nodes, nil)
 	case topoHA:
 		var cs []*proc
 		for i := range c.coords {
