@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/contenttype"
 )
 
 func newPutCmd(g *globals) *cobra.Command {
@@ -67,7 +66,7 @@ is stored: an interrupted put leaves the previous version in place.`,
 				src, size = f, st.Size()
 			}
 			if contentType == "" {
-				contentType = mime.TypeByExtension(path.Ext(remote))
+				contentType, src = contenttype.Detect(remote, src)
 			}
 			c, err := g.client()
 			if err != nil {
