@@ -174,6 +174,12 @@ func TestBrowser(t *testing.T) {
 	waitJS("chunks with three nodes each", `(() => { const rows = [...document.querySelectorAll('#chunks tbody tr')];
 		return rows.length >= 2 && rows.every(r => r.querySelectorAll('.node-tag').length === 3); })()`)
 	waitJS("the processing status", `document.querySelector('#processing-results .pill')?.dataset.state === "`+browserProcessed+`"`)
+	waitJS("results with human labels, raw keys as tooltips", `(() => {
+		const dts = [...document.querySelectorAll('#processing-results dt')];
+		const sha = dts.find(d => d.title === "verify.sha256");
+		return sha && sha.textContent === "SHA-256 (verified)" && sha.nextElementSibling.textContent === "`+want+`" &&
+			!dts.some(d => /^(verify|media)\./.test(d.textContent)); })()`)
+	waitJS("the chunks counted in words", `/^[2-9] chunks$/.test(document.querySelector('#chunk-count').textContent)`)
 	shot("detail.png")
 
 	// Delete the copy, through the row's button and the confirmation.
@@ -476,6 +482,30 @@ func TestBrowserTabs(t *testing.T) {
 	roundTrips("alone")
 	put("seen-after.txt", "still live")
 	first.waitJS("the tab still hears of new files", `!!document.querySelector('#files tr[data-path="seen-after.txt"]')`)
+
+	// A file's page in words: a one-chunk file says "1 chunk"; an MP4
+	// stored with curl -T's request (no Content-Type, no extension) is
+	// typed video/mp4, and its processing results have human labels, the
+	// raw keys in their tooltips.
+	first.step("open a one-chunk file", chromedp.Evaluate[chromedp.Void](`location.hash = "#/file/seen-by-all.txt"`))
+	first.waitJS("one chunk, said so", `document.querySelector('#chunk-count').textContent === "1 chunk" &&
+		[...document.querySelectorAll('#processing-results dt')].some(d => d.dataset.key === "verify.chunks" && d.nextElementSibling.textContent === "1 chunk")`)
+	movie, err := os.ReadFile(filepath.Join("..", "..", "internal", "jobs", "testdata", "tiny.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put("clip", string(movie))
+	first.step("open the movie", chromedp.Evaluate[chromedp.Void](`location.hash = "#/file/clip"`))
+	first.waitJS("the movie's results in words", `(() => {
+		const rows = Object.fromEntries([...document.querySelectorAll('#processing-results dt')].map(d => [d.title, [d.textContent, d.nextElementSibling.textContent]]));
+		const meta = [...document.querySelectorAll('#file-meta dt')].find(d => d.textContent === "Type");
+		return meta && meta.nextElementSibling.textContent === "video/mp4" &&
+			rows["verify.sha256"]?.[0] === "SHA-256 (verified)" &&
+			rows["media.duration_seconds"]?.[0] === "Duration" && rows["media.duration_seconds"][1] === "0:02" &&
+			rows["media.width, media.height"]?.[0] === "Resolution" && rows["media.width, media.height"][1] === "160 × 120" &&
+			rows["media.video_codec"]?.[1] === "avc1" && rows["media.audio_codec"]?.[1] === "mp4a" &&
+			rows["media.frame_rate"]?.[1] === "25 fps"; })()`)
+	first.shot("movie.png")
 
 	// A path that holds no file: its page says so, and offers neither
 	// Download nor Delete.

@@ -730,7 +730,8 @@ async function showFile(path) {
     const missing = e.status === 404;
     $("#file-problem").hidden = false;
     $("#file-problem").dataset.code = e.code || "";
-    $("#file-problem-title").textContent = missing ? "This file does not exist" : "This file cannot be shown now";
+    $("#file-problem-title").textContent = missing ? "This file does not exist." : "This file cannot be shown now.";
+    $("#view-file .detail").hidden = true;
     $("#file-problem-text").textContent = missing
       ? "There is no file at " + path + ". It may have been deleted or renamed; its folder lists what is there."
       : humanError(e);
@@ -742,6 +743,7 @@ async function showFile(path) {
   }
   if (current.view !== "file" || current.path !== path) return;
   fileActions(path);
+  $("#view-file .detail").hidden = false;
   detail = { path, sha256: f.sha256, processing: c.processing };
   const st = statusOf(c.processing) || jobs.get(f.sha256);
   const copy = h("button", { type: "button", class: "ghost small copy", "aria-label": "Copy SHA-256", onclick: () => navigator.clipboard.writeText(f.sha256).then(() => toast("SHA-256 copied")) }, "Copy");
