@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/gateway"
 	"github.com/dfs-store/dfs/internal/pki"
@@ -251,5 +253,41 @@ func TestClusterUnreachable(t *testing.T) {
 	s.waitFor(t, "status reachable again", status(true))
 	if a := e.do(t, "GET", "/api/v1/files?prefix=", nil); a.code != http.StatusOK {
 		t.Fatalf("list after the coordinator returned: %d %s", a.code, a.body)
+	}
+}
+
+// An S3 PutObject without a Content-Type gets the type dfs put and REST
+// give the same name and bytes; one the client names is kept.
+func TestS3PutDetectsContentType(t *testing.T) {
+	_, admin, srv, alice := startS3(t, gateway.S3Options{})
+	ctx := context.Background()
+	if err := s3Client(t, srv, alice).MakeBucket(ctx, "typed", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mp4 := append([]byte("\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"), randomBytes(2000, 8)...)
+	for _, tc := range []struct {
+		key, sent string
+		body      []byte
+		want      string
+	}{
+		{"clip.mp4", "", []byte("whatever the bytes"), "video/mp4"},
+		{"clip", "", mp4, "video/mp4"},
+		{"notes", "", []byte("plain words\n"), "text/plain; charset=utf-8"},
+		{"named.mp4", "image/png", mp4, "image/png"},
+	} {
+		hdr := map[string]string{}
+		if tc.sent != "" {
+			hdr["Content-Type"] = tc.sent
+		}
+		if code, s3code := s3Code(t, signed(t, srv, alice, "PUT", "/typed/"+tc.key, tc.body, time.Now(), hdr)); code != http.StatusOK {
+			t.Fatalf("PUT /typed/%s: %d %s", tc.key, code, s3code)
+		}
+		f, err := admin.Stat(ctx, "typed/"+tc.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ContentType != tc.want || f.Size != int64(len(tc.body)) {
+			t.Errorf("S3 PUT %s with Content-Type %q: stored %q, %d bytes; want %q, %d bytes", tc.key, tc.sent, f.ContentType, f.Size, tc.want, len(tc.body))
+		}
 	}
 }
