@@ -13,7 +13,6 @@ package contenttype
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -75,13 +74,21 @@ func Detect(name string, r io.Reader) (string, io.Reader) {
 	if t := ByName(name); t != "" {
 		return t, r
 	}
+	// Not io.ReadFull: it reports a clean end after some bytes as
+	// io.ErrUnexpectedEOF, as a body cut short reports itself.
 	head := make([]byte, SniffLen)
-	n, err := io.ReadFull(r, head)
+	n := 0
+	var err error
+	for n < len(head) && err == nil {
+		var k int
+		k, err = r.Read(head[n:])
+		n += k
+	}
 	head = head[:n]
 	switch {
 	case err == nil:
 		return Sniff(head), io.MultiReader(bytes.NewReader(head), r)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case err == io.EOF:
 		// All of r is in head.
 		return Sniff(head), bytes.NewReader(head)
 	}

@@ -41,10 +41,11 @@ func TestDetect(t *testing.T) {
 // A body that fails within its first bytes keeps its error for whoever
 // reads it: a cut upload must not look like a short file.
 func TestDetectKeepsTheError(t *testing.T) {
-	cut := errors.New("connection reset")
-	_, r := Detect("x", io.MultiReader(strings.NewReader("abc"), errReader{cut}))
-	b, err := io.ReadAll(r)
-	if string(b) != "abc" || !errors.Is(err, cut) {
-		t.Fatalf("read %q, %v; want abc and the body's error", b, err)
+	for _, cut := range []error{errors.New("connection reset"), io.ErrUnexpectedEOF} {
+		_, r := Detect("x", io.MultiReader(strings.NewReader("abc"), errReader{cut}))
+		b, err := io.ReadAll(r)
+		if string(b) != "abc" || !errors.Is(err, cut) {
+			t.Errorf("a body failing with %v: read %q, %v; want abc and the body's error", cut, b, err)
+		}
 	}
 }
