@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -318,8 +319,8 @@ func (b *tab) step(what string, actions ...chromedp.Action[chromedp.Void]) {
 		// A page that never loaded has no body to show: do not wait for it.
 		dctx, dcancel := context.WithTimeout(b.ctx, 5*time.Second)
 		defer dcancel()
-		html, _ := chromedp.Run(dctx, chromedp.OuterHTML("body"))
-		b.t.Fatalf("%s: %v\npage:\n%.4000s", what, err, html)
+		text, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("#live").innerText + "\n" + document.querySelector("main").innerText`))
+		b.t.Fatalf("%s: %v\npage:\n%.4000s", what, err, text)
 	}
 }
 
@@ -411,17 +412,18 @@ func TestBrowserTabs(t *testing.T) {
 	}
 	// A stream a page dropped may take a moment to end at the gateway; one
 	// that stays is a leak.
-	oneStream := func(when string) {
+	streamsAre := func(want int, when string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		n := streams()
-		for ; n != 1 && time.Now().Before(deadline); n = streams() {
+		for ; n != want && time.Now().Before(deadline); n = streams() {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if n != 1 {
-			t.Fatalf("%s: the gateway holds %d event streams for one browser, want 1", when, n)
+		if n != want {
+			t.Fatalf("%s: the gateway holds %d event streams, want %d", when, n, want)
 		}
 	}
+	oneStream := func(when string) { t.Helper(); streamsAre(1, when) }
 
 	first := newBrowser(t, chromium, art)
 	first.step("open the web UI", chromedp.Navigate(base+"/#/files/"), chromedp.WaitReady("#file-input"))
@@ -482,6 +484,72 @@ func TestBrowserTabs(t *testing.T) {
 	roundTrips("alone")
 	put("seen-after.txt", "still live")
 	first.waitJS("the tab still hears of new files", `!!document.querySelector('#files tr[data-path="seen-after.txt"]')`)
+
+	// Where there is no SharedWorker, one tab, elected with a Web Lock,
+	// holds a stream for the others; when it goes, another takes over.
+	var plain []*tab
+	for i := range 3 {
+		tb := first.newTab()
+		plain = append(plain, tb)
+		tb.step(fmt.Sprintf("a tab without SharedWorker %d", i+1), func(ctx context.Context, _ *chromedp.Target) (chromedp.Void, error) {
+			_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: "delete window.SharedWorker"})
+			return chromedp.Void{}, err
+		}, chromedp.Navigate(base+"/#/files/"), chromedp.WaitReady("#file-input"))
+		tb.waitJS(fmt.Sprintf("tab without SharedWorker %d live", i+1), live+` && ["leader", "follower"].includes(stream.mode)`)
+	}
+	// The worker's stream for the first tab, and the leader's.
+	streamsAre(2, "three tabs without SharedWorker")
+	leader := func() int {
+		t.Helper()
+		at := -1
+		for i, tb := range plain {
+			if tb == nil {
+				continue
+			}
+			mode, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`stream.mode`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode == "leader" {
+				if at >= 0 {
+					t.Fatalf("tabs %d and %d both lead", at+1, i+1)
+				}
+				at = i
+			}
+		}
+		return at
+	}
+	seenByPlain := func(path string) {
+		t.Helper()
+		put(path, "for the tabs without SharedWorker")
+		for i, tb := range plain {
+			if tb != nil {
+				tb.waitJS(fmt.Sprintf("tab without SharedWorker %d shows %s", i+1, path), `!!document.querySelector('#files tr[data-path="`+path+`"]')`)
+			}
+		}
+	}
+	seenByPlain("seen-by-followers.txt")
+	gone := leader()
+	if gone < 0 {
+		t.Fatal("no tab without SharedWorker leads")
+	}
+	plain[gone].cancel()
+	plain[gone] = nil
+	deadline := time.Now().Add(30 * time.Second)
+	for leader() < 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no tab took the lead when the leader closed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	streamsAre(2, "the leader closed, another leads")
+	seenByPlain("seen-after-the-leader-left.txt")
+	for _, tb := range plain {
+		if tb != nil {
+			tb.cancel()
+		}
+	}
+	oneStream("the tabs without SharedWorker closed")
 
 	// A file's page in words: a one-chunk file says "1 chunk"; an MP4
 	// stored with curl -T's request (no Content-Type, no extension) is

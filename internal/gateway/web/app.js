@@ -272,6 +272,8 @@ function promptDialog({ title, text, label, type, ok, value }) {
 // What the UI knows of each content's processing, by SHA-256, from the
 // event stream, upload answers and lookups.
 const jobs = new Map();
+// The last processing record each job event carried, by SHA-256.
+const procs = new Map();
 
 function statusOf(proc) {
   if (!proc || !proc.state) return null;
@@ -744,8 +746,13 @@ async function showFile(path) {
   if (current.view !== "file" || current.path !== path) return;
   fileActions(path);
   $("#view-file .detail").hidden = false;
-  detail = { path, sha256: f.sha256, processing: c.processing };
-  const st = statusOf(c.processing) || jobs.get(f.sha256);
+  // A job event that came while the content was read may be newer than
+  // what was read.
+  let proc = c.processing;
+  const heardProc = procs.get(f.sha256);
+  if (heardProc && (!proc || new Date(heardProc.updated || 0) >= new Date(proc.updated || 0))) proc = heardProc;
+  detail = { path, sha256: f.sha256, processing: proc };
+  const st = statusOf(proc) || jobs.get(f.sha256);
   const copy = h("button", { type: "button", class: "ghost small copy", "aria-label": "Copy SHA-256", onclick: () => navigator.clipboard.writeText(f.sha256).then(() => toast("SHA-256 copied")) }, "Copy");
   const meta = [
     ["Name", baseName(f.path)], ["Path", f.path], ["Size", fmtSize(f.size) + " (" + f.size.toLocaleString() + " bytes)"],
@@ -753,7 +760,7 @@ async function showFile(path) {
     ["Type", f.content_type || "—"], ["Created", fmtDate(f.created)], ["Modified", fmtDate(f.modified)],
   ];
   $("#file-meta").replaceChildren(...meta.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  renderProcessing(st, c.processing);
+  renderProcessing(st, proc);
   $("#chunk-count").textContent = plural(c.chunks.length, "chunk");
   $("#chunks tbody").replaceChildren(...c.chunks.map((ch, i) => h("tr", {},
     h("td", { class: "num" }, i + 1),
@@ -969,8 +976,11 @@ function onStreamMessage(m) {
       }
       break;
     case "job":
-      applyJob(ev.sha256, statusOf(ev.processing));
+      // The detail view draws its results from detail.processing: set it
+      // first.
+      if (ev.processing) procs.set(ev.sha256, ev.processing);
       if (detail && detail.sha256 === ev.sha256) detail.processing = ev.processing;
+      applyJob(ev.sha256, statusOf(ev.processing));
       break;
     case "node":
       nodes.set(ev.id, ev);
