@@ -158,8 +158,16 @@ func IsLoopback(addr string) bool {
 // Serve serves the gateway on ln until ctx ends, then shuts down: requests
 // in flight get a few seconds to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// HTTP/2 where ln serves TLS (a tls.Listener whose configuration
+	// offers "h2", as the gateway's HTTPS does): a browser then sends every
+	// request and event stream of all its tabs over one connection, where
+	// HTTP/1.1 gives it six per host. Plain HTTP stays HTTP/1.1.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
 	hs := &http.Server{
 		Handler:           s,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },

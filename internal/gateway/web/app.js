@@ -1001,6 +1001,9 @@ function onStreamMessage(m) {
 
 function wire() {
   window.addEventListener("hashchange", () => { $("#search").value = ""; route(); });
+  // Back from the back-forward cache the page rejoins the event stream
+  // (events.js) having missed what happened meanwhile: read again.
+  window.addEventListener("pageshow", (e) => { if (e.persisted) route(); });
   $("#file-input").addEventListener("change", (e) => { enqueue([...e.target.files]); e.target.value = ""; });
   $("#upload-button").addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").click(); }
