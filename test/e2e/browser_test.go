@@ -482,6 +482,28 @@ func TestBrowserTabs(t *testing.T) {
 		tb.cancel()
 	}
 	roundTrips("alone")
+	// Back through the browser's history, which may restore the page from
+	// its back-forward cache (it left the stream on pagehide and joins it
+	// again on pageshow) or load it anew.
+	for i := range 3 {
+		first.step(fmt.Sprintf("away %d, to come back through history", i+1), chromedp.Navigate("about:blank"))
+		first.step(fmt.Sprintf("history back %d", i+1), chromedp.NavigateBack())
+		// The back navigation may still be under way: a page's context
+		// can vanish under an evaluation until it is.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ok, err := chromedp.Run(first.ctx, chromedp.Evaluate[bool](`location.href.startsWith(`+strconv.Quote(base)+`) && document.readyState === "complete"`))
+			if err == nil && ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("history back %d: the web UI did not load: %v", i+1, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		first.waitJS(fmt.Sprintf("live again after history back %d", i+1), live)
+	}
+	oneStream("after three returns through history")
 	put("seen-after.txt", "still live")
 	first.waitJS("the tab still hears of new files", `!!document.querySelector('#files tr[data-path="seen-after.txt"]')`)
 
