@@ -187,7 +187,12 @@ async function api(method, path, opts = {}) {
       const err = new Error(data.error || res.statusText);
       err.status = res.status;
       err.code = data.code || codeOfStatus(res.status);
-      if (outageCodes.has(err.code)) clusterFailed(err.code);
+      // A read the cluster could not answer is an outage; a write may
+      // fail so for want of datanodes with space: /readyz decides.
+      if (outageCodes.has(err.code)) {
+        if (method === "GET") clusterFailed(err.code);
+        else checkReady();
+      }
       throw err;
     }
     if (clusterPath(path)) clusterAnswered();
@@ -647,7 +652,7 @@ function send(u) {
       }
       if (xhr.status !== 201 || !data.files || !data.files.length) {
         const code = data.code || codeOfStatus(xhr.status);
-        if (outageCodes.has(code)) clusterFailed(code);
+        if (outageCodes.has(code)) checkReady();
         setUpload(u, { state: "error", error: humanError({ code, status: xhr.status, message: data.error }) });
         resolve();
         return;
