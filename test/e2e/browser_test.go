@@ -441,7 +441,7 @@ func TestBrowserTabs(t *testing.T) {
 		tb.step(fmt.Sprintf("open tab %d", i+1), chromedp.Navigate(base+"/#/files/"), chromedp.WaitReady("#file-input"))
 	}
 	for i, tb := range tabs {
-		tb.waitJS(fmt.Sprintf("tab %d live with its list", i+1), live+` && (`+loaded+`)`)
+		tb.waitJS(fmt.Sprintf("tab %d live with its list, through the SharedWorker", i+1), live+` && (`+loaded+`) && stream.mode === "worker"`)
 	}
 	oneStream("eight tabs open")
 
