@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/contenttype"
 )
 
 // putOutput is put --json, one object per file.
@@ -154,7 +153,7 @@ non-zero.`,
 				src, size = f, st.Size()
 			}
 			if contentType == "" {
-				contentType = mime.TypeByExtension(path.Ext(remote))
+				contentType, src = contenttype.Detect(remote, src)
 			}
 			c, err := g.client()
 			if err != nil {
@@ -188,7 +187,7 @@ non-zero.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&contentType, "content-type", "", "content type to record (default: from the file name)")
+	cmd.Flags().StringVar(&contentType, "content-type", "", "content type to record (default: from the file name, else its first bytes)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON (with -r, one object per line per file)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing on success")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "store every file under the directory LOCAL under the folder REMOTE")
@@ -284,8 +283,9 @@ func putOne(ctx context.Context, c *client.Client, lf localFile, remote, content
 		return client.PutResult{}, err
 	}
 	defer src.Close()
+	var r io.Reader = src
 	if contentType == "" {
-		contentType = mime.TypeByExtension(path.Ext(remote))
+		contentType, r = contenttype.Detect(remote, src)
 	}
-	return c.Put(ctx, remote, src, client.PutOptions{ContentType: contentType, Progress: progress, IfAbsent: ifAbsent})
+	return c.Put(ctx, remote, r, client.PutOptions{ContentType: contentType, Progress: progress, IfAbsent: ifAbsent})
 }

@@ -21,6 +21,28 @@ import (
 // holds a gateway's certificate only, and the cluster's admin client.
 func secureEnv(t *testing.T) (*env, *client.Client) {
 	t.Helper()
+	cl, admin, node := secureCluster(t)
+	c, err := cl.Client(client.Config{TLS: node("gw", pki.RoleGateway).ClientTLS(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Client: c, Keys: true, Logger: quiet(), NodePoll: 100 * time.Millisecond, CounterPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		gw.Close()
+		srv.Close()
+		c.Close()
+	})
+	return &env{cl: cl, c: c, gw: gw, srv: srv}, admin
+}
+
+// secureCluster starts a cluster on TLS and returns it, its admin client,
+// and a maker of node certificates under its CA.
+func secureCluster(t *testing.T) (*cluster.Cluster, *client.Client, func(name string, roles ...string) *pki.Node) {
+	t.Helper()
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca")
 	if err := pki.CreateCA(ca); err != nil {
@@ -52,21 +74,7 @@ func secureEnv(t *testing.T) (*env, *client.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	c, err := cl.Client(client.Config{TLS: node("gw", pki.RoleGateway).ClientTLS(), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Config{Client: c, Keys: true, Logger: quiet(), NodePoll: 100 * time.Millisecond, CounterPoll: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() {
-		gw.Close()
-		srv.Close()
-		c.Close()
-	})
-	return &env{cl: cl, c: c, gw: gw, srv: srv}, admin
+	return cl, admin, node
 }
 
 // On a cluster with access keys, every API request proves its key (basic

@@ -15,7 +15,9 @@ import (
 
 // Server-sent events. Each message has an event type and one JSON object:
 //
-//	hello         {}                          first message of every stream
+//	hello         {time}                      first message of every stream,
+//	                                          with the gateway's time
+//	status        Status                      whether the cluster answers
 //	file          {path, sha256, size, time}  a path was written
 //	file_deleted  {path, time}
 //	job           {sha256, processing, time}  a content's processing changed
@@ -159,7 +161,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	ch := s.hub.subscribe(allow)
 	defer s.hub.unsubscribe(ch)
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, "retry: 2000\nevent: hello\ndata: {}\n\n")
+	// The gateway's own time: a page measures from it how long ago what
+	// follows (the state so far) last changed, whatever its own clock says.
+	fmt.Fprintf(w, "retry: 2000\n%s", message("hello", map[string]any{"time": time.Now().UTC()}))
 	if err := rc.Flush(); err != nil {
 		return
 	}
@@ -267,9 +271,16 @@ func (s *Server) pollCluster() {
 	tick := time.NewTicker(s.cfg.NodePoll)
 	defer tick.Stop()
 	var countersAt time.Time
+	reach := reachability{}
 	for {
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		if nodes, err := s.nodes(ctx); err == nil {
+		nodes, err := s.nodes(ctx)
+		if s.ctx.Err() == nil {
+			if msg := reach.update(err, time.Now()); msg != nil {
+				s.hub.setState("status", msg, msg)
+			}
+		}
+		if err == nil {
 			seen := map[dfs.NodeID]bool{}
 			for _, n := range nodes {
 				seen[n.ID] = true
@@ -303,6 +314,49 @@ func (s *Server) pollCluster() {
 		case <-tick.C:
 		}
 	}
+}
+
+// reachability follows whether the cluster answers the gateway's poll, to
+// tell the pages when that changes: a gateway that runs while no
+// coordinator answers must not look live.
+type reachability struct {
+	known, reachable bool
+	lastOK           time.Time
+}
+
+// Status is the "status" event: whether the cluster answers the gateway.
+type Status struct {
+	// Reachable: the last poll of the node table (every NodePoll) was
+	// answered. When false, Code says why as API error codes do
+	// ("unavailable", "timeout", ...), and LastOK is when it was last
+	// answered (zero if never, since the gateway started).
+	Reachable bool      `json:"reachable"`
+	Code      string    `json:"code,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	Time      time.Time `json:"time"`
+}
+
+// update takes a poll's outcome and returns the status event to send, or
+// nil if reachability did not change.
+func (r *reachability) update(err error, now time.Time) []byte {
+	ok := err == nil
+	if ok {
+		r.lastOK = now
+	}
+	if r.known && r.reachable == ok {
+		return nil
+	}
+	r.known, r.reachable = true, ok
+	st := Status{Reachable: ok, LastOK: r.lastOK, Time: now.UTC()}
+	if !ok {
+		code := statusOf(err)
+		if code < 500 {
+			code = http.StatusServiceUnavailable
+		}
+		st.Code, st.Error = errorCode(code, err), err.Error()
+	}
+	return message("status", st)
 }
 
 // nodeChanged reports a change of a datanode worth an event: its state,

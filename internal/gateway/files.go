@@ -16,6 +16,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/contenttype"
 )
 
 // ParsePath decodes the escaped path of a URL (what follows
@@ -155,7 +156,12 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	res, code, err := s.put(r.Context(), p, r.Body, ct)
+	var body io.Reader = r.Body
+	if ct == "" {
+		// curl -T sends none: the type is found as the CLI finds it.
+		ct, body = contenttype.Detect(p, body)
+	}
+	res, code, err := s.put(r.Context(), p, body, ct)
 	if err != nil {
 		writeError(w, code, err)
 		return
@@ -164,7 +170,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 }
 
 // contentType checks a client's Content-Type; empty and the generic
-// octet-stream store nothing, leaving the type to the extension.
+// octet-stream give "", leaving the type to contenttype.Detect.
 func contentType(v string) (string, error) {
 	if v == "" {
 		return "", nil
@@ -190,7 +196,7 @@ func typeOf(f dfs.FileInfo) string {
 	if f.ContentType != "" {
 		return f.ContentType
 	}
-	if t := mime.TypeByExtension(path.Ext(f.Path)); t != "" {
+	if t := contenttype.ByName(f.Path); t != "" {
 		return t
 	}
 	return "application/octet-stream"
@@ -228,9 +234,46 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, loc client.L
 	if !f.Modified.IsZero() && f.Modified.Unix() > 0 {
 		mod = f.Modified
 	}
-	http.ServeContent(w, r, "", mod, rs)
+	http.ServeContent(&jsonErrors{ResponseWriter: w, size: loc.Size}, r, "", mod, rs)
 	s.metrics.bytesOut.Add(float64(rs.read))
 }
+
+// jsonErrors turns the errors http.ServeContent answers in plain text (a
+// range that is not satisfiable, a failed precondition, a failed read)
+// into the API's JSON error, as every other error is.
+type jsonErrors struct {
+	http.ResponseWriter
+	size   int64
+	failed bool // the JSON error is written; ServeContent's text is dropped
+}
+
+func (j *jsonErrors) WriteHeader(code int) {
+	if code < 400 || j.failed {
+		j.ResponseWriter.WriteHeader(code)
+		return
+	}
+	j.failed = true
+	var err error
+	switch code {
+	case http.StatusRequestedRangeNotSatisfiable:
+		err = fmt.Errorf("range not satisfiable: the content holds %d bytes", j.size)
+	case http.StatusPreconditionFailed:
+		err = errors.New("precondition failed: the content's ETag or time does not match If-Match or If-Unmodified-Since")
+	default:
+		err = fmt.Errorf("download failed (%s)", http.StatusText(code))
+	}
+	writeError(j.ResponseWriter, code, err)
+}
+
+func (j *jsonErrors) Write(b []byte) (int, error) {
+	if j.failed {
+		return len(b), nil
+	}
+	return j.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (j *jsonErrors) Unwrap() http.ResponseWriter { return j.ResponseWriter }
 
 // contentReader is a content as an io.ReadSeeker for http.ServeContent:
 // each read from a new position starts a streaming download from there,
@@ -502,7 +545,11 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, err)
 			return
 		}
-		st, code, err := s.stage(r.Context(), p, part, ct)
+		var body io.Reader = part
+		if ct == "" {
+			ct, body = contenttype.Detect(p, body)
+		}
+		st, code, err := s.stage(r.Context(), p, body, ct)
 		part.Close()
 		if err != nil {
 			fail(code, err)
@@ -525,7 +572,8 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 			for _, rest := range staged[i+1:] {
 				rest.Abort()
 			}
-			writeJSON(w, statusOf(err), map[string]any{"error": err.Error(), "stored": stored})
+			code := statusOf(err)
+			writeJSON(w, code, map[string]any{"error": err.Error(), "code": errorCode(code, err), "stored": stored})
 			return
 		}
 		stored = append(stored, s.uploaded(res))

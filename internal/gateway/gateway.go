@@ -158,8 +158,16 @@ func IsLoopback(addr string) bool {
 // Serve serves the gateway on ln until ctx ends, then shuts down: requests
 // in flight get a few seconds to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// HTTP/2 where ln serves TLS (a tls.Listener whose configuration
+	// offers "h2", as the gateway's HTTPS does): a browser then sends every
+	// request and event stream of all its tabs over one connection, where
+	// HTTP/1.1 gives it six per host. Plain HTTP stays HTTP/1.1.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
 	hs := &http.Server{
 		Handler:           s,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
@@ -366,14 +374,56 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// writeError answers {"error": "..."} with code.
-func writeError(w http.ResponseWriter, code int, err error) {
-	if code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+// writeError answers {"error": "...", "code": "..."} with status.
+func writeError(w http.ResponseWriter, status int, err error) {
+	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		// Not "Basic": a browser would put up its own sign-in box over
 		// the web UI's.
 		w.Header().Set("WWW-Authenticate", `DFS-Key realm="dfs"`)
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeJSON(w, status, map[string]string{"error": err.Error(), "code": errorCode(status, err)})
+}
+
+// errorCode names the kind of an error for programs, the web UI among
+// them, which say it in their own words: the message is for people
+// reading logs and may carry the cluster's own wording.
+func errorCode(status int, err error) string {
+	switch {
+	case errors.Is(err, dfs.ErrBadPath):
+		return "bad_path"
+	case errors.Is(err, dfs.ErrBadHash):
+		return "bad_hash"
+	}
+	switch status {
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "unauthenticated"
+	case http.StatusForbidden:
+		return "denied"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusPreconditionFailed:
+		return "precondition_failed"
+	case http.StatusRequestedRangeNotSatisfiable:
+		return "range_not_satisfiable"
+	case http.StatusMisdirectedRequest:
+		return "wrong_host"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	case http.StatusInsufficientStorage:
+		return "no_space"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "bad_request"
 }
 
 // statusOf maps an error from the cluster to an HTTP status.

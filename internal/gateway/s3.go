@@ -28,6 +28,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/contenttype"
 	"github.com/dfs-store/dfs/internal/s3"
 )
 
@@ -944,6 +945,10 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 		}
 	}
 	o := client.PutOptions{ContentType: r.Header.Get("Content-Type")}
+	if o.ContentType == "" && r.URL.Query().Get("uploadId") == "" {
+		// No type sent: found as the CLI and REST find it.
+		o.ContentType, body = contenttype.Detect(path, body)
+	}
 	if r.URL.Query().Get("uploadId") == "" {
 		cond, err := writeConditions(r)
 		if err != nil {

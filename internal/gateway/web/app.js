@@ -36,6 +36,19 @@ function fmtSize(n) {
 }
 
 const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const timeFmt = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+// plural says a count of things: "1 chunk", "3 chunks".
+const plural = (n, one, many) => Number(n).toLocaleString() + " " + (Number(n) === 1 ? one : (many || one + "s"));
+
+// fmtDuration shows seconds as h:mm:ss (m:ss under an hour).
+function fmtDuration(secs) {
+  const t = Math.round(Number(secs));
+  if (!isFinite(t) || t < 0) return String(secs);
+  const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), sec = t % 60;
+  const two = (x) => String(x).padStart(2, "0");
+  return h ? h + ":" + two(m) + ":" + two(sec) : m + ":" + two(sec);
+}
 function fmtDate(s) {
   const d = new Date(s);
   return isNaN(d) || d.getFullYear() < 1971 ? "" : dateFmt.format(d);
@@ -124,7 +137,9 @@ const auth = {
         this.user = data;
         updateTokenButton();
         toast("Signed in as " + data.name);
-        reconnect();
+        health.signedOut = false;
+        // What the stream may show depends on the key: open a new one.
+        if (stream) stream.restart(); else reconnect();
         return true;
       }
       err.textContent = data.error || res.statusText;
@@ -133,11 +148,10 @@ const auth = {
   },
   async signOut() {
     await fetch(API + "/session", { method: "DELETE" }).catch(() => {});
-    if (events) events.close();
-    const live = $("#live");
-    live.classList.remove("on");
-    $(".live-text", live).textContent = "Signed out";
+    if (stream) stream.stop();
     this.user = null;
+    health.signedOut = true;
+    renderHealth();
     updateTokenButton();
     toast("Signed out");
     route();
@@ -155,7 +169,16 @@ function updateTokenButton() {
 // with the gateway's message. A 401 asks for the token once and retries.
 async function api(method, path, opts = {}) {
   for (let attempt = 0; ; attempt++) {
-    const res = await fetch(API + path, { method, headers: { ...auth.header(), ...(opts.headers || {}) }, body: opts.body });
+    let res;
+    try {
+      res = await fetch(API + path, { method, headers: { ...auth.header(), ...(opts.headers || {}) }, body: opts.body });
+    } catch {
+      const err = new Error("the gateway did not answer");
+      err.code = "network";
+      err.status = 0;
+      checkReady();
+      throw err;
+    }
     if (res.status === 401 && attempt === 0 && await auth.refused()) continue;
     const text = await res.text();
     let data = {};
@@ -163,11 +186,64 @@ async function api(method, path, opts = {}) {
     if (!res.ok) {
       const err = new Error(data.error || res.statusText);
       err.status = res.status;
+      err.code = data.code || codeOfStatus(res.status);
+      // A read the cluster could not answer is an outage; a write may
+      // fail so for want of datanodes with space: /readyz decides.
+      if (outageCodes.has(err.code)) {
+        if (method === "GET") clusterFailed(err.code);
+        else checkReady();
+      }
       throw err;
     }
+    if (clusterPath(path)) clusterAnswered();
     return data;
   }
 }
+
+// ---------------------------------------------------------------- errors
+
+// The API's errors carry a code (docs/api.md); the page says each in
+// words of its own. The gateway's message is kept where it is written for
+// people (a refused right, a bad name), never where it may be the
+// cluster's transport speaking.
+const errorWords = {
+  network: "The gateway did not answer. Check that it runs and that this computer can reach it.",
+  unavailable: "The cluster cannot be reached: no coordinator answers the gateway, or no datanode is alive.",
+  timeout: "The cluster took too long to answer. Try again in a moment.",
+  no_space: "The cluster is out of space. Free some, or add a datanode.",
+  internal: "Something failed inside the gateway or the cluster. The gateway's log says more.",
+  unauthenticated: "Sign in to do this.",
+  wrong_host: "This gateway only answers its loopback address.",
+  range_not_satisfiable: "That part of the file is past its end.",
+  method_not_allowed: "The gateway does not allow this here.",
+  not_found: "It does not exist.",
+  denied: "Your access key may not do this.",
+  conflict: "Something changed meanwhile. Try again.",
+  bad_path: "That name cannot be used: a path may not hold empty, “.” or “..” parts or control characters.",
+  bad_hash: "That is not a SHA-256.",
+  bad_request: "The gateway refused the request.",
+  precondition_failed: "The file changed meanwhile.",
+};
+// Codes whose message is the page's own words whatever the gateway said.
+const ownWords = new Set(["network", "unavailable", "timeout", "internal", "no_space"]);
+const outageCodes = new Set(["unavailable", "timeout"]);
+
+function codeOfStatus(status) {
+  return { 400: "bad_request", 401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict", 416: "range_not_satisfiable", 503: "unavailable", 504: "timeout", 507: "no_space" }[status]
+    || (status >= 500 ? "internal" : "bad_request");
+}
+
+// humanError says an error from api() (or {code, message}) in words.
+function humanError(e) {
+  const code = e.code || codeOfStatus(e.status || 0);
+  const msg = e.message || "";
+  // A message that carries a transport's wording is never shown.
+  const raw = /rpc error|desc = |transport:|dial tcp|connection refused|context deadline/i.test(msg);
+  if (!ownWords.has(code) && msg && !raw) return msg.charAt(0).toUpperCase() + msg.slice(1);
+  return errorWords[code] || errorWords.internal;
+}
+
+const clusterPath = (p) => /^\/(files|stat|content|nodes|cluster|upload)\b/.test(p);
 
 // ---------------------------------------------------------------- dialogs
 
@@ -201,6 +277,8 @@ function promptDialog({ title, text, label, type, ok, value }) {
 // What the UI knows of each content's processing, by SHA-256, from the
 // event stream, upload answers and lookups.
 const jobs = new Map();
+// The last processing record each job event carried, by SHA-256.
+const procs = new Map();
 
 function statusOf(proc) {
   if (!proc || !proc.state) return null;
@@ -213,6 +291,109 @@ function pill(st) {
   if (st.state === "processing" && st.worker) text = "processing · " + st.worker;
   if (st.state === "uploading" && st.percent !== undefined) text = "uploading " + st.percent + "%";
   return h("span", { class: "pill " + st.state, title: st.error || "", dataset: { state: st.state } }, text);
+}
+
+// ---------------------------------------------------------------- health
+
+// What the page knows of the gateway and the cluster behind it, shown in
+// the header: whether the event stream is open, whether the cluster
+// answers (the gateway's status events, the API's answers, /readyz), and
+// when the page last heard from it.
+const health = {
+  stream: false,   // the event stream is open
+  closed: false,   // it closed for good (refused)
+  gateway: true,   // the gateway answers
+  cluster: null,   // the cluster answers: true, false, or not known yet
+  why: "",         // the error code when it does not
+  signedOut: false,
+  lastHeard: 0,    // when the cluster last answered, in this page's clock
+};
+
+function heard(at) {
+  health.lastHeard = Math.max(health.lastHeard, at || Date.now());
+}
+
+// setClusterStatus takes the gateway's status event.
+function setClusterStatus(st) {
+  const was = health.cluster;
+  health.gateway = true;
+  health.cluster = !!st.reachable;
+  health.why = st.reachable ? "" : (st.code || "unavailable");
+  if (st.reachable) heard();
+  else if (st.last_ok && st.time) heard(Date.now() - (new Date(st.time) - new Date(st.last_ok)));
+  renderHealth();
+  if (was === false && st.reachable) route(); // read again what went stale
+}
+
+function clusterFailed(code) {
+  health.cluster = false;
+  health.why = code;
+  renderHealth();
+}
+
+function clusterAnswered() {
+  heard();
+  health.gateway = true;
+  if (health.cluster !== true) {
+    const was = health.cluster;
+    health.cluster = true;
+    health.why = "";
+    renderHealth();
+    if (was === false) route();
+  }
+}
+
+// checkReady asks /readyz whether the cluster answers, after a call that
+// failed for no reason the gateway gave.
+let readyCheck = null;
+function checkReady() {
+  if (readyCheck) return readyCheck;
+  readyCheck = (async () => {
+    try {
+      const res = await fetch("/readyz", { cache: "no-store" });
+      health.gateway = true;
+      if (res.ok) {
+        clusterAnswered();
+      } else {
+        const d = await res.json().catch(() => ({}));
+        clusterFailed(d.code || "unavailable");
+      }
+    } catch {
+      health.gateway = false;
+      renderHealth();
+    }
+  })().finally(() => { readyCheck = null; });
+  return readyCheck;
+}
+
+// While something is down, look again now and then: the header must come
+// back by itself.
+setInterval(() => {
+  if (!health.signedOut && (!health.gateway || health.cluster === false)) checkReady();
+}, 3000);
+
+function renderHealth() {
+  const live = $("#live");
+  let state, text;
+  if (health.signedOut) { state = "signed-out"; text = "Signed out"; }
+  else if (!health.gateway) { state = "gateway-down"; text = "Gateway unreachable"; }
+  else if (health.cluster === false) { state = "cluster-down"; text = "Cluster unreachable"; }
+  else if (health.stream) { state = "live"; text = "Live"; }
+  else if (health.closed) { state = "closed"; text = "Not live"; }
+  else { state = "connecting"; text = connectedOnce ? "Reconnecting…" : "Connecting…"; }
+  const down = state === "gateway-down" || state === "cluster-down";
+  live.dataset.state = state;
+  live.classList.toggle("on", state === "live");
+  live.classList.toggle("down", down);
+  $(".live-text", live).textContent = text;
+  live.title = down ? (state === "gateway-down" ? errorWords.network : (errorWords[health.why] || errorWords.unavailable)) + " " + lastHeardText() : "";
+  document.body.classList.toggle("outage", down);
+  renderStale();
+  renderClusterTime();
+}
+
+function lastHeardText() {
+  return health.lastHeard ? "Last heard from the cluster " + ago(new Date(health.lastHeard)) + "." : "Not heard from the cluster since this page opened.";
 }
 
 // ---------------------------------------------------------------- router
@@ -258,6 +439,8 @@ function breadcrumbs(el, prefix, last) {
 
 // ---------------------------------------------------------------- files view
 
+// The listing shown: at is when it was read, error why it could not be
+// read again (it is then stale), never that nothing was read for it.
 let listing = { files: [], prefixes: [], next: "", truncated: false, scanned: 0 };
 let searchTimer = 0;
 let listSeq = 0; // the listing shown; an answer to an older request is dropped
@@ -284,15 +467,21 @@ async function showFiles(more) {
     try {
       data = await api("GET", "/files?" + params);
     } catch (e) {
-      if (seq === listSeq) $("#load-more").disabled = false;
-      toast("Could not list files: " + e.message, true);
+      if (seq !== listSeq) return;
+      $("#load-more").disabled = false;
+      // What is shown stays, marked stale; a list of another folder is
+      // not this one's, though.
+      if (listing.prefix !== prefix || listing.query !== q) listing = { files: [], prefixes: [], scanned: 0, prefix, query: q, never: true };
+      listing.error = e;
+      renderFiles(q);
       return;
     }
     if (seq !== listSeq || current.view !== "files" || current.prefix !== prefix) return;
+    listing.error = null;
     if (more) {
       listing.files.push(...data.files);
     } else {
-      listing = { files: data.files, prefixes: data.prefixes, scanned: 0 };
+      listing = { files: data.files, prefixes: data.prefixes, scanned: 0, prefix, query: q, at: Date.now() };
     }
     listing.truncated = data.truncated;
     listing.next = data.next || "";
@@ -330,7 +519,8 @@ function renderFiles(q) {
         h("button", { type: "button", class: "danger small delete", "aria-label": "Delete " + f.path, onclick: () => deleteFile(f.path) }, "✕", h("span", { class: "label-text" }, " Delete")))));
   }
   const empty = !listing.prefixes.length && !listing.files.length;
-  $("#files-empty").hidden = !empty;
+  renderStale();
+  $("#files-empty").hidden = !empty || !!listing.never;
   $("#files").hidden = empty;
   const searched = listing.scanned.toLocaleString() + " paths searched";
   $("#files-empty .empty-title").textContent = !q ? "Nothing here yet"
@@ -339,6 +529,22 @@ function renderFiles(q) {
   $("#files-more").hidden = !listing.truncated;
   $("#search-progress").textContent = q ? searched : "";
   $("#load-more").textContent = q ? "Search further" : "Load more";
+}
+
+// renderStale says, over a listing that could not be read again, why and
+// how old it is: it stays shown rather than blank.
+function renderStale() {
+  const el = $("#files-stale");
+  const e = listing.error;
+  const stale = !!e || (listing.at && (health.cluster === false || !health.gateway));
+  el.hidden = !stale;
+  $("#dropzone").classList.toggle("stale", stale && !listing.never);
+  if (!stale) return;
+  const code = e ? e.code : (health.gateway ? "unavailable" : "network");
+  $("#files-stale-title").textContent = code === "network" ? "Gateway unreachable." : outageCodes.has(code) ? "Cluster unreachable." : "Could not list the files.";
+  const why = e ? humanError(e) : errorWords[code];
+  const when = listing.never ? "The files cannot be listed now." : "This list is from " + timeFmt.format(new Date(listing.at)) + " and may be out of date.";
+  $("#files-stale-text").textContent = why + " " + when;
 }
 
 function iconFor(f) {
@@ -362,7 +568,7 @@ async function deleteFile(path) {
   try {
     await api("DELETE", "/files/" + encodePath(path));
   } catch (e) {
-    toast("Could not delete " + path + ": " + e.message, true);
+    toast("Could not delete " + path + ": " + humanError(e), true);
     return false;
   }
   toast("Deleted " + path);
@@ -434,7 +640,7 @@ function send(u) {
       const pct = setProgress(u, e.loaded, e.lengthComputable ? e.total : u.file.size);
       setUpload(u, { state: "uploading", percent: Math.min(pct, 99) });
     };
-    xhr.onerror = () => { setUpload(u, { state: "error", error: "network error: the gateway did not answer" }); resolve(); };
+    xhr.onerror = () => { setUpload(u, { state: "error", error: errorWords.network }); checkReady(); resolve(); };
     xhr.onload = async () => {
       let data = {};
       try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
@@ -445,14 +651,17 @@ function send(u) {
         return;
       }
       if (xhr.status !== 201 || !data.files || !data.files.length) {
-        setUpload(u, { state: "error", error: data.error || xhr.statusText || "upload failed" });
+        const code = data.code || codeOfStatus(xhr.status);
+        if (outageCodes.has(code)) checkReady();
+        setUpload(u, { state: "error", error: humanError({ code, status: xhr.status, message: data.error }) });
         resolve();
         return;
       }
       const f = data.files[0];
       u.sha256 = f.sha256;
       setProgress(u, 1, 1);
-      $(".up-detail", u.el).replaceChildren(fmtSize(f.size) + " · ", h("span", { class: "hash", title: f.sha256 }, f.sha256.slice(0, 16) + "…"));
+      $(".up-detail", u.el).replaceChildren(fmtSize(f.size) + " · " + plural(f.chunks, "chunk") + ", " + f.new_chunks.toLocaleString() + " new · ",
+        h("span", { class: "hash", title: f.sha256 }, f.sha256.slice(0, 16) + "…"));
       u.uploadStatus = f.status;
       // A new content's job may have moved on already: take the newest.
       const known = jobs.get(f.sha256);
@@ -494,24 +703,61 @@ setInterval(async () => {
 
 let detail = null;
 
+// fileActions enables Download and Delete for path, or (path null)
+// disables them: a link without an href goes nowhere.
+function fileActions(path) {
+  const dl = $("#file-download");
+  if (path) {
+    dl.href = API + "/files/" + encodePath(path);
+    dl.setAttribute("download", baseName(path));
+    dl.removeAttribute("aria-disabled");
+    dl.removeAttribute("tabindex");
+  } else {
+    dl.removeAttribute("href");
+    dl.removeAttribute("download");
+    dl.setAttribute("aria-disabled", "true");
+    dl.setAttribute("tabindex", "-1");
+  }
+  dl.classList.toggle("disabled", !path);
+  $("#file-delete").disabled = !path;
+}
+
 async function showFile(path) {
   breadcrumbs($("#file-breadcrumbs"), dirName(path), baseName(path));
-  $("#file-download").href = API + "/files/" + encodePath(path);
-  $("#file-download").setAttribute("download", baseName(path));
   $("#preview").hidden = true;
+  $("#file-problem").hidden = true;
+  fileActions(null); // until the file is known to exist
   let f, c;
   try {
     f = await api("GET", "/stat/" + encodePath(path));
     c = await api("GET", "/content/" + f.sha256);
   } catch (e) {
-    $("#file-meta").replaceChildren(h("dt", {}, "Error"), h("dd", {}, e.message));
+    if (current.view !== "file" || current.path !== path) return;
+    detail = null;
+    const missing = e.status === 404;
+    $("#file-problem").hidden = false;
+    $("#file-problem").dataset.code = e.code || "";
+    $("#file-problem-title").textContent = missing ? "This file does not exist." : "This file cannot be shown now.";
+    $("#view-file .detail").hidden = true;
+    $("#file-problem-text").textContent = missing
+      ? "There is no file at " + path + ". It may have been deleted or renamed; its folder lists what is there."
+      : humanError(e);
+    $("#file-meta").replaceChildren();
+    $("#chunk-count").textContent = "";
     $("#chunks tbody").replaceChildren();
     $("#file-processing").replaceChildren();
     return;
   }
   if (current.view !== "file" || current.path !== path) return;
-  detail = { path, sha256: f.sha256, processing: c.processing };
-  const st = statusOf(c.processing) || jobs.get(f.sha256);
+  fileActions(path);
+  $("#view-file .detail").hidden = false;
+  // A job event that came while the content was read may be newer than
+  // what was read.
+  let proc = c.processing;
+  const heardProc = procs.get(f.sha256);
+  if (heardProc && (!proc || new Date(heardProc.updated || 0) >= new Date(proc.updated || 0))) proc = heardProc;
+  detail = { path, sha256: f.sha256, processing: proc };
+  const st = statusOf(proc) || jobs.get(f.sha256);
   const copy = h("button", { type: "button", class: "ghost small copy", "aria-label": "Copy SHA-256", onclick: () => navigator.clipboard.writeText(f.sha256).then(() => toast("SHA-256 copied")) }, "Copy");
   const meta = [
     ["Name", baseName(f.path)], ["Path", f.path], ["Size", fmtSize(f.size) + " (" + f.size.toLocaleString() + " bytes)"],
@@ -519,8 +765,8 @@ async function showFile(path) {
     ["Type", f.content_type || "—"], ["Created", fmtDate(f.created)], ["Modified", fmtDate(f.modified)],
   ];
   $("#file-meta").replaceChildren(...meta.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  renderProcessing(st, c.processing);
-  $("#chunk-count").textContent = "(" + c.chunks.length + ")";
+  renderProcessing(st, proc);
+  $("#chunk-count").textContent = plural(c.chunks.length, "chunk");
   $("#chunks tbody").replaceChildren(...c.chunks.map((ch, i) => h("tr", {},
     h("td", { class: "num" }, i + 1),
     h("td", { class: "hash", title: ch.hash }, ch.hash.slice(0, 20) + "…"),
@@ -538,11 +784,63 @@ function renderProcessing(st, proc) {
     if (proc.attempts) rows.push(h("dt", {}, "Attempts"), h("dd", {}, proc.attempts));
     if (proc.error) rows.push(h("dt", {}, "Error"), h("dd", {}, proc.error));
     if (proc.updated) rows.push(h("dt", {}, "Updated"), h("dd", {}, fmtDate(proc.updated)));
-    for (const [k, v] of Object.entries(proc.results || {}).sort()) {
-      rows.push(h("dt", {}, k), h("dd", { class: /^[0-9a-f]{40,}$/.test(v) ? "hash" : "" }, v));
+    for (const r of resultRows(proc.results || {})) {
+      rows.push(h("dt", { title: r.keys.join(", "), dataset: { key: r.keys.join(" ") } }, r.label), h("dd", { class: r.hash ? "hash" : "" }, r.value));
     }
   }
   el.replaceChildren(h("dl", { class: "meta", id: "processing-results" }, rows));
+}
+
+// The processors' results (docs: internal/jobs) in words: each row has a
+// label, a value shown for people, and the raw keys it comes from, which
+// the label's tooltip names.
+const resultLabels = {
+  "verify.sha256": "SHA-256 (verified)",
+  "verify.bytes": "Bytes read (verified)",
+  "verify.chunks": "Chunks (verified)",
+  "verify.parts": "Parts (verified)",
+  "media.format": "Format",
+  "media.brand": "Brand",
+  "media.mime": "Detected type",
+  "media.duration_seconds": "Duration",
+  "media.tracks": "Tracks",
+  "media.video_codec": "Video codec",
+  "media.audio_codec": "Audio codec",
+  "media.frame_rate": "Frame rate",
+};
+
+function resultRows(results) {
+  const rows = [];
+  const left = new Map(Object.entries(results));
+  const take = (k) => { const v = left.get(k); left.delete(k); return v; };
+  const add = (keys, label, value, hash) => rows.push({ keys, label, value, hash: !!hash });
+  const one = (k, fmt, hash) => { if (left.has(k)) add([k], resultLabels[k], fmt(take(k)), hash); };
+  const id = (v) => v;
+  one("verify.sha256", id, true);
+  one("verify.bytes", (v) => fmtSize(Number(v)) + " (" + Number(v).toLocaleString() + " bytes)");
+  one("verify.chunks", (v) => plural(v, "chunk"));
+  one("verify.parts", (v) => plural(v, "part"));
+  one("media.format", (v) => (v === "none" ? "not a media file" : v.toUpperCase()));
+  one("media.mime", id);
+  one("media.duration_seconds", fmtDuration);
+  if (left.has("media.width") && left.has("media.height")) {
+    add(["media.width", "media.height"], "Resolution", take("media.width") + " × " + take("media.height"));
+  }
+  one("media.video_codec", id);
+  one("media.frame_rate", (v) => Number(v).toLocaleString(undefined, { maximumFractionDigits: 3 }) + " fps");
+  one("media.audio_codec", id);
+  one("media.tracks", id);
+  const tracks = [...left.keys()].filter((k) => /^media\.track\.\d+$/.test(k)).sort((a, b) => Number(a.split(".")[2]) - Number(b.split(".")[2]));
+  for (const k of tracks) add([k], "Track " + k.split(".")[2], trackWords(take(k)));
+  one("media.brand", id);
+  for (const [k, v] of [...left.entries()].sort()) add([k], k, v, /^[0-9a-f]{40,}$/.test(v));
+  return rows;
+}
+
+// trackWords rewrites a track's summary ("video avc1 1920x1080 29.970fps
+// 12.5s") with its duration as h:mm:ss.
+function trackWords(v) {
+  return v.replace(/(\d+(?:\.\d+)?)s$/, (_, secs) => fmtDuration(secs)).replace(/(\d+)x(\d+)/, "$1 × $2").replace(/(\d+\.\d+)fps/, (_, f) => Number(f).toLocaleString(undefined, { maximumFractionDigits: 3 }) + " fps");
 }
 
 function renderPreview(f) {
@@ -570,7 +868,7 @@ async function showCluster() {
     for (const x of n.nodes) nodes.set(x.id, x);
     clusterInfo = c;
   } catch (e) {
-    toast("Could not read the cluster: " + e.message, true);
+    if (!outageCodes.has(e.code) && e.code !== "network") toast("Could not read the cluster: " + humanError(e), true);
   }
   renderCluster();
 }
@@ -595,7 +893,7 @@ function renderCluster() {
     counter("Chunk copies", num(c.chunks_stored), "", "counter-chunks"),
     counter("Used", fmtSize(c.used_bytes || 0) + " of " + fmtSize(c.capacity_bytes || 0), "", "counter-used"));
   if (c.leader_error) $("#counter-leader").title = c.leader_error;
-  $("#cluster-time").textContent = c.time ? "updated " + ago(c.time) : "";
+  renderClusterTime();
   $("#nodes tbody").replaceChildren(...list.map((n) => {
     const used = n.used_bytes || 0, cap = n.capacity_bytes || 0;
     const pct = cap ? Math.min(100, (used / cap) * 100) : 0;
@@ -616,72 +914,101 @@ function renderCluster() {
     : [h("li", { class: "muted" }, c.leader_error ? "Coordinator status unavailable: " + c.leader_error : "—")]));
 }
 
+// renderClusterTime says whether the page is live: while the stream is
+// open and the cluster answers, every change shows as it happens (the
+// counters' own time is when they last changed, not when they were last
+// checked); else, when the page last heard from the cluster.
+function renderClusterTime() {
+  const el = $("#cluster-time");
+  const live = health.stream && health.gateway && health.cluster !== false;
+  el.dataset.state = live ? "live" : "stale";
+  el.textContent = live ? "Live: changes show as they happen" : lastHeardText();
+}
+
 setInterval(() => {
   for (const td of document.querySelectorAll("#nodes td.heartbeat")) td.textContent = ago(td.dataset.time);
-  if (clusterInfo && current.view === "cluster") $("#cluster-time").textContent = "updated " + ago(clusterInfo.time);
+  if (current.view === "cluster") renderClusterTime();
+  if (current.view === "files" && !$("#files-stale").hidden) renderStale();
+  const live = $("#live");
+  if (live.classList.contains("down")) renderHealth();
 }, 1000);
 
 // ---------------------------------------------------------------- events
 
+// The browser's one event stream, shared by its tabs (events.js).
+let stream = null;
 let connectedOnce = false;
-let events = null;
 
-// reconnect opens the event stream again if it has closed for good (a
-// stream refused before sign-in is not retried by the browser).
+// reconnect joins the event stream, or opens it again if it has closed for
+// good (a stream refused before sign-in is not retried by the browser).
 function reconnect() {
-  if (!events || events.readyState === EventSource.CLOSED) connect();
+  if (!stream) stream = openEvents(onStreamMessage);
+  else stream.reconnect();
 }
 
-function connect() {
-  const es = new EventSource(API + "/events");
-  events = es;
-  const live = $("#live");
-  es.addEventListener("hello", () => {
-    live.classList.add("on");
-    $(".live-text", live).textContent = "Live";
-    // After a reconnect, events may have been missed: read again.
-    if (connectedOnce) route();
-    connectedOnce = true;
-  });
-  es.onerror = () => {
-    live.classList.remove("on");
-    $(".live-text", live).textContent = "Reconnecting…";
-  };
-  es.addEventListener("resync", () => route());
-  const onPath = (e) => {
-    const ev = JSON.parse(e.data);
-    if (current.view === "files" && ev.path.startsWith(current.prefix)) reloadSoon();
-    if (e.type === "file_deleted" && current.view === "file" && current.path === ev.path) {
-      toast(ev.path + " was deleted");
-      location.hash = filesHref(dirName(ev.path));
-    }
-  };
-  es.addEventListener("file", onPath);
-  es.addEventListener("file_deleted", onPath);
-  es.addEventListener("job", (e) => {
-    const ev = JSON.parse(e.data);
-    applyJob(ev.sha256, statusOf(ev.processing));
-    if (detail && detail.sha256 === ev.sha256) detail.processing = ev.processing;
-  });
-  es.addEventListener("node", (e) => {
-    const n = JSON.parse(e.data);
-    nodes.set(n.id, n);
-    renderCluster();
-  });
-  es.addEventListener("node_removed", (e) => {
-    nodes.delete(JSON.parse(e.data).id);
-    renderCluster();
-  });
-  es.addEventListener("cluster", (e) => {
-    clusterInfo = JSON.parse(e.data);
-    renderCluster();
-  });
+function onStreamMessage(m) {
+  switch (m.type) {
+    case "hello":
+      health.stream = true;
+      heard();
+      renderHealth();
+      // After a reconnect, events may have been missed: read again.
+      if (connectedOnce && !m.replay) route();
+      connectedOnce = true;
+      return;
+    case "error":
+      health.stream = false;
+      health.closed = !!m.closed;
+      renderHealth();
+      if (!m.closed) checkReady();
+      return;
+    case "status":
+      setClusterStatus(JSON.parse(m.data));
+      return;
+    case "resync":
+      route();
+      return;
+  }
+  heard();
+  const ev = JSON.parse(m.data);
+  switch (m.type) {
+    case "file":
+    case "file_deleted":
+      if (current.view === "files" && ev.path.startsWith(current.prefix)) reloadSoon();
+      if (m.type === "file_deleted" && current.view === "file" && current.path === ev.path) {
+        toast(ev.path + " was deleted");
+        location.hash = filesHref(dirName(ev.path));
+      }
+      break;
+    case "job":
+      // The detail view draws its results from detail.processing: set it
+      // first.
+      if (ev.processing) procs.set(ev.sha256, ev.processing);
+      if (detail && detail.sha256 === ev.sha256) detail.processing = ev.processing;
+      applyJob(ev.sha256, statusOf(ev.processing));
+      break;
+    case "node":
+      nodes.set(ev.id, ev);
+      renderCluster();
+      break;
+    case "node_removed":
+      nodes.delete(ev.id);
+      renderCluster();
+      break;
+    case "cluster":
+      clusterInfo = ev;
+      renderCluster();
+      break;
+  }
 }
 
 // ---------------------------------------------------------------- wiring
 
 function wire() {
   window.addEventListener("hashchange", () => { $("#search").value = ""; route(); });
+  // Back from the back-forward cache the page rejoins the event stream
+  // (events.js) having missed what happened meanwhile: read again.
+  window.addEventListener("pageshow", (e) => { if (e.persisted) route(); });
   $("#file-input").addEventListener("change", (e) => { enqueue([...e.target.files]); e.target.value = ""; });
   $("#upload-button").addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").click(); }
