@@ -203,7 +203,12 @@ func typeOf(f dfs.FileInfo) string {
 }
 
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request, p string) {
-	loc, err := s.cl.Locate(r.Context(), p)
+	v := r.URL.Query().Get("version")
+	if v != "" && !dfs.ValidVersionID(v) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("version %.40q: want 20 hex digits", v))
+		return
+	}
+	loc, err := s.cl.LocateVersion(r.Context(), p, v)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

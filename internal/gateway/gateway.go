@@ -257,6 +257,9 @@ func (s *Server) route(w *recorder, r *http.Request) string {
 			s.serveStat(w, r, strings.TrimPrefix(p, "/api/v1/stat/"))
 		}, http.MethodGet)
 		return "stat/{path}"
+	case strings.HasPrefix(p, "/api/v1/versions/"):
+		s.serveVersions(w, r, strings.TrimPrefix(p, "/api/v1/versions/"))
+		return "versions/{path}"
 	case p == "/api/v1/upload":
 		methods(w, r, s.serveUpload, http.MethodPost)
 		return "upload"

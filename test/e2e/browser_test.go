@@ -198,6 +198,19 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 
+	// The deleted copy's page says it is gone and offers its earlier
+	// version (dfs server keeps them by default): restore it.
+	step("open the deleted copy's page", chromedp.Navigate(base+"/#/file/copy-of-report.bin"), chromedp.WaitVisible("#file-problem"))
+	waitJS("its earlier version offered", `!document.querySelector('#versions-card').hidden &&
+		document.querySelectorAll('#versions tbody tr').length === 2 && !!document.querySelector('#versions button.restore')`)
+	shot("versions.png")
+	step("restore it", chromedp.Click("#versions button.restore"))
+	waitJS("the copy back", `document.querySelector('#file-problem').hidden && document.querySelector('#file-sha256')?.textContent.length === 64 &&
+		document.querySelectorAll('#versions tbody tr').length === 3`)
+	if resp, err := headAs(base+"/api/v1/files/copy-of-report.bin", suiteKeyID, suiteSecret); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the restore, HEAD copy-of-report.bin: %v %v, want 200", resp, err)
+	}
+
 	// The cluster view lists three live nodes.
 	step("open the cluster view", chromedp.Click("#nav-cluster"), chromedp.WaitVisible("#nodes"))
 	waitJS("three live nodes", `document.querySelectorAll('#nodes tbody tr[data-alive="true"]').length === 3`)
@@ -263,7 +276,7 @@ func TestBrowser(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	for _, name := range []string{"sign-in.png", "files.png", "detail.png", "cluster.png", "files-phone.png", "cluster-phone.png"} {
+	for _, name := range []string{"sign-in.png", "files.png", "detail.png", "versions.png", "cluster.png", "files-phone.png", "cluster-phone.png"} {
 		if fi, err := os.Stat(filepath.Join(art, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot %s: %v", name, errors.Join(err, fmt.Errorf("empty")))
 		}

@@ -563,7 +563,7 @@ function reloadSoon() {
 }
 
 async function deleteFile(path) {
-  if (!await confirmDialog("Delete " + path + "? Its bytes are freed once no other path refers to them.")) return false;
+  if (!await confirmDialog("Delete " + path + "? Where its bucket keeps earlier versions, its page can restore it for a while; its bytes are freed once nothing refers to them.")) return false;
   if (!await auth.ensure()) return false;
   try {
     await api("DELETE", "/files/" + encodePath(path));
@@ -727,6 +727,7 @@ async function showFile(path) {
   $("#preview").hidden = true;
   $("#file-problem").hidden = true;
   fileActions(null); // until the file is known to exist
+  showVersions(path); // a deleted file's too: it may be restored
   let f, c;
   try {
     f = await api("GET", "/stat/" + encodePath(path));
@@ -774,6 +775,52 @@ async function showFile(path) {
     h("td", { class: "num" }, fmtSize(ch.size)),
     h("td", {}, h("div", { class: "nodes-list" }, (ch.replicas || []).length ? ch.replicas.map((r) => h("span", { class: "node-tag", title: r.addr }, r.node)) : h("span", { class: "pill error" }, "no live copy"))))));
   renderPreview(f);
+}
+
+// showVersions lists the path's versions on its page, when it has earlier
+// ones: each earlier file can be downloaded or made current again.
+async function showVersions(path) {
+  const card = $("#versions-card");
+  let data;
+  try {
+    data = await api("GET", "/versions/" + encodePath(path));
+  } catch (e) {
+    if (current.view === "file" && current.path === path) card.hidden = true;
+    return;
+  }
+  if (current.view !== "file" || current.path !== path) return;
+  const vs = data.versions || [];
+  card.hidden = !vs.some((v) => !v.latest || v.delete_marker);
+  $("#version-count").textContent = plural(vs.length, "version");
+  $("#versions tbody").replaceChildren(...vs.map((v) => {
+    let state = v.delete_marker ? "deleted" : v.latest ? "current" : "earlier";
+    if (v.expires) state += ", kept until " + fmtDate(v.expires);
+    const actions = h("td", { class: "actions" });
+    if (!v.delete_marker && !v.latest) {
+      actions.append(
+        h("a", { class: "button ghost small", href: API + "/files/" + encodePath(path) + "?version=" + v.version_id, download: baseName(path) }, "Download"),
+        h("button", { type: "button", class: "secondary small restore", "data-version": v.version_id, onclick: () => restoreVersion(path, v.version_id) }, "Restore"));
+    }
+    return h("tr", { "data-version": v.version_id },
+      h("td", { class: "hash", title: v.version_id }, v.version_id.slice(0, 12) + "…"),
+      h("td", {}, fmtDate(v.time)),
+      h("td", { class: "num" }, v.delete_marker ? "—" : fmtSize(v.size)),
+      h("td", { class: "hash", title: v.sha256 || "" }, v.sha256 ? v.sha256.slice(0, 12) + "…" : "—"),
+      h("td", {}, state),
+      actions);
+  }));
+}
+
+async function restoreVersion(path, id) {
+  if (!await auth.ensure()) return;
+  try {
+    await api("POST", "/versions/" + encodePath(path) + "?restore=" + id);
+  } catch (e) {
+    toast(humanError(e), true);
+    return;
+  }
+  toast("Restored " + baseName(path));
+  if (current.view === "file" && current.path === path) showFile(path);
 }
 
 function renderProcessing(st, proc) {
