@@ -927,18 +927,19 @@ function renderCluster() {
   const alive = list.filter((n) => n.alive).length;
   const counter = (label, value, cls, id) => h("div", { class: "counter " + (cls || ""), id }, h("div", { class: "label" }, label), h("div", { class: "value" + (typeof value === "string" && value.length > 12 ? " small-value" : "") }, value));
   const num = (v) => (v === undefined || v === null ? "—" : Number(v).toLocaleString());
-  $("#counters").replaceChildren(
+  $("#counters").replaceChildren(...[
     counter("Nodes alive", alive + " / " + list.length, alive === list.length && list.length ? "good" : "bad", "counter-nodes"),
     counter("Leader", c.leader || (c.leader_error ? "unknown" : "—"), c.leader ? "" : "", "counter-leader"),
     counter("Under-replicated chunks", num(c.under_replicated), c.under_replicated ? "bad" : "", "counter-under"),
     counter("Missing chunks", num(c.missing), c.missing ? "bad" : "", "counter-missing"),
     counter("Repairs pending", num(c.pending_repair), "", "counter-pending-repair"),
+    c.unplaceable ? counter("No node for a copy", num(c.unplaceable), "bad", "counter-unplaceable") : null,
     counter("Copies repaired", num(c.repaired), "", "counter-repaired"),
     counter("GC pending", num(c.pending_gc), "", "counter-pending-gc"),
     counter("Copies collected", num(c.garbage_collected), "", "counter-collected"),
     counter("Files", num(c.files), "", "counter-files"),
     counter("Chunk copies", num(c.chunks_stored), "", "counter-chunks"),
-    counter("Used", fmtSize(c.used_bytes || 0) + " of " + fmtSize(c.capacity_bytes || 0), "", "counter-used"));
+    counter("Used", fmtSize(c.used_bytes || 0) + " of " + fmtSize(c.capacity_bytes || 0), "", "counter-used")].filter(Boolean));
   if (c.leader_error) $("#counter-leader").title = c.leader_error;
   renderClusterTime();
   $("#nodes tbody").replaceChildren(...list.map((n) => {
