@@ -129,10 +129,10 @@ For the cluster's counters without checking every file, see 'dfs status'.`,
 				if out.Unplaceable > 0 {
 					under += fmt.Sprintf(" (%d with no node to place a copy on)", out.Unplaceable)
 				}
-				fmt.Fprintf(w, "%d files, %d chunks: %d healthy, %s, %d missing, %d corrupt\n",
-					out.Files, out.Chunks, out.Healthy, under, out.Missing, out.Corrupt)
-				fmt.Fprintf(w, "pending: %d chunks to repair, %d chunks of garbage; done since start: %d copies repaired, %d collected\n",
-					out.PendingRepair, out.PendingGC, out.Repaired, out.GarbageCollected)
+				fmt.Fprintf(w, "%s, %s: %d healthy, %s, %d missing, %d corrupt\n",
+					plural(int(out.Files), "file"), plural(int(out.Chunks), "chunk"), out.Healthy, under, out.Missing, out.Corrupt)
+				fmt.Fprintf(w, "pending: %s to repair, %s of garbage; done since start: %s repaired, %d collected\n",
+					plural(int(out.PendingRepair), "chunk"), plural(int(out.PendingGC), "chunk"), plural(int(out.Repaired), "copy"), out.GarbageCollected)
 				if out.Unplaceable > 0 {
 					fmt.Fprintln(w, "fewer datanodes take copies than the replication factor: start or add a node, or undrain one ('dfs undrain'); a node gone for good is removed with 'dfs node remove'")
 				}
@@ -171,7 +171,7 @@ it back; once drained and stopped, 'dfs node remove' forgets it.`,
 			if err != nil {
 				return err
 			}
-			printf("draining %s: %d chunks to move; see 'dfs nodes'\n", args[0], n)
+			printf("draining %s: %s to move; see 'dfs nodes'\n", args[0], plural(int(n), "chunk"))
 			return nil
 		},
 	}

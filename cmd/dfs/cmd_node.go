@@ -25,7 +25,7 @@ trimmed back to the replication factor.`,
 			if err != nil {
 				return err
 			}
-			printf("%s is active again (%d chunks); see 'dfs nodes'\n", args[0], n)
+			printf("%s is active again (%s); see 'dfs nodes'\n", args[0], plural(int(n), "chunk"))
 			return nil
 		},
 	}

@@ -16,19 +16,8 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
+	"github.com/dfs-store/dfs/internal/gateway"
 )
-
-// versionOutput is one version in dfs versions --json.
-type versionOutput struct {
-	Path         string     `json:"path"`
-	VersionID    string     `json:"version_id"`
-	SHA256       *dfs.Hash  `json:"sha256"` // null for a delete marker
-	Size         int64      `json:"size"`
-	Time         time.Time  `json:"time"`
-	DeleteMarker bool       `json:"delete_marker"`
-	Latest       bool       `json:"latest"`
-	Expires      *time.Time `json:"expires,omitempty"`
-}
 
 func newVersionsCmd(g *globals) *cobra.Command {
 	var asJSON bool
@@ -54,19 +43,9 @@ Read one with 'dfs get PATH --version ID', make one current again with
 				return err
 			}
 			if asJSON {
-				out := make([]versionOutput, 0, len(vs))
+				out := make([]gateway.Version, 0, len(vs))
 				for _, v := range vs {
-					o := versionOutput{Path: v.Path, VersionID: v.VersionID, Size: v.Size, Time: v.Modified,
-						DeleteMarker: v.DeleteMarker, Latest: v.Latest}
-					if !v.DeleteMarker {
-						h := dfs.Hash(v.Content)
-						o.SHA256 = &h
-					}
-					if !v.Expires.IsZero() {
-						e := v.Expires
-						o.Expires = &e
-					}
-					out = append(out, o)
+					out = append(out, gateway.VersionOf(v))
 				}
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")

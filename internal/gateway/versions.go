@@ -8,8 +8,8 @@ import (
 	"github.com/dfs-store/dfs"
 )
 
-// Version is a version of a path in the REST API: the same keys as
-// dfs versions --json.
+// Version is a version of a path as the REST API and dfs versions --json
+// show it.
 type Version struct {
 	Path         string     `json:"path"`
 	VersionID    string     `json:"version_id"`
@@ -21,7 +21,8 @@ type Version struct {
 	Expires      *time.Time `json:"expires,omitempty"`
 }
 
-func versionOf(v dfs.Version) Version {
+// VersionOf is v as the API shows it.
+func VersionOf(v dfs.Version) Version {
 	out := Version{Path: v.Path, VersionID: v.VersionID, Size: v.Size, Time: v.Modified, DeleteMarker: v.DeleteMarker, Latest: v.Latest}
 	if !v.DeleteMarker {
 		h := dfs.Hash(v.Content)
@@ -54,7 +55,7 @@ func (s *Server) serveVersions(w http.ResponseWriter, r *http.Request, escaped s
 		}
 		out := make([]Version, 0, len(vs))
 		for _, v := range vs {
-			out = append(out, versionOf(v))
+			out = append(out, VersionOf(v))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"path": p, "versions": out})
 	case http.MethodPost:
@@ -80,7 +81,7 @@ func (s *Server) serveVersions(w http.ResponseWriter, r *http.Request, escaped s
 			writeError(w, statusOf(err), err)
 			return
 		}
-		writeJSON(w, http.StatusOK, versionOf(v))
+		writeJSON(w, http.StatusOK, VersionOf(v))
 	default:
 		methods(w, r, nil, http.MethodGet, http.MethodPost, http.MethodDelete)
 	}
