@@ -212,9 +212,12 @@ func (s *Server) forgetNode(id dfs.NodeID) int64 {
 // when another coordinator forwarded it already, which is not done twice.
 func (s *Server) leaderClient(ctx context.Context, what string, term int64) (api.CoordinatorClient, error) {
 	leader, _ := s.Leader()
-	// Just after a start or a failover no leader may be known yet: wait
-	// for one a little, as the election takes about one lease.
-	for wait := time.Now().Add(2 * s.cfg.ElectionTTL); leader == "" && time.Now().Before(wait) && ctx.Err() == nil; leader, _ = s.Leader() {
+	// Just after a start or a failover no leader may be known yet, or the
+	// election still names this coordinator while it campaigns again
+	// (its session lapsed on a loaded machine): wait a little, as the
+	// election takes about one lease.
+	unsettled := func() bool { return leader == "" || leader == s.cfg.Addr }
+	for wait := time.Now().Add(2 * s.cfg.ElectionTTL); unsettled() && time.Now().Before(wait) && ctx.Err() == nil; leader, _ = s.Leader() {
 		if s.IsLeader() {
 			return nil, nil
 		}
