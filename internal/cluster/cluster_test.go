@@ -29,6 +29,7 @@ import (
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/cluster"
+	"github.com/dfs-store/dfs/internal/chunkstore/disk"
 	"github.com/dfs-store/dfs/internal/datanode"
 	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/rpc"
@@ -202,10 +203,50 @@ func nodeDir(n *datanode.Node) string {
 	return n.Store().(interface{ Dir() string }).Dir()
 }
 
-// chunkFile is where a datanode keeps a chunk on disk.
-func chunkFile(n *datanode.Node, h dfs.Hash) string {
-	x := h.String()
-	return filepath.Join(nodeDir(n), "chunks", x[0:3], x)
+// chunkOnDisk says where a datanode keeps a chunk's bytes: a file of its
+// own, or a volume at an offset. It fails if the node holds no copy.
+func chunkOnDisk(n *datanode.Node, h dfs.Hash) (string, int64, error) {
+	return disk.Locate(nodeDir(n), h)
+}
+
+// statChunk is nil if the node holds a copy of h on its disk.
+func statChunk(n *datanode.Node, h dfs.Hash) error {
+	_, _, err := chunkOnDisk(n, h)
+	return err
+}
+
+// damageChunk overwrites a node's copy of h with junk at offset at, as rot
+// would.
+func damageChunk(t *testing.T, n *datanode.Node, h dfs.Hash, at int64, junk []byte) {
+	t.Helper()
+	p, off, err := chunkOnDisk(n, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(junk, off+at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readChunkOnDisk reads a node's copy of h, of size bytes, from its disk.
+func readChunkOnDisk(n *datanode.Node, h dfs.Hash, size int64) ([]byte, error) {
+	p, off, err := chunkOnDisk(n, h)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, size)
+	_, err = f.ReadAt(b, off)
+	return b, err
 }
 
 func nodeByID(cl *cluster.Cluster, id dfs.NodeID) *datanode.Node {
@@ -778,14 +819,7 @@ func TestCorruptReplicaIsAvoidedAndReported(t *testing.T) {
 	}
 	ch := loc.Chunks[0]
 	victim := nodeByID(cl, ch.Replicas[0].Node)
-	f, err := os.OpenFile(chunkFile(victim, ch.Hash), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("bit rot bit rot bit rot"), ch.Size/2); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	damageChunk(t, victim, ch.Hash, ch.Size/2, []byte("bit rot bit rot bit rot"))
 
 	// Read until the client has stumbled on the bad copy (each read starts
 	// at a random replica), checking every read. The report makes the node
@@ -795,7 +829,7 @@ func TestCorruptReplicaIsAvoidedAndReported(t *testing.T) {
 		if len(q) == 0 {
 			return fmt.Errorf("the corrupt copy on %s is not quarantined", victim.ID())
 		}
-		b, err := os.ReadFile(chunkFile(victim, ch.Hash))
+		b, err := readChunkOnDisk(victim, ch.Hash, ch.Size)
 		if err != nil || dfs.Sum(b) != ch.Hash {
 			return fmt.Errorf("no good copy back on %s yet (%v)", victim.ID(), err)
 		}

@@ -134,7 +134,7 @@ func TestGCFindsChunksNeverCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() error {
-		if _, err := os.Stat(chunkFile(n, h)); err != nil {
+		if err := statChunk(n, h); err != nil {
 			return err
 		}
 		return nil
@@ -146,7 +146,7 @@ func TestGCFindsChunksNeverCommitted(t *testing.T) {
 		if err := cl.Coordinator.Server.CollectGarbage(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(chunkFile(n, h)); err == nil {
+		if err := statChunk(n, h); err == nil {
 			return fmt.Errorf("the chunk never committed is still on disk")
 		}
 		return nil

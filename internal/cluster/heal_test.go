@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,7 +222,7 @@ func TestGCRemovesOnlyUnreferencedChunks(t *testing.T) {
 	var uniqueLeft, sharedLeft int
 	for _, ch := range goneLoc.Chunks {
 		for _, n := range cl.Nodes {
-			_, err := os.Stat(chunkFile(n, ch.Hash))
+			err := statChunk(n, ch.Hash)
 			switch {
 			case err == nil && keptChunks[ch.Hash]:
 				sharedLeft++
@@ -406,12 +405,7 @@ func TestTrimKeepsAGoodCopyOverRottenOnes(t *testing.T) {
 	loc, _ = c.Locate(context.Background(), "trim/rot")
 	for _, r := range loc.Chunks[0].Replicas {
 		n := cl.Nodes[nodeIndex(cl, r.Node)]
-		f, err := os.OpenFile(chunkFile(n, h), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.WriteAt([]byte("rot"), 100)
-		f.Close()
+		damageChunk(t, n, h, 100, []byte("rot"))
 	}
 	// The node comes back, reporting no free space at all.
 	if err := cl.AddDatanodeWith(dir, func(dc *datanode.Config) { dc.Reserve = 1 << 60 }); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -176,7 +175,7 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 		}
 	}
 	for _, n := range cl.Nodes {
-		if _, err := os.Stat(chunkFile(n, h)); err != nil && keptOn(keptLoc, h, n.ID()) {
+		if err := statChunk(n, h); err != nil && keptOn(keptLoc, h, n.ID()) {
 			t.Fatalf("chunk deleted on %s by a refused command: %v", n.ID(), err)
 		}
 	}

@@ -66,6 +66,10 @@ type Config struct {
 	NoSync bool
 	// Reserve is disk space, in bytes, never used for chunks.
 	Reserve int64
+	// SmallChunkMax is the size of the largest chunk appended to a volume
+	// rather than kept in a file of its own (see disk.Options.SmallMax): 0
+	// for the default, negative to keep every chunk in a file.
+	SmallChunkMax int64
 	// Heartbeat is the heartbeat interval (default 1s).
 	Heartbeat time.Duration
 	// ReportWait bounds how long a write waits for the coordinators to
@@ -200,7 +204,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id),
 		quarantining: make(map[dfs.ChunkHash]int), terms: terms, incarnation: newIncarnation()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n})
+	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n, SmallMax: cfg.SmallChunkMax})
 	if err != nil {
 		return nil, fmt.Errorf("datanode %s: %w", id, err)
 	}

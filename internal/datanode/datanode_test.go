@@ -224,7 +224,7 @@ func randomChunk(seed uint64, size int) ([]byte, dfs.ChunkHash) {
 // on its old data finds them.
 func preload(t *testing.T, dir string, chunks ...[]byte) {
 	t.Helper()
-	s, err := disk.Open(dir, disk.Options{NoSync: true})
+	s, err := disk.Open(dir, disk.Options{NoSync: true, SmallMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +240,20 @@ func chunkFile(dir string, h dfs.ChunkHash) string {
 	return filepath.Join(dir, "chunks", x[:3], x)
 }
 
-// flipBit corrupts a chunk file in place, as bit rot would.
+// filesOnly keeps every chunk in a file of its own, for tests that touch
+// chunk files by hand.
+func filesOnly(c *datanode.Config) { c.SmallChunkMax = -1 }
+
+// flipBit corrupts a chunk in place, in its file or its volume, as bit rot
+// would.
 func flipBit(t *testing.T, dir string, h dfs.ChunkHash, at int64) {
 	t.Helper()
-	f, err := os.OpenFile(chunkFile(dir, h), os.O_RDWR, 0)
+	p, off, err := disk.Locate(dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at += off
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +451,7 @@ func TestVerifyChunk(t *testing.T) {
 func TestDeleteChunksUnlessModifiedSince(t *testing.T) {
 	fc := startFakeCoordinator(t)
 	dir := t.TempDir()
-	n := startNode(t, dir, fc, nil)
+	n := startNode(t, dir, fc, filesOnly)
 	dn := control(t, n)
 	waitFor(t, 10*time.Second, "registration", fc.registered)
 	idle, _ := randomChunk(1, 10000)
@@ -665,7 +675,7 @@ func TestReRegistrationSendsDeltasNotAFullReport(t *testing.T) {
 	dir := t.TempDir()
 	a, ha := randomChunk(1, 1000)
 	preload(t, dir, a)
-	n := startNode(t, dir, fc, nil)
+	n := startNode(t, dir, fc, filesOnly)
 	waitFor(t, 10*time.Second, "registration", fc.registered)
 	if _, reports := fc.counts(); reports != 1 || !fc.holds(ha) {
 		t.Fatalf("first registration: %d full reports, holds a %v; want 1, true", reports, fc.holds(ha))
@@ -697,7 +707,7 @@ func TestReRegistrationSendsDeltasNotAFullReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	startNode(t, dir, fc, nil)
+	startNode(t, dir, fc, filesOnly)
 	waitFor(t, 10*time.Second, "a full report from the restarted node", func() bool {
 		_, r := fc.counts()
 		return r == 2 && fc.registered()

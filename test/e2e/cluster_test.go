@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/chunkstore/disk"
 )
 
 // The two ways to run dfs that every scenario is checked against.
@@ -413,23 +417,33 @@ func (c *cluster) chunkBytes(t *testing.T) int64 {
 	return chunkBytesUnder(t, c.dir)
 }
 
-// chunkBytesUnder sums the sizes of chunk files under dir: files named by 64
-// hex digits somewhere below a directory named "chunks".
+// scanStores calls fn for every chunk copy stored under dir, in chunk files
+// and volumes: each datanode directory below dir (one holding a "chunks"
+// directory) is scanned as its store would read it.
+func scanStores(dir string, fn func(h dfs.ChunkHash, path string, off, size int64) error) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted during the walk
+			}
+			return err
+		}
+		if !d.IsDir() || d.Name() != "chunks" {
+			return nil
+		}
+		if err := disk.Scan(filepath.Dir(p), fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return filepath.SkipDir
+	})
+}
+
+// chunkBytesUnder sums the sizes of the chunk copies stored under dir.
 func chunkBytesUnder(t *testing.T, dir string) int64 {
 	t.Helper()
 	var total int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !isHexHash(d.Name()) || !underChunks(dir, p) {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		total += info.Size()
+	err := scanStores(dir, func(_ dfs.ChunkHash, _ string, _, size int64) error {
+		total += size
 		return nil
 	})
 	if err != nil {
@@ -438,21 +452,51 @@ func chunkBytesUnder(t *testing.T, dir string) int64 {
 	return total
 }
 
-// findChunkFile returns the path of chunk hash under dir.
-func findChunkFile(t *testing.T, dir, hash string) string {
-	t.Helper()
-	var found string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() == hash && underChunks(dir, p) {
-			found = p
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	if found == "" {
-		t.Fatalf("no file of chunk %s under %s", hash, dir)
+// copyOf reads the first copy of chunk hash stored under dir.
+func copyOf(dir, hash string) ([]byte, error) {
+	h, err := dfs.ParseHash(hash)
+	if err != nil {
+		return nil, err
 	}
-	return found
+	var out []byte
+	found := errors.New("found")
+	err = scanStores(dir, func(c dfs.ChunkHash, p string, off, size int64) error {
+		if c != h {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = make([]byte, size)
+		if _, err := f.ReadAt(out, off); err != nil {
+			return err
+		}
+		return found
+	})
+	if err == found {
+		return out, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("no copy of chunk %s under %s: %w", hash, dir, fs.ErrNotExist)
+	}
+	return nil, err
+}
+
+// findChunk returns where chunk hash lies under dir, a datanode's
+// directory: its file, or its volume, and the offset of its first byte.
+func findChunk(t *testing.T, dir, hash string) (string, int64) {
+	t.Helper()
+	h, err := dfs.ParseHash(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, off, err := disk.Locate(dir, h)
+	if err != nil {
+		t.Fatalf("chunk %s under %s: %v", hash, dir, err)
+	}
+	return p, off
 }
 
 func isHexHash(name string) bool {

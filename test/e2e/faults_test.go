@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -68,7 +66,7 @@ func TestCorruptChunk(t *testing.T) {
 			if !ok {
 				t.Fatalf("no data directory for node %s", node)
 			}
-			flipByte(t, findChunkFile(t, nodeDir, ch.Hash), ch.Size/2)
+			flipChunkByte(t, nodeDir, ch.Hash, ch.Size/2)
 
 			// A read starts at a random replica of each chunk: read until
 			// one has come upon the bad copy (and said so on stderr). Told
@@ -104,6 +102,14 @@ func TestCorruptChunk(t *testing.T) {
 			c.checkGetFile(t, remote, filepath.Join(dir, "got.bin"), sum)
 		})
 	}
+}
+
+// flipChunkByte inverts byte at of chunk hash's copy under dir, a
+// datanode's directory.
+func flipChunkByte(t *testing.T, dir, hash string, at int64) {
+	t.Helper()
+	p, off := findChunk(t, dir, hash)
+	flipByte(t, p, off+at)
 }
 
 // flipByte inverts the byte at off in the file at path.
@@ -177,24 +183,8 @@ func healedCopy(nodeDir, hash string) error {
 	if len(q) == 0 {
 		return fmt.Errorf("no quarantined copy of %s under %s", hash, nodeDir)
 	}
-	var good bool
-	err := filepath.WalkDir(filepath.Join(nodeDir, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.Name() != hash {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		good = hex.EncodeToString(sum[:]) == hash
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if !good {
-		return fmt.Errorf("no good copy of %s under %s yet", hash, nodeDir)
+	if err := goodCopy(nodeDir, hash); err != nil {
+		return fmt.Errorf("no good copy of %s under %s yet: %w", hash, nodeDir, err)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -500,17 +499,10 @@ func TestHAQuorumLoss(t *testing.T) {
 	}
 }
 
-// hasChunkFile reports whether a chunk's file is in a datanode's store.
+// hasChunkFile reports whether a copy of a chunk is in a datanode's store.
 func hasChunkFile(dir, hash string) bool {
-	found := false
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() == hash && underChunks(dir, p) {
-			found = true
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	return found
+	_, err := copyOf(dir, hash)
+	return err == nil
 }
 
 // A coordinator host lost for good is replaced as docs/operations.md says:

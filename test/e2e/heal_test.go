@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dfs-store/dfs"
 )
 
 // Self-healing, with real processes: a coordinator and four datanodes
@@ -173,7 +175,7 @@ func TestHealScrub(t *testing.T) {
 	if !ok {
 		t.Fatalf("no data directory for node %s", node)
 	}
-	flipByte(t, findChunkFile(t, nodeDir, ch.Hash), ch.Size/3)
+	flipChunkByte(t, nodeDir, ch.Hash, ch.Size/3)
 	flipped := time.Now()
 
 	// No read until the scrubber has moved the bad copy aside.
@@ -573,23 +575,14 @@ func (c *cluster) goodCopies(t *testing.T, remote string, want int) error {
 
 // goodCopy checks that the node in nodeDir holds chunk hash with its bytes.
 func goodCopy(nodeDir, hash string) error {
-	var found bool
-	err := filepath.WalkDir(filepath.Join(nodeDir, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.Name() != hash {
-			return err
-		}
-		found = true
-		if got, err := hashFile(p); err != nil {
-			return err
-		} else if got != hash {
-			return fmt.Errorf("%s has sha256 %s", p, got)
-		}
-		return filepath.SkipAll
-	})
-	if err == nil && !found {
-		err = fmt.Errorf("no copy under %s", nodeDir)
+	b, err := copyOf(nodeDir, hash)
+	if err != nil {
+		return err
 	}
-	return err
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != hash {
+		return fmt.Errorf("the copy of %s under %s has sha256 %x", hash, nodeDir, sum)
+	}
+	return nil
 }
 
 func hashFile(path string) (string, error) {
@@ -648,21 +641,13 @@ func chunkSet(st statOutput) map[string]bool {
 	return out
 }
 
-// chunkCopies counts the files of each chunk under dir's chunk directories:
-// its copies on the disks of the cluster.
+// chunkCopies counts the copies of each chunk stored under dir: its copies
+// on the disks of the cluster.
 func chunkCopies(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // deleted during the walk
-			}
-			return err
-		}
-		if !d.IsDir() && isHexHash(d.Name()) && underChunks(dir, p) {
-			out[d.Name()]++
-		}
+	err := scanStores(dir, func(h dfs.ChunkHash, _ string, _, _ int64) error {
+		out[h.String()]++
 		return nil
 	})
 	if err != nil {

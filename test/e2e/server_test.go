@@ -93,7 +93,7 @@ func TestServerScrubsByDefault(t *testing.T) {
 	if !ok {
 		t.Fatalf("no data directory for node %s", node)
 	}
-	flipByte(t, findChunkFile(t, nodeDir, ch.Hash), ch.Size/2)
+	flipChunkByte(t, nodeDir, ch.Hash, ch.Size/2)
 
 	eventually(t, healTimeout, "the scrubber finds the flipped byte", func() error {
 		for _, n := range decodeJSON[[]nodeInfo](t, c.mustDFS(t, "nodes", "--json")) {

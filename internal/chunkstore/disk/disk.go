@@ -44,6 +44,8 @@
 package disk
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -83,6 +85,18 @@ type Options struct {
 	// Observer, if not nil, is told of chunks added and removed. See
 	// Store.SetObserver.
 	Observer dfs.ChunkObserver
+
+	// SmallMax is the size of the largest chunk appended to a volume (see
+	// volume.go) rather than kept in a file of its own: 0 means
+	// DefaultSmallMax, a negative value keeps every chunk in a file. At
+	// most MaxSmallMax.
+	SmallMax int64
+	// VolumeSize is the size at which a volume is sealed and the next
+	// begun; 0 means DefaultVolumeSize.
+	VolumeSize int64
+	// CompactRatio is the share of a sealed volume's bytes that must be
+	// dead before it is compacted; 0 means DefaultCompactRatio.
+	CompactRatio float64
 }
 
 // Store is a dfs.ChunkStore on a local directory. It is safe for concurrent
@@ -113,6 +127,13 @@ type Store struct {
 
 	openStats OpenStats
 
+	// vols holds the small chunks; nil if every chunk is a file.
+	vols *volumeSet
+	// compaction runs under stop, and Close waits for it.
+	stop     context.CancelFunc
+	compactW sync.WaitGroup
+	compacted atomic.Int64 // volumes compacted
+
 	// dirMu serialises creating fan-out directories; dirMade remembers
 	// those known to exist.
 	dirMu   sync.Mutex
@@ -141,6 +162,13 @@ type OpenStats struct {
 	// Chunks is the number of chunks found.
 	Chunks   int64
 	Duration time.Duration
+	// Volumes is the number of volume files; TornBytes the bytes cut from
+	// the newest volume's end after a crash (records never acknowledged);
+	// DamagedBytes the bytes of volumes that held no readable record (a
+	// torn tail, or rot found by the scan).
+	Volumes      int
+	TornBytes    int64
+	DamagedBytes int64
 }
 
 // Open opens the store in dir, creating dir if needed. It loads the index
@@ -156,7 +184,23 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts:       opts,
 	}
 	s.SetObserver(opts.Observer)
-	for _, d := range []string{s.chunks, s.tmp, s.quarantine} {
+	dirs := []string{s.chunks, s.tmp, s.quarantine}
+	if opts.SmallMax >= 0 {
+		s.vols = &volumeSet{
+			dir:      filepath.Join(dir, volumesDir),
+			noSync:   opts.NoSync,
+			maxSize:  cmp.Or(opts.VolumeSize, DefaultVolumeSize),
+			smallMax: min(cmp.Or(opts.SmallMax, DefaultSmallMax), MaxSmallMax),
+			vols:     map[uint32]*volume{},
+			kick:     make(chan struct{}, 1),
+		}
+		s.vols.bufs.New = func() any {
+			b := make([]byte, recLen(s.vols.smallMax+1))
+			return &b
+		}
+		dirs = append(dirs, s.vols.dir)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 		}
@@ -180,10 +224,40 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 		}
 	}
-	if !loaded {
-		if err := s.walkDisk(); err != nil {
+	if s.vols != nil {
+		if err := s.openVolumes(); err != nil {
+			s.vols.close()
 			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 		}
+		if loaded {
+			if err := s.countLive(); err != nil {
+				// The saved index names a record that is not there:
+				// trust the disk instead.
+				s.openStats.IndexErr = "saved index: " + err.Error()
+				loaded = false
+				for i := range indexShards {
+					s.idx.setShard(i, nil)
+				}
+			}
+		}
+	}
+	if !loaded {
+		if err := s.walkDisk(); err != nil {
+			s.closeVolumes()
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+		if s.vols != nil {
+			if err := s.scanVolumes(context.Background()); err != nil {
+				s.closeVolumes()
+				return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+			}
+		}
+	}
+	if s.vols != nil {
+		s.openStats.Volumes = len(s.vols.vols)
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stop = cancel
+		s.compactW.Go(func() { s.compactLoop(ctx) })
 	}
 	s.openStats.Loaded = loaded
 	s.openStats.Chunks, _ = s.Usage()
@@ -203,11 +277,18 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	if s.stop != nil {
+		s.stop()
+		s.compactW.Wait()
+	}
 	// Any change that took its chunk's lock before closed was set ends
 	// before this loop passes its lock; any later one sees closed.
 	for i := range s.locks {
 		s.locks[i].Lock()
 		s.locks[i].Unlock()
+	}
+	if err := s.closeVolumes(); err != nil {
+		return fmt.Errorf("close chunk store %s: %w", s.dir, err)
 	}
 	if s.temps.Load() > 0 {
 		return nil
@@ -279,7 +360,10 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 	if s.closed.Load() {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), ErrClosed)
 	}
-	if _, ok := s.idx.get(h); ok {
+	if e, ok := s.idx.get(h); ok {
+		if e.loc != 0 {
+			return s.verifyStored(ctx, h, e.size, r)
+		}
 		fi, err := os.Stat(s.path(h))
 		if err == nil {
 			return s.verifyStored(ctx, h, fi.Size(), r)
@@ -292,6 +376,21 @@ func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, e
 	var need int64
 	if l, ok := r.(interface{ Len() int }); ok {
 		need = int64(l.Len())
+	}
+	if s.vols != nil && (need == 0 || need <= s.vols.smallMax) {
+		// Read up to one byte more than a volume takes: a chunk that
+		// ends within it goes to a volume, a longer one to a file.
+		bp := s.vols.bufs.Get().(*[]byte)
+		defer s.vols.bufs.Put(bp)
+		buf := *bp
+		n, err := fill(ctx, r, buf[recHeader:recHeader+s.vols.smallMax+1])
+		switch {
+		case err == io.EOF:
+			return s.putSmall(h, buf, int64(n))
+		case err != nil:
+			return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
+		}
+		r = io.MultiReader(bytes.NewReader(buf[recHeader:recHeader+n]), r)
 	}
 	if err := s.checkReserve(h, need); err != nil {
 		return 0, err
@@ -391,12 +490,12 @@ func (s *Store) verifyStored(ctx context.Context, h dfs.ChunkHash, size int64, r
 	}
 	l := s.lock(h)
 	l.Lock()
-	err = s.touchLocked(h)
+	e, err := s.touchLocked(h)
 	l.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if err := s.syncFile(h); err != nil {
+	if err := s.syncChunk(h, e); err != nil {
 		return 0, err
 	}
 	return size, nil
@@ -407,13 +506,23 @@ func (s *Store) verifyStored(ctx context.Context, h dfs.ChunkHash, size int64, r
 // after it. A chunk deleted while the incoming bytes were being checked is
 // left deleted: the Put then took effect just before that Delete, which is
 // what a Put followed at once by a Delete leaves too.
-func (s *Store) touchLocked(h dfs.ChunkHash) error {
+//
+// It returns h's entry (its zero value if h is not indexed), which says
+// what to sync.
+func (s *Store) touchLocked(h dfs.ChunkHash) (indexEntry, error) {
 	now := time.Now()
+	e, ok := s.idx.get(h)
+	if ok && e.loc != 0 {
+		if err := s.touchRecord(e, now); err != nil {
+			return e, fmt.Errorf("put chunk %s: touch: %w", h.Short(), err)
+		}
+		return e, nil
+	}
 	err := os.Chtimes(s.path(h), now, now)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("put chunk %s: touch: %w", h.Short(), err)
+		return e, fmt.Errorf("put chunk %s: touch: %w", h.Short(), err)
 	}
-	return nil
+	return e, nil
 }
 
 // Touch marks chunk h as in use now (its modification time), so a
@@ -424,22 +533,40 @@ func (s *Store) Touch(h dfs.ChunkHash) (bool, error) {
 	l.Lock()
 	defer l.Unlock()
 	now := time.Now()
+	if e, ok := s.idx.get(h); ok && e.loc != 0 {
+		if err := s.touchRecord(e, now); err != nil {
+			return false, fmt.Errorf("touch chunk %s: %w", h.Short(), err)
+		}
+		return true, s.syncChunk(h, e)
+	}
 	if err := os.Chtimes(s.path(h), now, now); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
 		return false, fmt.Errorf("touch chunk %s: %w", h.Short(), err)
 	}
-	if err := s.syncFile(h); err != nil {
+	if err := s.syncChunk(h, indexEntry{}); err != nil {
 		return true, err
 	}
 	return true, nil
 }
 
-// syncFile makes chunk h's touch durable: garbage collection trusts the
-// modification time, so a crash must not roll it back.
-func (s *Store) syncFile(h dfs.ChunkHash) error {
+// syncChunk makes chunk h's touch durable: garbage collection trusts the
+// modification time, so a crash must not roll it back. e is h's entry when
+// it was touched, which says where it is.
+func (s *Store) syncChunk(h dfs.ChunkHash, e indexEntry) error {
 	if s.opts.NoSync {
+		return nil
+	}
+	if e.loc != 0 {
+		v := s.vols.get(e.loc.vol())
+		if v == nil {
+			return nil // compacted since: the copy carries the time, synced
+		}
+		defer v.release()
+		if err := v.sync(); err != nil {
+			return fmt.Errorf("put chunk %s: sync after touch: %w", h.Short(), err)
+		}
 		return nil
 	}
 	f, err := os.Open(s.path(h))
@@ -468,14 +595,22 @@ func (s *Store) commit(h dfs.ChunkHash, tmpName string, size int64) (int64, erro
 		os.Remove(tmpName)
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), ErrClosed)
 	}
+	if e, ok := s.idx.get(h); ok && e.loc != 0 {
+		// A concurrent Put stored it in a volume.
+		os.Remove(tmpName)
+		if _, err := s.touchLocked(h); err != nil {
+			return 0, err
+		}
+		return e.size, s.syncChunk(h, e)
+	}
 	final := s.path(h)
 	fi, err := os.Lstat(final)
 	if err == nil {
 		os.Remove(tmpName)
-		if err := s.touchLocked(h); err != nil {
+		if _, err := s.touchLocked(h); err != nil {
 			return 0, err
 		}
-		if err := s.syncFile(h); err != nil {
+		if err := s.syncChunk(h, indexEntry{}); err != nil {
 			return 0, err
 		}
 		// A file the index did not know (put there by hand) is a chunk now.
@@ -642,8 +777,12 @@ func noSpace(err error) error {
 // Open returns chunk h for reading, and its size. The file stays readable
 // after a concurrent Delete until it is closed.
 func (s *Store) Open(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
-	if _, ok := s.idx.get(h); !ok {
+	e, ok := s.idx.get(h)
+	if !ok {
 		return nil, 0, fmt.Errorf("open chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if e.loc != 0 {
+		return s.openRecord(h, e)
 	}
 	f, err := os.Open(s.path(h))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -665,8 +804,12 @@ func (s *Store) Open(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
 // A chunk the index lacks costs no disk access; one it has is checked on
 // the disk, so a file removed by hand is reported missing.
 func (s *Store) Stat(h dfs.ChunkHash) (int64, error) {
-	if _, ok := s.idx.get(h); !ok {
+	e, ok := s.idx.get(h)
+	if !ok {
 		return 0, fmt.Errorf("stat chunk %s: %w", h.Short(), dfs.ErrNotFound)
+	}
+	if e.loc != 0 {
+		return e.size, nil
 	}
 	fi, err := os.Stat(s.path(h))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -693,12 +836,20 @@ func (s *Store) Delete(h dfs.ChunkHash) error {
 // stored is not deleted, and that is not an error. The observer and the
 // counters hear of a removal as from Delete.
 func (s *Store) DeleteIfUnmodifiedSince(h dfs.ChunkHash, t time.Time) (deleted bool, err error) {
-	return s.remove(h, func(fi fs.FileInfo) bool { return fi.ModTime().Before(t) })
+	return s.remove(h, func(mtime time.Time) bool { return mtime.Before(t) })
 }
 
 // ModTime returns when chunk h was last written or touched, or an error
 // wrapping dfs.ErrNotFound.
 func (s *Store) ModTime(h dfs.ChunkHash) (time.Time, error) {
+	if e, ok := s.idx.get(h); ok && e.loc != 0 {
+		v := s.vols.get(e.loc.vol())
+		if v == nil {
+			return time.Time{}, fmt.Errorf("chunk %s: %w", h.Short(), dfs.ErrNotFound)
+		}
+		defer v.release()
+		return v.mtime(e.loc.off())
+	}
 	fi, err := os.Stat(s.path(h))
 	if errors.Is(err, fs.ErrNotExist) {
 		return time.Time{}, fmt.Errorf("chunk %s: %w", h.Short(), dfs.ErrNotFound)
@@ -711,13 +862,16 @@ func (s *Store) ModTime(h dfs.ChunkHash) (time.Time, error) {
 
 // remove deletes chunk h if it is stored and cond (if not nil) approves its
 // file, and reports whether it did.
-func (s *Store) remove(h dfs.ChunkHash, cond func(fs.FileInfo) bool) (bool, error) {
+func (s *Store) remove(h dfs.ChunkHash, cond func(mtime time.Time) bool) (bool, error) {
 	l := s.lock(h)
 	l.Lock()
 	defer l.Unlock()
 
 	if s.closed.Load() {
 		return false, fmt.Errorf("delete chunk %s: %w", h.Short(), ErrClosed)
+	}
+	if e, ok := s.idx.get(h); ok && e.loc != 0 {
+		return s.removeRecord(h, e, cond)
 	}
 	final := s.path(h)
 	fi, err := os.Lstat(final)
@@ -728,7 +882,7 @@ func (s *Store) remove(h dfs.ChunkHash, cond func(fs.FileInfo) bool) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("delete chunk %s: %w", h.Short(), err)
 	}
-	if cond != nil && !cond(fi) {
+	if cond != nil && !cond(fi.ModTime()) {
 		return false, nil
 	}
 	if err := os.Remove(final); err != nil {
@@ -763,6 +917,9 @@ func (s *Store) Quarantine(h dfs.ChunkHash) error {
 
 	if s.closed.Load() {
 		return fmt.Errorf("quarantine chunk %s: %w", h.Short(), ErrClosed)
+	}
+	if e, ok := s.idx.get(h); ok && e.loc != 0 {
+		return s.quarantineRecord(h, e)
 	}
 	final := s.path(h)
 	_, err := os.Lstat(final)
@@ -799,11 +956,15 @@ func (s *Store) Quarantine(h dfs.ChunkHash) error {
 // A chunk the index lacks is not present, and costs no disk access; one
 // whose file is missing is dropped from the index, as by Open.
 func (s *Store) Verify(ctx context.Context, h dfs.ChunkHash) (present, ok bool, err error) {
-	if _, ok := s.idx.get(h); !ok {
+	e, ok := s.idx.get(h)
+	if !ok {
 		if err := ctx.Err(); err != nil {
 			return false, false, fmt.Errorf("verify chunk %s: %w", h.Short(), err)
 		}
 		return false, false, nil
+	}
+	if e.loc != 0 {
+		return s.verifyRecord(ctx, h, e)
 	}
 	got, err := hashFile(ctx, s.path(h))
 	switch {
@@ -868,6 +1029,8 @@ func (s *Store) statfs() (avail, capacity int64, err error) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
 }
+
+func chtimes(path string, t time.Time) error { return os.Chtimes(path, t, t) }
 
 // syncDir fsyncs a directory, making the entries in it durable.
 func syncDir(dir string) error {

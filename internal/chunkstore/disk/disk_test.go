@@ -20,34 +20,74 @@ import (
 	"github.com/dfs-store/dfs/internal/chunkstore/storetest"
 )
 
+// The layouts a store can keep its chunks in: every chunk a file; small
+// chunks in volumes (the default); and volumes so small that the
+// conformance cases start many of them and compact them as they go.
+var layouts = []struct {
+	name string
+	opts disk.Options
+}{
+	{"Files", disk.Options{SmallMax: -1}},
+	{"Volumes", disk.Options{}},
+	{"TinyVolumes", disk.Options{VolumeSize: 16 << 10, CompactRatio: 0.3}},
+}
+
+// files is the layout that keeps every chunk in a file of its own.
+var files = disk.Options{SmallMax: -1}
+
+func withLayouts(t *testing.T, mod func(*disk.Options), fn func(t *testing.T, opts disk.Options)) {
+	for _, l := range layouts {
+		t.Run(l.name, func(t *testing.T) {
+			opts := l.opts
+			if mod != nil {
+				mod(&opts)
+			}
+			fn(t, opts)
+		})
+	}
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{}) })
+	withLayouts(t, nil, func(t *testing.T, opts disk.Options) {
+		storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), opts) })
+	})
 }
 
 func TestConformanceNoSync(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{NoSync: true}) })
+	withLayouts(t, func(o *disk.Options) { o.NoSync = true }, func(t *testing.T, opts disk.Options) {
+		storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), opts) })
+	})
 }
 
 // With a small reserve every Put takes the free-space checks.
 func TestConformanceReserve(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), disk.Options{Reserve: 1 << 20}) })
+	withLayouts(t, func(o *disk.Options) { o.Reserve = 1 << 20 }, func(t *testing.T, opts disk.Options) {
+		storetest.Run(t, func(t *testing.T) dfs.ChunkStore { return open(t, t.TempDir(), opts) })
+	})
 }
 
 func TestConformanceDurable(t *testing.T) {
 	for _, nosync := range []bool{false, true} {
-		t.Run(fmt.Sprintf("NoSync=%v", nosync), func(t *testing.T) {
-			storetest.RunDurable(t, storetest.Durable{
+		withLayouts(t, func(o *disk.Options) { o.NoSync = nosync }, func(t *testing.T, opts disk.Options) {
+			d := storetest.Durable{
 				Open: func(t *testing.T, dir string) dfs.ChunkStore {
-					return open(t, dir, disk.Options{NoSync: nosync})
+					return open(t, dir, opts)
 				},
-				Close: func(s dfs.ChunkStore) error { return s.(*disk.Store).Close() },
-				RemoveBehind: func(t *testing.T, dir string, h dfs.ChunkHash) {
+				Close:  func(s dfs.ChunkStore) error { return s.(*disk.Store).Close() },
+				Loaded: func(s dfs.ChunkStore) bool { return s.(*disk.Store).OpenStats().Loaded },
+			}
+			if opts.SmallMax < 0 {
+				// A file an operator removes by hand; a record in a
+				// volume cannot be.
+				d.RemoveBehind = func(t *testing.T, dir string, h dfs.ChunkHash) {
 					if err := os.Remove(chunkPath(dir, h)); err != nil {
 						t.Fatal(err)
 					}
-				},
-				Loaded: func(s dfs.ChunkStore) bool { return s.(*disk.Store).OpenStats().Loaded },
-			}, func(t *testing.T) string { return t.TempDir() })
+				}
+			}
+			t.Run(fmt.Sprintf("NoSync=%v", nosync), func(t *testing.T) {
+				storetest.RunDurable(t, d, func(t *testing.T) string { return t.TempDir() })
+			})
 		})
 	}
 }
@@ -58,6 +98,7 @@ func open(t *testing.T, dir string, opts disk.Options) *disk.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	t.Cleanup(func() { s.Close() }) // before dir is removed: compaction may be at work
 	return s
 }
 
@@ -111,7 +152,7 @@ func tmpEntries(t *testing.T, dir string) []string {
 
 func TestLayout(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, disk.Options{})
+	s := open(t, dir, files)
 	if s.Dir() != dir {
 		t.Errorf("Dir() = %q, want %q", s.Dir(), dir)
 	}
@@ -158,7 +199,7 @@ func TestPersistsAcrossOpen(t *testing.T) {
 
 func TestTmpClearedAtOpen(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, disk.Options{})
+	s := open(t, dir, files)
 	h := put(t, s, []byte("kept"))
 
 	// What a crash mid-Put leaves behind.
@@ -174,7 +215,7 @@ func TestTmpClearedAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2 := open(t, dir, disk.Options{})
+	s2 := open(t, dir, files)
 	if left := tmpEntries(t, dir); len(left) != 0 {
 		t.Errorf("tmp/ after Open holds %v, want nothing", left)
 	}
@@ -324,11 +365,11 @@ func chunkPath(dir string, h dfs.ChunkHash) string {
 	return filepath.Join(dir, "chunks", x[:3], x)
 }
 
-// age sets a chunk file's modification time d into the past.
-func age(t *testing.T, dir string, h dfs.ChunkHash, d time.Duration) time.Time {
+// age sets a chunk's modification time d into the past.
+func age(t *testing.T, s *disk.Store, h dfs.ChunkHash, d time.Duration) time.Time {
 	t.Helper()
 	old := time.Now().Add(-d)
-	if err := os.Chtimes(chunkPath(dir, h), old, old); err != nil {
+	if err := s.SetModTime(h, old); err != nil {
 		t.Fatal(err)
 	}
 	return old
@@ -358,7 +399,7 @@ func TestPutTouchesStoredChunk(t *testing.T) {
 				t.Errorf("ModTime of a chunk never stored: err = %v, want ErrNotFound", err)
 			}
 
-			old := age(t, dir, h, time.Hour)
+			old := age(t, s, h, time.Hour)
 			bad, _ := randomChunk(2, 5000)
 			if _, err := s.Put(context.Background(), h, bytes.NewReader(bad)); !errors.Is(err, dfs.ErrHashMismatch) {
 				t.Fatalf("Put of wrong bytes over a stored chunk: err = %v, want ErrHashMismatch", err)
@@ -387,8 +428,8 @@ func TestDeleteIfUnmodifiedSince(t *testing.T) {
 	reused, hReused := randomChunk(2, 4000)
 	put(t, s, idle)
 	put(t, s, reused)
-	age(t, dir, hIdle, time.Hour)
-	age(t, dir, hReused, time.Hour)
+	age(t, s, hIdle, time.Hour)
+	age(t, s, hReused, time.Hour)
 
 	// Garbage collection decides at since; an upload then comes back to one
 	// chunk, and a new chunk is written.
@@ -426,7 +467,7 @@ func TestDeleteIfUnmodifiedSince(t *testing.T) {
 		t.Errorf("observer heard %d removals, want 1", obs.removed)
 	}
 	// The boundary: a chunk modified exactly at t is kept.
-	at := age(t, dir, hFresh, time.Minute)
+	at := age(t, s, hFresh, time.Minute)
 	if deleted, err := s.DeleteIfUnmodifiedSince(hFresh, at); err != nil || deleted {
 		t.Errorf("chunk modified exactly at t: DeleteIfUnmodifiedSince = %v, %v; want false, nil", deleted, err)
 	}
@@ -689,7 +730,7 @@ func TestWalkReadsIndex(t *testing.T) {
 
 func TestFileModes(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, disk.Options{})
+	s := open(t, dir, files)
 	h := put(t, s, []byte("private"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -777,7 +818,7 @@ func TestCloseDuringPut(t *testing.T) {
 // chunks are reported missing, and new chunks go into it again.
 func TestFanoutRemovedWhileClosed(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, disk.Options{})
+	s := open(t, dir, files)
 	data, h := randomChunk(1, 1000)
 	put(t, s, data)
 	if err := s.Close(); err != nil {
@@ -787,7 +828,7 @@ func TestFanoutRemovedWhileClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	obs := &countingObserver{}
-	s = open(t, dir, disk.Options{Observer: obs})
+	s = open(t, dir, disk.Options{SmallMax: -1, Observer: obs})
 	if !s.OpenStats().Loaded {
 		t.Fatalf("saved index not loaded: %+v", s.OpenStats())
 	}

@@ -16,20 +16,22 @@ import (
 //
 // It is sharded like the disk: one shard per fan-out directory (the first
 // three hex digits of the hash, 4096 shards), each a slab of entries sorted
-// by hash under its own lock. An entry is 40 bytes (the 32-byte hash and an
-// int64 size) and a slab carries no per-entry overhead beyond append's
-// spare capacity: 46 B per chunk filled in random order, 46 MB for a
-// million (BenchmarkIndexMemory), against 100 B per chunk measured for a Go
+// by hash under its own lock. An entry is 48 bytes (the 32-byte hash, an
+// int64 size and where the chunk is) and a slab carries no per-entry
+// overhead beyond append's spare capacity: 55 B per chunk filled in random
+// order, 55 MB for a million (BenchmarkIndexMemory), against 100 B per chunk measured for a Go
 // map[[32]byte]int64 of the same chunks. Inserting or removing moves the entries after it in
 // its slab: at ten million chunks a slab holds about 2,400 entries (96 KB),
 // a few microseconds of memmove, small beside the fsyncs of a Put.
 
 const indexShards = 1 << 12
 
-// indexEntry is one stored chunk.
+// indexEntry is one stored chunk: where it is, 0 for a file of its own or
+// a record in a volume (see loc).
 type indexEntry struct {
 	h    dfs.ChunkHash
 	size int64
+	loc  loc
 }
 
 type index struct {
@@ -53,21 +55,25 @@ func shardOf(h dfs.ChunkHash) int { return int(h[0])<<4 | int(h[1]>>4) }
 
 func cmpEntry(e indexEntry, h dfs.ChunkHash) int { return bytes.Compare(e.h[:], h[:]) }
 
-// get returns the size of h and whether it is indexed.
-func (x *index) get(h dfs.ChunkHash) (int64, bool) {
+// get returns h's entry and whether it is indexed.
+func (x *index) get(h dfs.ChunkHash) (indexEntry, bool) {
 	sh := &x.shards[shardOf(h)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	i, ok := slices.BinarySearchFunc(sh.es, h, cmpEntry)
 	if !ok {
-		return 0, false
+		return indexEntry{}, false
 	}
-	return sh.es[i].size, true
+	return sh.es[i], true
 }
 
-// add indexes h with size and reports whether it was new; an entry already
-// there keeps its size.
-func (x *index) add(h dfs.ChunkHash, size int64) bool {
+// add indexes h, a chunk file of size bytes, and reports whether it was
+// new; an entry already there stays as it is.
+func (x *index) add(h dfs.ChunkHash, size int64) bool { return x.addAt(h, size, 0) }
+
+// addAt indexes h, of size bytes, at l, and reports whether it was new; an
+// entry already there stays as it is.
+func (x *index) addAt(h dfs.ChunkHash, size int64, l loc) bool {
 	sh := &x.shards[shardOf(h)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -75,8 +81,21 @@ func (x *index) add(h dfs.ChunkHash, size int64) bool {
 	if ok {
 		return false
 	}
-	sh.es = slices.Insert(sh.es, i, indexEntry{h, size})
+	sh.es = slices.Insert(sh.es, i, indexEntry{h, size, l})
 	x.account(1, size)
+	return true
+}
+
+// move points h, if it is at from, at to, and reports whether it did.
+func (x *index) move(h dfs.ChunkHash, from, to loc) bool {
+	sh := &x.shards[shardOf(h)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := slices.BinarySearchFunc(sh.es, h, cmpEntry)
+	if !ok || sh.es[i].loc != from {
+		return false
+	}
+	sh.es[i].loc = to
 	return true
 }
 

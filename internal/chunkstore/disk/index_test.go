@@ -56,8 +56,8 @@ func TestIndex(t *testing.T) {
 	var total int64
 	for h, size := range want {
 		total += size
-		if got, ok := x.get(h); !ok || got != size {
-			t.Errorf("get %s = %d, %v; want %d, true", h.Short(), got, ok, size)
+		if got, ok := x.get(h); !ok || got.size != size {
+			t.Errorf("get %s = %d, %v; want %d, true", h.Short(), got.size, ok, size)
 		}
 	}
 	if c, b := x.usage(); c != int64(len(want)) || b != total {

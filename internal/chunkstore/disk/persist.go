@@ -23,19 +23,24 @@ import (
 // The saved index, dir/chunk-index, is written by Close and read and
 // deleted by Open:
 //
-//	magic    "dfs chunk index 1\n"
+//	magic    "dfs chunk index 2\n"
 //	count    uint64, little-endian
-//	entries  count × (32-byte hash, int64 little-endian size), by hash
+//	entries  count × (32-byte hash, int64 size, uint64 loc), by hash
 //	checksum SHA-256 of everything above
 //
-// 40 bytes a chunk: 40 MB for a million, read at Open in a fraction of a
-// second where a walk stats a million files. A file that is short, long,
-// out of order or fails its checksum is not used; Open walks instead.
+// loc is where the chunk is: 0 for a file, else its record in a volume
+// (see volume.go). Format 1, written before volumes, has no loc; Open
+// reads it too. 48 bytes a chunk: 48 MB for a million, read at Open in a
+// fraction of a second where a walk stats a million files. A file that is
+// short, long, out of order or fails its checksum is not used; Open walks
+// instead.
 
 const (
-	indexFile  = "chunk-index"
-	indexMagic = "dfs chunk index 1\n"
-	entrySize  = 32 + 8
+	indexFile    = "chunk-index"
+	indexMagic   = "dfs chunk index 2\n"
+	indexMagicV1 = "dfs chunk index 1\n"
+	entrySize    = 32 + 8 + 8
+	entrySizeV1  = 32 + 8
 )
 
 // loadIndex reads the saved index into s.idx. found says whether the file
@@ -71,16 +76,23 @@ func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 		return fmt.Errorf("header: %w", err)
 	}
 	sum.Write(head)
-	if string(head[:len(indexMagic)]) != indexMagic {
+	esize := 0
+	switch string(head[:len(indexMagic)]) {
+	case indexMagic:
+		esize = entrySize
+	case indexMagicV1:
+		esize = entrySizeV1
+	default:
 		return errors.New("not a chunk index (bad magic)")
 	}
 	count := binary.LittleEndian.Uint64(head[len(indexMagic):])
-	if want := int64(len(head)) + int64(count)*entrySize + sha256.Size; count > uint64(fileSize)/entrySize || want != fileSize {
+	if want := int64(len(head)) + int64(count)*int64(esize) + sha256.Size; count > uint64(fileSize)/uint64(esize) || want != fileSize {
 		return fmt.Errorf("%d bytes for %d entries", fileSize, count)
 	}
 
 	var (
-		rec   [entrySize]byte
+		recBuf [entrySize]byte
+		rec    = recBuf[:esize]
 		prev  dfs.ChunkHash
 		cur   []indexEntry // the entries of shard curSh, read so far
 		curSh = -1
@@ -97,15 +109,21 @@ func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 	}
 	cur = make([]indexEntry, 0, 2*avg)
 	for i := uint64(0); i < count; i++ {
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
+		if _, err := io.ReadFull(r, rec); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		sum.Write(rec[:])
+		sum.Write(rec)
 		var e indexEntry
 		copy(e.h[:], rec[:32])
-		e.size = int64(binary.LittleEndian.Uint64(rec[32:]))
+		e.size = int64(binary.LittleEndian.Uint64(rec[32:40]))
 		if e.size < 0 {
 			return fmt.Errorf("entry %d: chunk %s: size %d", i, e.h.Short(), e.size)
+		}
+		if esize == entrySize {
+			e.loc = loc(binary.LittleEndian.Uint64(rec[40:48]))
+			if e.loc != 0 && s.vols == nil {
+				return fmt.Errorf("entry %d: chunk %s is in a volume, and this store keeps none", i, e.h.Short())
+			}
 		}
 		if i > 0 && bytes.Compare(prev[:], e.h[:]) >= 0 {
 			return fmt.Errorf("entry %d: chunk %s out of order", i, e.h.Short())
@@ -174,7 +192,8 @@ func (s *Store) saveIndex() (err error) {
 	for _, es := range shards {
 		for _, e := range es {
 			copy(rec[:32], e.h[:])
-			binary.LittleEndian.PutUint64(rec[32:], uint64(e.size))
+			binary.LittleEndian.PutUint64(rec[32:40], uint64(e.size))
+			binary.LittleEndian.PutUint64(rec[40:48], uint64(e.loc))
 			w.Write(rec[:])
 		}
 	}
@@ -302,7 +321,7 @@ func (s *Store) walkLeaf(i int, es []indexEntry) ([]indexEntry, int64, error) {
 		if err != nil || h.String() != name {
 			continue
 		}
-		es = append(es, indexEntry{h, fi.Size()})
+		es = append(es, indexEntry{h: h, size: fi.Size()})
 	}
 	return es, int64(len(infos)), nil
 }
