@@ -130,8 +130,8 @@ type Store struct {
 	// vols holds the small chunks; nil if every chunk is a file.
 	vols *volumeSet
 	// compaction runs under stop, and Close waits for it.
-	stop     context.CancelFunc
-	compactW sync.WaitGroup
+	stop      context.CancelFunc
+	compactW  sync.WaitGroup
 	compacted atomic.Int64 // volumes compacted
 
 	// dirMu serialises creating fan-out directories; dirMade remembers

@@ -93,10 +93,10 @@ func (s *Store) readIndex(f io.Reader, fileSize int64) error {
 	var (
 		recBuf [entrySize]byte
 		rec    = recBuf[:esize]
-		prev  dfs.ChunkHash
-		cur   []indexEntry // the entries of shard curSh, read so far
-		curSh = -1
-		avg   = int(count/indexShards) + 1
+		prev   dfs.ChunkHash
+		cur    []indexEntry // the entries of shard curSh, read so far
+		curSh  = -1
+		avg    = int(count/indexShards) + 1
 	)
 	flush := func() {
 		if curSh >= 0 && len(cur) > 0 {

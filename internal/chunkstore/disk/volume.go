@@ -110,8 +110,8 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 type loc uint64
 
 func makeLoc(vol uint32, off int64) loc { return loc(uint64(vol)<<40 | uint64(off)) }
-func (l loc) vol() uint32              { return uint32(l >> 40) }
-func (l loc) off() int64               { return int64(l & maxOffset) }
+func (l loc) vol() uint32               { return uint32(l >> 40) }
+func (l loc) off() int64                { return int64(l & maxOffset) }
 
 // recLen is the length of the record of a chunk of size bytes.
 func recLen(size int64) int64 { return (recHeader + size + recAlign - 1) &^ (recAlign - 1) }
