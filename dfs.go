@@ -266,7 +266,7 @@ type FileInfo struct {
 type Version struct {
 	FileInfo
 	DeleteMarker bool      // the path was deleted at Modified
-	Latest       bool      // the path's newest version
+	Latest       bool      // what a read of the path gives: its current file, or the delete marker that says it is deleted
 	Expires      time.Time // when the version is dropped; zero: kept until purged (or current)
 }
 

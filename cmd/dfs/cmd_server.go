@@ -349,6 +349,9 @@ func (c *coordinatorFlags) config() (coordinator.Config, error) {
 	if err != nil || max == 0 {
 		return coordinator.Config{}, usagef("--max-file-size %q: want a size such as 100GiB", c.maxFileSize)
 	}
+	if c.versionRetention < 0 || c.versionRetention > meta.MaxRetention {
+		return coordinator.Config{}, usagef("--version-retention %v: want 0 (not kept) to %v (100 years)", c.versionRetention, meta.MaxRetention)
+	}
 	return coordinator.Config{
 		MaxFileSize:      int64(max),
 		Replicas:         c.replicas,

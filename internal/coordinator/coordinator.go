@@ -232,6 +232,9 @@ type Server struct {
 // New starts a coordinator over the metadata in m. Close stops it.
 func New(ctx context.Context, m *meta.Store, cfg Config) (*Server, error) {
 	cfg.fill()
+	if cfg.VersionRetention > meta.MaxRetention {
+		return nil, fmt.Errorf("coordinator: version retention %v: want at most %v (100 years)", cfg.VersionRetention, meta.MaxRetention)
+	}
 	m.SetDefaultRetention(cfg.VersionRetention)
 	s := &Server{
 		cfg:         cfg,

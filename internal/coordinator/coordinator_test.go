@@ -16,6 +16,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
@@ -580,5 +582,29 @@ func TestStaleRegistrations(t *testing.T) {
 	h.s.mu.Unlock()
 	if len(la) != 0 || len(lb) != 1 || lb[0] != "dn1" {
 		t.Fatalf("after a second full report: a on %v, b on %v", la, lb)
+	}
+}
+
+// A retention too long for an expiry time (beyond 100 years) is refused,
+// for a bucket and as the default, rather than wrapping into one that
+// expires at once.
+func TestVersionRetentionTooLong(t *testing.T) {
+	h := start(t, Config{})
+	for _, secs := range []int64{101 * 365 * 24 * 3600, 300 * 365 * 24 * 3600, 1 << 62, -1} {
+		_, err := h.coord.SetVersioning(h.ctx, &api.SetVersioningRequest{Bucket: "b",
+			Versioning: &api.BucketVersioning{Mode: "enabled", RetentionSeconds: secs}})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("versioning with a retention of %d s: %v, want invalid argument", secs, err)
+		}
+	}
+	v, err := h.coord.SetVersioning(h.ctx, &api.SetVersioningRequest{Bucket: "b",
+		Versioning: &api.BucketVersioning{Mode: "enabled", RetentionSeconds: 100 * 365 * 24 * 3600}})
+	if err != nil || v.RetentionSeconds != 100*365*24*3600 {
+		t.Fatalf("versioning with a retention of 100 years: %+v, %v", v, err)
+	}
+	m := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name())))
+	if s, err := New(context.Background(), m, Config{Logger: quiet(), VersionRetention: 250 * 365 * 24 * time.Hour}); err == nil {
+		s.Close()
+		t.Fatal("a coordinator started with a default retention of 250 years")
 	}
 }

@@ -154,11 +154,11 @@ func (s *Server) SetVersioning(ctx context.Context, req *api.SetVersioningReques
 	case "default":
 	case "enabled":
 		v.Mode = api.Versioning_VERSIONING_ENABLED
-		if r := req.GetVersioning().GetRetentionSeconds(); r < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "retention of %d s: want 0 (until purged) or more", r)
-		} else {
-			v.Retention = time.Duration(r) * time.Second
+		r := req.GetVersioning().GetRetentionSeconds()
+		if max := int64(meta.MaxRetention / time.Second); r < 0 || r > max {
+			return nil, status.Errorf(codes.InvalidArgument, "retention of %d s: want 0 (until purged) to %d (100 years)", r, max)
 		}
+		v.Retention = time.Duration(r) * time.Second
 	case "suspended":
 		v.Mode = api.Versioning_VERSIONING_SUSPENDED
 	default:

@@ -130,9 +130,11 @@ func (s *Store) Buckets(ctx context.Context) ([]Bucket, error) {
 
 // DeleteBucket deletes bucket name's record if the bucket holds no file
 // (nor, when its versioning is enabled, any earlier version; otherwise the
-// earlier versions go with it), then every key's rights on it (a bucket made again by someone else
+// earlier versions go with it, and none of them becomes a file again),
+// then every key's rights on it (a bucket made again by someone else
 // starts with no one else's rights). It fails with dfs.ErrNotFound if
-// there is no record, and dfs.ErrConflict if files remain.
+// there is no record, before anything is dropped, and dfs.ErrConflict if
+// files remain.
 func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	files, err := s.List(ctx, name+"/", "", "", 1)
 	if err != nil {
@@ -141,32 +143,44 @@ func (s *Store) DeleteBucket(ctx context.Context, name string) error {
 	if len(files.Files) > 0 {
 		return fmt.Errorf("%w: BucketNotEmpty: bucket %s holds files", dfs.ErrConflict, name)
 	}
-	// Earlier versions kept because a bucket asked for them (S3's
-	// versioning) keep it from going until purged, as in S3; those kept by
-	// the default retention go with it.
-	v, _, _, err := s.GetVersioning(ctx, name)
-	if err != nil {
-		return err
-	}
-	if v.Mode == api.Versioning_VERSIONING_ENABLED {
-		has, err := s.HasVersions(ctx, name+"/")
+	bkey := s.schema.Bucket(name)
+	for {
+		resp, err := s.read(ctx, bkey)
 		if err != nil {
-			return err
+			return fmt.Errorf("bucket %s: %w", name, etcdErr(err))
 		}
-		if has {
-			return fmt.Errorf("%w: BucketNotEmpty: bucket %s holds earlier versions of files (dfs versions purge)", dfs.ErrConflict, name)
+		if len(resp.Kvs) == 0 {
+			return fmt.Errorf("bucket %s: %w", name, dfs.ErrNotFound)
 		}
-	} else if _, err := s.dropVersions(ctx, name+"/"); err != nil {
-		return fmt.Errorf("delete bucket %s: %w", name, err)
+		var rec api.BucketRecord
+		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+			return fmt.Errorf("bucket record %s: %w", name, err)
+		}
+		// Earlier versions kept because a bucket asked for them (S3's
+		// versioning) keep it from going until purged, as in S3; those
+		// kept by the default retention go with it.
+		if rec.Versioning == api.Versioning_VERSIONING_ENABLED {
+			has, err := s.HasVersions(ctx, name+"/")
+			if err != nil {
+				return err
+			}
+			if has {
+				return fmt.Errorf("%w: BucketNotEmpty: bucket %s holds earlier versions of files (dfs versions purge)", dfs.ErrConflict, name)
+			}
+		} else if err := s.purgeVersions(ctx, name+"/"); err != nil {
+			return fmt.Errorf("delete bucket %s: %w", name, err)
+		}
+		// The record goes as it was read: if its versioning changed
+		// meanwhile, look again.
+		txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(bkey), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpDelete(bkey)).Commit()
+		if err != nil {
+			return fmt.Errorf("delete bucket %s: %w", name, etcdErr(err))
+		}
+		if txn.Succeeded {
+			return s.revokeAll(ctx, name, "")
+		}
 	}
-	resp, err := s.kv.Delete(ctx, s.schema.Bucket(name))
-	if err != nil {
-		return fmt.Errorf("delete bucket %s: %w", name, etcdErr(err))
-	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("bucket %s: %w", name, dfs.ErrNotFound)
-	}
-	return s.revokeAll(ctx, name, "")
 }
 
 // revokeAll removes every key's rights on bucket name but keep's.

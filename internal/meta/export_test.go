@@ -69,3 +69,41 @@ func (s *Store) Counting(c *ReadCounter) *Store {
 
 // KV returns what the store reads and writes through.
 func (s *Store) KV() clientv3.KV { return s.kv }
+
+// BeforeWrite is a clientv3.KV that calls Hook before it sends each
+// transaction with conditions: a write that checks what it read, which a
+// test can race by writing first.
+type BeforeWrite struct {
+	clientv3.KV
+	Hook func()
+}
+
+func (b *BeforeWrite) Txn(ctx context.Context) clientv3.Txn {
+	return &hookedTxn{Txn: b.KV.Txn(ctx), hook: b.Hook}
+}
+
+type hookedTxn struct {
+	clientv3.Txn
+	hook        func()
+	conditional bool
+}
+
+func (t *hookedTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.Txn, t.conditional = t.Txn.If(cs...), len(cs) > 0
+	return t
+}
+func (t *hookedTxn) Then(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(ops...); return t }
+func (t *hookedTxn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(ops...); return t }
+func (t *hookedTxn) Commit() (*clientv3.TxnResponse, error) {
+	if t.conditional && t.hook != nil {
+		t.hook()
+	}
+	return t.Txn.Commit()
+}
+
+// Through returns a copy of s that reads and writes through kv.
+func (s *Store) Through(kv clientv3.KV) *Store {
+	cp := &Store{cli: s.cli, kv: kv, schema: s.schema}
+	cp.defRetention.Store(s.defRetention.Load())
+	return cp
+}

@@ -52,7 +52,9 @@ import (
 //	<root>/v1/version-expiry/<unix ns, 20 digits>/<path>\x00<version>
 //	                                        empty: when the version is
 //	                                        dropped; the leader reads only the
-//	                                        keys that are due
+//	                                        keys that are due; none for a
+//	                                        version kept until purged (or for
+//	                                        longer than meta.MaxRetention)
 //	<root>/v1/nodes/<node id>               NodeRecord: the datanode registry
 //	<root>/v1/buckets/<name>                BucketRecord: a bucket made on purpose
 //	<root>/v1/access-keys/<key id>          AccessKeyRecord: a user's access key, its

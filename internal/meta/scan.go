@@ -283,6 +283,55 @@ func (p *pager) next(ctx context.Context, max int64) ([]*mvccpb.KeyValue, error)
 	return nil, nil
 }
 
+// nextBefore is next, reading no key at or after until ("": no bound).
+// It returns none, with the scan not over, when no key lies before until.
+func (p *pager) nextBefore(ctx context.Context, max int64, until string) ([]*mvccpb.KeyValue, error) {
+	if until == "" || p.end != "\x00" && until >= p.end {
+		return p.next(ctx, max)
+	}
+	if p.done || p.start >= until {
+		return nil, nil
+	}
+	if p.guide != nil {
+		// With no mark before until, the sample says few keys lie
+		// before it: read them in one window.
+		limit := p.limit
+		if max > 0 && max < limit {
+			limit = max
+		}
+		m, err := p.guided(ctx, limit)
+		if err != nil {
+			return nil, err
+		}
+		if m == "" || m >= until {
+			resp, err := p.get(ctx, p.start, append([]clientv3.OpOption{clientv3.WithRange(until), clientv3.WithLimit(limit)}, p.opts...)...)
+			if err != nil {
+				return nil, err
+			}
+			p.counted += resp.Count
+			if resp.More && len(resp.Kvs) > 0 {
+				p.start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			} else {
+				p.seek(until)
+			}
+			return resp.Kvs, nil
+		}
+	}
+	end := p.end
+	p.end = until
+	kvs, err := p.next(ctx, max)
+	p.end = end
+	if p.done && err == nil {
+		// Every key before until is read: go on from there.
+		p.done = false
+		p.seek(until)
+	}
+	return kvs, err
+}
+
+// over reports whether the scan is over.
+func (p *pager) over() bool { return p.done }
+
 // ScanPrefix calls fn for every key under prefix after startAfter ("" for
 // the first), in key order, reading at most limit keys per request (1000
 // if limit <= 0). Each request's range is bounded so that etcd counts about

@@ -133,12 +133,10 @@ func LayoutOf(c dfs.Content) string {
 // queued). A path that exists is replaced; its created time is kept.
 func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, duplicate bool, err error) {
 	// The record is fixed once, so that a retry writes the same one and can
-	// recognise it as already written.
+	// recognise it as already written; but for its version id, which each
+	// attempt picks after it read the path (see newVersionID).
 	if c.File.Modified.IsZero() {
 		c.File.Modified = time.Now()
-	}
-	if c.Part == 0 {
-		c.File.VersionID = VersionID(time.Now())
 	}
 	var st commitState
 	for range 10 {
@@ -247,6 +245,8 @@ type commitState struct {
 	// its collection marker was at revision dead.
 	prepared bool
 	dead     int64
+	// versionID: the version id of the last attempt that sent its writes.
+	versionID string
 }
 
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
@@ -259,14 +259,20 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 			fkey = s.schema.UploadPart(c.Upload.ID, c.Part)
 		}
 	}
-	read, err := s.kv.Txn(ctx).Then(
+	now := time.Now()
+	cand := VersionID(now)
+	reads := []clientv3.Op{
 		clientv3.OpGet(ckey),
 		clientv3.OpGet(fkey),
 		clientv3.OpGet(rkey),
 		clientv3.OpGet(dkey, clientv3.WithKeysOnly()),
 		clientv3.OpGet(ukey),
 		clientv3.OpGet(s.bucketKey(c.File.Path)),
-	).Commit()
+	}
+	if c.Part == 0 {
+		reads = append(reads, s.newerOp(c.File.Path, cand))
+	}
+	read, err := s.kv.Txn(ctx).Then(reads...).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: read: %w", c.File.Path, etcdErr(err))
 	}
@@ -291,8 +297,8 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	ref := countOf(read.Responses[2].GetResponseRange().Kvs)
 	dead := revOf(read.Responses[3].GetResponseRange().Kvs)
 
-	now := time.Now()
 	info = c.File
+	info.VersionID = ""
 	info.Content = h
 	info.Size = c.Content.Size
 	info.Layout = layout
@@ -309,6 +315,7 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 			if st.sent && bytes.Equal(rec.ContentHash, h[:]) && rec.ModifiedUnixNano == info.Modified.UnixNano() {
 				// An earlier attempt of this commit went through.
 				info.Created = time.Unix(0, rec.CreatedUnixNano)
+				info.VersionID = rec.VersionId
 				return info, st.contentExisted, nil
 			}
 			if rec.CreatedUnixNano != 0 {
@@ -346,7 +353,17 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		// with our record: whether or not that attempt went through, a
 		// newer file holds the path and must stay. This commit took effect
 		// before it.
+		info.VersionID = st.versionID
 		return info, st.contentExisted, nil
+	}
+	if c.Part == 0 {
+		// The new file is the path's newest version: newer than the file
+		// it replaces and than any version the path keeps.
+		oldID := ""
+		if len(old) == 1 {
+			oldID = versionIDOf(&oldRec)
+		}
+		info.VersionID = newVersionID(now, oldID, s.newerID(read.Responses[6]))
 	}
 	fileVal, err := proto.Marshal(fileRecord(info))
 	if err != nil {
@@ -382,6 +399,9 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 		clientv3.Compare(clientv3.ModRevision(rkey), "=", ref.rev),
 	}
 	cmps = append(cmps, uploadCmps...)
+	if c.Part == 0 {
+		cmps = append(cmps, s.noNewer(c.File.Path, info.VersionID))
+	}
 	ops := []clientv3.Op{clientv3.OpPut(fkey, string(fileVal))}
 	ops = append(ops, uploadOps...)
 	if c.Part == 0 && Sampled(c.File.Path) {
@@ -396,7 +416,10 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	if kvs := read.Responses[5].GetResponseRange().Kvs; len(kvs) == 1 {
 		bucketVal = kvs[0].Value
 	}
-	keep, keepFor := s.policy(bucketVal)
+	keep, keepFor, err := s.policy(c.File.Path, bucketVal)
+	if err != nil {
+		return info, false, fmt.Errorf("commit %s: %w", c.File.Path, err)
+	}
 	keepOld := keep && c.Part == 0 && len(old) == 1 && !oldContent.IsZero()
 	if keepOld {
 		aops, err := s.archiveOps(c.File.Path, &oldRec, now, keepFor)
@@ -457,19 +480,20 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 			ops = append(ops, clientv3.OpDelete(dkey))
 		}
 	}
-	wasSent := st.sent
+	wasSent, wasID := st.sent, st.versionID
 	if !st.sent {
 		st.contentExisted, st.fileRev = exists, fileRev
 	}
-	st.sent = true
+	st.sent, st.versionID = true, info.VersionID
 	resp, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return info, false, fmt.Errorf("commit %s: %w", info.Path, etcdErr(err))
 	}
 	if !resp.Succeeded {
 		// Not applied: something read changed meanwhile (another commit
-		// of the path or of the content, a collection). Read again.
-		st.sent = wasSent
+		// of the path or of the content, a collection, a version that
+		// took a newer id). Read again.
+		st.sent, st.versionID = wasSent, wasID
 		return info, false, errChanged
 	}
 	return info, exists, nil
@@ -760,12 +784,13 @@ type DeleteOptions struct {
 // delete marker it left ("" if its bucket keeps no versions).
 func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marker string, err error) {
 	key := s.schema.File(path)
-	var rev int64 // the version being deleted
-	sent := false // a delete of it went out without an answer
-	now := time.Now()
-	mid := VersionID(now) // the marker's id, fixed across attempts
+	var rev int64     // the version being deleted
+	sent := false     // a delete of it went out without an answer
+	markOnly := false // what went out was only a marker of the absent path
 	err = retryWrite(ctx, func(ctx context.Context) error {
-		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(key), clientv3.OpGet(s.bucketKey(path))).Commit()
+		now := time.Now()
+		cand := VersionID(now)
+		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(key), clientv3.OpGet(s.bucketKey(path)), s.newerOp(path, cand)).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 		}
@@ -774,22 +799,46 @@ func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marke
 		if kvs := read.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
 			bucketVal = kvs[0].Value
 		}
+		// The marker is the path's newest version: newer than the file it
+		// replaces and than any version the path keeps.
+		newer := s.newerID(read.Responses[2])
+		if sent && markOnly {
+			// Whether the marker went in (a file written since came
+			// after it); if not, the delete starts again.
+			got, err := s.kv.Get(ctx, s.schema.Version(path, marker), clientv3.WithCountOnly())
+			if err != nil {
+				return fmt.Errorf("delete %s: %w", path, etcdErr(err))
+			}
+			if got.Count > 0 {
+				return nil
+			}
+			sent, markOnly, marker = false, false, ""
+		}
 		if len(resp.Kvs) == 0 {
 			if sent {
 				return nil // the earlier attempt deleted it
 			}
 			var rec api.BucketRecord
 			if o.MarkAbsent && bucketVal != nil && proto.Unmarshal(bucketVal, &rec) == nil && rec.Versioning == api.Versioning_VERSIONING_ENABLED {
-				_, d := s.policy(bucketVal)
-				m, err := s.versionOps(path, &api.FileRecord{VersionId: mid, DeleteMarker: true,
-					ModifiedUnixNano: now.UnixNano(), CreatedUnixNano: now.UnixNano()}, now, d)
+				_, d, err := s.policy(path, bucketVal)
 				if err != nil {
 					return err
 				}
-				if _, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(m...).Commit(); err != nil {
+				mid := newVersionID(now, newer)
+				m, err := s.markerOps(path, mid, now, d)
+				if err != nil {
+					return err
+				}
+				sent, markOnly, marker = true, true, mid
+				txn, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), s.noNewer(path, mid)).Then(m...).Commit()
+				if err != nil {
 					return fmt.Errorf("delete %s: %w", path, etcdErr(err))
 				}
-				marker = mid
+				if !txn.Succeeded {
+					// A file or a newer version came meanwhile: read again.
+					sent, markOnly, marker = false, false, ""
+					return errChanged
+				}
 				return nil
 			}
 			return fmt.Errorf("file %q: %w", path, dfs.ErrNotFound)
@@ -800,6 +849,7 @@ func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marke
 			return nil
 		}
 		rev = resp.Kvs[0].ModRevision
+		marker = ""
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
 		ops := []clientv3.Op{clientv3.OpDelete(key)}
 		if Sampled(path) {
@@ -809,19 +859,24 @@ func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marke
 		if err := proto.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 			return fmt.Errorf("delete %s: decode: %w", path, err)
 		}
-		if keep, d := s.policy(bucketVal); keep {
+		keep, d, err := s.policy(path, bucketVal)
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", path, err)
+		}
+		if keep {
 			// The file is kept as an earlier version, with its reference
 			// to its content, and a delete marker says when it went.
 			a, err := s.archiveOps(path, &rec, now, d)
 			if err != nil {
 				return err
 			}
-			m, err := s.versionOps(path, &api.FileRecord{VersionId: mid, DeleteMarker: true,
-				ModifiedUnixNano: now.UnixNano(), CreatedUnixNano: now.UnixNano()}, now, d)
+			mid := newVersionID(now, versionIDOf(&rec), newer)
+			m, err := s.markerOps(path, mid, now, d)
 			if err != nil {
 				return err
 			}
 			ops = append(append(ops, a...), m...)
+			cmps = append(cmps, s.noNewer(path, mid))
 			marker = mid
 		} else if h, err := dfs.HashFromBytes(rec.ContentHash); err == nil {
 			// One path fewer points at the content, in the same
@@ -834,7 +889,7 @@ func (s *Store) Delete(ctx context.Context, path string, o DeleteOptions) (marke
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.schema.Ref(h)), "=", c.rev))
 			ops = append(ops, s.countOps(h, c.n-1, time.Now())...)
 		}
-		sent = true
+		sent, markOnly = true, false
 		txn, err := s.kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", path, etcdErr(err))

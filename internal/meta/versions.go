@@ -4,16 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dfs-store/dfs"
@@ -33,10 +33,17 @@ import (
 // A version that expires has a key under version-expiry/ named by its
 // expiry time; the leader reads only the keys that are due (ExpireVersions)
 // and drops those versions, each in one transaction with its content's
-// count. Work follows what expires, never what is stored.
+// count. Work follows what expires, never what is stored. An expiry makes
+// no version current again: when the delete marker that says a path is
+// deleted expires before the versions under it, the path stays deleted,
+// and none of its versions is listed as latest.
 //
 // Version ids sort a path's versions newest first: 16 hex digits of
-// MaxInt64 minus the commit's time in ns, then 4 random hex digits.
+// MaxInt64 minus the commit's time in ns, then 4 random hex digits. A
+// write picks the id of the version it makes in each attempt, after it
+// read the path: the id sorts before the file it replaces and every
+// version the path keeps, whatever the writers' clocks say, and the write
+// holds only while no version took a place before it (newerOp, noNewer).
 
 // VersionID returns a new version id for a version made at t.
 func VersionID(t time.Time) string {
@@ -54,6 +61,74 @@ func versionIDOf(rec *api.FileRecord) string {
 	return fmt.Sprintf("%016x0000", uint64(math.MaxInt64-rec.ModifiedUnixNano))
 }
 
+// newVersionID returns the id of a version made at now that sorts before
+// each id in older ("": none): VersionID(now), or, where a clock ahead of
+// this one or a write in the same nanosecond put an id there first, an id
+// just before it.
+func newVersionID(now time.Time, older ...string) string {
+	id := VersionID(now)
+	for _, o := range older {
+		if o != "" && id >= o {
+			id = idBefore(o)
+		}
+	}
+	return id
+}
+
+// idBefore returns an id that sorts just before id: one nanosecond later.
+func idBefore(id string) string {
+	p, err := strconv.ParseUint(id[:min(16, len(id))], 16, 64)
+	if err != nil || p == 0 {
+		return strings.Repeat("0", 20) // not an id of ours, or the year 2262
+	}
+	var r [2]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%016x%04x", p-1, binary.BigEndian.Uint16(r[:]))
+}
+
+// newerOp reads the newest of path's versions whose ids sort at or
+// before id: normally none, as a new version's id comes from now. Its
+// range holds only such versions, so etcd counts no others.
+func (s *Store) newerOp(path, id string) clientv3.Op {
+	return clientv3.OpGet(s.schema.PathVersions(path), clientv3.WithRange(s.schema.Version(path, id)+"\x00"),
+		clientv3.WithLimit(1), clientv3.WithKeysOnly())
+}
+
+// newerID is the id of the version a newerOp found, or "".
+func (s *Store) newerID(r *etcdserverpb.ResponseOp) string {
+	if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
+		_, id, _ := s.schema.VersionOf(string(kvs[0].Key))
+		return id
+	}
+	return ""
+}
+
+// noNewer holds while path has no version whose id sorts at or before id.
+func (s *Store) noNewer(path, id string) clientv3.Cmp {
+	return s.noVersions(s.schema.PathVersions(path), s.schema.Version(path, id)+"\x00")
+}
+
+// noVersions holds while no key lies in [from, to): a range expected
+// empty, which etcd reads whole to check.
+func (s *Store) noVersions(from, to string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(from), "=", 0).WithRange(to)
+}
+
+// MaxRetention is the longest time versions can be kept for before they
+// expire: their expiry time, in ns since 1970, must fit in 64 bits (until
+// 2262). A longer retention is refused where it is set; one stored anyway
+// keeps versions until purged.
+const MaxRetention = 100 * 365 * 24 * time.Hour
+
+// retention converts a bucket record's retention: 0 (until purged) for one
+// that is not positive or exceeds MaxRetention.
+func retention(seconds int64) time.Duration {
+	if seconds <= 0 || seconds > int64(MaxRetention/time.Second) {
+		return 0
+	}
+	return time.Duration(seconds) * time.Second
+}
+
 // Versioning is how a bucket keeps earlier versions.
 type Versioning struct {
 	Mode      api.Versioning
@@ -66,19 +141,22 @@ func (s *Store) SetDefaultRetention(d time.Duration) { s.defRetention.Store(int6
 
 // policy says whether a bucket with record val (nil: none) keeps earlier
 // versions, and for how long (0: until purged).
-func (s *Store) policy(val []byte) (keep bool, d time.Duration) {
+func (s *Store) policy(path string, val []byte) (keep bool, d time.Duration, err error) {
 	var rec api.BucketRecord
 	if val != nil {
-		_ = proto.Unmarshal(val, &rec) // a record that does not decode: the default
+		if err := proto.Unmarshal(val, &rec); err != nil {
+			b, _, _ := strings.Cut(path, "/")
+			return false, 0, fmt.Errorf("bucket record %s: %w", b, err)
+		}
 	}
 	switch rec.Versioning {
 	case api.Versioning_VERSIONING_ENABLED:
-		return true, time.Duration(rec.VersionRetentionSeconds) * time.Second
+		return true, retention(rec.VersionRetentionSeconds), nil
 	case api.Versioning_VERSIONING_SUSPENDED:
-		return false, 0
+		return false, 0, nil
 	}
 	d = time.Duration(s.defRetention.Load())
-	return d > 0, d
+	return d > 0, d, nil
 }
 
 // bucketKey is the key of the record of path's bucket.
@@ -95,15 +173,17 @@ func (s *Store) archiveOps(path string, rec *api.FileRecord, now time.Time, d ti
 	return s.versionOps(path, v, now, d)
 }
 
-// markerOps writes a delete marker of path made at now.
-func (s *Store) markerOps(path string, now time.Time, d time.Duration) ([]clientv3.Op, error) {
-	return s.versionOps(path, &api.FileRecord{VersionId: VersionID(now), DeleteMarker: true,
+// markerOps writes delete marker id of path, made at now.
+func (s *Store) markerOps(path, id string, now time.Time, d time.Duration) ([]clientv3.Op, error) {
+	return s.versionOps(path, &api.FileRecord{VersionId: id, DeleteMarker: true,
 		ModifiedUnixNano: now.UnixNano(), CreatedUnixNano: now.UnixNano()}, now, d)
 }
 
+// versionOps writes version v of path, to expire after d (0, or more than
+// MaxRetention: never).
 func (s *Store) versionOps(path string, v *api.FileRecord, now time.Time, d time.Duration) ([]clientv3.Op, error) {
 	v.ExpiresUnixNano = 0
-	if d > 0 {
+	if d > 0 && d <= MaxRetention {
 		v.ExpiresUnixNano = now.Add(d).UnixNano()
 	}
 	val, err := proto.Marshal(v)
@@ -155,6 +235,34 @@ func recordContent(rec *api.FileRecord) dfs.ContentHash {
 	return h
 }
 
+// undecodable stands for a version record val that does not decode, so
+// that it can be dropped with the reference it holds: its content hash
+// (field 2) if that can still be read before the damage, else none (the
+// content's count then stays one too high and the content is kept).
+func undecodable(val []byte) *api.FileRecord {
+	rec := &api.FileRecord{}
+	for len(val) > 0 {
+		num, typ, n := protowire.ConsumeTag(val)
+		if n < 0 {
+			break
+		}
+		val = val[n:]
+		if num == 2 && typ == protowire.BytesType {
+			b, n := protowire.ConsumeBytes(val)
+			if n >= 0 && len(b) == len(dfs.ContentHash{}) {
+				rec.ContentHash = b
+			}
+			break
+		}
+		n = protowire.ConsumeFieldValue(num, typ, val)
+		if n < 0 {
+			break
+		}
+		val = val[n:]
+	}
+	return rec
+}
+
 func versionFromRecord(path string, rec *api.FileRecord) (dfs.Version, error) {
 	v := dfs.Version{DeleteMarker: rec.DeleteMarker}
 	if rec.DeleteMarker {
@@ -204,7 +312,43 @@ func (s *Store) GetVersion(ctx context.Context, path, id string) (dfs.Version, e
 	if err := proto.Unmarshal(kvs[0].Value, &rec); err != nil {
 		return dfs.Version{}, fmt.Errorf("version %s of %s: decode: %w", id, path, err)
 	}
+	rec.VersionId = id
 	return versionFromRecord(path, &rec)
+}
+
+// versionWindow is the span of version ids (of commit times) that the
+// first read of a path's versions covers back from now, besides any newer
+// ones. Later windows grow or shrink with what they hold (see hexScan); an
+// empty one grows by the page size, 16 to 256 times: a read of the
+// newest version or two counts few of the versions after it, and a page
+// of 1000 reaches past the path's oldest version (32 years back) in four
+// empty windows at most.
+const versionWindow = time.Minute
+
+// pathVersions scans path's versions, newest first, from key start, in
+// windows of version-id space: reading the newest few counts about those,
+// however many versions the path keeps.
+func (s *Store) pathVersions(path, start string, page int, get func(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error)) *hexScan {
+	now := uint64(math.MaxInt64 - time.Now().UnixNano())
+	grow := uint64(max(16, min(256, page)))
+	return newHexScan(s.schema.PathVersions(path), start, now, uint64(versionWindow), grow, page, get)
+}
+
+// newestVersions returns up to n of path's newest versions, newest first.
+func (s *Store) newestVersions(ctx context.Context, path string, n int) ([]*mvccpb.KeyValue, error) {
+	h := s.pathVersions(path, "", n, s.kv.Get)
+	var out []*mvccpb.KeyValue
+	for len(out) < n {
+		kvs, err := h.next(ctx, int64(n-len(out)))
+		if err != nil {
+			return nil, fmt.Errorf("versions of %s: %w", path, etcdErr(err))
+		}
+		if len(kvs) == 0 {
+			break
+		}
+		out = append(out, kvs...)
+	}
+	return out, nil
 }
 
 // VersionListing is one page of versions.
@@ -233,115 +377,251 @@ func (a *versionEntry) less(b *versionEntry) bool {
 	return a.id < b.id
 }
 
+// keySource reads keys in order: at most max of them (if above 0) a
+// call, and none at or after until if it can help it ("": no bound).
+// pager and hexScan are ones.
+type keySource interface {
+	nextBefore(ctx context.Context, max int64, until string) ([]*mvccpb.KeyValue, error)
+	over() bool
+}
+
+// oneKey is a keySource of one key.
+type oneKey struct {
+	key  string
+	get  func(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error)
+	done bool
+}
+
+func (o *oneKey) nextBefore(ctx context.Context, _ int64, until string) ([]*mvccpb.KeyValue, error) {
+	if o.done || until != "" && o.key >= until {
+		return nil, nil
+	}
+	o.done = true
+	resp, err := o.get(ctx, o.key)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Kvs, nil
+}
+
+func (o *oneKey) over() bool { return o.done }
+
+// entryStream reads entries in listing order from its sources, one after
+// the other.
+type entryStream struct {
+	srcs   []keySource
+	decode func(kv *mvccpb.KeyValue) (*versionEntry, error) // nil: not an entry
+	buf    []*versionEntry
+}
+
+// peek returns the next entry, reading on if need be (about want keys at
+// most, and if it can help it none at or after until); nil if there is
+// none (before until).
+func (st *entryStream) peek(ctx context.Context, want int64, until string) (*versionEntry, error) {
+	for len(st.buf) == 0 && len(st.srcs) > 0 {
+		kvs, err := st.srcs[0].nextBefore(ctx, want, until)
+		if err != nil {
+			return nil, etcdErr(err)
+		}
+		if len(kvs) == 0 {
+			if !st.srcs[0].over() {
+				return nil, nil
+			}
+			st.srcs = st.srcs[1:]
+		}
+		for _, kv := range kvs {
+			e, err := st.decode(kv)
+			if err != nil {
+				return nil, err
+			}
+			if e != nil {
+				st.buf = append(st.buf, e)
+			}
+		}
+	}
+	if len(st.buf) == 0 {
+		return nil, nil
+	}
+	return st.buf[0], nil
+}
+
+func (st *entryStream) head() *versionEntry {
+	if len(st.buf) == 0 {
+		return nil
+	}
+	return st.buf[0]
+}
+
+// last is the last entry read and not yet taken, or nil.
+func (st *entryStream) last() *versionEntry {
+	if len(st.buf) == 0 {
+		return nil
+	}
+	return st.buf[len(st.buf)-1]
+}
+
 // ListVersions returns up to limit versions of the paths under prefix (of
 // path prefix alone if exact), by path and each path's newest first,
 // after the version (keyMarker, versionMarker); an empty versionMarker
-// starts after every version of keyMarker. Each page reads at most limit
-// paths and limit versions, each in a range bounded by the page.
+// starts after every version of keyMarker. Latest marks a path's current
+// file, or, when it has none, its newest version if that is a delete
+// marker: what a read of the path gives or says, as GetFile does. Each
+// request's range is bounded by a window (see pager and pathVersions), so
+// a page makes etcd count about its own keys, not every key after it.
 func (s *Store) ListVersions(ctx context.Context, prefix string, exact bool, keyMarker, versionMarker string, limit int) (VersionListing, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
 	fp, vp := s.schema.FilesPrefix(), s.schema.VersionsPrefix()
-	var fStart, fEnd, vStart, vEnd string
+	var fStart, fEnd, vStart string
 	if exact {
-		fStart, fEnd = fp+prefix, fp+prefix+"\x00"
-		vStart, vEnd = s.schema.PathVersions(prefix), vp+prefix+"\x01"
+		fStart, fEnd, vStart = fp+prefix, fp+prefix+"\x00", s.schema.PathVersions(prefix)
 	} else {
-		fStart, fEnd = fp+prefix, clientv3.GetPrefixRangeEnd(fp+prefix)
-		vStart, vEnd = vp+prefix, clientv3.GetPrefixRangeEnd(vp+prefix)
+		fStart, fEnd, vStart = fp+prefix, clientv3.GetPrefixRangeEnd(fp+prefix), vp+prefix
 	}
+	// cont is the path a page goes on with (after one of its versions):
+	// the rest of its versions come first. lastFile: the last page ended
+	// with a current file.
+	cont, contStart := "", ""
+	lastFile := true
 	if keyMarker != "" {
 		if k := fp + keyMarker + "\x00"; k > fStart {
 			fStart = k
 		}
-		vs := vp + keyMarker + "\x01"
-		if versionMarker != "" {
-			vs = s.schema.Version(keyMarker, versionMarker) + "\x00"
+		if k := vp + keyMarker + "\x01"; k > vStart {
+			vStart = k
 		}
-		if vs > vStart {
-			vStart = vs
+		if versionMarker != "" && (keyMarker == prefix || !exact && strings.HasPrefix(keyMarker, prefix)) {
+			cont, contStart = keyMarker, s.schema.Version(keyMarker, versionMarker)+"\x00"
+			// After the current file, every version follows, even one
+			// whose id sorts before it (written by a release that picked
+			// ids before it read the path).
+			resp, err := s.read(ctx, fp+keyMarker)
+			if err != nil {
+				return VersionListing{}, fmt.Errorf("list versions of %s: %w", prefix, etcdErr(err))
+			}
+			var rec api.FileRecord
+			lastFile = len(resp.Kvs) == 1 && proto.Unmarshal(resp.Kvs[0].Value, &rec) == nil && versionIDOf(&rec) == versionMarker
+			if lastFile {
+				contStart = s.schema.PathVersions(keyMarker)
+			}
 		}
 	}
-	var out VersionListing
-	var entries []*versionEntry
-	var fMore, vMore bool
+
+	files := &entryStream{decode: func(kv *mvccpb.KeyValue) (*versionEntry, error) {
+		e := &versionEntry{path: s.schema.PathOf(string(kv.Key)), current: true}
+		if err := proto.Unmarshal(kv.Value, &e.rec); err != nil {
+			return nil, fmt.Errorf("file %s: decode: %w", e.path, err)
+		}
+		e.id = versionIDOf(&e.rec)
+		return e, nil
+	}}
 	if fStart < fEnd {
-		resp, err := s.read(ctx, fStart, clientv3.WithRange(fEnd), clientv3.WithLimit(int64(limit)))
-		if err != nil {
-			return out, fmt.Errorf("list versions of %s: %w", prefix, etcdErr(err))
-		}
-		fMore = resp.More
-		for _, kv := range resp.Kvs {
-			e := &versionEntry{path: s.schema.PathOf(string(kv.Key)), current: true}
-			if err := proto.Unmarshal(kv.Value, &e.rec); err != nil {
-				return out, fmt.Errorf("file %s: decode: %w", e.path, err)
-			}
-			e.id = versionIDOf(&e.rec)
-			entries = append(entries, e)
-		}
-	}
-	if vStart < vEnd {
-		resp, err := s.read(ctx, vStart, clientv3.WithRange(vEnd), clientv3.WithLimit(int64(limit)))
-		if err != nil {
-			return out, fmt.Errorf("list versions of %s: %w", prefix, etcdErr(err))
-		}
-		vMore = resp.More
-		for _, kv := range resp.Kvs {
-			path, id, ok := s.schema.VersionOf(string(kv.Key))
-			if !ok {
-				continue
-			}
-			e := &versionEntry{path: path, id: id}
-			if err := proto.Unmarshal(kv.Value, &e.rec); err != nil {
-				return out, fmt.Errorf("version %s of %s: decode: %w", id, path, err)
-			}
-			entries = append(entries, e)
-		}
-	}
-	// Of each range only what comes before its first unread key is
-	// known: the page ends at the earlier of the two bounds.
-	var fLast, vLast *versionEntry
-	for _, e := range entries {
-		if e.current {
-			fLast = e
+		if exact {
+			files.srcs = append(files.srcs, &oneKey{key: fStart, get: s.read})
 		} else {
-			vLast = e
+			pg := newPager(s.kv, fp+prefix, fStart, limit+1)
+			pg.get = s.read
+			s.guide(pg, prefix)
+			files.srcs = append(files.srcs, pg)
 		}
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].less(entries[j]) })
-	prev := ""
-	if versionMarker != "" {
-		prev = keyMarker // the page goes on with a path begun on the last one
+	vers := &entryStream{decode: func(kv *mvccpb.KeyValue) (*versionEntry, error) {
+		path, id, ok := s.schema.VersionOf(string(kv.Key))
+		if !ok {
+			return nil, nil
+		}
+		e := &versionEntry{path: path, id: id}
+		if err := proto.Unmarshal(kv.Value, &e.rec); err != nil {
+			return nil, fmt.Errorf("version %s of %s: decode: %w", id, path, err)
+		}
+		e.rec.VersionId = id
+		return e, nil
+	}}
+	if cont != "" {
+		vers.srcs = append(vers.srcs, s.pathVersions(cont, contStart, limit+1, s.read))
 	}
-	for _, e := range entries {
-		if (fMore && fLast.less(e)) || (vMore && vLast.less(e)) || len(out.Versions) == limit {
+	if exact {
+		if cont == "" {
+			vers.srcs = append(vers.srcs, s.pathVersions(prefix, vStart, limit+1, s.read))
+		}
+	} else {
+		pg := newPager(s.kv, vp+prefix, vStart, limit+1)
+		pg.get = s.read
+		vers.srcs = append(vers.srcs, pg)
+	}
+
+	var out VersionListing
+	prev := cont // the page goes on with a path begun on the last one
+	for {
+		want := int64(limit-len(out.Versions)) + 1
+		// Each stream is read only as far as the entries the other has
+		// read, so that neither scans on past what the page takes; with
+		// neither known, the one the last entry came from is read first.
+		f, v := files.head(), vers.head()
+		var err error
+		if f == nil && v == nil {
+			if lastFile {
+				f, err = files.peek(ctx, want, "")
+			} else {
+				v, err = vers.peek(ctx, want, "")
+			}
+			if err != nil {
+				return out, fmt.Errorf("list versions of %s: %w", prefix, err)
+			}
+		}
+		if f == nil {
+			until := "" // files at or before the versions' paths
+			if v != nil {
+				until = fp + vers.last().path + "\x00"
+			}
+			if f, err = files.peek(ctx, want, until); err != nil {
+				return out, fmt.Errorf("list versions of %s: %w", prefix, err)
+			}
+		}
+		if v == nil {
+			until := "" // versions of paths before the files'
+			if f != nil {
+				until = vp + files.last().path
+			}
+			if v, err = vers.peek(ctx, want, until); err != nil {
+				return out, fmt.Errorf("list versions of %s: %w", prefix, err)
+			}
+		}
+		e := f
+		switch {
+		case f == nil && v == nil:
+			return out, nil
+		case f == nil || v != nil && v.less(f):
+			e = v
+			vers.buf = vers.buf[1:]
+		default:
+			files.buf = files.buf[1:]
+		}
+		if len(out.Versions) == limit {
 			out.Truncated = true
-			break
+			last := out.Versions[len(out.Versions)-1]
+			out.NextKey, out.NextVersion = last.Path, last.VersionID
+			return out, nil
 		}
-		v, err := versionFromRecord(e.path, &e.rec)
+		ver, err := versionFromRecord(e.path, &e.rec)
 		if err != nil {
 			return out, err
 		}
-		v.Latest = e.path != prev
-		prev = e.path
-		out.Versions = append(out.Versions, v)
+		// A path's current file comes before its versions: a path whose
+		// first entry is a version has none.
+		ver.Latest = e.current || e.path != prev && e.rec.DeleteMarker
+		prev, lastFile = e.path, e.current
+		out.Versions = append(out.Versions, ver)
 	}
-	if !out.Truncated && (fMore || vMore) {
-		out.Truncated = true
-	}
-	if out.Truncated && len(out.Versions) > 0 {
-		last := out.Versions[len(out.Versions)-1]
-		out.NextKey, out.NextVersion = last.Path, last.VersionID
-	}
-	return out, nil
 }
 
 // DeleteVersion removes version id of path for good and returns it. The
 // current file's id deletes the file without keeping a version of it, and
 // the newest earlier version, unless it is a delete marker, becomes the
-// current file again (as S3 does). It fails with dfs.ErrNotFound if there
-// is no such version.
+// current file again (as S3 does); so does the version under the delete
+// marker that says the path is deleted, when that marker goes. It fails
+// with dfs.ErrNotFound if there is no such version.
 func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version, error) {
 	if !dfs.ValidVersionID(id) {
 		return dfs.Version{}, fmt.Errorf("%w: version id %.40q: want 20 hex digits", dfs.ErrInvalid, id)
@@ -350,8 +630,7 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 	sent := false
 	err := retryWrite(ctx, func(ctx context.Context) error {
 		fkey, vkey := s.schema.File(path), s.schema.Version(path, id)
-		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(fkey), clientv3.OpGet(vkey),
-			clientv3.OpGet(s.schema.PathVersions(path), clientv3.WithPrefix(), clientv3.WithLimit(2))).Commit()
+		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(fkey), clientv3.OpGet(vkey)).Commit()
 		if err != nil {
 			return fmt.Errorf("delete version %s of %s: %w", id, path, etcdErr(err))
 		}
@@ -366,9 +645,23 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
 		deltas := map[dfs.ContentHash]int64{}
+		// promote makes version kv of path its current file.
+		promote := func(kv *mvccpb.KeyValue, rec *api.FileRecord) error {
+			_, rec.VersionId, _ = s.schema.VersionOf(string(kv.Key))
+			ops = append(ops, s.dropVersionOps(path, rec)...)
+			rec.ExpiresUnixNano = 0
+			val, err := proto.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(fkey, string(val)))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+			return nil
+		}
 		if len(cur) == 1 && versionIDOf(&curRec) == id {
 			// The current file: delete it, and make the newest earlier
-			// version current if it is a file.
+			// version current if it is a file. While the path's file
+			// stays as read, no version can be added to the path.
 			out, err = versionFromRecord(path, &curRec)
 			if err != nil {
 				return err
@@ -376,23 +669,24 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 			out.Latest = true
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(fkey), "=", cur[0].ModRevision))
 			deltas[recordContent(&curRec)]--
+			older, err := s.newestVersions(ctx, path, 1)
+			if err != nil {
+				return fmt.Errorf("delete version %s of %s: %w", id, path, err)
+			}
 			promoted := false
-			if older := read.Responses[2].GetResponseRange().Kvs; len(older) > 0 {
+			if len(older) > 0 {
 				var rec api.FileRecord
 				if err := proto.Unmarshal(older[0].Value, &rec); err != nil {
 					return fmt.Errorf("versions of %s: decode: %w", path, err)
 				}
-				_, oid, _ := s.schema.VersionOf(string(older[0].Key))
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(older[0].Key)), "=", older[0].ModRevision))
 				if !rec.DeleteMarker {
-					ops = append(ops, s.dropVersionOps(path, &rec)...)
-					rec.ExpiresUnixNano, rec.VersionId = 0, oid
-					val, err := proto.Marshal(&rec)
-					if err != nil {
+					if err := promote(older[0], &rec); err != nil {
 						return err
 					}
-					ops = append(ops, clientv3.OpPut(fkey, string(val)))
 					promoted = true
+				} else {
+					// A marker: the path goes unless the marker went meanwhile.
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(older[0].Key)), "=", older[0].ModRevision))
 				}
 			}
 			if !promoted {
@@ -421,30 +715,35 @@ func (s *Store) DeleteVersion(ctx context.Context, path, id string) (dfs.Version
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vkey), "=", kvs[0].ModRevision))
 			ops = append(ops, s.dropVersionOps(path, &rec)...)
 			deltas[recordContent(&rec)]--
-			// The newest version of a path with no current file (a delete
-			// marker, say): the one after it becomes current if it is a
-			// file, as S3 does.
-			newest := read.Responses[2].GetResponseRange().Kvs
-			if len(cur) == 0 && len(newest) == 2 && string(newest[0].Key) == vkey {
-				var next api.FileRecord
-				if err := proto.Unmarshal(newest[1].Value, &next); err != nil {
-					return fmt.Errorf("versions of %s: decode: %w", path, err)
+			// The delete marker that says the path is deleted (its newest
+			// version, with no current file): the version under it
+			// becomes current if it is a file, as S3 does.
+			if len(cur) == 0 && rec.DeleteMarker {
+				newest, err := s.newestVersions(ctx, path, 2)
+				if err != nil {
+					return fmt.Errorf("delete version %s of %s: %w", id, path, err)
 				}
-				if !next.DeleteMarker {
-					_, nid, _ := s.schema.VersionOf(string(newest[1].Key))
-					next.VersionId = nid
-					ops = append(ops, s.dropVersionOps(path, &next)...)
-					next.ExpiresUnixNano = 0
-					val, err := proto.Marshal(&next)
-					if err != nil {
-						return err
+				if len(newest) > 0 && string(newest[0].Key) == vkey {
+					out.Latest = true
+				}
+				if len(newest) == 2 && string(newest[0].Key) == vkey {
+					var next api.FileRecord
+					if err := proto.Unmarshal(newest[1].Value, &next); err != nil {
+						return fmt.Errorf("versions of %s: decode: %w", path, err)
 					}
-					ops = append(ops, clientv3.OpPut(fkey, string(val)))
-					if Sampled(path) {
-						ops = append(ops, clientv3.OpPut(s.schema.Skip(path), ""))
+					if !next.DeleteMarker {
+						if err := promote(newest[1], &next); err != nil {
+							return err
+						}
+						if Sampled(path) {
+							ops = append(ops, clientv3.OpPut(s.schema.Skip(path), ""))
+						}
+						// Still no file, and nothing newer than the
+						// marker (a marker of an absent path, say).
+						cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(fkey), "=", 0),
+							s.noVersions(s.schema.PathVersions(path), vkey),
+							s.noVersions(vkey+"\x00", string(newest[1].Key)))
 					}
-					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(fkey), "=", 0),
-						clientv3.Compare(clientv3.ModRevision(string(newest[1].Key)), "=", newest[1].ModRevision))
 				}
 			}
 		}
@@ -514,8 +813,14 @@ func (s *Store) expire(ctx context.Context, ekey *mvccpb.KeyValue, now time.Time
 		if err != nil {
 			return fmt.Errorf("expire version %s of %s: %w", id, path, etcdErr(err))
 		}
-		var rec api.FileRecord
-		if len(resp.Kvs) == 0 || proto.Unmarshal(resp.Kvs[0].Value, &rec) != nil || rec.ExpiresUnixNano != at {
+		rec := &api.FileRecord{}
+		if len(resp.Kvs) == 1 && proto.Unmarshal(resp.Kvs[0].Value, rec) != nil {
+			// A record that does not decode goes when its key says,
+			// with what can be read of its reference.
+			rec = undecodable(resp.Kvs[0].Value)
+			rec.ExpiresUnixNano = at
+		}
+		if len(resp.Kvs) == 0 || rec.ExpiresUnixNano != at {
 			// Purged, or kept again under another expiry: only the key goes.
 			_, err := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(ekey.Key)), ">", 0)).
 				Then(clientv3.OpDelete(string(ekey.Key))).Commit()
@@ -524,12 +829,12 @@ func (s *Store) expire(ctx context.Context, ekey *mvccpb.KeyValue, now time.Time
 		rec.VersionId = id
 		// Candidates are stamped with the real time: the grace period
 		// runs from now, whatever time the caller expires for.
-		cmps, cops, err := s.countDeltaOps(ctx, map[dfs.ContentHash]int64{recordContent(&rec): -1}, time.Now())
+		cmps, cops, err := s.countDeltaOps(ctx, map[dfs.ContentHash]int64{recordContent(rec): -1}, time.Now())
 		if err != nil {
 			return fmt.Errorf("expire version %s of %s: %w", id, path, err)
 		}
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vkey), "=", resp.Kvs[0].ModRevision))
-		txn, err := s.kv.Txn(ctx).If(cmps...).Then(append(s.dropVersionOps(path, &rec), cops...)...).Commit()
+		txn, err := s.kv.Txn(ctx).If(cmps...).Then(append(s.dropVersionOps(path, rec), cops...)...).Commit()
 		if err != nil {
 			return fmt.Errorf("expire version %s of %s: %w", id, path, etcdErr(err))
 		}
@@ -554,12 +859,14 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 		return dfs.FileInfo{}, fmt.Errorf("%w: rename %s: source and destination are the same path", dfs.ErrInvalid, src)
 	}
 	var info dfs.FileInfo
-	vid := VersionID(time.Now())
-	sent := false
+	sentID := "" // the id at dst of an attempt sent without an answer
 	err := retryWrite(ctx, func(ctx context.Context) error {
 		skey, dkey := s.schema.File(src), s.schema.File(dst)
+		now := time.Now()
+		cand := VersionID(now)
 		read, err := s.kv.Txn(ctx).Then(clientv3.OpGet(skey), clientv3.OpGet(dkey),
-			clientv3.OpGet(s.bucketKey(src)), clientv3.OpGet(s.bucketKey(dst))).Commit()
+			clientv3.OpGet(s.bucketKey(src)), clientv3.OpGet(s.bucketKey(dst)),
+			s.newerOp(src, cand), s.newerOp(dst, cand)).Commit()
 		if err != nil {
 			return fmt.Errorf("rename %s: %w", src, etcdErr(err))
 		}
@@ -571,9 +878,9 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 			}
 		}
 		if len(sk) == 0 {
-			if sent && len(dk) == 1 && drec.VersionId == vid {
+			if sentID != "" && len(dk) == 1 && drec.VersionId == sentID {
 				f, err := FileFromRecord(&drec)
-				f.Path, f.VersionID = dst, vid
+				f.Path, f.VersionID = dst, sentID
 				info = f
 				return err // the earlier attempt went through
 			}
@@ -586,16 +893,28 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 		if err := proto.Unmarshal(sk[0].Value, &srec); err != nil {
 			return fmt.Errorf("file %s: decode: %w", src, err)
 		}
-		now := time.Now()
 		bval := func(i int) []byte {
 			if kvs := read.Responses[i].GetResponseRange().Kvs; len(kvs) == 1 {
 				return kvs[0].Value
 			}
 			return nil
 		}
-		keepSrc, srcFor := s.policy(bval(2))
-		keepDst, dstFor := s.policy(bval(3))
+		keepSrc, srcFor, err := s.policy(src, bval(2))
+		if err != nil {
+			return err
+		}
+		keepDst, dstFor, err := s.policy(dst, bval(3))
+		if err != nil {
+			return err
+		}
 
+		// The moved file is dst's newest version: newer than the file it
+		// replaces and than any version dst keeps.
+		dstOld := ""
+		if len(dk) == 1 {
+			dstOld = versionIDOf(&drec)
+		}
+		vid := newVersionID(now, dstOld, s.newerID(read.Responses[5]))
 		moved := proto.Clone(&srec).(*api.FileRecord)
 		moved.VersionId = vid
 		moved.Path = ""
@@ -606,6 +925,7 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 		cmps := []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(skey), "=", sk[0].ModRevision),
 			clientv3.Compare(clientv3.ModRevision(dkey), "=", revOf(dk)),
+			s.noNewer(dst, vid),
 		}
 		ops := []clientv3.Op{clientv3.OpPut(dkey, string(val)), clientv3.OpDelete(skey)}
 		if Sampled(src) {
@@ -621,11 +941,13 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 			if err != nil {
 				return err
 			}
-			m, err := s.markerOps(src, now, srcFor)
+			mid := newVersionID(now, versionIDOf(&srec), s.newerID(read.Responses[4]))
+			m, err := s.markerOps(src, mid, now, srcFor)
 			if err != nil {
 				return err
 			}
 			ops = append(append(ops, a...), m...)
+			cmps = append(cmps, s.noNewer(src, mid))
 		} else {
 			deltas[h]--
 		}
@@ -644,13 +966,14 @@ func (s *Store) Rename(ctx context.Context, src, dst string, ifAbsent bool) (dfs
 		if err != nil {
 			return fmt.Errorf("rename %s: %w", src, err)
 		}
-		sent = true
+		wasSent := sentID
+		sentID = vid
 		resp, err := s.kv.Txn(ctx).If(append(cmps, ccmps...)...).Then(append(ops, cops...)...).Commit()
 		if err != nil {
 			return fmt.Errorf("rename %s to %s: %w", src, dst, etcdErr(err))
 		}
 		if !resp.Succeeded {
-			sent = false
+			sentID = wasSent
 			return errChanged
 		}
 		f, err := FileFromRecord(moved)
@@ -675,17 +998,21 @@ func (s *Store) GetVersioning(ctx context.Context, bucket string) (v Versioning,
 		if err := proto.Unmarshal(val, &rec); err != nil {
 			return v, false, 0, fmt.Errorf("bucket record %s: %w", bucket, err)
 		}
-		v = Versioning{Mode: rec.Versioning, Retention: time.Duration(rec.VersionRetentionSeconds) * time.Second}
+		v = Versioning{Mode: rec.Versioning, Retention: retention(rec.VersionRetentionSeconds)}
 	}
-	keep, d = s.policy(val)
-	return v, keep, d, nil
+	keep, d, err = s.policy(bucket, val)
+	return v, keep, d, err
 }
 
 // SetVersioning sets bucket's versioning. A bucket without a record (one
 // made by writing into it) gets one, owned by no key. The new setting
 // applies to versions made from then on; versions kept already keep their
-// expiry.
+// expiry. A retention below 0 or above MaxRetention is an error wrapping
+// dfs.ErrInvalid.
 func (s *Store) SetVersioning(ctx context.Context, bucket string, v Versioning) error {
+	if v.Retention < 0 || v.Retention > MaxRetention {
+		return fmt.Errorf("%w: versioning of bucket %s: a retention of %v: want 0 (until purged) to %v (100 years)", dfs.ErrInvalid, bucket, v.Retention, MaxRetention)
+	}
 	key := s.schema.Bucket(bucket)
 	for {
 		resp, err := s.kv.Get(ctx, key)
@@ -715,38 +1042,98 @@ func (s *Store) SetVersioning(ctx context.Context, bucket string, v Versioning) 
 }
 
 // HasVersions reports whether any path under prefix has an earlier
-// version or a delete marker.
+// version or a delete marker. It reads in bounded windows until it finds
+// one: the window that does counts the keys it holds.
 func (s *Store) HasVersions(ctx context.Context, prefix string) (bool, error) {
-	resp, err := s.read(ctx, s.schema.VersionsPrefix()+prefix, clientv3.WithPrefix(), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	pg := newPager(s.kv, s.schema.VersionsPrefix()+prefix, s.schema.VersionsPrefix()+prefix, 1, clientv3.WithKeysOnly())
+	pg.get = s.read
+	kvs, err := pg.next(ctx, 1)
 	if err != nil {
 		return false, fmt.Errorf("versions of %s: %w", prefix, etcdErr(err))
 	}
-	return len(resp.Kvs) > 0, nil
+	return len(kvs) > 0, nil
 }
 
-// dropVersions removes every earlier version and delete marker under
-// prefix for good, a page at a time, and returns how many.
-func (s *Store) dropVersions(ctx context.Context, prefix string) (int, error) {
-	n := 0
-	start, end := s.schema.VersionsPrefix()+prefix, clientv3.GetPrefixRangeEnd(s.schema.VersionsPrefix()+prefix)
+// purgeTxn is how many versions purgeVersions drops in one transaction:
+// with its expiry key and its content's count, each takes up to four of
+// etcd's 128 operations.
+const purgeTxn = 32
+
+// purgeVersions removes every earlier version and delete marker under
+// prefix for good, with their expiry keys and references, a page at a
+// time. It makes no version current: it is for a bucket that goes, whose
+// paths hold no file.
+func (s *Store) purgeVersions(ctx context.Context, prefix string) error {
+	pg := newPager(s.kv, s.schema.VersionsPrefix()+prefix, s.schema.VersionsPrefix()+prefix, expiryBatch)
 	for {
-		resp, err := s.kv.Get(ctx, start, clientv3.WithRange(end), clientv3.WithLimit(expiryBatch), clientv3.WithKeysOnly())
+		kvs, err := pg.next(ctx, 0)
 		if err != nil {
-			return n, fmt.Errorf("drop versions of %s: %w", prefix, etcdErr(err))
+			return fmt.Errorf("purge versions of %s: %w", prefix, etcdErr(err))
 		}
-		for _, kv := range resp.Kvs {
+		if len(kvs) == 0 {
+			return nil
+		}
+		for i := 0; i < len(kvs); i += purgeTxn {
+			if err := s.purgeBatch(ctx, kvs[i:min(i+purgeTxn, len(kvs))]); err != nil {
+				return fmt.Errorf("purge versions of %s: %w", prefix, err)
+			}
+		}
+	}
+}
+
+// purgeBatch drops the versions kvs, as they are when it writes.
+func (s *Store) purgeBatch(ctx context.Context, kvs []*mvccpb.KeyValue) error {
+	first := true
+	return retryWrite(ctx, func(ctx context.Context) error {
+		if !first {
+			// Changed meanwhile (expired, dropped, a count moved): the
+			// versions as they are now.
+			var gets []clientv3.Op
+			for _, kv := range kvs {
+				gets = append(gets, clientv3.OpGet(string(kv.Key)))
+			}
+			resp, err := s.kv.Txn(ctx).Then(gets...).Commit()
+			if err != nil {
+				return etcdErr(err)
+			}
+			var still []*mvccpb.KeyValue
+			for _, r := range resp.Responses {
+				still = append(still, r.GetResponseRange().Kvs...)
+			}
+			kvs = still
+		}
+		first = false
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		deltas := map[dfs.ContentHash]int64{}
+		for _, kv := range kvs {
 			path, id, ok := s.schema.VersionOf(string(kv.Key))
 			if !ok {
 				continue
 			}
-			if _, err := s.DeleteVersion(ctx, path, id); err != nil && !errors.Is(err, dfs.ErrNotFound) {
-				return n, err
+			rec := &api.FileRecord{}
+			if proto.Unmarshal(kv.Value, rec) != nil {
+				rec = undecodable(kv.Value) // its expiry key, if any, finds it gone
 			}
-			n++
+			rec.VersionId = id
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+			ops = append(ops, s.dropVersionOps(path, rec)...)
+			deltas[recordContent(rec)]--
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return n, nil
+		if len(ops) == 0 {
+			return nil
 		}
-		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
+		ccmps, cops, err := s.countDeltaOps(ctx, deltas, time.Now())
+		if err != nil {
+			return err
+		}
+		resp, err := s.kv.Txn(ctx).If(append(cmps, ccmps...)...).Then(append(ops, cops...)...).Commit()
+		if err != nil {
+			return etcdErr(err)
+		}
+		if !resp.Succeeded {
+			return errChanged
+		}
+		return nil
+	})
 }
