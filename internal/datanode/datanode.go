@@ -277,8 +277,12 @@ func Start(cfg Config) (*Node, error) {
 	if ost.IndexErr != "" {
 		n.log.Warn("saved chunk index not used; walked the chunk directories", "err", ost.IndexErr)
 	}
+	if ost.TornBytes > 0 || ost.DamagedBytes > 0 {
+		n.log.Warn("volumes held records that did not verify: a torn tail after a crash was cut, damaged regions skipped",
+			"torn_bytes", ost.TornBytes, "damaged_bytes", ost.DamagedBytes)
+	}
 	n.log.Info("datanode serving", "addr", n.addr, "grpc", n.grpcAddr, "dir", cfg.Dir, "chunks", chunks, "bytes", bytes,
-		"index_loaded", ost.Loaded, "files_statted", ost.Statted, "store_open", ost.Duration.Round(time.Millisecond),
+		"index_loaded", ost.Loaded, "files_statted", ost.Statted, "volumes", ost.Volumes, "store_open", ost.Duration.Round(time.Millisecond),
 		"scrub_mib_per_s", cfg.ScrubRate, "scrub_chunks_per_s", cfg.ScrubChunks, "scrub_interval", cfg.ScrubInterval)
 	return n, nil
 }
