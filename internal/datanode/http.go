@@ -71,6 +71,13 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		_, err := n.store.Put(ctx, h, f.outs[0])
 		f.outs[0].abandon()
+		if err == nil {
+			// Tell the coordinators while the nodes downstream still
+			// write: each node of a chain announcing only after the
+			// ones after it answered stacked one report round trip per
+			// copy onto every write.
+			n.announce(ctx)
+		}
 		localDone <- localResult{err}
 	}()
 	var downDone chan dataplane.PutResult
@@ -106,7 +113,6 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 		res.Failed[n.id] = local.err.Error()
 	} else {
 		res.Stored = append([]dfs.NodeID{n.id}, res.Stored...)
-		n.announce(ctx)
 	}
 	if len(res.Stored) == 0 {
 		code := http.StatusInternalServerError

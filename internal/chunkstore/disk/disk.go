@@ -133,6 +133,7 @@ type Store struct {
 	stop      context.CancelFunc
 	compactW  sync.WaitGroup
 	compacted atomic.Int64 // volumes compacted
+	compactMu sync.Mutex
 
 	// dirMu serialises creating fan-out directories; dirMade remembers
 	// those known to exist.
@@ -195,7 +196,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			kick:     make(chan struct{}, 1),
 		}
 		s.vols.bufs.New = func() any {
-			b := make([]byte, recLen(s.vols.smallMax+1))
+			b := alignedBuf(recLen(s.vols.smallMax + 1))
 			return &b
 		}
 		dirs = append(dirs, s.vols.dir)

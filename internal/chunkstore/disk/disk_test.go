@@ -74,6 +74,7 @@ func TestConformanceDurable(t *testing.T) {
 					return open(t, dir, opts)
 				},
 				Close:  func(s dfs.ChunkStore) error { return s.(*disk.Store).Close() },
+				Crash:  func(s dfs.ChunkStore) { s.(*disk.Store).Crash() },
 				Loaded: func(s dfs.ChunkStore) bool { return s.(*disk.Store).OpenStats().Loaded },
 			}
 			if opts.SmallMax < 0 {

@@ -24,3 +24,28 @@ func (s *Store) InVolume(h dfs.ChunkHash) bool {
 	e, ok := s.idx.get(h)
 	return ok && e.loc != 0
 }
+
+// Crash stops the store as a crash of its process would: compaction ends,
+// no change is taken, files close unsynced and no index is saved.
+func (s *Store) Crash() {
+	s.closed.Store(true)
+	if s.stop != nil {
+		s.stop()
+		s.compactW.Wait()
+	}
+	for i := range s.locks {
+		s.locks[i].Lock()
+		s.locks[i].Unlock()
+	}
+	if s.vols != nil {
+		s.vols.wmu.Lock()
+		s.vols.mu.Lock()
+		for _, v := range s.vols.vols {
+			v.writes.Wait()
+			v.release()
+		}
+		s.vols.vols = map[uint32]*volume{}
+		s.vols.mu.Unlock()
+		s.vols.wmu.Unlock()
+	}
+}

@@ -261,6 +261,9 @@ func (s *Store) compactLoop(ctx context.Context) {
 // compactDue compacts every sealed volume with enough dead bytes. It costs
 // a look at each volume (a few hundred for a full disk), not at each chunk.
 func (s *Store) compactDue(ctx context.Context) {
+	// One compaction at a time: the loop's and Compact's.
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	for _, v := range s.vols.list() {
 		// A volume that is not the active one now never will be again:
 		// it takes no more appends, so once its pending count is zero
@@ -324,7 +327,7 @@ func (s *Store) compactVolume(ctx context.Context, v *volume) error {
 		from := makeLoc(v.id, off)
 		if e, ok := s.idx.get(rh.h); ok && e.loc == from && e.size == rh.size {
 			if int64(cap(buf)) < rl {
-				buf = make([]byte, rl)
+				buf = alignedBuf(rl)
 			}
 			rec := buf[:rl]
 			if _, err := v.f.ReadAt(rec, off); err != nil {

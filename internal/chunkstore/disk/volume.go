@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/dfs-store/dfs"
 )
@@ -36,7 +37,7 @@ import (
 // and direct I/O (see direct.go) writes them for less CPU than an append
 // through the page cache.
 //
-// A record is a 64-byte header and the chunk's bytes, padded to 8 bytes:
+// A record is a 64-byte header and the chunk's bytes, padded to 4 KiB:
 //
 //	0   magic "dfsV"
 //	4   format, uint32 little-endian (1)
@@ -49,14 +50,18 @@ import (
 //
 // The modification time sits outside the CRC: a Touch rewrites it in place
 // (8 aligned bytes, which no disk tears) and syncs, as a chunk file's
-// mtime is set and synced. Appends are written one at a time, in offset
-// order, and a record is acknowledged only after an fdatasync that began
-// after its write ended; so after a crash every acknowledged record lies
-// before any record that is torn. Only the newest volume can hold records
-// that were never synced (a volume is synced before the next one is
-// started), and Open, when the last run did not close cleanly, verifies
-// every record of that volume against its hash and truncates what follows
-// the last good one.
+// mtime is set and synced. Records are written with direct I/O where the
+// file system allows (whole 4 KiB blocks, hence the padding: through the
+// page cache the same bytes cost several times the CPU, see direct.go),
+// each writer reserving its place under a lock and writing in parallel
+// with the others; a record is acknowledged only after an fdatasync that
+// began after its write ended. After a crash a record that was never
+// acknowledged may be torn, with acknowledged ones after it. Only the
+// newest volume can hold such records (a volume's writes end and it is
+// synced before the next one is started), and Open, when the last run did
+// not close cleanly, verifies every record of that volume against its hash,
+// steps over what does not verify to the next good record, and cuts what
+// follows the last one.
 //
 // Deleting a chunk in a volume appends its record's offset and the first 8
 // bytes of its hash to <id>.del beside the volume, and the index forgets
@@ -82,7 +87,7 @@ const (
 	volMagic   = "dfsV"
 	volFormat  = 1
 	recHeader  = 64
-	recAlign   = 8
+	recAlign   = directAlign
 	delEntry   = 16
 
 	// DefaultSmallMax is the largest chunk kept in a volume when
@@ -154,7 +159,12 @@ func parseHead(b []byte, maxSize int64) (recHead, bool) {
 type volume struct {
 	id   uint32
 	path string
-	f    *os.File
+	f    *os.File // reads, deletes' times, touches
+	// wf writes records: f opened for direct I/O where the file system
+	// allows, else f itself. Only the active volume has one.
+	wf *os.File
+	// writes counts appends still writing, which a roll waits for.
+	writes sync.WaitGroup
 
 	// refs counts the set's hold (while the volume is in it) and each
 	// open reader's; the file closes when the last lets go.
@@ -196,6 +206,9 @@ func (v *volume) delPath() string { return strings.TrimSuffix(v.path, volExt) + 
 // release lets go of one hold; the last closes the files.
 func (v *volume) release() {
 	if v.refs.Add(-1) == 0 {
+		if v.wf != nil && v.wf != v.f {
+			v.wf.Close()
+		}
 		v.f.Close()
 		v.dmu.Lock()
 		if v.del != nil {
@@ -421,26 +434,47 @@ func (vs *volumeSet) list() []*volume {
 // active volume, starting a new one if needed. It returns the record's
 // location and its volume, held: the caller syncs it, indexes the record
 // or marks it dead, then calls settled.
+//
+// rec's length must be a whole number of blocks (recLen), and rec must
+// start on a block boundary in memory (alignedBuf) for direct I/O. Writers
+// reserve their place one at a time and write at once: a record whose
+// write fails leaves a hole of garbage, which Open steps over.
 func (vs *volumeSet) append(rec []byte) (loc, *volume, error) {
 	vs.wmu.Lock()
-	defer vs.wmu.Unlock()
 	v := vs.active
 	if v == nil || v.failed() || (v.end.Load() > 0 && v.end.Load()+int64(len(rec)) > vs.maxSize) {
 		var err error
 		if v, err = vs.roll(); err != nil {
+			vs.wmu.Unlock()
 			return 0, nil, err
 		}
 	}
 	off := v.end.Load()
-	if _, err := v.f.WriteAt(rec, off); err != nil {
-		// The next record goes over whatever part of this one was
-		// written.
-		return 0, nil, fmt.Errorf("volume %s: %w", v.path, noSpace(err))
-	}
 	v.end.Store(off + int64(len(rec)))
 	v.refs.Add(1)
 	v.pending.Add(1)
+	v.writes.Add(1)
+	vs.wmu.Unlock()
+
+	_, err := v.wf.WriteAt(rec, off)
+	v.writes.Done()
+	if err != nil {
+		v.settled()
+		return 0, nil, fmt.Errorf("volume %s: %w", v.path, noSpace(err))
+	}
 	return makeLoc(v.id, off), v, nil
+}
+
+// alignedBuf returns a buffer of n bytes (rounded up to whole blocks) that
+// starts on a block boundary, as direct I/O needs.
+func alignedBuf(n int64) []byte {
+	n = (n + directAlign - 1) &^ (directAlign - 1)
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off+int(n) : off+int(n)]
 }
 
 // settled ends what append began: the record is indexed or given up. It
@@ -455,6 +489,9 @@ func (v *volume) settled() {
 // wmu.
 func (vs *volumeSet) roll() (*volume, error) {
 	if old := vs.active; old != nil {
+		// Appends still writing end first: once sealed and synced, a
+		// volume holds no record that could be torn.
+		old.writes.Wait()
 		if !vs.noSync {
 			// A failed sync fails the waiters of the records it
 			// covered; the volume keeps what was synced before.
@@ -482,6 +519,10 @@ func (vs *volumeSet) roll() (*volume, error) {
 	}
 	vs.nextID++
 	v := newVolume(id, path, f, 0)
+	v.wf = f
+	if df, err := os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0); err == nil {
+		v.wf = df
+	}
 	vs.mu.Lock()
 	vs.vols[id] = v
 	vs.mu.Unlock()

@@ -769,6 +769,10 @@ type Durable struct {
 	// RemoveBehind, if not nil, removes chunk h's bytes from place without the store
 	// knowing, as an operator's rm would.
 	RemoveBehind func(t *testing.T, place string, h dfs.ChunkHash)
+	// Crash, if not nil, stops a store as a crash of its process would:
+	// its background work ends and nothing is saved. Without it a store
+	// is merely dropped.
+	Crash func(dfs.ChunkStore)
 	// Loaded, if not nil, reports whether a freshly opened store learnt its
 	// chunks from what its last clean close saved rather than by looking
 	// at every chunk.
@@ -888,6 +892,9 @@ func testUncleanReopen(t *testing.T, d Durable, place string) {
 		want[h] = b
 	}
 	// A crash: s is dropped without Close.
+	if d.Crash != nil {
+		d.Crash(s)
+	}
 
 	s = d.Open(t, place)
 	checkLoaded(t, d, s, false, "after a crash")
