@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,40 @@ func BenchmarkPut(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkPutSmall stores distinct 64 KiB chunks from 32 writers at once,
+// with fsync, as chunk files and in volumes: what a datanode does under
+// many small uploads.
+func BenchmarkPutSmall(b *testing.B) {
+	for _, l := range []struct {
+		name string
+		opts disk.Options
+	}{{"Files", disk.Options{SmallMax: -1}}, {"Volumes", disk.Options{}}} {
+		b.Run(l.name, func(b *testing.B) {
+			s, err := disk.Open(b.TempDir(), l.opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const size = 64 << 10
+			var seq atomic.Int64
+			b.SetBytes(size)
+			b.SetParallelism(16) // 32 writers on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				data, _ := randomChunk(1, size)
+				for pb.Next() {
+					binary.LittleEndian.PutUint64(data, uint64(seq.Add(1)))
+					h := dfs.Sum(data)
+					if _, err := s.Put(context.Background(), h, struct{ io.Reader }{bytes.NewReader(data)}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
