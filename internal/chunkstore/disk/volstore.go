@@ -200,9 +200,21 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 // verifyRecord hashes chunk h's bytes in a volume at e.
 func (s *Store) verifyRecord(ctx context.Context, h dfs.ChunkHash, e indexEntry) (present, ok bool, err error) {
 	v := s.vols.get(e.loc.vol())
+	for range 3 {
+		if v != nil {
+			break
+		}
+		// Compacted between the lookup and now: look again.
+		if e, ok = s.idx.get(h); !ok {
+			return false, false, nil
+		}
+		if e.loc == 0 {
+			return s.Verify(ctx, h)
+		}
+		v = s.vols.get(e.loc.vol())
+	}
 	if v == nil {
-		// Compacted since the lookup: its copy is checked next time.
-		return true, true, nil
+		return false, false, fmt.Errorf("verify chunk %s: its volume keeps moving", h.Short())
 	}
 	defer v.release()
 	got, err := v.hashRange(ctx, e.loc.off()+recHeader, e.size)
