@@ -705,76 +705,6 @@ func (x *NodeRecord) GetCertKey() string {
 	return ""
 }
 
-// SessionRecord is an open upload session. It is attached to the lease of
-// the coordinator that opened it, so it vanishes with that coordinator.
-type SessionRecord struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Coordinator     string                 `protobuf:"bytes,2,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
-	OpenedUnixNano  int64                  `protobuf:"varint,3,opt,name=opened_unix_nano,json=openedUnixNano,proto3" json:"opened_unix_nano,omitempty"`
-	ExpiresUnixNano int64                  `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
-}
-
-func (x *SessionRecord) Reset() {
-	*x = SessionRecord{}
-	mi := &file_meta_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SessionRecord) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SessionRecord) ProtoMessage() {}
-
-func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
-func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *SessionRecord) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *SessionRecord) GetCoordinator() string {
-	if x != nil {
-		return x.Coordinator
-	}
-	return ""
-}
-
-func (x *SessionRecord) GetOpenedUnixNano() int64 {
-	if x != nil {
-		return x.OpenedUnixNano
-	}
-	return 0
-}
-
-func (x *SessionRecord) GetExpiresUnixNano() int64 {
-	if x != nil {
-		return x.ExpiresUnixNano
-	}
-	return 0
-}
-
 // JobRecord is the post-upload processing job of a content.
 type JobRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -795,7 +725,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +737,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +750,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{7}
+	return file_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JobRecord) GetContentHash() []byte {
@@ -911,7 +841,7 @@ type BucketRecord struct {
 
 func (x *BucketRecord) Reset() {
 	*x = BucketRecord{}
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +853,7 @@ func (x *BucketRecord) String() string {
 func (*BucketRecord) ProtoMessage() {}
 
 func (x *BucketRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +866,7 @@ func (x *BucketRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketRecord.ProtoReflect.Descriptor instead.
 func (*BucketRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{8}
+	return file_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BucketRecord) GetOwner() string {
@@ -989,7 +919,7 @@ type AccessKeyRecord struct {
 
 func (x *AccessKeyRecord) Reset() {
 	*x = AccessKeyRecord{}
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +931,7 @@ func (x *AccessKeyRecord) String() string {
 func (*AccessKeyRecord) ProtoMessage() {}
 
 func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +944,7 @@ func (x *AccessKeyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKeyRecord.ProtoReflect.Descriptor instead.
 func (*AccessKeyRecord) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{9}
+	return file_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AccessKeyRecord) GetId() string {
@@ -1129,12 +1059,7 @@ const file_meta_proto_rawDesc = "" +
 	"\vadmin_state\x18\x05 \x01(\tR\n" +
 	"adminState\x120\n" +
 	"\x14registered_unix_nano\x18\x06 \x01(\x03R\x12registeredUnixNano\x12\x19\n" +
-	"\bcert_key\x18\a \x01(\tR\acertKey\"\x97\x01\n" +
-	"\rSessionRecord\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
-	"\vcoordinator\x18\x02 \x01(\tR\vcoordinator\x12(\n" +
-	"\x10opened_unix_nano\x18\x03 \x01(\x03R\x0eopenedUnixNano\x12*\n" +
-	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"\x9a\x03\n" +
+	"\bcert_key\x18\a \x01(\tR\acertKey\"\x9a\x03\n" +
 	"\tJobRecord\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -1186,7 +1111,7 @@ func file_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meta_proto_goTypes = []any{
 	(Versioning)(0),         // 0: dfs.v1.Versioning
 	(UploadRecord_State)(0), // 1: dfs.v1.UploadRecord.State
@@ -1196,25 +1121,24 @@ var file_meta_proto_goTypes = []any{
 	(*UploadRecord)(nil),    // 5: dfs.v1.UploadRecord
 	(*ChunkPage)(nil),       // 6: dfs.v1.ChunkPage
 	(*NodeRecord)(nil),      // 7: dfs.v1.NodeRecord
-	(*SessionRecord)(nil),   // 8: dfs.v1.SessionRecord
-	(*JobRecord)(nil),       // 9: dfs.v1.JobRecord
-	(*BucketRecord)(nil),    // 10: dfs.v1.BucketRecord
-	(*AccessKeyRecord)(nil), // 11: dfs.v1.AccessKeyRecord
-	nil,                     // 12: dfs.v1.FileRecord.AttrsEntry
-	nil,                     // 13: dfs.v1.UploadRecord.AttrsEntry
-	nil,                     // 14: dfs.v1.JobRecord.ResultsEntry
-	nil,                     // 15: dfs.v1.AccessKeyRecord.GrantsEntry
+	(*JobRecord)(nil),       // 8: dfs.v1.JobRecord
+	(*BucketRecord)(nil),    // 9: dfs.v1.BucketRecord
+	(*AccessKeyRecord)(nil), // 10: dfs.v1.AccessKeyRecord
+	nil,                     // 11: dfs.v1.FileRecord.AttrsEntry
+	nil,                     // 12: dfs.v1.UploadRecord.AttrsEntry
+	nil,                     // 13: dfs.v1.JobRecord.ResultsEntry
+	nil,                     // 14: dfs.v1.AccessKeyRecord.GrantsEntry
 }
 var file_meta_proto_depIdxs = []int32{
-	12, // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
+	11, // 0: dfs.v1.FileRecord.attrs:type_name -> dfs.v1.FileRecord.AttrsEntry
 	6,  // 1: dfs.v1.ContentRecord.inline:type_name -> dfs.v1.ChunkPage
-	9,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
+	8,  // 2: dfs.v1.ContentRecord.job:type_name -> dfs.v1.JobRecord
 	4,  // 3: dfs.v1.ContentRecord.parts:type_name -> dfs.v1.ContentPart
-	13, // 4: dfs.v1.UploadRecord.attrs:type_name -> dfs.v1.UploadRecord.AttrsEntry
+	12, // 4: dfs.v1.UploadRecord.attrs:type_name -> dfs.v1.UploadRecord.AttrsEntry
 	1,  // 5: dfs.v1.UploadRecord.state:type_name -> dfs.v1.UploadRecord.State
-	14, // 6: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
+	13, // 6: dfs.v1.JobRecord.results:type_name -> dfs.v1.JobRecord.ResultsEntry
 	0,  // 7: dfs.v1.BucketRecord.versioning:type_name -> dfs.v1.Versioning
-	15, // 8: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
+	14, // 8: dfs.v1.AccessKeyRecord.grants:type_name -> dfs.v1.AccessKeyRecord.GrantsEntry
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -1233,7 +1157,7 @@ func file_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

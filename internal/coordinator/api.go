@@ -244,10 +244,10 @@ func (s *Server) touchSession(ctx context.Context, id, owner string) (string, er
 	} else if _, err := uuid.Parse(id); err != nil {
 		return "", fmt.Errorf("%w: session id %q: %v", dfs.ErrInvalid, id, err)
 	}
-	rec := &api.SessionRecord{Id: id, Coordinator: s.cfg.Addr, OpenedUnixNano: time.Now().UnixNano(), ExpiresUnixNano: exp.UnixNano()}
-	if err := s.meta.OpenSession(ctx, rec, s.currentLease()); err != nil {
-		return "", err
-	}
+	// A session lives in this coordinator's memory alone: what keeps its
+	// chunks from garbage collection is the grace period of a chunk newly
+	// written and the touch of one reused (touchCopies), both on the
+	// datanodes, so no etcd write is spent on it.
 	s.mu.Lock()
 	if _, dup := s.sessions[id]; !dup {
 		s.sessions[id] = &session{owner: owner, expires: exp, chunks: map[dfs.Hash]struct{}{}}
@@ -255,6 +255,14 @@ func (s *Server) touchSession(ctx context.Context, id, owner string) (string, er
 	}
 	s.mu.Unlock()
 	return id, nil
+}
+
+// OpenSessions returns the number of upload sessions open on this
+// coordinator.
+func (s *Server) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }
 
 // dropSessionLocked forgets an upload session and the chunks it held.
@@ -281,11 +289,6 @@ func (s *Server) AbortSession(ctx context.Context, req *api.AbortSessionRequest)
 	}
 	s.dropSessionLocked(req.SessionId)
 	s.mu.Unlock()
-	if req.SessionId != "" {
-		if err := s.meta.CloseSession(ctx, req.SessionId); err != nil {
-			return nil, rpc.ToStatus(err)
-		}
-	}
 	return &api.AbortSessionResponse{}, nil
 }
 
@@ -342,7 +345,6 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	commit := meta.Commit{
 		File:        dfs.FileInfo{Path: path, ContentType: req.ContentType, Attrs: req.Attrs},
 		Content:     content,
-		Session:     req.SessionId,
 		QueueJob:    true,
 		IfAbsent:    req.IfAbsent,
 		IfMatch:     req.IfMatch,

@@ -338,20 +338,13 @@ func (s *Server) maintain() {
 			}
 		}
 		now := time.Now()
-		var expired []string
 		s.mu.Lock()
 		for id, ss := range s.sessions {
 			if now.After(ss.expires) {
-				expired = append(expired, id)
 				s.dropSessionLocked(id)
 			}
 		}
 		s.mu.Unlock()
-		for _, id := range expired {
-			if err := s.meta.CloseSession(ctx, id); err != nil {
-				s.log.Warn("expire session", "session", id, "err", err)
-			}
-		}
 		cancel()
 	}
 }

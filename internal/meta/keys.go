@@ -62,8 +62,6 @@ import (
 //	<root>/v1/token-key                     the key (id byte, then 32 random bytes) that
 //	                                        capability tokens for the datanodes are
 //	                                        made with: made by the first coordinator
-//	<root>/v1/sessions/<session id>         SessionRecord: an open upload, on the
-//	                                        lease of the coordinator that opened it
 //	<root>/v1/jobs/<sha256>                 JobRecord: post-upload processing still to
 //	                                        do (queued, processing, to retry)
 //	<root>/v1/job-results/<sha256>          JobRecord: a finished job, before layout 4
@@ -232,12 +230,6 @@ func (s Schema) AccessKeysPrefix() string { return s.root + "access-keys/" }
 
 // AccessKey is the key of an access key's record.
 func (s Schema) AccessKey(id string) string { return s.AccessKeysPrefix() + id }
-
-// SessionsPrefix holds open upload sessions.
-func (s Schema) SessionsPrefix() string { return s.root + "sessions/" }
-
-// Session is the key of an upload session.
-func (s Schema) Session(id string) string { return s.SessionsPrefix() + id }
 
 // JobsPrefix holds post-upload processing jobs.
 func (s Schema) JobsPrefix() string { return s.root + "jobs/" }

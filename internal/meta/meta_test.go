@@ -406,61 +406,6 @@ func TestListBigCommonPrefix(t *testing.T) {
 	}
 }
 
-func TestSessions(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	lease, err := etcd.Grant(ctx, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"s1", "s2"} {
-		if err := s.OpenSession(ctx, &api.SessionRecord{Id: id, Coordinator: "c1"}, lease.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ids := func() []string {
-		recs, err := s.Sessions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, r := range recs {
-			out = append(out, r.Id)
-		}
-		slices.Sort(out)
-		return out
-	}
-	if got := ids(); !slices.Equal(got, []string{"s1", "s2"}) {
-		t.Fatalf("open sessions %q", got)
-	}
-	if err := s.CloseSession(ctx, "s1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CloseSession(ctx, "never-opened"); err != nil {
-		t.Fatalf("closing an unknown session: %v", err)
-	}
-	if got := ids(); !slices.Equal(got, []string{"s2"}) {
-		t.Fatalf("after close: %q", got)
-	}
-	// A commit that names its session closes it in the same transaction.
-	if _, _, err := s.CommitFile(ctx, meta.Commit{File: dfs.FileInfo{Path: "f"}, Content: content(chunks(1, 1, 1), "f"), Session: "s2"}); err != nil {
-		t.Fatal(err)
-	}
-	if got := ids(); len(got) != 0 {
-		t.Fatalf("after the commit of its session: %q", got)
-	}
-	// Sessions live on the lease of the coordinator that opened them.
-	if err := s.OpenSession(ctx, &api.SessionRecord{Id: "s3"}, lease.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := etcd.Revoke(ctx, lease.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got := ids(); len(got) != 0 {
-		t.Fatalf("after the lease ended: %q", got)
-	}
-}
-
 func TestNodeRegistry(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()

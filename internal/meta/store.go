@@ -66,8 +66,6 @@ func (s *Store) Schema() Schema { return s.schema }
 type Commit struct {
 	File    dfs.FileInfo
 	Content dfs.Content // Hash, Size and Chunks
-	// Session is the upload session the commit closes, if any.
-	Session string
 	// Job is queued in the same transaction when the content is new.
 	QueueJob bool
 	// DedupAny points the path at a stored content of the same hash
@@ -406,9 +404,6 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	ops = append(ops, uploadOps...)
 	if c.Part == 0 && Sampled(c.File.Path) {
 		ops = append(ops, clientv3.OpPut(s.schema.Skip(c.File.Path), ""))
-	}
-	if c.Session != "" {
-		ops = append(ops, clientv3.OpDelete(s.schema.Session(c.Session)))
 	}
 	// The file the path held is kept as an earlier version, with its
 	// reference to its content, if the bucket keeps versions.
@@ -1028,46 +1023,6 @@ func (s *Store) Nodes(ctx context.Context) ([]*api.NodeRecord, error) {
 		out = append(out, &rec)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
-	return out, nil
-}
-
-// OpenSession records an upload session on lease (the opening coordinator's
-// lease, so the record vanishes with the coordinator).
-func (s *Store) OpenSession(ctx context.Context, rec *api.SessionRecord, lease clientv3.LeaseID) error {
-	val, err := proto.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return retryWrite(ctx, func(ctx context.Context) error {
-		if _, err := s.kv.Put(ctx, s.schema.Session(rec.Id), string(val), clientv3.WithLease(lease)); err != nil {
-			return fmt.Errorf("open session: %w", etcdErr(err))
-		}
-		return nil
-	})
-}
-
-// CloseSession deletes a session record.
-func (s *Store) CloseSession(ctx context.Context, id string) error {
-	if _, err := s.kv.Delete(ctx, s.schema.Session(id)); err != nil {
-		return fmt.Errorf("close session %s: %w", id, etcdErr(err))
-	}
-	return nil
-}
-
-// Sessions returns every open session.
-func (s *Store) Sessions(ctx context.Context) ([]*api.SessionRecord, error) {
-	resp, err := s.kv.Get(ctx, s.schema.SessionsPrefix(), clientv3.WithPrefix())
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", etcdErr(err))
-	}
-	out := make([]*api.SessionRecord, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		var rec api.SessionRecord
-		if err := proto.Unmarshal(kv.Value, &rec); err != nil {
-			return nil, fmt.Errorf("session record %s: %w", kv.Key, err)
-		}
-		out = append(out, &rec)
-	}
 	return out, nil
 }
 
