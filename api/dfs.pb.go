@@ -814,9 +814,12 @@ type LookupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// An earlier version of the path (dfs versions); empty: the current file.
-	VersionId     string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	VersionId string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// Leave out the content's processing state (an etcd read): what a read
+	// of the bytes asks.
+	WithoutProcessing bool `protobuf:"varint,3,opt,name=without_processing,json=withoutProcessing,proto3" json:"without_processing,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LookupRequest) Reset() {
@@ -861,6 +864,13 @@ func (x *LookupRequest) GetVersionId() string {
 		return x.VersionId
 	}
 	return ""
+}
+
+func (x *LookupRequest) GetWithoutProcessing() bool {
+	if x != nil {
+		return x.WithoutProcessing
+	}
+	return false
 }
 
 type LookupContentRequest struct {
@@ -6471,11 +6481,12 @@ const file_dfs_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x14\n" +
 	"\x05nodes\x18\x04 \x03(\tR\x05nodes\x12\x14\n" +
-	"\x05token\x18\x05 \x01(\tR\x05token\"B\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\"q\n" +
 	"\rLookupRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
 	"\n" +
-	"version_id\x18\x02 \x01(\tR\tversionId\"9\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\x12-\n" +
+	"\x12without_processing\x18\x03 \x01(\bR\x11withoutProcessing\"9\n" +
 	"\x14LookupContentRequest\x12!\n" +
 	"\fcontent_hash\x18\x01 \x01(\fR\vcontentHash\"\x91\x03\n" +
 	"\x0eLookupResponse\x12$\n" +

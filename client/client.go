@@ -352,13 +352,25 @@ func (c *Client) Locate(ctx context.Context, path string) (Location, error) {
 // LocateVersion returns the chunks of version id of a path (see
 // Versions; "": the current file) and where they live.
 func (c *Client) LocateVersion(ctx context.Context, path, id string) (Location, error) {
-	path, err := dfs.CleanPath(path) // see Stat
+	return c.locate(ctx, &api.LookupRequest{Path: path, VersionId: id})
+}
+
+// LocateForRead is LocateVersion for reading the bytes: the location leaves
+// out the processing state (Location.Processing is nil), which costs the
+// coordinator an etcd read.
+func (c *Client) LocateForRead(ctx context.Context, path, id string) (Location, error) {
+	return c.locate(ctx, &api.LookupRequest{Path: path, VersionId: id, WithoutProcessing: true})
+}
+
+func (c *Client) locate(ctx context.Context, req *api.LookupRequest) (Location, error) {
+	path, err := dfs.CleanPath(req.Path) // see Stat
 	if err != nil {
 		return Location{}, err
 	}
+	req.Path = path
 	var resp *api.LookupResponse
 	err = c.call(ctx, func(cc api.CoordinatorClient) (err error) {
-		resp, err = cc.Lookup(ctx, &api.LookupRequest{Path: path, VersionId: id})
+		resp, err = cc.Lookup(ctx, req)
 		return err
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ type GetOptions struct {
 // of it is written.
 func (c *Client) Get(ctx context.Context, path string, w io.Writer, o GetOptions) (dfs.FileInfo, error) {
 	ctx = rpc.WithRequestID(ctx)
-	loc, err := c.LocateVersion(ctx, path, o.Version)
+	loc, err := c.LocateForRead(ctx, path, o.Version)
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("get: %w", err)
 	}

@@ -482,7 +482,7 @@ func (c *Client) Copy(ctx context.Context, src, dst string, o CopyOptions) (dfs.
 	if err != nil {
 		return dfs.FileInfo{}, err
 	}
-	loc, err := c.LocateVersion(ctx, src, o.Version)
+	loc, err := c.LocateForRead(ctx, src, o.Version)
 	if err != nil {
 		return dfs.FileInfo{}, fmt.Errorf("copy %s: %w", src, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -180,6 +181,18 @@ func TestProcessing(t *testing.T) {
 	loc, err := c.Locate(ctx, "b.txt")
 	if err != nil || loc.Processing == nil || loc.Processing.State != dfs.JobDone {
 		t.Errorf("locate b.txt: processing %+v, %v", loc.Processing, err)
+	}
+	// A location for reading the bytes leaves the state out, and has the
+	// same chunks.
+	rloc, err := c.LocateForRead(ctx, "b.txt", "")
+	refs := func(l client.Location) (out []dfs.ChunkRef) {
+		for _, ch := range l.Chunks {
+			out = append(out, ch.ChunkRef)
+		}
+		return out
+	}
+	if err != nil || rloc.Processing != nil || !reflect.DeepEqual(refs(rloc), refs(loc)) {
+		t.Errorf("locate b.txt for a read: processing %+v, chunks %v (want none, %v), %v", rloc.Processing, refs(rloc), refs(loc), err)
 	}
 	loc, err = c.LocateContent(ctx, cut.File.Content)
 	if err != nil || loc.Processing == nil || loc.Processing.State != dfs.JobError {

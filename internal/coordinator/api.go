@@ -470,7 +470,7 @@ func (s *Server) Lookup(ctx context.Context, req *api.LookupRequest) (*api.Looku
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp, err := s.lookupContent(ctx, info.Content, info.Layout)
+	resp, err := s.lookupContent(ctx, info.Content, info.Layout, !req.WithoutProcessing)
 	if errors.Is(err, errLayoutGone) {
 		return nil, rpc.ToStatus(errForged(path))
 	}
@@ -487,7 +487,7 @@ func (s *Server) LookupContent(ctx context.Context, req *api.LookupContentReques
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return s.lookupContent(ctx, h, "")
+	return s.lookupContent(ctx, h, "", true)
 }
 
 // errLayoutGone: a path's content no longer has the chunk list the path
@@ -496,7 +496,7 @@ var errLayoutGone = errors.New("the path's chunk list is gone")
 
 // lookupContent finds content h's chunks and their replicas. With layout
 // set, the content must still have that chunk list (see integrity.go).
-func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout string) (*api.LookupResponse, error) {
+func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout string, withProcessing bool) (*api.LookupResponse, error) {
 	c, err := s.meta.GetContent(ctx, h)
 	if err == nil && layout != "" && c.Layout != layout {
 		c, err = s.meta.GetContentFresh(ctx, h) // a replacement this member has not seen yet?
@@ -507,8 +507,10 @@ func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout st
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{},
-		Processing: s.processing(ctx, h)}
+	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{}}
+	if withProcessing {
+		resp.Processing = s.processing(ctx, h)
+	}
 	for _, p := range c.Parts {
 		resp.PartSizes = append(resp.PartSizes, p.Size)
 		resp.PartHashes = append(resp.PartHashes, p.Hash[:])

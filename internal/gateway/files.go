@@ -208,7 +208,7 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request, p string) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("version %.40q: want 20 hex digits", v))
 		return
 	}
-	loc, err := s.cl.LocateVersion(r.Context(), p, v)
+	loc, err := s.cl.LocateForRead(r.Context(), p, v)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -1028,7 +1028,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path string) {
 	vid := versionParam(r.URL.Query())
-	loc, err := h.s.cl.LocateVersion(r.Context(), path, vid)
+	loc, err := h.s.cl.LocateForRead(r.Context(), path, vid)
 	if err != nil {
 		notFound := "NoSuchKey"
 		if vid != "" {
@@ -1192,7 +1192,7 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 		if r.Header.Get(c) == "" {
 			continue
 		}
-		loc, err := h.s.cl.LocateVersion(r.Context(), src, version)
+		loc, err := h.s.cl.LocateForRead(r.Context(), src, version)
 		if err != nil {
 			h.fail(w, r, err, notFound)
 			return
@@ -1214,7 +1214,7 @@ func (h *s3Handler) copyObject(w http.ResponseWriter, r *http.Request, dst strin
 		}
 	case "REPLACE":
 		o.Replace, o.ContentType = true, r.Header.Get("Content-Type")
-		loc, err := h.s.cl.LocateVersion(r.Context(), src, version)
+		loc, err := h.s.cl.LocateForRead(r.Context(), src, version)
 		if err != nil {
 			h.fail(w, r, err, notFound)
 			return
