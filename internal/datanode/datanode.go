@@ -133,6 +133,10 @@ type Node struct {
 	// replicas is the replication factor the coordinators gave at
 	// registration (0 until then): it bounds the chains the node forwards.
 	replicas atomic.Int32
+	// firstReg is closed once the node has registered with a coordinator
+	// for the first time (replicas and tokenKeys are known from then on).
+	firstReg     chan struct{}
+	firstRegOnce sync.Once
 	// tokenKeys is the key the coordinators make capability tokens with,
 	// given at registration; nil until then.
 	tokenKeys atomic.Pointer[dataplane.TokenKey]
@@ -202,7 +206,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, id: id, log: cfg.Logger.With("role", "datanode", "node", id),
-		quarantining: make(map[dfs.ChunkHash]int), terms: terms, incarnation: newIncarnation()}
+		quarantining: make(map[dfs.ChunkHash]int), terms: terms, incarnation: newIncarnation(), firstReg: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.store, err = disk.Open(cfg.Dir, disk.Options{NoSync: cfg.NoSync, Reserve: cfg.Reserve, Observer: n, SmallMax: cfg.SmallChunkMax})
 	if err != nil {
@@ -303,6 +307,28 @@ func (n *Node) Addr() string { return n.addr }
 
 // GRPCAddr is the advertised control address.
 func (n *Node) GRPCAddr() string { return n.grpcAddr }
+
+// waitRegistered waits, for ReportWait at most, until the node has
+// registered with a coordinator once: a chunk can reach a node placed by a
+// coordinator that has taken its registration before the node has read the
+// answer (the replication factor, the token key). It reports whether the
+// node has registered.
+func (n *Node) waitRegistered(ctx context.Context) bool {
+	select {
+	case <-n.firstReg:
+		return true
+	default:
+	}
+	t := time.NewTimer(n.cfg.ReportWait)
+	defer t.Stop()
+	select {
+	case <-n.firstReg:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
 
 // Store is the node's chunk store.
 func (n *Node) Store() dfs.ChunkStore { return n.store }

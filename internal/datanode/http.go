@@ -43,6 +43,9 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	chain, err := dataplane.ParseChain(r.Header.Get(dataplane.ChainHeader))
 	if err == nil {
+		if len(chain) > 0 {
+			n.waitRegistered(r.Context()) // what bounds a chain comes with it
+		}
 		err = n.checkChain(chain)
 	}
 	if errors.Is(err, errNoBound) {
@@ -223,6 +226,9 @@ func (n *Node) capable(w http.ResponseWriter, r *http.Request, check func(datapl
 		return true
 	}
 	key := n.tokenKeys.Load()
+	if key == nil && n.waitRegistered(r.Context()) {
+		key = n.tokenKeys.Load()
+	}
 	if key == nil {
 		httpError(w, http.StatusServiceUnavailable, "node %s has not registered with a coordinator yet: it cannot check capability tokens", n.id)
 		return false

@@ -223,6 +223,7 @@ func (l *link) register(ctx context.Context) error {
 	}
 	l.gen = resp.Generation
 	l.registered.Store(true)
+	l.n.firstRegOnce.Do(func() { close(l.n.firstReg) })
 	l.n.log.Info("registered with coordinator", "coordinator", l.addr, "generation", l.gen, "full_report", resp.FullReport)
 	l.poke() // deliver what is queued now
 	return nil
