@@ -262,6 +262,48 @@ func TestNoChunksOnDeadSuspectOrDrainingNodes(t *testing.T) {
 	}
 }
 
+// A coordinator that was itself stalled (a busy machine) finds every node
+// suspect at once; it still places on them, but only when the alive nodes
+// are too few, and never on a dead or draining one.
+func TestSuspectNodesTakeCopiesOnlyWhenAliveAreTooFew(t *testing.T) {
+	h := start(t, Config{SuspectAfter: 3 * time.Second, DeadAfter: time.Minute},
+		&api.NodeRecord{Id: "draining", AdminState: "draining"})
+	for _, id := range []dfs.NodeID{"ok1", "ok2", "suspect1", "suspect2", "dead", "draining"} {
+		h.register(id, "", 100*gib)
+	}
+	h.silence("suspect1", 5*time.Second)
+	h.silence("suspect2", 5*time.Second)
+	h.silence("dead", 2*time.Minute)
+	for _, p := range h.mustAllocate(newChunks(100, 1<<20)) {
+		ids := chainIDs(p)
+		if len(ids) != 3 {
+			t.Fatalf("chain %v: want 3 nodes", ids)
+		}
+		n := 0
+		for _, id := range ids {
+			switch {
+			case strings.HasPrefix(string(id), "suspect"):
+				n++
+			case !strings.HasPrefix(string(id), "ok"):
+				t.Fatalf("chain %v includes %s", ids, id)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("chain %v has %d suspect nodes; want exactly 1 (2 alive nodes exist)", ids, n)
+		}
+	}
+	// Every node silent for a few seconds: copies still find a place.
+	h.silence("ok1", 4*time.Second)
+	h.silence("ok2", 4*time.Second)
+	for _, p := range h.mustAllocate(newChunks(20, 1<<20)) {
+		for _, id := range chainIDs(p) {
+			if id == "dead" || id == "draining" {
+				t.Fatalf("chain %v includes %s", chainIDs(p), id)
+			}
+		}
+	}
+}
+
 func TestPlacementIsWeightedByFreeSpace(t *testing.T) {
 	h := start(t, Config{})
 	h.register("big", "", 100*gib)

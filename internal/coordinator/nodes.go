@@ -436,20 +436,23 @@ func (s *Server) goodReplicasLocked(h dfs.Hash, now time.Time) []dfs.NodeID {
 	return out
 }
 
+// cand is a node pickLocked may place a copy on, weighted by free space.
+type cand struct {
+	id   dfs.NodeID
+	zone string
+	w    float64
+}
+
 // pickLocked chooses up to want distinct nodes for new copies of a chunk of
-// size bytes that holders hold already: alive, accepting writes, neither a
-// holder nor in exclude, with room for it. Nodes are drawn at random
+// size bytes that holders hold already: alive (suspect ones only when the
+// alive are too few), accepting writes, neither a holder nor in exclude,
+// with room for it. Nodes are drawn at random
 // weighted by free space, and nodes in a zone that holds no copy yet are
 // preferred. Only the holders' zones count as used: an excluded node (one
 // that failed the client) holds nothing, so its zone still wants a copy.
 // s.mu is held.
 func (s *Server) pickLocked(want int, size int64, holders []dfs.NodeID, exclude map[dfs.NodeID]bool, now time.Time) []dfs.NodeID {
-	type cand struct {
-		id   dfs.NodeID
-		zone string
-		w    float64
-	}
-	var cands []cand
+	var cands, suspects []cand
 	usedZones := map[string]bool{}
 	for _, id := range holders {
 		if n := s.nodes[id]; n != nil && n.rec.Zone != "" {
@@ -457,15 +460,34 @@ func (s *Server) pickLocked(want int, size int64, holders []dfs.NodeID, exclude 
 		}
 	}
 	for id, n := range s.nodes {
-		if exclude[id] || slices.Contains(holders, id) {
+		if exclude[id] || slices.Contains(holders, id) || n.stats.FreeBytes < size {
 			continue
 		}
-		if s.stateLocked(n, now) != dfs.NodeAlive || n.stats.FreeBytes < size {
-			continue
+		c := cand{id: id, zone: n.rec.Zone, w: float64(n.stats.FreeBytes-size) + 1}
+		switch st := s.stateLocked(n, now); {
+		case st == dfs.NodeAlive:
+			cands = append(cands, c)
+		case st == dfs.NodeSuspect && n.rec.GetAdminState() == "":
+			suspects = append(suspects, c)
 		}
-		cands = append(cands, cand{id: id, zone: n.rec.Zone, w: float64(n.stats.FreeBytes-size) + 1})
 	}
 	var out []dfs.NodeID
+	out = draw(out, want, cands, usedZones)
+	if len(out) < want {
+		// A suspect node has missed heartbeats for a few seconds but is not
+		// dead: it takes copies only when the alive ones are too few. Its
+		// silence may be the coordinator's own (a stalled process, a busy
+		// machine), and a node that is really gone fails the client's
+		// chain, which then asks again without it.
+		out = draw(out, want, suspects, usedZones)
+	}
+	return out
+}
+
+// draw appends to out, until it has want, candidates drawn at random
+// weighted by free space, preferring zones not in usedZones (which it
+// updates).
+func draw(out []dfs.NodeID, want int, cands []cand, usedZones map[string]bool) []dfs.NodeID {
 	for len(out) < want && len(cands) > 0 {
 		// Prefer candidates in zones not used yet, when there are any.
 		pool := make([]int, 0, len(cands))
