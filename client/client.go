@@ -55,7 +55,17 @@ type Config struct {
 	// calls with, over TLS. Without one, a client proves who it is with
 	// the certificate in TLS (a node's or an operator's), if any.
 	AccessKeyID, SecretAccessKey string
-	Logger                       *slog.Logger
+	// Local, if set, names the datanodes that run in this process: for
+	// such a node it returns how to open a chunk there, nil for any other.
+	// A chunk with a replica on one is read there first, without the
+	// network, and verified like every read.
+	Local  func(dfs.NodeID) LocalNode
+	Logger *slog.Logger
+}
+
+// LocalNode is a datanode in the client's own process.
+type LocalNode interface {
+	OpenLocal(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error)
 }
 
 // Client is a connection to a dfs cluster. It is safe for concurrent use.

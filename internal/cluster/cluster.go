@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/coordinator"
@@ -226,6 +228,7 @@ type Cluster struct {
 	Workers     *jobs.Pool // nil without workers
 	workerCli   *client.Client
 	cfg         Config
+	local       sync.Map // dfs.NodeID → *datanode.Node, for localNode
 }
 
 // Start starts a cluster and waits until every datanode has registered.
@@ -273,7 +276,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.HTTP != "" {
 		if cl.Gateway, err = StartGateway(GatewayConfig{
-			Listen: cfg.HTTP, S3: cfg.S3, S3Region: cfg.S3Region, S3Domain: cfg.S3Domain, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Logger: cfg.Logger,
+			Listen: cfg.HTTP, S3: cfg.S3, S3Region: cfg.S3Region, S3Domain: cfg.S3Domain, Coordinators: []string{cl.Addr()}, Token: cfg.APIToken, Public: cfg.HTTPPublic, TLS: cfg.TLS, Local: cl.localNode, Logger: cfg.Logger,
 		}); err != nil {
 			return nil, err
 		}
@@ -289,7 +292,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 // startWorkers starts the post-upload workers, reading content through
 // the SDK like workers on other hosts.
 func (cl *Cluster) startWorkers() (err error) {
-	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads, TLS: nodeTLS(cl.cfg.TLS)}); err != nil {
+	if cl.workerCli, err = cl.Client(client.Config{Downloads: workerDownloads, TLS: nodeTLS(cl.cfg.TLS), Local: cl.localNode}); err != nil {
 		return err
 	}
 	jc := cl.cfg.Jobs
@@ -328,6 +331,16 @@ func (cl *Cluster) AddDatanodeWith(dir string, mod func(*datanode.Config)) error
 		return err
 	}
 	cl.Nodes = append(cl.Nodes, n)
+	cl.local.Store(n.ID(), n)
+	return nil
+}
+
+// localNode is the datanode of this cluster called id, for the gateway and
+// workers to read from without the network; nil if it is elsewhere.
+func (cl *Cluster) localNode(id dfs.NodeID) client.LocalNode {
+	if n, ok := cl.local.Load(id); ok {
+		return n.(*datanode.Node)
+	}
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -1154,5 +1155,66 @@ func waitGoroutines(t *testing.T, base int) {
 			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf.String())
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// countingLocal is a datanode in the client's process that counts the
+// chunks read from it.
+type countingLocal struct {
+	n     *datanode.Node
+	opens atomic.Int64
+}
+
+func (l *countingLocal) OpenLocal(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
+	l.opens.Add(1)
+	return l.n.OpenLocal(h)
+}
+
+// A client in a datanode's process reads the chunks that node holds
+// without the network; it verifies them as every read, so a rotten local
+// copy is read from another node and reported; a stopped local node sends
+// reads to the others.
+func TestLocalReadsAreVerified(t *testing.T) {
+	cl, _ := startCluster(t, nil)
+	local := &countingLocal{n: cl.Nodes[0]}
+	c, err := cl.Client(client.Config{Logger: quiet(), Local: func(id dfs.NodeID) client.LocalNode {
+		if id == local.n.ID() {
+			return local
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := randomBytes(9<<20, 41)
+	put(t, c, "near", data)
+	loc, err := c.Locate(context.Background(), "near")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		mustRead(t, c, "near", data)
+	}
+	if got, want := local.opens.Load(), int64(3*len(loc.Chunks)); got != want {
+		t.Fatalf("%d chunks read from the local node in 3 reads of %d chunks; want %d (every chunk has a copy there)", got, len(loc.Chunks), want)
+	}
+
+	ch := loc.Chunks[len(loc.Chunks)/2]
+	damageChunk(t, local.n, ch.Hash, ch.Size/3, []byte("rot in the local copy"))
+	mustRead(t, c, "near", data)
+	eventually(t, 30*time.Second, func() error {
+		q, _ := filepath.Glob(filepath.Join(nodeDir(local.n), "quarantine", ch.Hash.String()+".*"))
+		if len(q) == 0 {
+			return fmt.Errorf("the corrupt local copy is not quarantined")
+		}
+		return nil
+	})
+
+	local.n.Close()
+	before := local.opens.Load()
+	mustRead(t, c, "near", data)
+	if local.opens.Load() == before {
+		t.Fatal("the stopped local node was not tried first: the test proves nothing")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/client"
 	"github.com/dfs-store/dfs/internal/gateway"
 	"github.com/dfs-store/dfs/internal/pki"
@@ -32,7 +33,10 @@ type GatewayConfig struct {
 	Public bool
 	// TLS, if set, is the gateway's node certificate: it reaches the
 	// cluster over TLS with it. Nil: plain text (--insecure).
-	TLS    *pki.Node
+	TLS *pki.Node
+	// Local, if set, names the datanodes in this process, which the
+	// gateway reads chunks from without the network (client.Config.Local).
+	Local  func(dfs.NodeID) client.LocalNode
 	Logger *slog.Logger
 }
 
@@ -80,7 +84,7 @@ func StartGateway(cfg GatewayConfig) (*Gateway, error) {
 			s3ln = tls.NewListener(s3ln, publicTLS(cfg.TLS))
 		}
 	}
-	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, TLS: nodeTLS(cfg.TLS), Logger: cfg.Logger})
+	cl, err := client.New(client.Config{Coordinators: cfg.Coordinators, TLS: nodeTLS(cfg.TLS), Local: cfg.Local, Logger: cfg.Logger})
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -333,6 +333,18 @@ func (n *Node) waitRegistered(ctx context.Context) bool {
 // Store is the node's chunk store.
 func (n *Node) Store() dfs.ChunkStore { return n.store }
 
+// OpenLocal opens chunk h for a client in this process (the gateway or the
+// workers that one binary starts with its datanodes): the bytes a GET of
+// the data plane would serve, without a socket or TLS between them, as a
+// local read of HDFS does. The reader verifies them as it verifies any
+// read. It fails once the node is closed, as its data plane does.
+func (n *Node) OpenLocal(h dfs.ChunkHash) (dfs.ReadAtCloser, int64, error) {
+	if n.ctx.Err() != nil {
+		return nil, 0, fmt.Errorf("%w: datanode %s is stopped", dfs.ErrUnavailable, n.id)
+	}
+	return n.store.Open(h)
+}
+
 // Close stops serving and reporting.
 func (n *Node) Close() error {
 	n.cancel()
