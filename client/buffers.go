@@ -1,8 +1,11 @@
 package client
 
 import (
+	"context"
 	"math/bits"
 	"sync"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // buffers pools chunk buffers by size class (powers of two from 64 KiB), so
@@ -37,6 +40,14 @@ func (b *buffers) get(n int) *[]byte {
 	return &buf
 }
 
+// bufCap is the capacity of the buffer get(n) returns.
+func bufCap(n int) int {
+	if c := class(n); c < len(buffers{}.classes) {
+		return 1 << (c + minBufShift)
+	}
+	return n
+}
+
 // put returns a buffer from get to its pool.
 func (b *buffers) put(buf *[]byte) {
 	c := class(cap(*buf))
@@ -44,3 +55,38 @@ func (b *buffers) put(buf *[]byte) {
 		b.classes[c].Put(buf)
 	}
 }
+
+// memBudget is a number of bytes that uploads share: each takes what it
+// holds and gives it back. A request larger than the whole budget takes
+// all of it, so it waits for the others but is never refused.
+type memBudget struct {
+	sem   *semaphore.Weighted
+	total int64
+}
+
+func newMemBudget(total int64) *memBudget {
+	return &memBudget{sem: semaphore.NewWeighted(total), total: total}
+}
+
+func (m *memBudget) cost(n int64) int64 { return min(n, m.total) }
+
+// take waits for n bytes of room, or until ctx ends.
+func (m *memBudget) take(ctx context.Context, n int64) error {
+	return m.sem.Acquire(ctx, m.cost(n))
+}
+
+// tryTake takes n bytes if they are free now.
+func (m *memBudget) tryTake(n int64) bool { return m.sem.TryAcquire(m.cost(n)) }
+
+// give returns n bytes taken before.
+func (m *memBudget) give(n int64) { m.sem.Release(m.cost(n)) }
+
+// scanBudget charges a splitter's scan buffer to a budget, waiting while
+// ctx lasts (chunker.Budget).
+type scanBudget struct {
+	ctx context.Context
+	m   *memBudget
+}
+
+func (b scanBudget) Acquire(n int64) error { return b.m.take(b.ctx, n) }
+func (b scanBudget) Release(n int64)       { b.m.give(n) }

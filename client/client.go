@@ -55,6 +55,13 @@ type Config struct {
 	// calls with, over TLS. Without one, a client proves who it is with
 	// the certificate in TLS (a node's or an operator's), if any.
 	AccessKeyID, SecretAccessKey string
+	// UploadMemory bounds the bytes the client holds for uploads at once,
+	// all its uploads together: the buffers that cut sources into chunks
+	// (half of it) and the chunks on their way to the datanodes (the other
+	// half). An upload waits for room rather than grow the process: a
+	// gateway under many concurrent PUTs stays within its memory. Default
+	// 128 MiB.
+	UploadMemory int64
 	// Local, if set, names the datanodes that run in this process: for
 	// such a node it returns how to open a chunk there, nil for any other.
 	// A chunk with a replica on one is read there first, without the
@@ -80,6 +87,9 @@ type Client struct {
 	log    *slog.Logger
 	bufs   buffers
 
+	// Upload memory (Config.UploadMemory): scan buffers, chunk buffers.
+	scanMem, chunkMem *memBudget
+
 	addrs []string // of coords, in order
 
 	mu   sync.Mutex
@@ -99,6 +109,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Downloads <= 0 {
 		cfg.Downloads = 8
 	}
+	if cfg.UploadMemory <= 0 {
+		cfg.UploadMemory = 128 << 20
+	}
 	opts := chunker.Default
 	if cfg.MinChunk > 0 || cfg.AvgChunk > 0 || cfg.MaxChunk > 0 {
 		opts = chunker.Options{Min: cfg.MinChunk, Avg: cfg.AvgChunk, Max: cfg.MaxChunk}
@@ -109,7 +122,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Client{cfg: cfg, chunks: opts, log: cfg.Logger, http: cfg.HTTPClient, scheme: "http://"}
+	c := &Client{cfg: cfg, chunks: opts, log: cfg.Logger, http: cfg.HTTPClient, scheme: "http://",
+		scanMem: newMemBudget(cfg.UploadMemory / 2), chunkMem: newMemBudget(cfg.UploadMemory / 2)}
 	if cfg.TLS != nil {
 		c.scheme = "https://"
 	}
@@ -119,8 +133,8 @@ func New(cfg Config) (*Client, error) {
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
 			DisableCompression:    true,
-			WriteBufferSize:       256 << 10,
-			ReadBufferSize:        256 << 10,
+			WriteBufferSize:       64 << 10,
+			ReadBufferSize:        64 << 10,
 		}
 		if cfg.TLS != nil {
 			tr.TLSClientConfig = cfg.TLS.Clone()

@@ -41,6 +41,10 @@ type PutOptions struct {
 	IfMatch  string // "*": any file
 	// IfNoneMatch commits only if the path holds no file with this ETag.
 	IfNoneMatch string
+	// Size, if above 0, is the source's length as far as the caller knows
+	// it (an HTTP request's Content-Length): the upload's buffers are sized
+	// to it. A source of another length is stored all the same.
+	Size int64
 }
 
 // PutResult says what an upload did.
@@ -62,6 +66,7 @@ const maxPutAttempts = 5
 type pending struct {
 	ref   dfs.ChunkRef
 	buf   *[]byte
+	cost  int64 // of buf, in the client's upload memory
 	chain []*api.Node
 	need  int    // nodes of the chain that must store it
 	token string // the PUT's capability token, for this chain
@@ -133,7 +138,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 	ctx, cancel := context.WithCancelCause(rpc.WithRequestID(ctx))
 	defer cancel(nil)
 
-	split, err := chunker.New(r, c.chunks)
+	split, err := chunker.NewSized(r, c.chunks, o.Size, scanBudget{ctx, c.scanMem})
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +167,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 	work := make(chan *pending, 2*c.cfg.Uploads)
 	release := func(p *pending) {
 		c.bufs.put(p.buf)
+		c.chunkMem.give(p.cost)
 		<-slots
 	}
 
@@ -268,11 +274,21 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 		if ctx.Err() != nil {
 			break
 		}
+		// Take room in the client's upload memory the same way: the
+		// chunks of other uploads hold it, and they are on their way.
+		cost := int64(bufCap(len(ch.Data)))
+		if !c.chunkMem.tryTake(cost) {
+			flush()
+			if err := c.chunkMem.take(ctx, cost); err != nil {
+				<-slots
+				break
+			}
+		}
 		buf := c.bufs.get(len(ch.Data))
 		copy(*buf, ch.Data)
 		// Chunks are hashed on other cores while the splitter reads on;
 		// the allocator waits for each hash in order.
-		p := &pending{ref: dfs.ChunkRef{Size: int64(len(ch.Data))}, buf: buf, hashed: make(chan struct{})}
+		p := &pending{ref: dfs.ChunkRef{Size: int64(len(ch.Data))}, buf: buf, cost: cost, hashed: make(chan struct{})}
 		go func() {
 			p.ref.Hash = sha256.Sum256(p.data())
 			close(p.hashed)

@@ -167,7 +167,7 @@ non-zero.`,
 				}
 			}
 			bar := newBar(size, "put "+remote, !quiet && !asJSON)
-			res, err := c.Put(cmd.Context(), remote, src, client.PutOptions{ContentType: contentType, Progress: progressFunc(bar), IfAbsent: noClobber})
+			res, err := c.Put(cmd.Context(), remote, src, client.PutOptions{ContentType: contentType, Progress: progressFunc(bar), IfAbsent: noClobber, Size: size})
 			finishBar(bar)
 			if noClobber && errors.Is(err, dfs.ErrPrecondition) {
 				return errClobber(remote)
@@ -287,5 +287,5 @@ func putOne(ctx context.Context, c *client.Client, lf localFile, remote, content
 	if contentType == "" {
 		contentType, r = contenttype.Detect(remote, src)
 	}
-	return c.Put(ctx, remote, r, client.PutOptions{ContentType: contentType, Progress: progress, IfAbsent: ifAbsent})
+	return c.Put(ctx, remote, r, client.PutOptions{ContentType: contentType, Progress: progress, IfAbsent: ifAbsent, Size: lf.size})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/dfs-store/dfs/internal/cluster"
 	"github.com/dfs-store/dfs/internal/coordinator"
 	"github.com/dfs-store/dfs/internal/gateway"
+	"github.com/dfs-store/dfs/internal/memlimit"
 	"github.com/dfs-store/dfs/internal/meta"
 	"github.com/dfs-store/dfs/internal/pki"
 )
@@ -48,6 +49,7 @@ func newServerCmd(g *globals) *cobra.Command {
 		keyRoot   string
 		httpAddr  string
 		s3Addr    string
+		memLimit  string
 		scrub     scrubFlags
 		cc        coordinatorFlags
 		gf        gatewayFlags
@@ -88,6 +90,10 @@ anything is written.`,
 			if err := scrub.check(); err != nil {
 				return err
 			}
+			ml, err := humanize.ParseBytes(memLimit)
+			if err != nil {
+				return usagef("--memory-limit %q: %v", memLimit, err)
+			}
 			if err := gf.load(); err != nil {
 				return err
 			}
@@ -105,6 +111,7 @@ anything is written.`,
 				return err
 			}
 			defer lock.Unlock()
+			memlimit.Start(cmd.Context(), int64(ml), 10*time.Second, slog.Default())
 			node, err := serverCerts(g, data, grpcAddr, httpAddr, s3Addr)
 			if err != nil {
 				return err
@@ -168,6 +175,7 @@ anything is written.`,
 	f.StringVar(&keyRoot, "key-root", "", "root of dfs's keys in etcd (default /dfs)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "gateway (REST API and web UI) listen address; empty: no gateway")
 	f.StringVar(&s3Addr, "s3", "127.0.0.1:9100", "S3 API listen address (path-style, signed with access keys); empty: none")
+	f.StringVar(&memLimit, "memory-limit", "384MiB", "soft memory limit while the live data is small: the collector runs earlier rather than let bursts of uploads double the process (it rises with the live data, so never binds a server that needs more; 0: Go's default; GOMEMLIMIT overrides)")
 	scrub.register(cmd, serverScrubRate, serverScrubChunks)
 	cc.register(cmd)
 	gf.register(cmd)

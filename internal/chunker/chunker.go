@@ -54,6 +54,7 @@ type Splitter struct {
 	small   bool    // the whole stream fit in head: one chunk
 	scan    *[]byte // the chunker's scan buffer, from a pool
 	scanCap int
+	budget  Budget // charged for scan, if set
 }
 
 // buffer pools by size: scan buffers (2 × max chunk) and head buffers
@@ -79,6 +80,24 @@ func pool(size int) *sync.Pool {
 // and returned by Close. A stream no longer than the minimum chunk size is
 // one chunk and needs no scan buffer at all, so small files cost little.
 func New(r io.Reader, o Options) (*Splitter, error) {
+	return NewSized(r, o, -1, nil)
+}
+
+// Budget bounds the memory of many Splitters together: Acquire is charged
+// a scan buffer's size before the Splitter takes it (and may wait for
+// room), Release credited when Close returns it.
+type Budget interface {
+	Acquire(n int64) error
+	Release(n int64)
+}
+
+// NewSized is New for a stream whose length is known: a stream shorter than
+// the maximum chunk size needs a scan buffer only as large as itself (in a
+// few size classes), not twice the maximum, and is cut at the same points.
+// The size is a hint: a longer stream is still read whole, but its cuts
+// past size may differ from New's. A size ≤ 0 is unknown. If b is not nil
+// the scan buffer is charged to it.
+func NewSized(r io.Reader, o Options, size int64, b Budget) (*Splitter, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -94,10 +113,30 @@ func New(r io.Reader, o Options) (*Splitter, error) {
 		s.Close()
 		return nil, err
 	}
+	maxSize := o.Max
 	s.scanCap = 2 * o.Max
+	if size > 0 && size < int64(o.Max) {
+		// FastCDC looks at most maxSize bytes ahead for a cut and never
+		// past the end of the stream: with maxSize cut to the stream's
+		// length (but above the average, which the library requires; a
+		// chunk shorter than the average is cut the same either way) the
+		// cuts are New's.
+		maxSize = int(max(size, int64(o.Avg)+1))
+		s.scanCap = o.Max
+		if maxSize <= 2*o.Avg {
+			s.scanCap = 2 * o.Avg
+		}
+	}
+	if b != nil {
+		if err := b.Acquire(int64(s.scanCap)); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.budget = b
+	}
 	s.scan = pool(s.scanCap).Get().(*[]byte)
 	rd := io.MultiReader(bytes.NewReader(*s.head), r)
-	s.c, err = chunkers.NewChunkerBuffer("fastcdc-v1.0.0", rd, &chunkers.ChunkerOpts{MinSize: o.Min, NormalSize: o.Avg, MaxSize: o.Max}, *s.scan)
+	s.c, err = chunkers.NewChunkerBuffer("fastcdc-v1.0.0", rd, &chunkers.ChunkerOpts{MinSize: o.Min, NormalSize: o.Avg, MaxSize: maxSize}, *s.scan)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("chunker: %w", err)
@@ -116,6 +155,9 @@ func (s *Splitter) Close() {
 	if s.scan != nil {
 		pool(s.scanCap).Put(s.scan)
 		s.scan = nil
+		if s.budget != nil {
+			s.budget.Release(int64(s.scanCap))
+		}
 	}
 }
 

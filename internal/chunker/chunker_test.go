@@ -191,3 +191,72 @@ func BenchmarkSplitUnhashed(b *testing.B) {
 		s.Close()
 	}
 }
+
+// cuts returns the chunk boundaries and hashes of data cut by s.
+func cuts(t testing.TB, s *Splitter) ([]Chunk, [32]byte) {
+	t.Helper()
+	defer s.Close()
+	var out []Chunk
+	for {
+		c, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, Chunk{Hash: c.Hash, Offset: c.Offset, Data: c.Data[:0]})
+	}
+	return out, s.Sum()
+}
+
+// A stream of known length is cut exactly as one of unknown length (dedup
+// across the S3 API, which knows lengths, and the CLI reading a pipe, which
+// does not), with a smaller scan buffer; a stream longer than its hint is
+// still stored whole.
+func TestKnownSizeCutsTheSame(t *testing.T) {
+	o := Options{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
+	data := random(200<<10, 61)
+	// Lengths around every bound, and stretches of zeros that reach the
+	// maximum chunk size.
+	copy(data[100<<10:], make([]byte, 80<<10))
+	for _, n := range []int{1, o.Min, o.Min + 1, o.Avg - 1, o.Avg, o.Avg + 1, 2 * o.Avg, 2*o.Avg + 1, 40 << 10, o.Max - 1, o.Max, o.Max + 1, 2 * o.Max, 181 << 10, len(data)} {
+		for _, off := range []int{0, 90 << 10} {
+			if off+n > len(data) {
+				continue
+			}
+			d := data[off : off+n]
+			s1, err := New(bytes.NewReader(d), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantSum := cuts(t, s1)
+			s2, err := NewSized(bytes.NewReader(d), o, int64(n), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > o.Min && n < o.Max && s2.scanCap >= 2*o.Max {
+				t.Fatalf("%d bytes of known length: a scan buffer of %d bytes, as for an unknown length", n, s2.scanCap)
+			}
+			got, gotSum := cuts(t, s2)
+			if len(got) != len(want) || gotSum != wantSum {
+				t.Fatalf("%d bytes at %d: %d chunks with the size known, %d without", n, off, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].Offset != want[i].Offset || got[i].Hash != want[i].Hash {
+					t.Fatalf("%d bytes at %d: chunk %d at %d with the size known, at %d without", n, off, i, got[i].Offset, want[i].Offset)
+				}
+			}
+		}
+	}
+	// A hint too small: every byte is still cut into chunks.
+	d := data[:150<<10]
+	s, err := NewSized(bytes.NewReader(d), o, 20<<10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, sum := cuts(t, s)
+	if sum != sha256.Sum256(d) || len(got) == 0 {
+		t.Fatalf("a stream longer than its hint: %d chunks, whole-stream hash %x, want %x", len(got), sum, sha256.Sum256(d))
+	}
+}

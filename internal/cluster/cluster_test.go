@@ -1218,3 +1218,41 @@ func TestLocalReadsAreVerified(t *testing.T) {
 		t.Fatal("the stopped local node was not tried first: the test proves nothing")
 	}
 }
+
+// Uploads share the client's upload memory: with room for a few chunks
+// only (less than one scan buffer), many concurrent uploads, of known and
+// unknown lengths, wait their turn and all complete.
+func TestUploadsWithinTheClientsMemory(t *testing.T) {
+	cl, _ := startCluster(t, nil)
+	cfg := smallChunks
+	cfg.Logger = quiet()
+	cfg.UploadMemory = 384 << 10 // 192 KiB for scan buffers of 256 KiB: each takes it all
+	c, err := cl.Client(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 12
+	datas := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		datas[i] = randomBytes(700<<10+i*9000, int64(300+i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := client.PutOptions{}
+			if i%2 == 0 {
+				o.Size = int64(len(datas[i]))
+			}
+			_, errs[i] = c.Put(context.Background(), fmt.Sprintf("tight/%d", i), bytes.NewReader(datas[i]), o)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("upload %d: %v", i, errs[i])
+		}
+		mustRead(t, c, fmt.Sprintf("tight/%d", i), datas[i])
+	}
+}

@@ -235,8 +235,8 @@ func Start(cfg Config) (*Node, error) {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-		WriteBufferSize:     256 << 10,
-		ReadBufferSize:      256 << 10,
+		WriteBufferSize:     64 << 10,
+		ReadBufferSize:      64 << 10,
 	}
 	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.scheme = "http://"

@@ -114,8 +114,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // put stores r at p and says what the upload did. A body that fails
 // before its end commits nothing: the SDK commits only after reading to
 // EOF.
-func (s *Server) put(ctx context.Context, p string, r io.Reader, contentType string) (UploadResult, int, error) {
-	st, code, err := s.stage(ctx, p, r, contentType)
+func (s *Server) put(ctx context.Context, p string, r io.Reader, contentType string, size int64) (UploadResult, int, error) {
+	st, code, err := s.stage(ctx, p, r, contentType, size)
 	if err != nil {
 		return UploadResult{}, code, err
 	}
@@ -126,10 +126,11 @@ func (s *Server) put(ctx context.Context, p string, r io.Reader, contentType str
 	return s.uploaded(res), http.StatusCreated, nil
 }
 
-// stage streams one upload's bytes to the datanodes without committing.
-func (s *Server) stage(ctx context.Context, p string, r io.Reader, contentType string) (*client.Staged, int, error) {
+// stage streams one upload's bytes to the datanodes without committing;
+// size is their length if known, else -1.
+func (s *Server) stage(ctx context.Context, p string, r io.Reader, contentType string, size int64) (*client.Staged, int, error) {
 	br := &bodyReader{r: r}
-	st, err := s.cl.Stage(ctx, p, br, client.PutOptions{ContentType: contentType})
+	st, err := s.cl.Stage(ctx, p, br, client.PutOptions{ContentType: contentType, Size: size})
 	s.metrics.bytesIn.Add(float64(br.n))
 	if err != nil {
 		if br.err != nil {
@@ -161,7 +162,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p string) {
 		// curl -T sends none: the type is found as the CLI finds it.
 		ct, body = contenttype.Detect(p, body)
 	}
-	res, code, err := s.put(r.Context(), p, body, ct)
+	res, code, err := s.put(r.Context(), p, body, ct, r.ContentLength)
 	if err != nil {
 		writeError(w, code, err)
 		return
@@ -554,7 +555,7 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 		if ct == "" {
 			ct, body = contenttype.Detect(p, body)
 		}
-		st, code, err := s.stage(r.Context(), p, body, ct)
+		st, code, err := s.stage(r.Context(), p, body, ct, -1)
 		part.Close()
 		if err != nil {
 			fail(code, err)

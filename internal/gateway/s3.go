@@ -944,7 +944,7 @@ func (h *s3Handler) receive(w http.ResponseWriter, r *http.Request, a *s3.Auth, 
 			hashes = append(hashes, sums[name])
 		}
 	}
-	o := client.PutOptions{ContentType: r.Header.Get("Content-Type")}
+	o := client.PutOptions{ContentType: r.Header.Get("Content-Type"), Size: size}
 	if o.ContentType == "" && r.URL.Query().Get("uploadId") == "" {
 		// No type sent: found as the CLI and REST find it.
 		o.ContentType, body = contenttype.Detect(path, body)

@@ -153,7 +153,7 @@ func (h *s3Handler) uploadPartCopy(w http.ResponseWriter, r *http.Request, path,
 	}()
 	md := md5.New()
 	counted := &countingReader{r: io.TeeReader(pr, md)}
-	st, err := h.s.cl.Stage(ctx, path, counted, client.PutOptions{})
+	st, err := h.s.cl.Stage(ctx, path, counted, client.PutOptions{Size: length})
 	pr.CloseWithError(io.ErrClosedPipe) // stops the reader if staging failed first
 	if err != nil {
 		h.fail(w, r, err, "NoSuchKey")
