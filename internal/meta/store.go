@@ -136,10 +136,15 @@ func (s *Store) CommitFile(ctx context.Context, c Commit) (info dfs.FileInfo, du
 	if c.File.Modified.IsZero() {
 		c.File.Modified = time.Now()
 	}
-	var st commitState
+	// A content of few chunks has its references written in the commit's
+	// own transaction, under the same compare of its collection marker:
+	// two etcd round trips (a read and the transaction), not four.
+	st := commitState{inline: len(c.Content.Chunks) <= inlineRefs}
 	for range 10 {
-		if err := s.prepareContent(ctx, c.Content, &st); err != nil {
-			return info, false, fmt.Errorf("commit %s: %w", c.File.Path, err)
+		if !st.inline {
+			if err := s.prepareContent(ctx, c.Content, &st); err != nil {
+				return info, false, fmt.Errorf("commit %s: %w", c.File.Path, err)
+			}
 		}
 		err = retryWrite(ctx, func(ctx context.Context) error {
 			var err error
@@ -245,7 +250,15 @@ type commitState struct {
 	dead     int64
 	// versionID: the version id of the last attempt that sent its writes.
 	versionID string
+	// inline: a new content's chunk references go in the commit's
+	// transaction (there are few), not before it.
+	inline bool
 }
+
+// inlineRefs is the most chunks a content may have for its references to
+// be written in the transaction that commits it, with the file's own
+// operations (a handful) well within etcd's limit of txnOps.
+const inlineRefs = 32
 
 func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info dfs.FileInfo, duplicate bool, err error) {
 	h := c.Content.Hash
@@ -449,8 +462,11 @@ func (s *Store) commitFile(ctx context.Context, c Commit, st *commitState) (info
 	} else {
 		// A new content: its chunk references and pages were written
 		// (prepareContent) after the collection marker read then, which
-		// must be the one read now.
-		if !st.prepared || st.dead != dead {
+		// must be the one read now; or, for few chunks, its references go
+		// in this transaction, under the compare of the marker read now.
+		if st.inline {
+			ops = append(ops, s.chunkRefOps(c.Content, now)...)
+		} else if !st.prepared || st.dead != dead {
 			return info, false, errPrepare
 		}
 		rec, _ := contentRecord(c.Content, now)
