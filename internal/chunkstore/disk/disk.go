@@ -269,6 +269,20 @@ func Open(dir string, opts Options) (*Store, error) {
 // OpenStats says how Open learnt what the store holds.
 func (s *Store) OpenStats() OpenStats { return s.openStats }
 
+// quiesce ends compaction and waits for the changes in flight, once closed
+// is set: any change that took its chunk's lock before closed was set ends
+// before this loop passes its lock; any later one sees closed.
+func (s *Store) quiesce() {
+	if s.stop != nil {
+		s.stop()
+		s.compactW.Wait()
+	}
+	for i := range s.locks {
+		s.locks[i].Lock()
+		s.locks[i].Unlock()
+	}
+}
+
 // Close saves the index to dir/chunk-index, so the next Open need not walk
 // the disk, and refuses changes from then on (their errors wrap ErrClosed);
 // reads still work. Close waits for changes in progress, but not for a Put
@@ -278,16 +292,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	if s.stop != nil {
-		s.stop()
-		s.compactW.Wait()
-	}
-	// Any change that took its chunk's lock before closed was set ends
-	// before this loop passes its lock; any later one sees closed.
-	for i := range s.locks {
-		s.locks[i].Lock()
-		s.locks[i].Unlock()
-	}
+	s.quiesce()
 	if err := s.closeVolumes(); err != nil {
 		return fmt.Errorf("close chunk store %s: %w", s.dir, err)
 	}

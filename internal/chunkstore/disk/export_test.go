@@ -29,14 +29,7 @@ func (s *Store) InVolume(h dfs.ChunkHash) bool {
 // no change is taken, files close unsynced and no index is saved.
 func (s *Store) Crash() {
 	s.closed.Store(true)
-	if s.stop != nil {
-		s.stop()
-		s.compactW.Wait()
-	}
-	for i := range s.locks {
-		s.locks[i].Lock()
-		s.locks[i].Unlock()
-	}
+	s.quiesce()
 	if s.vols != nil {
 		s.vols.wmu.Lock()
 		s.vols.mu.Lock()
