@@ -1119,7 +1119,7 @@ func (h *s3Handler) getObject(w http.ResponseWriter, r *http.Request, path strin
 	}
 	rs := &contentReader{ctx: r.Context(), cl: h.s.cl, loc: loc}
 	defer rs.Close()
-	http.ServeContent(w, r, "", time.Time{}, rs)
+	http.ServeContent(pooledCopy{w}, r, "", time.Time{}, rs)
 	h.s.metrics.bytesOut.Add(float64(rs.read))
 }
 
