@@ -177,16 +177,16 @@ func (s *Server) CollectGarbageFull(ctx context.Context) error {
 // leader (a follower hands the request on).
 func (s *Server) RunGC(ctx context.Context, req *api.RunGCRequest) (*api.RunGCResponse, error) {
 	if !s.IsLeader() {
-		leader, _ := s.Leader()
-		if leader == "" || leader == s.cfg.Addr || req.Term != 0 {
-			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: %w, and no other leader is known", dfs.ErrNotLeader))
-		}
-		conn, err := s.peer(leader)
+		// As every leader-only request: wait out an election in progress
+		// (CI saw "no other leader is known" while this coordinator
+		// campaigned again on a loaded machine), then hand it on.
+		cc, err := s.leaderClient(ctx, "garbage collection", req.Term)
 		if err != nil {
-			return nil, rpc.ToStatus(fmt.Errorf("garbage collection: reach leader %s: %w", leader, err))
+			return nil, err
 		}
-		fwd := &api.RunGCRequest{Full: req.Full, Term: s.KnownTerm()}
-		return api.NewCoordinatorClient(conn).RunGC(ctx, fwd)
+		if cc != nil {
+			return cc.RunGC(ctx, &api.RunGCRequest{Full: req.Full, Term: s.KnownTerm()})
+		}
 	}
 	st, err := s.collect(ctx, req.Full)
 	if err != nil {
