@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"math/bits"
 	"sync"
 
@@ -88,5 +89,10 @@ type scanBudget struct {
 	m   *memBudget
 }
 
-func (b scanBudget) Acquire(n int64) error { return b.m.take(b.ctx, n) }
-func (b scanBudget) Release(n int64)       { b.m.give(n) }
+func (b scanBudget) Acquire(n int64) error {
+	if err := b.m.take(b.ctx, n); err != nil {
+		return fmt.Errorf("wait for upload memory: %w", err)
+	}
+	return nil
+}
+func (b scanBudget) Release(n int64) { b.m.give(n) }
