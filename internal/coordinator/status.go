@@ -150,7 +150,11 @@ func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 			defer wg.Done()
 			mctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
 			defer cancel()
-			st, err := cli.Status(mctx, m.ClientURLs[0])
+			probe := cli
+			if s.cfg.EtcdProbe != nil {
+				probe = s.cfg.EtcdProbe
+			}
+			st, err := probe.Status(mctx, m.ClientURLs[0])
 			switch {
 			case err != nil:
 				em.Error = err.Error()
