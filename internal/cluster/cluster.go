@@ -59,7 +59,6 @@ type Coordinator struct {
 	Server *coordinator.Server
 	grpc   *grpc.Server
 	ln     net.Listener
-	probe  *clientv3.Client // etcd over its members' ports (see coordinator.Config.EtcdProbe)
 	done   chan struct{}
 }
 
@@ -93,15 +92,9 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 	}
 	ecfg := etcdserver.ClientConfig(endpoints, cfg.TLS)
 	ecfg.Logger = quietZap()
-	c.probe, err = clientv3.New(ecfg)
+	c.Client, err = clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(endpoints, ","), err)
-	}
-	c.Client = c.probe
-	if c.Etcd != nil {
-		// Metadata goes to the embedded member in-process; the client
-		// over its port stays for asking each member its status.
-		c.Client = c.Etcd.Client()
 	}
 	// Fail early and clearly when etcd cannot be reached.
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -111,6 +104,9 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 		return nil, fmt.Errorf("etcd %s: not reachable: %w", strings.Join(endpoints, ","), err)
 	}
 	c.Meta = meta.New(c.Client, meta.NewSchema(cfg.KeyRoot))
+	if c.Etcd != nil {
+		c.Meta = c.Meta.WithKV(c.Etcd.KV())
+	}
 
 	if c.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("coordinator: listen %s: %w", cfg.Listen, err)
@@ -118,7 +114,6 @@ func StartCoordinator(ctx context.Context, cfg CoordinatorConfig) (_ *Coordinato
 	cc := cfg.Coordinator
 	cc.Addr = c.ln.Addr().String()
 	cc.Logger = cfg.Logger
-	cc.EtcdProbe = c.probe
 	if cfg.TLS != nil {
 		cc.TLS = cfg.TLS.ClientTLS()
 	}
@@ -170,11 +165,8 @@ func (c *Coordinator) Close() error {
 	if c.Server != nil {
 		c.Server.Close()
 	}
-	if c.Client != nil && c.Client != c.probe {
+	if c.Client != nil {
 		c.Client.Close()
-	}
-	if c.probe != nil {
-		c.probe.Close()
 	}
 	if c.Etcd != nil {
 		c.Etcd.Close()

@@ -34,10 +34,6 @@ import (
 
 // Config tunes a coordinator. Zero values take the defaults.
 type Config struct {
-	// EtcdProbe, if set, is a client that reaches etcd's members at their
-	// URLs, for the status of each member; the metadata's own client may
-	// be one that calls an embedded member in-process and can ask only it.
-	EtcdProbe *clientv3.Client
 	// Addr is the coordinator's own gRPC address, recorded with the upload
 	// sessions it opens.
 	Addr string

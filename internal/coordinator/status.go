@@ -150,11 +150,7 @@ func (s *Server) etcdStatus(ctx context.Context) *api.EtcdStatus {
 			defer wg.Done()
 			mctx, cancel := context.WithTimeout(ctx, rpc.ProbeTimeout)
 			defer cancel()
-			probe := cli
-			if s.cfg.EtcdProbe != nil {
-				probe = s.cfg.EtcdProbe
-			}
-			st, err := probe.Status(mctx, m.ClientURLs[0])
+			st, err := cli.Status(mctx, m.ClientURLs[0])
 			switch {
 			case err != nil:
 				em.Error = err.Error()

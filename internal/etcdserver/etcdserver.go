@@ -24,7 +24,6 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 
 	"github.com/dfs-store/dfs/internal/pki"
@@ -190,14 +189,6 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 
 // Endpoints are the client URLs to reach this member.
 func (s *Server) Endpoints() []string { return []string{s.clientURL} }
-
-// Client returns a client that calls this member in-process: no socket,
-// TLS or gRPC transport between a coordinator and the member it embeds (a
-// metadata read through the member's own port cost about as much CPU in
-// transport and TLS as in etcd itself). It is the member's own client, so
-// it reaches only this member; a member out of its quorum fails its
-// requests as it would over its port. Close it before Close.
-func (s *Server) Client() *clientv3.Client { return v3client.New(s.e.Server) }
 
 // Err reports a fatal error of the running member.
 func (s *Server) Err() <-chan error { return s.e.Err() }

@@ -56,6 +56,15 @@ func New(cli *clientv3.Client, schema Schema) *Store {
 	return &Store{cli: cli, kv: cli, schema: schema}
 }
 
+// WithKV returns a Store that reads and writes keys through kv (for one,
+// an embedded member called in-process: etcdserver.Server.KV) and keeps
+// cli for watches and leases.
+func (s *Store) WithKV(kv clientv3.KV) *Store {
+	cp := &Store{cli: s.cli, kv: kv, schema: s.schema}
+	cp.defRetention.Store(s.defRetention.Load())
+	return cp
+}
+
 // Client returns the etcd client.
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
