@@ -87,7 +87,10 @@ func TestInProcessKV(t *testing.T) {
 	}
 	for _, write := range []func(context.Context) error{
 		func(ctx context.Context) error { _, err := kv.Put(ctx, "k", "v3"); return err },
-		func(ctx context.Context) error { _, err := kv.Txn(ctx).Then(clientv3.OpPut("k", "v3")).Commit(); return err },
+		func(ctx context.Context) error {
+			_, err := kv.Txn(ctx).Then(clientv3.OpPut("k", "v3")).Commit()
+			return err
+		},
 		func(ctx context.Context) error { _, err := kv.Delete(ctx, "k"); return err },
 	} {
 		if err := write(clientv3.WithRequireLeader(ctx)); !errors.Is(err, rpctypes.ErrNoLeader) {
