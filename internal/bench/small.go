@@ -90,7 +90,7 @@ func runSmall(ctx context.Context, cfg Config, t *target) (*SmallResult, error) 
 	var err error
 	var lat latencies
 	res.PutPerSec, lat, err = parallel(ctx, cfg.Count, cfg.Concurrency, cfg.Progress, "small put", func(ctx context.Context, i int) error {
-		_, err := t.client.Put(ctx, path(i), randomReader(uint64(run)+uint64(i), cfg.FileSize), client.PutOptions{})
+		_, err := t.client.Put(ctx, path(i), randomReader(uint64(run)+uint64(i), cfg.FileSize), client.PutOptions{Size: cfg.FileSize})
 		return err
 	})
 	if err != nil {
