@@ -72,7 +72,14 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	type localResult struct{ err error }
 	localDone := make(chan localResult, 1)
 	go func() {
-		_, err := n.store.Put(ctx, h, f.outs[0])
+		var src io.Reader = f.outs[0]
+		if r.ContentLength > 0 {
+			// The store learns the length before it reads: a chunk too
+			// large for a volume goes straight to its file, instead of
+			// being read into a volume's buffer first and copied on.
+			src = sized{src, r.ContentLength}
+		}
+		_, err := n.store.Put(ctx, h, src)
 		f.outs[0].abandon()
 		if err == nil {
 			// Tell the coordinators while the nodes downstream still
@@ -128,6 +135,15 @@ func (n *Node) putChunk(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(res)
 }
+
+// sized is a body whose length is known from its request (the server
+// holds the body to it): its Len is what the store sizes a write by.
+type sized struct {
+	io.Reader
+	n int64
+}
+
+func (s sized) Len() int { return int(s.n) }
 
 // forward sends the chunk to the next node of the chain, passing the rest
 // of the chain along, and returns what the downstream nodes stored.

@@ -354,7 +354,9 @@ func (s *Store) lock(h dfs.ChunkHash) *sync.Mutex { return &s.locks[h[0]] }
 
 // Put stores chunk h read from r; see dfs.ChunkStore. If r has a Len() int
 // method (bytes.Reader, strings.Reader, bytes.Buffer), its length is checked
-// against the free space before anything is written.
+// against the free space before anything is written, and a chunk longer
+// than a volume takes is read straight into its file (a length found
+// wrong costs only the copy it would have saved).
 func (s *Store) Put(ctx context.Context, h dfs.ChunkHash, r io.Reader) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("put chunk %s: %w", h.Short(), err)
