@@ -48,37 +48,31 @@ func (k leaderKV) check(ctx context.Context) error {
 	return nil
 }
 
-func (k leaderKV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+// guarded calls f unless ctx requires a leader and the member has none.
+func guarded[Req, Resp any](k leaderKV, ctx context.Context, r Req, f func(context.Context, Req) (Resp, error)) (Resp, error) {
 	if err := k.check(ctx); err != nil {
-		return nil, err
+		var zero Resp
+		return zero, err
 	}
-	return k.KVServer.Range(ctx, r)
+	return f(ctx, r)
+}
+
+func (k leaderKV) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return guarded(k, ctx, r, k.KVServer.Range)
 }
 
 func (k leaderKV) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := k.check(ctx); err != nil {
-		return nil, err
-	}
-	return k.KVServer.Put(ctx, r)
+	return guarded(k, ctx, r, k.KVServer.Put)
 }
 
 func (k leaderKV) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	if err := k.check(ctx); err != nil {
-		return nil, err
-	}
-	return k.KVServer.DeleteRange(ctx, r)
+	return guarded(k, ctx, r, k.KVServer.DeleteRange)
 }
 
 func (k leaderKV) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := k.check(ctx); err != nil {
-		return nil, err
-	}
-	return k.KVServer.Txn(ctx, r)
+	return guarded(k, ctx, r, k.KVServer.Txn)
 }
 
 func (k leaderKV) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	if err := k.check(ctx); err != nil {
-		return nil, err
-	}
-	return k.KVServer.Compact(ctx, r)
+	return guarded(k, ctx, r, k.KVServer.Compact)
 }
