@@ -37,12 +37,10 @@ type leaderKV struct {
 }
 
 func (k leaderKV) check(ctx context.Context) error {
-	md, ok := metadata.FromOutgoingContext(ctx)
-	if !ok {
-		return nil
-	}
-	if v := md[rpctypes.MetadataRequireLeaderKey]; len(v) > 0 && v[0] == rpctypes.MetadataHasLeader &&
-		k.s.Leader() == types.ID(raft.None) {
+	// The one key is looked up, not the whole metadata copied: this runs
+	// on every metadata call.
+	if v := metadata.ValueFromOutgoingContext(ctx, rpctypes.MetadataRequireLeaderKey); len(v) > 0 &&
+		v[0] == rpctypes.MetadataHasLeader && k.s.Leader() == types.ID(raft.None) {
 		return rpctypes.ErrGRPCNoLeader
 	}
 	return nil
