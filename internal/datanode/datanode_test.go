@@ -800,3 +800,76 @@ func TestChainLoopsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestGetChunk reads chunks back whole, in ranges, conditionally and by
+// HEAD, from a volume and from a chunk file; a chunk whose volume lost its
+// tail is an error response, not a short body.
+func TestGetChunk(t *testing.T) {
+	dir := t.TempDir()
+	fc := startFakeCoordinator(t)
+	n := startNode(t, dir, fc, nil)
+	get := func(method string, h dfs.ChunkHash, hdr ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+n.Addr()+"/chunks/"+h.String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %s: body: %v", method, h.Short(), err)
+		}
+		return resp, b
+	}
+	var hashes []dfs.ChunkHash
+	for i, size := range []int{1, 100, 64 << 10, 200 << 10, 1 << 20, 3 << 20 / 2} {
+		data, _ := randomChunk(uint64(100+i), size)
+		h := putChunk(t, n.Addr(), data)
+		hashes = append(hashes, h)
+		resp, b := get(http.MethodGet, h)
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(b, data) {
+			t.Fatalf("GET %d-byte chunk: %s, %d bytes back, equal %v", size, resp.Status, len(b), bytes.Equal(b, data))
+		}
+		if resp.ContentLength != int64(size) || resp.Header.Get("ETag") != `"`+h.String()+`"` {
+			t.Errorf("GET %d-byte chunk: Content-Length %d, ETag %s", size, resp.ContentLength, resp.Header.Get("ETag"))
+		}
+		resp, b = get(http.MethodHead, h)
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(size) || len(b) != 0 {
+			t.Errorf("HEAD %d-byte chunk: %s, Content-Length %d, %d body bytes", size, resp.Status, resp.ContentLength, len(b))
+		}
+		if size >= 20 {
+			resp, b = get(http.MethodGet, h, "Range", "bytes=10-19")
+			if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, data[10:20]) {
+				t.Errorf("GET bytes 10-19 of %d-byte chunk: %s, %q", size, resp.Status, b)
+			}
+		}
+		resp, _ = get(http.MethodGet, h, "If-None-Match", `"`+h.String()+`"`)
+		if resp.StatusCode != http.StatusNotModified {
+			t.Errorf("GET %d-byte chunk If-None-Match its ETag: %s, want 304", size, resp.Status)
+		}
+	}
+
+	// Cut the volume that holds the 64 KiB chunk in its middle.
+	h := hashes[2]
+	p, off, err := disk.Locate(dir, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off == 0 {
+		t.Fatalf("the 64 KiB chunk is in a file of its own (%s), not a volume", p)
+	}
+	if err := os.Truncate(p, off+(32<<10)); err != nil {
+		t.Fatal(err)
+	}
+	resp, b := get(http.MethodGet, h)
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("GET of a chunk cut short on disk: %s, %d bytes, want 500", resp.Status, len(b))
+	}
+}
