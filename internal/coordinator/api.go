@@ -365,6 +365,9 @@ func (s *Server) Commit(ctx context.Context, req *api.CommitRequest) (*api.Commi
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
+	if !dup && commit.Upload == nil && isSelf(content) {
+		s.self.add(ch, content.Size) // the record this commit wrote
+	}
 	if req.SessionId != "" {
 		s.mu.Lock()
 		s.dropSessionLocked(req.SessionId)
@@ -497,15 +500,28 @@ var errLayoutGone = errors.New("the path's chunk list is gone")
 // lookupContent finds content h's chunks and their replicas. With layout
 // set, the content must still have that chunk list (see integrity.go).
 func (s *Server) lookupContent(ctx context.Context, h dfs.ContentHash, layout string, withProcessing bool) (*api.LookupResponse, error) {
-	c, err := s.meta.GetContent(ctx, h)
-	if err == nil && layout != "" && c.Layout != layout {
-		c, err = s.meta.GetContentFresh(ctx, h) // a replacement this member has not seen yet?
-		if err == nil && c.Layout != layout {
-			return nil, errLayoutGone
-		}
+	var c dfs.Content
+	size, known := int64(0), false
+	if layout == "" {
+		size, known = s.self.get(h)
 	}
-	if err != nil {
-		return nil, rpc.ToStatus(err)
+	if known {
+		c = dfs.Content{Hash: h, Size: size, Chunks: []dfs.ChunkRef{{Hash: h, Size: size}}}
+	} else {
+		var err error
+		c, err = s.meta.GetContent(ctx, h)
+		if err == nil && layout != "" && c.Layout != layout {
+			c, err = s.meta.GetContentFresh(ctx, h) // a replacement this member has not seen yet?
+			if err == nil && c.Layout != layout {
+				return nil, errLayoutGone
+			}
+		}
+		if err != nil {
+			return nil, rpc.ToStatus(err)
+		}
+		if isSelf(c) {
+			s.self.add(h, c.Size)
+		}
 	}
 	resp := &api.LookupResponse{ContentHash: h[:], Size: c.Size, Nodes: map[string]*api.Node{}}
 	if withProcessing {

@@ -179,6 +179,9 @@ type Server struct {
 
 	cfg  Config
 	keys keyCache // access keys read from etcd (access.go)
+	// self knows the one-chunk contents, whose lookups need no content
+	// read (selfcache.go).
+	self selfCache
 	// tokens makes the datanodes' capability tokens; nil on a cluster run
 	// with --insecure.
 	tokens *dataplane.TokenKey

@@ -78,8 +78,13 @@ type harness struct {
 
 func start(t *testing.T, cfg Config, registry ...*api.NodeRecord) *harness {
 	t.Helper()
+	return startOn(t, meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name()))), cfg, registry...)
+}
+
+// startOn starts a coordinator on the metadata store m.
+func startOn(t *testing.T, m *meta.Store, cfg Config, registry ...*api.NodeRecord) *harness {
+	t.Helper()
 	ctx := context.Background()
-	m := meta.New(etcd, meta.NewSchema(fmt.Sprintf("/test/%d/%s", roots.Add(1), t.Name())))
 	for _, r := range registry {
 		if err := m.PutNode(ctx, meta.Fence{}, r); err != nil {
 			t.Fatal(err)
