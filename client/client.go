@@ -27,6 +27,7 @@ import (
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
 	"github.com/dfs-store/dfs/internal/access"
+	"github.com/dfs-store/dfs/internal/bufpool"
 	"github.com/dfs-store/dfs/internal/chunker"
 	"github.com/dfs-store/dfs/internal/rpc"
 )
@@ -85,7 +86,7 @@ type Client struct {
 	http   *http.Client
 	scheme string // of datanode URLs
 	log    *slog.Logger
-	bufs   buffers
+	bufs   bufpool.Pool
 
 	// Upload memory (Config.UploadMemory): scan buffers, chunk buffers.
 	scanMem, chunkMem *memBudget

@@ -116,7 +116,7 @@ func (c *Client) Read(ctx context.Context, loc Location, w io.Writer, o GetOptio
 		lo := max(o.Offset-ch.Offset, 0)
 		hi := min(end-ch.Offset, ch.Size)
 		n, werr := w.Write(data[lo:hi])
-		c.bufs.put(f.buf)
+		c.bufs.Put(f.buf)
 		<-window
 		written += int64(n)
 		if werr != nil {
@@ -140,7 +140,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 	if len(ch.Replicas) == 0 {
 		return nil, fmt.Errorf("chunk %s at offset %d: no live replica: %w", ch.Hash.Short(), ch.Offset, dfs.ErrUnavailable)
 	}
-	buf := c.bufs.get(int(ch.Size))
+	buf := c.bufs.Get(int(ch.Size))
 	start := (i + rand.IntN(len(ch.Replicas))) % len(ch.Replicas)
 	var local LocalNode
 	if c.cfg.Local != nil {
@@ -164,7 +164,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 			return buf, nil
 		}
 		if ctx.Err() != nil {
-			c.bufs.put(buf)
+			c.bufs.Put(buf)
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, dfs.ErrHashMismatch) {
@@ -172,7 +172,7 @@ func (c *Client) fetchChunk(ctx context.Context, ch dfs.ChunkLocation, i int) (*
 		}
 		errs = append(errs, err.Error())
 	}
-	c.bufs.put(buf)
+	c.bufs.Put(buf)
 	return nil, fmt.Errorf("chunk %s at offset %d: no replica could serve it: %s", ch.Hash.Short(), ch.Offset, strings.Join(errs, "; "))
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dfs-store/dfs"
 	"github.com/dfs-store/dfs/api"
+	"github.com/dfs-store/dfs/internal/bufpool"
 	"github.com/dfs-store/dfs/internal/chunker"
 	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/rpc"
@@ -166,7 +167,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 	batches := make(chan []*pending, c.cfg.Uploads)
 	work := make(chan *pending, 2*c.cfg.Uploads)
 	release := func(p *pending) {
-		c.bufs.put(p.buf)
+		c.bufs.Put(p.buf)
 		c.chunkMem.give(p.cost)
 		<-slots
 	}
@@ -276,7 +277,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 		}
 		// Take room in the client's upload memory the same way: the
 		// chunks of other uploads hold it, and they are on their way.
-		cost := int64(bufCap(len(ch.Data)))
+		cost := int64(bufpool.Cap(len(ch.Data)))
 		if !c.chunkMem.tryTake(cost) {
 			flush()
 			if err := c.chunkMem.take(ctx, cost); err != nil {
@@ -284,7 +285,7 @@ func (c *Client) Stage(ctx context.Context, path string, r io.Reader, o PutOptio
 				break
 			}
 		}
-		buf := c.bufs.get(len(ch.Data))
+		buf := c.bufs.Get(len(ch.Data))
 		copy(*buf, ch.Data)
 		// Chunks are hashed on other cores while the splitter reads on;
 		// the allocator waits for each hash in order.

@@ -8,10 +8,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/dfs-store/dfs"
+	"github.com/dfs-store/dfs/internal/bufpool"
 	"github.com/dfs-store/dfs/internal/dataplane"
 	"github.com/dfs-store/dfs/internal/pki"
 )
@@ -218,14 +218,14 @@ func (n *Node) getChunk(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+h.String()+`"`)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	if r.Method == http.MethodGet && size <= wholeReadMax && plainGet(r) {
+	if r.Method == http.MethodGet && size > 0 && size <= wholeReadMax && plainGet(r) {
 		// A small chunk is read with one read, not one per copy buffer:
 		// volumes are read without read ahead (each record is a chunk of
 		// its own), so each read would be a trip to the disk. A failed
 		// read is an error response, not a short body.
-		bp := wholeBuf(size)
-		defer wholePool[wholeClass(size)].Put(bp)
-		b := (*bp)[:size]
+		bp := wholeBufs.Get(int(size))
+		defer wholeBufs.Put(bp)
+		b := *bp
 		if _, err := f.ReadAt(b, 0); err != nil {
 			httpError(w, http.StatusInternalServerError, "chunk %s: %v", h.Short(), err)
 			return
@@ -256,26 +256,8 @@ func plainGet(r *http.Request) bool {
 	return true
 }
 
-// wholePool holds the buffers of whole reads, by size class: 64 KiB << i.
-var wholePool [5]sync.Pool
-
-func wholeClass(size int64) int {
-	c := 0
-	for int64(64<<10)<<c < size {
-		c++
-	}
-	return c
-}
-
-// wholeBuf returns a buffer of at least size (≤ wholeReadMax) bytes.
-func wholeBuf(size int64) *[]byte {
-	c := wholeClass(size)
-	if bp, ok := wholePool[c].Get().(*[]byte); ok {
-		return bp
-	}
-	b := make([]byte, 64<<10<<c)
-	return &b
-}
+// wholeBufs holds the buffers of whole reads.
+var wholeBufs bufpool.Pool
 
 // checkChain refuses a chain that would send a chunk round in a loop (back
 // to this node, or to a node twice) or to more nodes than the cluster keeps
